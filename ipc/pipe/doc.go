@@ -1,0 +1,35 @@
+// Package pipe wraps Linux anonymous pipes: pipe2(2) with O_CLOEXEC always, packet mode
+// (O_DIRECT), capacity (F_SETPIPE_SZ), and the zero-copy calls splice, tee and vmsplice.
+//
+// A pipe has a read end (*Reader) and a write end (*Writer). Both are safe for
+// concurrent use. Blocking calls take a context or honour deadlines, and wait according
+// to the end's ipc.WaitStrategy:
+//
+//   - ipc.WaitPoller (default): the descriptor is non-blocking and registered with the
+//     Go runtime poller; a waiting goroutine holds no thread.
+//   - ipc.WaitKernel: the descriptor is blocking and the calling thread sleeps inside
+//     read(2) or write(2), where the kernel and eBPF probes see it; cancellation and
+//     Close interrupt it with a signal (see internal/wait).
+//
+// TryRead and TryWrite never wait and return ipc.ErrWouldBlock (which matches
+// unix.EAGAIN) instead.
+//
+// # Semantics worth knowing
+//
+//   - Read returns io.EOF once every write end (in every process) is closed and the pipe
+//     is drained; every blocked reader wakes.
+//   - Write to a pipe whose read ends are all closed returns ipc.ErrPeerGone (EPIPE); the
+//     process is not killed by SIGPIPE (Go ignores it for descriptors other than 1 and 2).
+//   - A write of at most PIPE_BUF (4096) bytes is atomic: concurrent writers, even in
+//     different processes, never interleave within it. Larger writes may interleave.
+//   - In packet mode every write of up to PIPE_BUF bytes is one packet, larger writes are
+//     split into PIPE_BUF packets, and a read returns at most one packet: a read buffer
+//     shorter than the packet discards the rest of it. Read packet pipes with buffers of
+//     at least PIPE_BUF bytes.
+//   - An end's wait strategy is a property of its open file description, which every
+//     process holding the same descriptor shares. File hands a child a new description
+//     of its own.
+package pipe
+
+// PipeBuf is PIPE_BUF on Linux: the largest write that is atomic.
+const PipeBuf = 4096

@@ -1,0 +1,374 @@
+package pipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/internal/wait"
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// end is what the read and write ends share: the descriptor, how it waits, and the
+// bookkeeping that makes Close safe while calls are in flight.
+type end struct {
+	name     string
+	strategy ipc.WaitStrategy
+
+	// Poller mode: the descriptor lives in an *os.File registered with the poller, and
+	// rc reaches it for non-blocking attempts.
+	file *os.File
+	rc   syscall.RawConn
+
+	// Kernel mode: the raw descriptor, and the threads blocked on it.
+	fd      int
+	waiters wait.Set
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// Deadlines set with SetReadDeadline/SetWriteDeadline in kernel mode (poller mode
+	// leaves them to the *os.File).
+	dlMu         sync.Mutex
+	readDeadline time.Time
+	writeDL      time.Time
+
+	// Poller-mode Try calls reuse one callback so that they do not allocate.
+	tryMu  sync.Mutex
+	tryBuf []byte
+	tryN   int
+	tryErr error
+	tryRd  func(uintptr) bool
+	tryWr  func(uintptr) bool
+}
+
+// config is what the options set.
+type config struct {
+	strategy ipc.WaitStrategy
+	packet   bool
+	capacity int
+	name     string
+}
+
+// Option configures New, ReaderFromFd and WriterFromFd.
+type Option func(*config)
+
+// WithWait sets how blocking calls wait (default ipc.WaitPoller). ipc.WaitSpin is not
+// offered by pipes.
+func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.strategy = w } }
+
+// Packet makes the pipe a packet pipe (O_DIRECT): each write is a packet that a read
+// returns whole or truncated, never merged with the next.
+func Packet() Option { return func(c *config) { c.packet = true } }
+
+// WithCapacity asks for a capacity of at least n bytes (F_SETPIPE_SZ). The kernel
+// rounds it up to a power-of-two number of pages; Capacity reports what was granted.
+// Unprivileged callers are limited to /proc/sys/fs/pipe-max-size.
+func WithCapacity(n int) Option { return func(c *config) { c.capacity = n } }
+
+// WithName sets the name used in errors (default "pipe:[inode]").
+func WithName(name string) Option { return func(c *config) { c.name = name } }
+
+func buildConfig(opts []Option) (config, error) {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
+		return c, fmt.Errorf("pipe: wait strategy %v not supported (want poller or kernel): %w", c.strategy, ipc.ErrInvalid)
+	}
+	if c.capacity < 0 {
+		return c, fmt.Errorf("pipe: negative capacity %d: %w", c.capacity, ipc.ErrInvalid)
+	}
+	return c, nil
+}
+
+// newEnd takes ownership of fd, an end of a pipe or FIFO, and sets it up for strategy.
+// On error fd is closed.
+func newEnd(fd int, c config) (*end, error) {
+	e := &end{name: c.name, strategy: c.strategy, fd: -1}
+	if e.name == "" {
+		e.name = describe(fd)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("fcntl", e.name, err)
+	}
+	if err := unix.SetNonblock(fd, c.strategy == ipc.WaitPoller); err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("fcntl", e.name, err)
+	}
+	if c.strategy == ipc.WaitKernel {
+		e.fd = fd
+		return e, nil
+	}
+	e.file = os.NewFile(uintptr(fd), e.name)
+	rc, err := e.file.SyscallConn()
+	if err != nil {
+		e.file.Close()
+		return nil, ipc.Wrap("open", e.name, err)
+	}
+	e.rc = rc
+	e.tryRd = func(fd uintptr) bool {
+		e.tryN, e.tryErr = sys.Read(int(fd), e.tryBuf)
+		return true
+	}
+	e.tryWr = func(fd uintptr) bool {
+		e.tryN, e.tryErr = sys.Write(int(fd), e.tryBuf)
+		return true
+	}
+	return e, nil
+}
+
+// describe names a descriptor the way /proc/self/fd does ("pipe:[1234]").
+func describe(fd int) string {
+	if target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err == nil {
+		return target
+	}
+	return fmt.Sprintf("fd %d", fd)
+}
+
+// checkPipe verifies that fd is a pipe or FIFO open for access (unix.O_RDONLY or
+// unix.O_WRONLY; O_RDWR qualifies for both).
+func checkPipe(fd, access int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return fmt.Errorf("descriptor %d is not a pipe or FIFO (mode %#o): %w", fd, st.Mode, ipc.ErrInvalid)
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if mode := fl & unix.O_ACCMODE; mode != access && mode != unix.O_RDWR {
+		return fmt.Errorf("descriptor %d is not open for %s: %w", fd, map[int]string{unix.O_RDONLY: "reading", unix.O_WRONLY: "writing"}[access], unix.EBADF)
+	}
+	return nil
+}
+
+// control runs f with the descriptor, guarding against a concurrent Close.
+func (e *end) control(f func(fd int) error) error {
+	if e.file != nil {
+		var ferr error
+		if err := e.rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+			return err
+		}
+		return ferr
+	}
+	if !e.waiters.Acquire() {
+		return os.ErrClosed
+	}
+	defer e.waiters.Release()
+	return f(e.fd)
+}
+
+// Fd returns the descriptor number. It stays valid until Close; do not close it or
+// change its flags.
+func (e *end) Fd() int {
+	if e.file != nil {
+		var n int
+		_ = e.rc.Control(func(fd uintptr) { n = int(fd) })
+		return n
+	}
+	return e.fd
+}
+
+// Wait returns the end's wait strategy.
+func (e *end) Wait() ipc.WaitStrategy { return e.strategy }
+
+// String returns the end's name.
+func (e *end) String() string { return e.name }
+
+// close is Close for both ends: idempotent, it unblocks every call in flight (which
+// then return an error matching os.ErrClosed) before releasing the descriptor.
+func (e *end) close() error {
+	e.closeOnce.Do(func() {
+		if e.file != nil {
+			e.closeErr = e.file.Close()
+			return
+		}
+		e.waiters.Close()
+		e.closeErr = unix.Close(e.fd)
+	})
+	if e.closeErr != nil {
+		return ipc.Wrap("close", e.name, e.closeErr)
+	}
+	return nil
+}
+
+// Buffered returns the number of bytes queued in the pipe (FIONREAD).
+func (e *end) Buffered() (int, error) {
+	var n int
+	err := e.control(func(fd int) (err error) {
+		n, err = unix.IoctlGetInt(fd, unix.TIOCINQ)
+		return err
+	})
+	return n, e.wrap("ioctl FIONREAD", err)
+}
+
+// Capacity returns the pipe's capacity in bytes (F_GETPIPE_SZ).
+func (e *end) Capacity() (int, error) {
+	var n int
+	err := e.control(func(fd int) (err error) {
+		n, err = unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
+		return err
+	})
+	return n, e.wrap("fcntl F_GETPIPE_SZ", err)
+}
+
+// SetCapacity asks for a capacity of at least n bytes (F_SETPIPE_SZ) and returns what
+// the kernel granted (n rounded up to a power-of-two number of pages; 0 gives one
+// page). The kernel refuses with EBUSY to shrink below the bytes queued, and with EPERM
+// to exceed /proc/sys/fs/pipe-max-size without CAP_SYS_RESOURCE.
+func (e *end) SetCapacity(n int) (int, error) {
+	if n < 0 || n > 1<<31 {
+		return 0, e.wrap("fcntl F_SETPIPE_SZ", fmt.Errorf("capacity %d out of range: %w", n, ipc.ErrInvalid))
+	}
+	var got int
+	err := e.control(func(fd int) (err error) {
+		got, err = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, n)
+		return err
+	})
+	return got, e.wrap("fcntl F_SETPIPE_SZ", err)
+}
+
+// file returns a new open file description of this end (reopened through
+// /proc/self/fd), blocking and close-on-exec, for handing to another process.
+func (e *end) reopen(access int) (*os.File, error) {
+	var f *os.File
+	err := e.control(func(fd int) error {
+		nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), access|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.SetNonblock(nfd, false); err != nil {
+			unix.Close(nfd)
+			return err
+		}
+		f = os.NewFile(uintptr(nfd), e.name)
+		return nil
+	})
+	return f, e.wrap("reopen", err)
+}
+
+// wrap turns an error from any layer into the package's *ipc.OpError.
+func (e *end) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return ipc.Wrap(op, e.name, errno)
+	}
+	if errors.Is(err, os.ErrClosed) {
+		err = os.ErrClosed
+	}
+	return &ipc.OpError{Op: op, Object: e.name, Err: err}
+}
+
+// kernelCtx returns the context a kernel-mode call waits under: ctx, bounded by the
+// deadline set with SetReadDeadline/SetWriteDeadline if any. The returned cancel must
+// be called; fromDeadline reports whether the deadline (not ctx) can end it.
+func (e *end) kernelCtx(ctx context.Context, write bool) (context.Context, context.CancelFunc, bool) {
+	e.dlMu.Lock()
+	dl := e.readDeadline
+	if write {
+		dl = e.writeDL
+	}
+	e.dlMu.Unlock()
+	if dl.IsZero() {
+		return ctx, func() {}, false
+	}
+	c, cancel := context.WithDeadlineCause(ctx, dl, os.ErrDeadlineExceeded)
+	return c, cancel, true
+}
+
+// ctxErr converts the error a kernel-mode wait ended with into the one callers expect.
+func ctxErr(ctx context.Context, err error, fromDeadline bool) error {
+	if fromDeadline && errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == os.ErrDeadlineExceeded {
+		return os.ErrDeadlineExceeded
+	}
+	return err
+}
+
+// ioCtx performs one read or write (op) of p through the poller under ctx: it applies
+// ctx's deadline and cancellation as a deadline on the *os.File, then restores the
+// deadline set by the caller.
+func (e *end) pollerCtx(ctx context.Context, write bool, do func() (int, error)) (int, error) {
+	if ctx.Done() == nil {
+		return do()
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	set := e.file.SetReadDeadline
+	if write {
+		set = e.file.SetWriteDeadline
+	}
+	e.dlMu.Lock()
+	user := e.readDeadline
+	if write {
+		user = e.writeDL
+	}
+	e.dlMu.Unlock()
+	dl, has := ctx.Deadline()
+	if !has || (!user.IsZero() && user.Before(dl)) {
+		dl = user
+	}
+	if err := set(dl); err != nil {
+		return 0, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = set(time.Unix(1, 0)) })
+	n, err := do()
+	if !stop() {
+		// ctx ended: the deadline was moved to the past on its behalf.
+		_ = set(user)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, ctx.Err()
+		}
+		return n, err
+	}
+	_ = set(user)
+	if errors.Is(err, os.ErrDeadlineExceeded) && (user.IsZero() || time.Now().Before(user)) {
+		return n, context.DeadlineExceeded
+	}
+	return n, err
+}
+
+func (e *end) setDeadline(t time.Time, read, write bool) error {
+	e.dlMu.Lock()
+	if read {
+		e.readDeadline = t
+	}
+	if write {
+		e.writeDL = t
+	}
+	e.dlMu.Unlock()
+	if e.file == nil {
+		return nil
+	}
+	var err error
+	switch {
+	case read && write:
+		err = e.file.SetDeadline(t)
+	case read:
+		err = e.file.SetReadDeadline(t)
+	default:
+		err = e.file.SetWriteDeadline(t)
+	}
+	return e.wrap("set deadline", err)
+}

@@ -1,0 +1,308 @@
+package pipe
+
+import (
+	"context"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// Reader is the read end of a pipe or FIFO.
+type Reader struct{ *end }
+
+// Writer is the write end of a pipe or FIFO.
+type Writer struct{ *end }
+
+// New creates a pipe (pipe2(2) with O_CLOEXEC, plus O_DIRECT for Packet) and returns
+// its two ends.
+func New(opts ...Option) (*Reader, *Writer, error) {
+	c, err := buildConfig(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	flags := unix.O_CLOEXEC
+	if c.packet {
+		flags |= unix.O_DIRECT
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], flags); err != nil {
+		return nil, nil, ipc.Wrap("pipe2", "pipe", err)
+	}
+	if c.capacity > 0 {
+		if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, c.capacity); err != nil {
+			unix.Close(p[0])
+			unix.Close(p[1])
+			return nil, nil, ipc.Wrap("fcntl F_SETPIPE_SZ", "pipe", err)
+		}
+	}
+	rc, wc := c, c
+	if c.name != "" {
+		rc.name, wc.name = c.name+" (read end)", c.name+" (write end)"
+	}
+	re, err := newEnd(p[0], rc)
+	if err != nil {
+		unix.Close(p[1])
+		return nil, nil, err
+	}
+	we, err := newEnd(p[1], wc)
+	if err != nil {
+		re.close()
+		return nil, nil, err
+	}
+	return &Reader{re}, &Writer{we}, nil
+}
+
+// ReaderFromFd takes ownership of fd, the read end of a pipe or a FIFO (inherited from a
+// parent, received over a socket, or opened by ipc/fifo), and returns it as a Reader
+// that waits as the options say. It makes fd close-on-exec. On error fd is closed.
+func ReaderFromFd(fd int, opts ...Option) (*Reader, error) {
+	e, err := fromFd(fd, unix.O_RDONLY, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{e}, nil
+}
+
+// WriterFromFd is ReaderFromFd for a write end.
+func WriterFromFd(fd int, opts ...Option) (*Writer, error) {
+	e, err := fromFd(fd, unix.O_WRONLY, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{e}, nil
+}
+
+func fromFd(fd, access int, opts []Option) (*end, error) {
+	c, err := buildConfig(opts)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	name := c.name
+	if name == "" {
+		name = describe(fd)
+	}
+	if err := checkPipe(fd, access); err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("adopt", name, err)
+	}
+	if c.packet {
+		if err := setFlag(fd, unix.O_DIRECT); err != nil {
+			unix.Close(fd)
+			return nil, ipc.Wrap("fcntl O_DIRECT", name, err)
+		}
+	}
+	if c.capacity > 0 {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, c.capacity); err != nil {
+			unix.Close(fd)
+			return nil, ipc.Wrap("fcntl F_SETPIPE_SZ", name, err)
+		}
+	}
+	return newEnd(fd, c)
+}
+
+func setFlag(fd, flag int) error {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|flag)
+	return err
+}
+
+// Read reads up to len(p) bytes, waiting until at least one byte is there, the read
+// deadline passes, or the end is closed. It returns io.EOF once every writer has closed
+// and the pipe is drained. It implements io.Reader.
+func (r *Reader) Read(p []byte) (int, error) {
+	return r.ReadContext(context.Background(), p)
+}
+
+// ReadContext is Read that also returns when ctx ends, with an error wrapping ctx.Err().
+func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var err error
+	if r.file != nil {
+		n, err = r.pollerCtx(ctx, false, func() (int, error) { return r.file.Read(p) })
+		if err == io.EOF {
+			return 0, io.EOF
+		}
+		return n, r.wrap("read", err)
+	}
+	kctx, cancel, fromDL := r.kernelCtx(ctx, false)
+	defer cancel()
+	err = r.waiters.Do(kctx, func() error {
+		var e error
+		n, e = sys.Read(r.fd, p)
+		return e
+	})
+	if err != nil {
+		return 0, r.wrap("read", ctxErr(kctx, err, fromDL))
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// TryRead reads what is there without waiting. With nothing to read it returns an error
+// matching ipc.ErrWouldBlock (and unix.EAGAIN); with every writer gone, io.EOF.
+func (r *Reader) TryRead(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var err error
+	if r.file != nil {
+		r.tryMu.Lock()
+		r.tryBuf = p
+		if cerr := r.rc.Read(r.tryRd); cerr != nil {
+			err = cerr
+		} else {
+			n, err = r.tryN, r.tryErr
+		}
+		r.tryBuf = nil
+		r.tryMu.Unlock()
+	} else {
+		err = r.control(func(fd int) (e error) {
+			n, e = sys.ReadNowait(fd, p)
+			return e
+		})
+	}
+	if err != nil {
+		return 0, r.wrap("read", err)
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// ReadFull reads exactly len(p) bytes under ctx, returning io.ErrUnexpectedEOF if the
+// writers close after some but not all of them.
+func (r *Reader) ReadFull(ctx context.Context, p []byte) (int, error) {
+	got := 0
+	for got < len(p) {
+		n, err := r.ReadContext(ctx, p[got:])
+		got += n
+		if err != nil {
+			if err == io.EOF && got > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+// WriteTo copies the pipe's content to w until EOF (io.WriterTo). In poller mode it
+// lets the runtime splice into sockets and files where it can.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	if r.file != nil {
+		n, err := r.file.WriteTo(w)
+		return n, r.wrap("read", err)
+	}
+	return io.Copy(w, struct{ io.Reader }{r})
+}
+
+// SetReadDeadline sets the time after which blocked and future reads fail with an error
+// matching os.ErrDeadlineExceeded. The zero time means no deadline.
+func (r *Reader) SetReadDeadline(t time.Time) error { return r.setDeadline(t, true, false) }
+
+// Close closes the read end. It is idempotent: calls after the first return nil. Calls
+// blocked on this end return an error matching os.ErrClosed.
+func (r *Reader) Close() error { return r.close() }
+
+// File returns a new open file description of this read end: blocking, close-on-exec,
+// independent of this Reader's flags, for exec.Cmd.ExtraFiles. The child adopts it with
+// ReaderFromFd. The caller closes the returned file once the child has started.
+func (r *Reader) File() (*os.File, error) { return r.reopen(unix.O_RDONLY) }
+
+// Write writes all of p, waiting for room as needed, until done, the write deadline
+// passes, or the end is closed. With every reader gone it returns an error matching
+// ipc.ErrPeerGone and unix.EPIPE. It implements io.Writer.
+func (w *Writer) Write(p []byte) (int, error) {
+	return w.WriteContext(context.Background(), p)
+}
+
+// WriteContext is Write that also returns when ctx ends. It may then have written part
+// of p; the count says how much.
+func (w *Writer) WriteContext(ctx context.Context, p []byte) (int, error) {
+	if w.file != nil {
+		n, err := w.pollerCtx(ctx, true, func() (int, error) { return w.file.Write(p) })
+		return n, w.wrap("write", err)
+	}
+	kctx, cancel, fromDL := w.kernelCtx(ctx, true)
+	defer cancel()
+	done := 0
+	for done < len(p) || len(p) == 0 {
+		var n int
+		err := w.waiters.Do(kctx, func() error {
+			var e error
+			n, e = sys.Write(w.fd, p[done:])
+			return e
+		})
+		done += n
+		if err != nil {
+			return done, w.wrap("write", ctxErr(kctx, err, fromDL))
+		}
+		if len(p) == 0 {
+			break
+		}
+	}
+	return done, nil
+}
+
+// TryWrite writes what fits now without waiting. A write of at most PipeBuf bytes is
+// all or nothing; a larger one may be short. With no room it returns an error matching
+// ipc.ErrWouldBlock.
+func (w *Writer) TryWrite(p []byte) (int, error) {
+	var n int
+	var err error
+	if w.file != nil {
+		w.tryMu.Lock()
+		w.tryBuf = p
+		if cerr := w.rc.Write(w.tryWr); cerr != nil {
+			err = cerr
+		} else {
+			n, err = w.tryN, w.tryErr
+		}
+		w.tryBuf = nil
+		w.tryMu.Unlock()
+	} else {
+		err = w.control(func(fd int) (e error) {
+			n, e = sys.WriteNowait(fd, p)
+			return e
+		})
+	}
+	return n, w.wrap("write", err)
+}
+
+// ReadFrom copies from r into the pipe until EOF (io.ReaderFrom). In poller mode it lets
+// the runtime splice from files and sockets where it can.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	if w.file != nil {
+		n, err := w.file.ReadFrom(r)
+		return n, w.wrap("write", err)
+	}
+	return io.Copy(struct{ io.Writer }{w}, r)
+}
+
+// SetWriteDeadline sets the time after which blocked and future writes fail with an
+// error matching os.ErrDeadlineExceeded. The zero time means no deadline.
+func (w *Writer) SetWriteDeadline(t time.Time) error { return w.setDeadline(t, false, true) }
+
+// Close closes the write end. It is idempotent. Once every write end is closed, readers
+// see io.EOF. Calls blocked on this end return an error matching os.ErrClosed.
+func (w *Writer) Close() error { return w.close() }
+
+// File returns a new open file description of this write end for handing to another
+// process, as Reader.File does.
+func (w *Writer) File() (*os.File, error) { return w.reopen(unix.O_WRONLY) }
