@@ -21,6 +21,7 @@ type Proc struct {
 	syncIn *os.File // we write, the helper reads (its fd 3)
 	syncOn *os.File // the helper writes, we read (its fd 4)
 	out    bytes.Buffer
+	lw     *lockedWriter
 	waited chan struct{}
 	err    error
 }
@@ -31,8 +32,25 @@ type Option func(*startConfig)
 type startConfig struct {
 	files []*os.File
 	args  []string
-	uid   *uint32
-	env   []string
+	uid    *uint32
+	env    []string
+	stdout *os.File
+	owned  []*os.File
+}
+
+// Handover passes files to the helper like WithFiles and closes the test's copies once
+// the helper has started (or failed to), the usual way to hand over one end of a pipe.
+func Handover(files ...*os.File) Option {
+	return func(c *startConfig) {
+		c.files = append(c.files, files...)
+		c.owned = append(c.owned, files...)
+	}
+}
+
+// WithStdout makes f the helper's standard output (and error), instead of a buffer the
+// test can read with Output.
+func WithStdout(f *os.File) Option {
+	return func(c *startConfig) { c.stdout = f }
 }
 
 // WithFiles passes files to the helper, where they are File(0), File(1), ...
@@ -92,14 +110,22 @@ func Start(t testing.TB, name string, opts ...Option) *Proc {
 	cmd.Env = append(os.Environ(), envHelper+"="+name, envHelper+"_ARGS="+strings.Join(c.args, "\x1f"))
 	cmd.Env = append(cmd.Env, c.env...)
 	cmd.ExtraFiles = append([]*os.File{inR, outW}, c.files...)
-	cmd.Stdout = &lockedWriter{w: &p.out}
-	cmd.Stderr = cmd.Stdout
+	p.lw = &lockedWriter{w: &p.out}
+	cmd.Stdout = p.lw
+	cmd.Stderr = p.lw
+	if c.stdout != nil {
+		cmd.Stdout = c.stdout
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if c.uid != nil {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: *c.uid, Gid: *c.uid}
 	}
 	p.Cmd = cmd
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	for _, f := range c.owned {
+		f.Close()
+	}
+	if err != nil {
 		inR.Close()
 		inW.Close()
 		outR.Close()
@@ -175,9 +201,8 @@ func (p *Proc) Kill() { _ = p.Cmd.Process.Kill() }
 
 // Output returns what the helper has printed so far.
 func (p *Proc) Output() string {
-	w := p.Cmd.Stdout.(*lockedWriter)
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	p.lw.mu.Lock()
+	defer p.lw.mu.Unlock()
 	return p.out.String()
 }
 
@@ -242,3 +267,25 @@ func runExitFuncs() {
 	}
 	exitFuncs = nil
 }
+
+// HasCap reports whether this process has capability bit capability (e.g. 24 for
+// CAP_SYS_RESOURCE) in its effective set. Root in a container or sandbox may lack some.
+func HasCap(capability uint) bool {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			var mask uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &mask); err != nil {
+				return false
+			}
+			return mask&(1<<capability) != 0
+		}
+	}
+	return false
+}
+
+// CapSysResource is the capability number of CAP_SYS_RESOURCE.
+const CapSysResource = 24

@@ -172,6 +172,38 @@ func (e *end) control(f func(fd int) error) error {
 	return f(e.fd)
 }
 
+// tryPoller makes one non-blocking read or write through the poller's descriptor
+// lock, reusing the end's prepared callback so nothing is allocated.
+func (e *end) tryPoller(p []byte, write bool) (int, error) {
+	e.tryMu.Lock()
+	defer e.tryMu.Unlock()
+	e.tryBuf = p
+	var err error
+	if write {
+		err = e.rc.Write(e.tryWr)
+	} else {
+		err = e.rc.Read(e.tryRd)
+	}
+	e.tryBuf = nil
+	if err != nil {
+		return 0, err
+	}
+	return e.tryN, e.tryErr
+}
+
+// tryKernel makes one read or write that does not wait on a blocking descriptor
+// (RWF_NOWAIT).
+func (e *end) tryKernel(p []byte, write bool) (int, error) {
+	if !e.waiters.Acquire() {
+		return 0, os.ErrClosed
+	}
+	defer e.waiters.Release()
+	if write {
+		return sys.WriteNowait(e.fd, p)
+	}
+	return sys.ReadNowait(e.fd, p)
+}
+
 // Fd returns the descriptor number. It stays valid until Close; do not close it or
 // change its flags.
 func (e *end) Fd() int {

@@ -161,20 +161,9 @@ func (r *Reader) TryRead(p []byte) (int, error) {
 	var n int
 	var err error
 	if r.file != nil {
-		r.tryMu.Lock()
-		r.tryBuf = p
-		if cerr := r.rc.Read(r.tryRd); cerr != nil {
-			err = cerr
-		} else {
-			n, err = r.tryN, r.tryErr
-		}
-		r.tryBuf = nil
-		r.tryMu.Unlock()
+		n, err = r.tryPoller(p, false)
 	} else {
-		err = r.control(func(fd int) (e error) {
-			n, e = sys.ReadNowait(fd, p)
-			return e
-		})
+		n, err = r.tryKernel(p, false)
 	}
 	if err != nil {
 		return 0, r.wrap("read", err)
@@ -267,20 +256,9 @@ func (w *Writer) TryWrite(p []byte) (int, error) {
 	var n int
 	var err error
 	if w.file != nil {
-		w.tryMu.Lock()
-		w.tryBuf = p
-		if cerr := w.rc.Write(w.tryWr); cerr != nil {
-			err = cerr
-		} else {
-			n, err = w.tryN, w.tryErr
-		}
-		w.tryBuf = nil
-		w.tryMu.Unlock()
+		n, err = w.tryPoller(p, true)
 	} else {
-		err = w.control(func(fd int) (e error) {
-			n, e = sys.WriteNowait(fd, p)
-			return e
-		})
+		n, err = w.tryKernel(p, true)
 	}
 	return n, w.wrap("write", err)
 }

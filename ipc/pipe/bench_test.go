@@ -1,0 +1,62 @@
+package pipe_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/pipe"
+)
+
+// BenchmarkWriteRead writes and reads one 64-byte message per iteration into caller
+// buffers: it must allocate nothing.
+func BenchmarkWriteRead(b *testing.B) {
+	for _, ws := range strategies {
+		b.Run(ws.String(), func(b *testing.B) {
+			r, w, err := pipe.New(pipe.WithWait(ws))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			defer w.Close()
+			msg := make([]byte, 64)
+			buf := make([]byte, 64)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetBytes(64)
+			for b.Loop() {
+				if _, err := w.WriteContext(ctx, msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := r.ReadContext(ctx, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTryWriteRead is the non-blocking pair; it must allocate nothing either.
+func BenchmarkTryWriteRead(b *testing.B) {
+	for _, ws := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+		b.Run(ws.String(), func(b *testing.B) {
+			r, w, err := pipe.New(pipe.WithWait(ws))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			defer w.Close()
+			msg := make([]byte, 64)
+			buf := make([]byte, 64)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := w.TryWrite(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := r.TryRead(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

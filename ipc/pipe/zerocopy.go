@@ -1,0 +1,241 @@
+package pipe
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// SpliceTo moves up to n bytes from the pipe to dst with splice(2): the kernel moves
+// page references, the bytes are never copied through this process. dst is anything
+// with a descriptor: another pipe's *Writer, an *os.File, a *net.TCPConn or
+// *net.UnixConn. It waits for data under ctx like ReadContext, and for room in dst
+// through dst's own poller registration (a dst without one blocks the thread). It
+// returns io.EOF once every writer is gone and the pipe is drained. dst must stay open
+// for the duration of the call.
+func (r *Reader) SpliceTo(ctx context.Context, dst syscall.Conn, n int) (int64, error) {
+	drc, dfd, err := connFd(dst)
+	if err != nil || n <= 0 {
+		return 0, r.wrap("splice", orInvalid(err, n))
+	}
+	attempt := func(src int, flags int) (int, error) {
+		m, err := unix.Splice(src, nil, dfd, nil, n, flags)
+		return int(m), err
+	}
+	got, err := r.move(ctx, attempt, drc, true)
+	if err == nil && got == 0 {
+		return 0, io.EOF
+	}
+	return int64(got), r.wrap("splice", err)
+}
+
+// TeeTo duplicates up to n bytes from the front of this pipe into w with tee(2),
+// without consuming them: a later read still returns them. Both must be pipes, and not
+// the same pipe (EINVAL). It returns io.EOF once every writer is gone and the pipe is
+// drained.
+func (r *Reader) TeeTo(ctx context.Context, w *Writer, n int) (int64, error) {
+	if w == nil || n <= 0 {
+		return 0, r.wrap("tee", orInvalid(nil, 0))
+	}
+	wfd := w.Fd()
+	attempt := func(src int, flags int) (int, error) {
+		m, err := unix.Tee(src, wfd, n, flags)
+		return int(m), err
+	}
+	var wrc syscall.RawConn
+	if w.file != nil {
+		wrc = w.rc
+	}
+	got, err := r.move(ctx, attempt, wrc, true)
+	if err == nil && got == 0 {
+		return 0, io.EOF
+	}
+	return int64(got), r.wrap("tee", err)
+}
+
+// SpliceFrom moves up to n bytes from src into the pipe with splice(2). src is
+// anything with a descriptor (a socket, a file, another pipe's *Reader). It waits for
+// room in the pipe under ctx, and for data in src through src's own poller registration.
+// A return of 0, nil means src is at end of file.
+func (w *Writer) SpliceFrom(ctx context.Context, src syscall.Conn, n int) (int64, error) {
+	src2, sfd, err := connFd(src)
+	if err != nil || n <= 0 {
+		return 0, w.wrap("splice", orInvalid(err, n))
+	}
+	attempt := func(dst int, flags int) (int, error) {
+		m, err := unix.Splice(sfd, nil, dst, nil, n, flags)
+		return int(m), err
+	}
+	got, err := w.move(ctx, attempt, src2, false)
+	return int64(got), w.wrap("splice", err)
+}
+
+// Vmsplice moves the bytes of p into the pipe with vmsplice(2). The kernel copies them
+// unless SPLICE_F_GIFT is used, which ipclab does not: p may be reused at once. It waits
+// for room under ctx and returns how much of p went in.
+func (w *Writer) Vmsplice(ctx context.Context, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	attempt := func(dst int, flags int) (int, error) {
+		return sys.Vmsplice(dst, p, flags)
+	}
+	n, err := w.move(ctx, attempt, nil, false)
+	return n, w.wrap("vmsplice", err)
+}
+
+// move runs attempt(fd, flags) on this end until it moves something, ends, or fails
+// with an error other than EAGAIN. EAGAIN means either this pipe is not ready (empty
+// for a reader, full for a writer) or the other descriptor is not: the pipe's fill
+// level tells which, and the wait is on that side. other may be nil (the other side is
+// this process's own buffer, or it has no poller registration). otherIsDst says the
+// other descriptor is written to (so its wait is for writability).
+func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error), other syscall.RawConn, otherIsDst bool) (int, error) {
+	if e.file == nil {
+		kctx, cancel, fromDL := e.kernelCtx(ctx, !otherIsDst)
+		defer cancel()
+		var n int
+		err := e.waiters.Do(kctx, func() error {
+			var err error
+			n, err = attempt(e.fd, unix.SPLICE_F_MOVE)
+			return err
+		})
+		return n, ctxErr(kctx, err, fromDL)
+	}
+	const flags = unix.SPLICE_F_NONBLOCK | unix.SPLICE_F_MOVE
+	isReader := otherIsDst
+	for {
+		var n int
+		var err error
+		otherBlocked := false
+		cb := func(fd uintptr) bool {
+			n, err = attempt(int(fd), flags)
+			if err != unix.EAGAIN {
+				return true
+			}
+			if e.selfReady(int(fd), isReader) {
+				otherBlocked = true
+				return true
+			}
+			return false // wait until this pipe is ready
+		}
+		_, werr := e.pollerCtx(ctx, !isReader, func() (int, error) {
+			if isReader {
+				return 0, e.rc.Read(cb)
+			}
+			return 0, e.rc.Write(cb)
+		})
+		if werr != nil {
+			return 0, werr
+		}
+		if !otherBlocked {
+			return n, err
+		}
+		if other == nil {
+			return 0, unix.EAGAIN
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		// Wait on the other descriptor, retrying the move from inside its callback so
+		// that no readiness edge is missed.
+		ocb := func(uintptr) bool {
+			var fd int
+			_ = e.rc.Control(func(f uintptr) { fd = int(f) })
+			n, err = attempt(fd, flags)
+			return err != unix.EAGAIN || !e.selfReady(fd, isReader)
+		}
+		var oerr error
+		if otherIsDst {
+			oerr = other.Write(ocb)
+		} else {
+			oerr = other.Read(ocb)
+		}
+		if oerr != nil {
+			return 0, oerr
+		}
+		if err != unix.EAGAIN {
+			return n, err
+		}
+	}
+}
+
+// selfReady reports whether this pipe could take part in a move now: for a reader,
+// bytes are queued; for a writer, there is room.
+func (e *end) selfReady(fd int, reader bool) bool {
+	queued, err := unix.IoctlGetInt(fd, unix.TIOCINQ)
+	if err != nil {
+		return true
+	}
+	if reader {
+		return queued > 0
+	}
+	capacity, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
+	return err != nil || queued < capacity
+}
+
+// connFd returns c's RawConn (nil when c is not registered with the poller) and its
+// descriptor.
+func connFd(c syscall.Conn) (syscall.RawConn, int, error) {
+	if c == nil {
+		return nil, -1, fmt.Errorf("nil descriptor: %w", ipc.ErrInvalid)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return nil, -1, err
+	}
+	return rc, fd, nil
+}
+
+func orInvalid(err error, n int) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("length %d: %w", n, ipc.ErrInvalid)
+}
+
+// SyscallConn returns the end's raw connection, so that it can be the other side of
+// another pipe's SpliceTo or SpliceFrom.
+func (e *end) SyscallConn() (syscall.RawConn, error) {
+	if e.file != nil {
+		return e.rc, nil
+	}
+	return kernelRawConn{e}, nil
+}
+
+// kernelRawConn gives a kernel-mode end a syscall.RawConn: Control under the close
+// guard; Read and Write call f until it reports done, waiting in poll(2) in between.
+type kernelRawConn struct{ e *end }
+
+func (k kernelRawConn) Control(f func(fd uintptr)) error {
+	return k.e.control(func(fd int) error { f(uintptr(fd)); return nil })
+}
+
+func (k kernelRawConn) Read(f func(fd uintptr) bool) error { return k.wait(f, unix.POLLIN) }
+
+func (k kernelRawConn) Write(f func(fd uintptr) bool) error { return k.wait(f, unix.POLLOUT) }
+
+func (k kernelRawConn) wait(f func(fd uintptr) bool, events int16) error {
+	return k.e.control(func(fd int) error {
+		for !f(uintptr(fd)) {
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+			if _, err := unix.Poll(pfd, 10); err != nil && err != unix.EINTR {
+				return err
+			}
+			if k.e.waiters.Closed() {
+				return unix.EBADF
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,142 @@
+package pipe_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/pipe"
+)
+
+var _ = ipctest.Helper("write-pattern", func(args []string) int {
+	n, _ := strconv.Atoi(args[0])
+	w, err := pipe.WriterFromFd(ipctest.Fd(0))
+	if err != nil {
+		return 1
+	}
+	buf := make([]byte, n)
+	for i := range buf {
+		buf[i] = byte(i % 251)
+	}
+	if _, err := w.Write(buf); err != nil {
+		return 1
+	}
+	return 0
+})
+
+func TestSpliceAcrossProcesses(t *testing.T) {
+	for _, ws := range strategies {
+		t.Run(ws.String(), func(t *testing.T) {
+			const n = 200_000
+			srcR, srcW := newPipe(t, pipe.WithWait(ws))
+			dstR, dstW := newPipe(t, pipe.WithWait(ws))
+			p := ipctest.Start(t, "write-pattern", ipctest.WithArgs(strconv.Itoa(n)), ipctest.Handover(writerFile(t, srcW)))
+			require.NoError(t, srcW.Close())
+
+			got := make(chan []byte, 1)
+			go func() {
+				data, _ := io.ReadAll(dstR)
+				got <- data
+			}()
+			var moved int64
+			for {
+				m, err := srcR.SpliceTo(context.Background(), dstW, 1<<16)
+				if err == io.EOF {
+					break
+				}
+				require.NoError(t, err)
+				moved += m
+			}
+			require.NoError(t, dstW.Close())
+			p.MustSucceed()
+			data := <-got
+			assert.Equal(t, int64(n), moved)
+			require.Len(t, data, n)
+			for i, b := range data {
+				if b != byte(i%251) {
+					t.Fatalf("byte %d = %d", i, b)
+				}
+			}
+		})
+	}
+}
+
+func TestSpliceToFileAndBack(t *testing.T) {
+	r, w := newPipe(t)
+	f, err := os.CreateTemp(t.TempDir(), "splice")
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = w.Write([]byte("through the page cache"))
+	require.NoError(t, err)
+	n, err := r.SpliceTo(context.Background(), f, 100)
+	require.NoError(t, err)
+	assert.EqualValues(t, 22, n)
+
+	_, err = f.Seek(0, io.SeekStart)
+	require.NoError(t, err)
+	n, err = w.SpliceFrom(context.Background(), f, 100)
+	require.NoError(t, err)
+	assert.EqualValues(t, 22, n)
+	buf := make([]byte, 22)
+	_, err = r.ReadFull(context.Background(), buf)
+	require.NoError(t, err)
+	assert.Equal(t, "through the page cache", string(buf))
+}
+
+func TestTee(t *testing.T) {
+	r, w := newPipe(t)
+	r2, w2 := newPipe(t)
+	_, err := w.Write([]byte("twice"))
+	require.NoError(t, err)
+	n, err := r.TeeTo(context.Background(), w2, 100)
+	require.NoError(t, err)
+	assert.EqualValues(t, 5, n)
+	buf := make([]byte, 5)
+	_, err = r.ReadFull(context.Background(), buf)
+	require.NoError(t, err)
+	assert.Equal(t, "twice", string(buf), "tee does not consume")
+	_, err = r2.ReadFull(context.Background(), buf)
+	require.NoError(t, err)
+	assert.Equal(t, "twice", string(buf))
+
+	// SPL (tee02): tee onto the same pipe is EINVAL.
+	_, err = w.Write([]byte("x"))
+	require.NoError(t, err)
+	_, err = r.TeeTo(context.Background(), w, 1)
+	assert.ErrorIs(t, err, unix.EINVAL)
+	_, err = r.TeeTo(context.Background(), w2, 0)
+	assert.ErrorIs(t, err, ipc.ErrInvalid)
+}
+
+func TestVmsplice(t *testing.T) {
+	r, w := newPipe(t)
+	n, err := w.Vmsplice(context.Background(), []byte("gifted? no, copied"))
+	require.NoError(t, err)
+	assert.Equal(t, 18, n)
+	buf := make([]byte, n)
+	_, err = r.ReadFull(context.Background(), buf)
+	require.NoError(t, err)
+	assert.Equal(t, "gifted? no, copied", string(buf))
+
+	// SPL (vmsplice04): into a full pipe with SPLICE_F_NONBLOCK → EAGAIN; the
+	// blocking call waits until its context ends.
+	c, _ := w.Capacity()
+	_, err = w.TryWrite(make([]byte, c))
+	require.NoError(t, err)
+	_, err = sys.Vmsplice(w.Fd(), []byte("x"), unix.SPLICE_F_NONBLOCK)
+	assert.ErrorIs(t, err, unix.EAGAIN)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err = w.Vmsplice(ctx, []byte("x"))
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
