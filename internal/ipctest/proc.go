@@ -30,8 +30,8 @@ type Proc struct {
 type Option func(*startConfig)
 
 type startConfig struct {
-	files []*os.File
-	args  []string
+	files  []*os.File
+	args   []string
 	uid    *uint32
 	env    []string
 	stdout *os.File
