@@ -26,6 +26,8 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,23 +62,49 @@ var usable atomic.Bool
 
 // Set tracks the threads blocked in the kernel on one object, so that closing the
 // object can interrupt them. The zero value is ready to use. A Set must not be copied.
+//
+// By default every call records its thread id (a gettid system call and a lock per
+// call). Identify lets the set find its blocked threads itself when it is closed, by
+// reading /proc/self/task/*/syscall, so that calls which cannot be cancelled cost only
+// an atomic counter.
 type Set struct {
-	mu     sync.Mutex
-	closed bool
-	tids   []int
+	mu       sync.Mutex
+	closed   atomic.Bool
+	inflight atomic.Int64 // calls between entry and exit that did not record a tid
+	tids     []int
+
+	arg      uint64    // with syscalls: the first argument that identifies the object
+	syscalls []uintptr // system call numbers a blocked thread of this set may be in
 }
+
+// Identify declares that threads blocked on this set's object are in one of syscalls
+// with arg (a descriptor or System V id) as the first argument. Call it once, before
+// the set is used.
+func (s *Set) Identify(arg uintptr, syscalls ...uintptr) {
+	s.arg = uint64(arg)
+	s.syscalls = syscalls
+}
+
+// Identified reports whether Identify was called (and interruption works), so that a
+// call nothing but Close can end may be bracketed by Acquire and Release, with an EINTR
+// loop that stops once Closed, instead of going through Do.
+func (s *Set) Identified() bool { return len(s.syscalls) > 0 && usable.Load() }
 
 // Closed reports whether Close has been called.
-func (s *Set) Closed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
+func (s *Set) Closed() bool { return s.closed.Load() }
 
 func (s *Set) enter(tid int) bool {
+	if tid == 0 {
+		s.inflight.Add(1)
+		if s.closed.Load() {
+			s.inflight.Add(-1)
+			return false
+		}
+		return true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed.Load() {
 		return false
 	}
 	s.tids = append(s.tids, tid)
@@ -84,6 +112,10 @@ func (s *Set) enter(tid int) bool {
 }
 
 func (s *Set) leave(tid int) {
+	if tid == 0 {
+		s.inflight.Add(-1)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, t := range s.tids {
@@ -108,27 +140,73 @@ func (s *Set) Release() { s.leave(0) }
 // with no call still using it. It is idempotent.
 func (s *Set) Close() {
 	s.mu.Lock()
-	s.closed = true
+	s.closed.Store(true)
 	s.mu.Unlock()
 	delay := 10 * time.Microsecond
+	pid := unix.Getpid()
 	for {
 		s.mu.Lock()
 		n := len(s.tids)
 		if n > 0 && usable.Load() {
-			pid := unix.Getpid()
 			for _, tid := range s.tids {
-				if tid != 0 {
-					_ = unix.Tgkill(pid, tid, Signal)
-				}
+				_ = unix.Tgkill(pid, tid, Signal)
 			}
 		}
 		s.mu.Unlock()
-		if n == 0 {
+		inflight := s.inflight.Load()
+		if inflight > 0 && len(s.syscalls) > 0 && usable.Load() {
+			for _, tid := range s.blockedThreads() {
+				_ = unix.Tgkill(pid, tid, Signal)
+			}
+		}
+		if n == 0 && inflight == 0 {
 			return
 		}
 		time.Sleep(delay)
 		delay = min(2*delay, maxKickDelay)
 	}
+}
+
+// blockedThreads lists this process's threads that are blocked in one of the set's
+// system calls on its object, as /proc/self/task/TID/syscall shows them ("NR ARG1
+// ARG2 ..." with the arguments in hex).
+func (s *Set) blockedThreads() []int {
+	d, err := os.Open("/proc/self/task")
+	if err != nil {
+		return nil
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	var out []int
+	buf := make([]byte, 256)
+	for _, name := range names {
+		tid, err := strconv.Atoi(name)
+		if err != nil {
+			continue
+		}
+		fd, err := unix.Open("/proc/self/task/"+name+"/syscall", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		n, _ := unix.Read(fd, buf)
+		unix.Close(fd)
+		f := strings.Fields(string(buf[:max(n, 0)]))
+		if len(f) < 2 {
+			continue // "running"
+		}
+		nr, err1 := strconv.ParseUint(f[0], 10, 64)
+		arg, err2 := strconv.ParseUint(strings.TrimPrefix(f[1], "0x"), 16, 64)
+		if err1 != nil || err2 != nil || arg != s.arg {
+			continue
+		}
+		for _, sc := range s.syscalls {
+			if uint64(sc) == nr {
+				out = append(out, tid)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // Do calls call, which makes one blocking system call and returns its raw error,
@@ -141,6 +219,22 @@ func (s *Set) Close() {
 func (s *Set) Do(ctx context.Context, call func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if ctx.Done() == nil && len(s.syscalls) > 0 && usable.Load() {
+		// Nothing can cancel this call but Close, which finds the thread itself.
+		if !s.enter(0) {
+			return os.ErrClosed
+		}
+		defer s.leave(0)
+		for {
+			err := call()
+			if err != unix.EINTR {
+				return err
+			}
+			if s.closed.Load() {
+				return os.ErrClosed
+			}
+		}
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/ipc/pipe"
 )
@@ -58,5 +60,27 @@ func BenchmarkTryWriteRead(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkRawWriteRead is the same exchange with bare system calls, for comparison.
+func BenchmarkRawWriteRead(b *testing.B) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	msg := make([]byte, 64)
+	buf := make([]byte, 64)
+	b.ReportAllocs()
+	b.SetBytes(64)
+	for b.Loop() {
+		if _, err := unix.Write(p[1], msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := unix.Read(p[0], buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,11 +36,9 @@ type end struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// Deadlines set with SetReadDeadline/SetWriteDeadline in kernel mode (poller mode
-	// leaves them to the *os.File).
-	dlMu         sync.Mutex
-	readDeadline time.Time
-	writeDL      time.Time
+	// Deadlines set with SetReadDeadline/SetWriteDeadline, as UnixNano (0: none).
+	// Kernel mode enforces them itself; poller mode also hands them to the *os.File.
+	readDL, writeDL atomic.Int64
 
 	// Poller-mode Try calls reuse one callback so that they do not allocate.
 	tryMu  sync.Mutex
@@ -108,6 +107,7 @@ func newEnd(fd int, c config) (*end, error) {
 	}
 	if c.strategy == ipc.WaitKernel {
 		e.fd = fd
+		e.waiters.Identify(uintptr(fd), unix.SYS_READ, unix.SYS_WRITE, unix.SYS_SPLICE, unix.SYS_TEE, unix.SYS_VMSPLICE)
 		return e, nil
 	}
 	e.file = os.NewFile(uintptr(fd), e.name)
@@ -189,6 +189,31 @@ func (e *end) tryPoller(p []byte, write bool) (int, error) {
 		return 0, err
 	}
 	return e.tryN, e.tryErr
+}
+
+// blockingIO is the kernel-mode fast path for a call only Close can end: one read or
+// write on the blocking descriptor, retried after EINTR, with nothing around it but the
+// in-flight count that Close waits for (Close finds the blocked thread itself).
+func (e *end) blockingIO(p []byte, write bool) (n int, err error) {
+	if !e.waiters.Acquire() {
+		return 0, os.ErrClosed
+	}
+	for {
+		if write {
+			n, err = sys.Write(e.fd, p)
+		} else {
+			n, err = sys.Read(e.fd, p)
+		}
+		if err != unix.EINTR {
+			break
+		}
+		if e.waiters.Closed() {
+			n, err = 0, os.ErrClosed
+			break
+		}
+	}
+	e.waiters.Release()
+	return n, err
 }
 
 // tryKernel makes one read or write that does not wait on a blocking descriptor
@@ -316,17 +341,26 @@ func (e *end) wrap(op string, err error) error {
 // deadline set with SetReadDeadline/SetWriteDeadline if any. The returned cancel must
 // be called; fromDeadline reports whether the deadline (not ctx) can end it.
 func (e *end) kernelCtx(ctx context.Context, write bool) (context.Context, context.CancelFunc, bool) {
-	e.dlMu.Lock()
-	dl := e.readDeadline
-	if write {
-		dl = e.writeDL
-	}
-	e.dlMu.Unlock()
+	dl := e.deadline(write)
 	if dl.IsZero() {
-		return ctx, func() {}, false
+		return ctx, noCancel, false
 	}
 	c, cancel := context.WithDeadlineCause(ctx, dl, os.ErrDeadlineExceeded)
 	return c, cancel, true
+}
+
+func noCancel() {}
+
+// deadline returns the read (or write) deadline set by the caller, zero for none.
+func (e *end) deadline(write bool) time.Time {
+	ns := e.readDL.Load()
+	if write {
+		ns = e.writeDL.Load()
+	}
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // ctxErr converts the error a kernel-mode wait ended with into the one callers expect.
@@ -351,12 +385,7 @@ func (e *end) pollerCtx(ctx context.Context, write bool, do func() (int, error))
 	if write {
 		set = e.file.SetWriteDeadline
 	}
-	e.dlMu.Lock()
-	user := e.readDeadline
-	if write {
-		user = e.writeDL
-	}
-	e.dlMu.Unlock()
+	user := e.deadline(write)
 	dl, has := ctx.Deadline()
 	if !has || (!user.IsZero() && user.Before(dl)) {
 		dl = user
@@ -382,14 +411,16 @@ func (e *end) pollerCtx(ctx context.Context, write bool, do func() (int, error))
 }
 
 func (e *end) setDeadline(t time.Time, read, write bool) error {
-	e.dlMu.Lock()
+	var ns int64
+	if !t.IsZero() {
+		ns = max(t.UnixNano(), 1)
+	}
 	if read {
-		e.readDeadline = t
+		e.readDL.Store(ns)
 	}
 	if write {
-		e.writeDL = t
+		e.writeDL.Store(ns)
 	}
-	e.dlMu.Unlock()
 	if e.file == nil {
 		return nil
 	}

@@ -136,6 +136,16 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 		}
 		return n, r.wrap("read", err)
 	}
+	if ctx.Done() == nil && r.readDL.Load() == 0 && r.waiters.Identified() {
+		n, err = r.blockingIO(p, false)
+		if err != nil {
+			return 0, r.wrap("read", err)
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 	kctx, cancel, fromDL := r.kernelCtx(ctx, false)
 	defer cancel()
 	err = r.waiters.Do(kctx, func() error {
@@ -228,9 +238,19 @@ func (w *Writer) WriteContext(ctx context.Context, p []byte) (int, error) {
 		n, err := w.pollerCtx(ctx, true, func() (int, error) { return w.file.Write(p) })
 		return n, w.wrap("write", err)
 	}
+	done := 0
+	if ctx.Done() == nil && w.writeDL.Load() == 0 && w.waiters.Identified() {
+		for done < len(p) {
+			n, err := w.blockingIO(p[done:], true)
+			done += n
+			if err != nil {
+				return done, w.wrap("write", err)
+			}
+		}
+		return done, nil
+	}
 	kctx, cancel, fromDL := w.kernelCtx(ctx, true)
 	defer cancel()
-	done := 0
 	for done < len(p) || len(p) == 0 {
 		var n int
 		err := w.waiters.Do(kctx, func() error {

@@ -1,0 +1,465 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ipclab/ipclab/internal/report"
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// Scenarios.
+const (
+	// ScenarioPingPong: the parent sends a message, the peer sends one of the same
+	// size back; each round trip is timed (the full round trip, never halved).
+	ScenarioPingPong = "pingpong"
+	// ScenarioStream: the parent sends messages back to back and the peer
+	// acknowledges each batch once it has received all of it; the time per message
+	// within a batch is recorded and throughput is total bytes over total time.
+	ScenarioStream = "stream"
+)
+
+// Scenarios lists the scenarios Run understands.
+var Scenarios = []string{ScenarioPingPong, ScenarioStream}
+
+// Connector is implemented by endpoints that must finish connecting once the peer
+// runs (a FIFO's open waits for the other side). Run calls Connect after starting the
+// peer and before the first message.
+type Connector interface {
+	Connect(ctx context.Context) error
+}
+
+// Config says what Run measures.
+type Config struct {
+	Primitives []string           // empty: every available transport
+	Sizes      []int              // message sizes in bytes
+	Scenario   string             // ScenarioPingPong or ScenarioStream
+	Iters      int                // timed iterations; 0: as many as fit in Duration
+	Duration   time.Duration      // timed phase length when Iters is 0
+	Warmup     time.Duration      // untimed phase before it
+	Pin        string             // PinSame, PinCross or PinNone
+	Waits      []ipc.WaitStrategy // empty: every strategy a transport supports
+	Impls      []string           // empty: ImplIpclab and ImplRaw
+	Progress   io.Writer          // progress lines (nil: none)
+	// Exe is the program started as the peer; it must call PeerMain first thing.
+	// Default: this program (os.Executable).
+	Exe string
+	// Timeout bounds one measurement (default: 30s + 5×(Warmup+Duration)).
+	Timeout time.Duration
+}
+
+// Case is one measurement to make.
+type Case struct {
+	Transport Transport
+	Params    Params
+}
+
+// Plan expands cfg into the cases Run measures, in order, and the transports that
+// were skipped because they are not available here (with the reason).
+func Plan(cfg Config) ([]Case, map[string]error, error) {
+	if !slices.Contains(Scenarios, cfg.Scenario) {
+		return nil, nil, fmt.Errorf("unknown scenario %q (want %s)", cfg.Scenario, strings.Join(Scenarios, " or "))
+	}
+	var ts []Transport
+	if len(cfg.Primitives) == 0 {
+		ts = Transports()
+	} else {
+		for _, name := range cfg.Primitives {
+			t, err := Lookup(name)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w (see 'ipcbench list')", err)
+			}
+			ts = append(ts, t)
+		}
+	}
+	impls := cfg.Impls
+	if len(impls) == 0 {
+		impls = []string{ImplIpclab, ImplRaw}
+	}
+	skipped := map[string]error{}
+	var cases []Case
+	for _, t := range ts {
+		if err := t.Available(); err != nil {
+			skipped[t.Name()] = err
+			continue
+		}
+		if st, ok := t.(interface{ Scenarios() []string }); ok && !slices.Contains(st.Scenarios(), cfg.Scenario) {
+			skipped[t.Name()] = fmt.Errorf("does not support scenario %s", cfg.Scenario)
+			continue
+		}
+		for _, size := range cfg.Sizes {
+			if size <= 0 {
+				return nil, nil, fmt.Errorf("message size %d: must be positive", size)
+			}
+			if m := t.MaxSize(); m > 0 && size > m {
+				if len(cfg.Primitives) > 0 {
+					fmt.Fprintf(progress(cfg), "skip %s at %s: larger than its maximum message size %s\n", t.Name(), FormatSize(size), FormatSize(m))
+				}
+				continue
+			}
+			for _, impl := range impls {
+				waits := []ipc.WaitStrategy{ipc.WaitKernel}
+				if impl == ImplIpclab {
+					waits = nil
+					for _, w := range t.Waits() {
+						if len(cfg.Waits) == 0 || slices.Contains(cfg.Waits, w) {
+							waits = append(waits, w)
+						}
+					}
+				}
+				for _, w := range waits {
+					cases = append(cases, Case{Transport: t, Params: Params{
+						Primitive: t.Name(), Impl: impl, Scenario: cfg.Scenario, Size: size, Wait: w,
+					}})
+				}
+			}
+		}
+	}
+	return cases, skipped, nil
+}
+
+func progress(cfg Config) io.Writer {
+	if cfg.Progress == nil {
+		return io.Discard
+	}
+	return cfg.Progress
+}
+
+// Run measures every case of cfg's plan and returns the results in plan order. A case
+// that fails is reported on Progress and left out; the error lists the failures.
+func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
+	cases, skipped, err := Plan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pw := progress(cfg)
+	for name, why := range skipped {
+		fmt.Fprintf(pw, "skip %s: %v\n", name, why)
+	}
+	var results []report.Result
+	var failures []string
+	for i, c := range cases {
+		if err := ctx.Err(); err != nil {
+			return results, err
+		}
+		fmt.Fprintf(pw, "[%d/%d] %s %s/%s %s size=%s pin=%s ... ", i+1, len(cases), c.Params.Scenario,
+			c.Params.Primitive, c.Params.Impl, c.Params.Wait, FormatSize(c.Params.Size), cfg.Pin)
+		r, err := RunCase(ctx, cfg, c)
+		if err != nil {
+			fmt.Fprintf(pw, "FAILED: %v\n", err)
+			failures = append(failures, fmt.Sprintf("%s/%s/%s size %d: %v", c.Params.Primitive, c.Params.Impl, c.Params.Wait, c.Params.Size, err))
+			continue
+		}
+		fmt.Fprintf(pw, "p50 %s\n", formatNs(r.RTT.P50))
+		results = append(results, r)
+	}
+	if len(failures) > 0 {
+		return results, fmt.Errorf("%d of %d measurements failed:\n  %s", len(failures), len(cases), strings.Join(failures, "\n  "))
+	}
+	return results, nil
+}
+
+// envPeer carries a peer's parameters to the re-executed program.
+const envPeer = "IPCLAB_BENCH_PEER"
+
+type peerSpec struct {
+	Params Params `json:"params"`
+	CPU    int    `json:"cpu"`
+	Files  int    `json:"files"`
+}
+
+// RunCase measures one case: it sets up the transport, starts the peer process, runs
+// the warm-up and the timed phase, and tears everything down.
+func RunCase(ctx context.Context, cfg Config, c Case) (report.Result, error) {
+	res := report.Result{Primitive: c.Params.Primitive, Impl: c.Params.Impl, Scenario: c.Params.Scenario,
+		Size: c.Params.Size, Wait: c.Params.Wait.String(), Pin: cfg.Pin}
+	if res.Pin == "" {
+		res.Pin = PinNone
+	}
+	parentCPU, peerCPU, err := cpusFor(cfg.Pin)
+	if err != nil {
+		return res, err
+	}
+	p := c.Params
+	ep, files, err := c.Transport.Setup(&p)
+	if err != nil {
+		return res, fmt.Errorf("setup: %w", err)
+	}
+	defer func() { _ = c.Transport.Cleanup(p) }()
+	defer ep.Close()
+
+	ctrlR, ctrlW, err := os.Pipe()
+	if err != nil {
+		return res, err
+	}
+	defer ctrlW.Close()
+	exe := cfg.Exe
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return res, err
+		}
+	}
+	spec, _ := json.Marshal(peerSpec{Params: p, CPU: peerCPU, Files: len(files)})
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), envPeer+"="+string(spec))
+	cmd.ExtraFiles = append([]*os.File{ctrlR}, files...)
+	var stderr strings.Builder
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	ctrlR.Close()
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		return res, fmt.Errorf("start peer: %w", err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+
+	restore, err := pinProcess(parentCPU)
+	if err != nil {
+		return res, err
+	}
+	defer restore()
+
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 30*time.Second + 5*(cfg.Warmup+cfg.Duration)
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		done <- measure(ctx, cfg, p, ep, ctrlW, &res)
+	}()
+	select {
+	case err = <-done:
+	case <-exited:
+		err = fmt.Errorf("peer exited early (%v): %s", waitErr, strings.TrimSpace(stderr.String()))
+		_ = c.Transport.Cleanup(p) // wakes a parent blocked on a kernel object
+		ep.Close()
+		<-done
+		return res, err
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		_ = c.Transport.Cleanup(p)
+		ep.Close()
+		return res, fmt.Errorf("timed out after %v", timeout)
+	}
+	if err != nil {
+		return res, err
+	}
+	if _, werr := ctrlW.Write(make([]byte, 8)); werr != nil {
+		return res, werr
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			return res, fmt.Errorf("peer: %v: %s", waitErr, strings.TrimSpace(stderr.String()))
+		}
+	case <-time.After(10 * time.Second):
+		return res, errors.New("peer did not exit")
+	}
+	return res, nil
+}
+
+// measure runs the phases on the parent's side and fills res.
+func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.File, res *report.Result) error {
+	if c, ok := ep.(Connector); ok {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.Connect(cctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("connect: %w", err)
+		}
+	}
+	msg := make([]byte, p.Size)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	buf := make([]byte, p.Size)
+	var h Histogram
+	phase := func(n int, record bool) (time.Duration, error) {
+		var hdr [8]byte
+		binary.LittleEndian.PutUint64(hdr[:], uint64(n))
+		if _, err := ctrl.Write(hdr[:]); err != nil {
+			return 0, err
+		}
+		return runPhase(p.Scenario, ep, msg, buf, n, record, &h)
+	}
+
+	// Warm up in growing batches until Warmup has passed; the last batch gives the
+	// rate used to size the timed phase.
+	n, perOp := 16, time.Duration(0)
+	for start := time.Now(); ; {
+		d, err := phase(n, false)
+		if err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		perOp = d / time.Duration(n)
+		if time.Since(start) >= cfg.Warmup {
+			break
+		}
+		n = min(n*2, 1<<20)
+	}
+	iters := cfg.Iters
+	if iters <= 0 {
+		iters = int(cfg.Duration / max(perOp, time.Nanosecond))
+		iters = min(max(iters, 100), 50_000_000)
+	}
+	h.Reset()
+	var total time.Duration
+	if p.Scenario == ScenarioStream {
+		// Ten batches, each acknowledged, so that the per-message time has a spread.
+		batches := min(10, iters)
+		per := iters / batches
+		iters = per * batches
+		for b := 0; b < batches; b++ {
+			d, err := phase(per, true)
+			if err != nil {
+				return err
+			}
+			total += d
+		}
+	} else {
+		d, err := phase(iters, true)
+		if err != nil {
+			return err
+		}
+		total = d
+	}
+	res.Iterations = iters
+	res.RTT = h.Latency()
+	secs := total.Seconds()
+	res.MsgsPerSec = float64(iters) / secs
+	res.BytesPerSec = float64(iters) * float64(p.Size) / secs
+	return nil
+}
+
+// runPhase does n operations of the scenario on the parent's side.
+func runPhase(scenario string, ep Endpoint, msg, buf []byte, n int, record bool, h *Histogram) (time.Duration, error) {
+	start := time.Now()
+	switch scenario {
+	case ScenarioStream:
+		for i := 0; i < n; i++ {
+			if err := ep.Send(msg); err != nil {
+				return 0, fmt.Errorf("send: %w", err)
+			}
+		}
+		if err := ep.Recv(buf[:1]); err != nil {
+			return 0, fmt.Errorf("receive acknowledgement: %w", err)
+		}
+		d := time.Since(start)
+		if record {
+			h.Record(d / time.Duration(n))
+		}
+		return d, nil
+	default:
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			if err := ep.Send(msg); err != nil {
+				return 0, fmt.Errorf("send: %w", err)
+			}
+			if err := ep.Recv(buf); err != nil {
+				return 0, fmt.Errorf("receive: %w", err)
+			}
+			if record {
+				h.Record(time.Since(t0))
+			}
+		}
+		return time.Since(start), nil
+	}
+}
+
+// PeerMain runs this process as a benchmark peer if it was started as one, and then
+// exits; otherwise it returns at once. Programs that run benchmarks (ipcbench, test
+// binaries) call it first thing.
+func PeerMain() {
+	spec := os.Getenv(envPeer)
+	if spec == "" {
+		return
+	}
+	if err := runPeer(spec); err != nil {
+		fmt.Fprintln(os.Stderr, "ipcbench peer:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func runPeer(specJSON string) error {
+	var spec peerSpec
+	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+		return err
+	}
+	if _, err := pinProcess(spec.CPU); err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	t, err := Lookup(spec.Params.Primitive)
+	if err != nil {
+		return err
+	}
+	ctrl := os.NewFile(3, "control")
+	files := make([]*os.File, spec.Files)
+	for i := range files {
+		files[i] = os.NewFile(uintptr(4+i), fmt.Sprintf("transport-%d", i))
+	}
+	ep, err := t.Open(spec.Params, files)
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	defer ep.Close()
+	buf := make([]byte, spec.Params.Size)
+	var hdr [8]byte
+	for {
+		if _, err := io.ReadFull(ctrl, hdr[:]); err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+		n := int(binary.LittleEndian.Uint64(hdr[:]))
+		if n == 0 {
+			return nil
+		}
+		switch spec.Params.Scenario {
+		case ScenarioStream:
+			for i := 0; i < n; i++ {
+				if err := ep.Recv(buf); err != nil {
+					return fmt.Errorf("receive: %w", err)
+				}
+			}
+			if err := ep.Send(buf[:1]); err != nil {
+				return fmt.Errorf("acknowledge: %w", err)
+			}
+		default:
+			for i := 0; i < n; i++ {
+				if err := ep.Recv(buf); err != nil {
+					return fmt.Errorf("receive: %w", err)
+				}
+				if err := ep.Send(buf); err != nil {
+					return fmt.Errorf("send: %w", err)
+				}
+			}
+		}
+	}
+}

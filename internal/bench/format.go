@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ipclab/ipclab/internal/report"
+)
+
+// ParseSize parses "64", "4K", "64KiB", "1M" (binary multiples).
+func ParseSize(s string) (int, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
+	mult := 1
+	switch {
+	case strings.HasSuffix(t, "K"):
+		mult, t = 1<<10, t[:len(t)-1]
+	case strings.HasSuffix(t, "M"):
+		mult, t = 1<<20, t[:len(t)-1]
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1<<30, t[:len(t)-1]
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q (want e.g. 64, 4K, 1M)", s)
+	}
+	return n * mult, nil
+}
+
+// FormatSize prints a size the way ParseSize reads it: 64, 4K, 1M.
+func FormatSize(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dM", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dK", n>>10)
+	}
+	return strconv.Itoa(n)
+}
+
+func formatNs(ns float64) string {
+	switch {
+	case ns >= 1e9:
+		return fmt.Sprintf("%.2fs", ns/1e9)
+	case ns >= 1e6:
+		return fmt.Sprintf("%.2fms", ns/1e6)
+	case ns >= 1e3:
+		return fmt.Sprintf("%.2fµs", ns/1e3)
+	}
+	return fmt.Sprintf("%.0fns", ns)
+}
+
+func formatRate(bps float64) string {
+	switch {
+	case bps >= 1e9:
+		return fmt.Sprintf("%.2f GB/s", bps/1e9)
+	case bps >= 1e6:
+		return fmt.Sprintf("%.1f MB/s", bps/1e6)
+	case bps >= 1e3:
+		return fmt.Sprintf("%.1f kB/s", bps/1e3)
+	}
+	return fmt.Sprintf("%.0f B/s", bps)
+}
+
+// WriteTable prints results as an aligned table for people. Each row with a raw
+// baseline beside it also shows the library's overhead against that baseline.
+func WriteTable(w io.Writer, f report.File) error {
+	m := f.Machine
+	fmt.Fprintf(w, "ipcbench on %s: kernel %s, %s, %d CPUs (%s), %s\n", m.Hostname, m.Kernel, m.CPUModel, m.CPUs, m.Virtualization, m.GoVersion)
+	if len(f.Results) == 0 {
+		_, err := fmt.Fprintln(w, "no results")
+		return err
+	}
+	r0 := f.Results[0]
+	what := "round trip (send + reply), not halved"
+	if r0.Scenario == ScenarioStream {
+		what = "time per message in back-to-back batches; throughput one way"
+	}
+	fmt.Fprintf(w, "scenario %s: %s; pin=%s (%s)\n\n", r0.Scenario, what, r0.Pin, pinMeaning(r0.Pin))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "primitive\timpl\twait\tsize\titers\tmin\tp50\tp90\tp99\tmax\tmsgs/s\tthroughput\tvs raw (p50)\t")
+	for _, r := range f.Results {
+		vs := ""
+		if r.Impl != ImplRaw {
+			if base, ok := rawFor(f.Results, r); ok && base.RTT.P50 > 0 {
+				vs = fmt.Sprintf("%+.1f%%", (r.RTT.P50/base.RTT.P50-1)*100)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n",
+			r.Primitive, r.Impl, r.Wait, FormatSize(r.Size), r.Iterations,
+			formatNs(r.RTT.Min), formatNs(r.RTT.P50), formatNs(r.RTT.P90), formatNs(r.RTT.P99), formatNs(r.RTT.Max),
+			r.MsgsPerSec, formatRate(r.BytesPerSec), vs)
+	}
+	return tw.Flush()
+}
+
+func pinMeaning(pin string) string {
+	switch pin {
+	case PinSame:
+		return "both processes on one CPU"
+	case PinCross:
+		return "one CPU each: every hand-off wakes the other CPU"
+	}
+	return "not pinned: the scheduler decides"
+}
+
+// rawFor finds the raw baseline measured beside r.
+func rawFor(results []report.Result, r report.Result) (report.Result, bool) {
+	for _, b := range results {
+		if b.Impl == ImplRaw && b.Primitive == r.Primitive && b.Size == r.Size && b.Scenario == r.Scenario && b.Pin == r.Pin {
+			return b, true
+		}
+	}
+	return report.Result{}, false
+}
+
+// WriteCSV prints one row per result with a header row.
+func WriteCSV(w io.Writer, f report.File) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"primitive", "impl", "scenario", "size", "wait", "pin", "iterations",
+		"rtt_min_ns", "rtt_p50_ns", "rtt_p90_ns", "rtt_p99_ns", "rtt_p999_ns", "rtt_max_ns", "rtt_mean_ns",
+		"bytes_per_sec", "msgs_per_sec", "kernel", "cpu_model"})
+	g := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	for _, r := range f.Results {
+		_ = cw.Write([]string{r.Primitive, r.Impl, r.Scenario, strconv.Itoa(r.Size), r.Wait, r.Pin, strconv.Itoa(r.Iterations),
+			g(r.RTT.Min), g(r.RTT.P50), g(r.RTT.P90), g(r.RTT.P99), g(r.RTT.P999), g(r.RTT.Max), g(r.RTT.Mean),
+			g(r.BytesPerSec), g(r.MsgsPerSec), f.Machine.Kernel, f.Machine.CPUModel})
+	}
+	cw.Flush()
+	return cw.Error()
+}

@@ -1,0 +1,319 @@
+// Package report reads ipcbench's JSON results and turns runs from several machines into
+// comparisons: aligned tables with ratios against the first machine, Go benchmark-format
+// lines for benchstat, and a single self-contained HTML page with inline SVG charts.
+//
+// The types below are ipcbench's JSON output format; cmd/ipcbench writes them and this
+// package reads them back. Decoding ignores fields it does not know, and keeps unknown
+// machine fields in Machine.Extra so that they still show in a report.
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// File is one ipcbench JSON document: the machine it ran on and its results.
+type File struct {
+	Machine Machine  `json:"machine"`
+	Results []Result `json:"results"`
+}
+
+// Run is a File as loaded for comparison, with the name it is shown under.
+type Run struct {
+	// Name labels the run's column in tables and charts: the file name without its
+	// directory and ".json" suffix ("results/debian12.json" is "debian12"), or the
+	// hostname when the run was not read from a named file.
+	Name string `json:"-"`
+	File
+}
+
+// Machine describes where a run happened.
+type Machine struct {
+	Hostname       string    `json:"hostname"`
+	Kernel         string    `json:"kernel"`             // uname -r
+	OS             string    `json:"os"`                 // PRETTY_NAME from os-release
+	CPUModel       string    `json:"cpu_model"`          // as /proc/cpuinfo names it
+	CPUs           int       `json:"cpus"`               // online CPUs
+	Virtualization string    `json:"virtualization"`     // "kvm", "none", ...
+	GoVersion      string    `json:"go_version"`         // runtime.Version()
+	IpclabVersion  string    `json:"ipclab_version"`     // module version or VCS revision
+	Pin            string    `json:"pin"`                // CPU pinning requested for the run
+	Timestamp      time.Time `json:"timestamp,omitzero"` // when the run started
+
+	// Extra holds the machine fields this package does not know, decoded as JSON
+	// values. They are written back out by MarshalJSON and listed in reports.
+	Extra map[string]any `json:"-"`
+}
+
+// machineFields is Machine without its methods, so that encoding/json handles the
+// known fields for MarshalJSON and UnmarshalJSON.
+type machineFields Machine
+
+// knownMachineKeys are the JSON keys of Machine's declared fields.
+var knownMachineKeys = map[string]bool{
+	"hostname": true, "kernel": true, "os": true, "cpu_model": true, "cpus": true,
+	"virtualization": true, "go_version": true, "ipclab_version": true, "pin": true,
+	"timestamp": true,
+}
+
+// UnmarshalJSON decodes the known fields and keeps the others in Extra.
+func (m *Machine) UnmarshalJSON(data []byte) error {
+	var f machineFields
+	if err := json.Unmarshal(data, &f); err != nil {
+		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		return err
+	}
+	for k, raw := range all {
+		if knownMachineKeys[k] {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		if f.Extra == nil {
+			f.Extra = make(map[string]any)
+		}
+		f.Extra[k] = v
+	}
+	*m = Machine(f)
+	return nil
+}
+
+// MarshalJSON encodes the known fields followed by Extra, keys sorted; an Extra key
+// that names a known field is ignored.
+func (m Machine) MarshalJSON() ([]byte, error) {
+	known, err := json.Marshal(machineFields(m))
+	if err != nil {
+		return nil, err
+	}
+	keys := m.ExtraKeys()
+	if len(keys) == 0 {
+		return known, nil
+	}
+	var b bytes.Buffer
+	b.Write(known[:len(known)-1]) // without the closing brace
+	for _, k := range keys {
+		kb, _ := json.Marshal(k)
+		vb, err := json.Marshal(m.Extra[k])
+		if err != nil {
+			return nil, fmt.Errorf("machine field %q: %w", k, err)
+		}
+		b.WriteByte(',')
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(vb)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// ExtraKeys returns the keys of Extra that do not name a known field, sorted.
+func (m Machine) ExtraKeys() []string {
+	keys := make([]string, 0, len(m.Extra))
+	for k := range m.Extra {
+		if !knownMachineKeys[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Result is one measurement: one primitive, implementation, scenario, size, wait
+// strategy and pinning.
+type Result struct {
+	Primitive  string  `json:"primitive"`  // "pipe", "sysv-msg", ...
+	Impl       string  `json:"impl"`       // "ipclab" or "raw"
+	Scenario   string  `json:"scenario"`   // "pingpong", "stream", ...
+	Size       int     `json:"size"`       // message size in bytes
+	Wait       string  `json:"wait"`       // "poller", "kernel" or "spin"
+	Pin        string  `json:"pin"`        // "same", "cross" or "none"
+	Iterations int     `json:"iterations"` // messages (pingpong: round trips) timed
+	RTT        Latency `json:"rtt_ns"`     // round-trip time distribution, nanoseconds
+	// BytesPerSec and MsgsPerSec are the payload throughput in one direction.
+	BytesPerSec float64 `json:"bytes_per_sec"`
+	MsgsPerSec  float64 `json:"msgs_per_sec"`
+	// EBPF is present when the run was traced with --ebpf.
+	EBPF *EBPF `json:"ebpf,omitempty"`
+}
+
+// Latency summarises a distribution of times in nanoseconds.
+type Latency struct {
+	Min  float64 `json:"min"`
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// EBPF is what the kernel's tracepoints saw during a result's run.
+type EBPF struct {
+	// Probes says whether probes were attached while this result was measured.
+	Probes bool `json:"probes"`
+	// OverheadRatio is the run's time with probes over its time without (1.3: probes
+	// made it 30% slower). Zero when not measured.
+	OverheadRatio float64 `json:"overhead_ratio,omitempty"`
+	// Breakdown splits the time spent in system calls, as means per operation.
+	Breakdown *Breakdown `json:"breakdown,omitempty"`
+	// CopyCostNsPerByte and FixedCostNs fit on-CPU syscall time per operation to
+	// fixed + copy·bytes over a size sweep. Zero when there was no sweep.
+	CopyCostNsPerByte float64 `json:"copy_cost_ns_per_byte,omitempty"`
+	FixedCostNs       float64 `json:"fixed_cost_ns,omitempty"`
+}
+
+// Breakdown is the mean time per operation spent in the primitive's system calls,
+// split into running and blocked time, in nanoseconds.
+type Breakdown struct {
+	SyscallNs    float64 `json:"syscall_ns"`     // total time inside the system calls
+	OnCPUNs      float64 `json:"oncpu_ns"`       // running: copies, locks, wake-ups
+	OffCPUPeerNs float64 `json:"offcpu_peer_ns"` // blocked waiting for the peer
+	OffCPURunqNs float64 `json:"offcpu_runq_ns"` // woken, waiting for a CPU
+}
+
+// Key identifies a Result's row in a comparison: everything but the measurement.
+type Key struct {
+	Scenario  string
+	Size      int
+	Primitive string
+	Impl      string
+	Wait      string
+	Pin       string
+}
+
+// Key returns r's identifying fields.
+func (r Result) Key() Key {
+	return Key{Scenario: r.Scenario, Size: r.Size, Primitive: r.Primitive, Impl: r.Impl, Wait: r.Wait, Pin: r.Pin}
+}
+
+// Series is the key without scenario and size: one line in a chart.
+func (k Key) Series() string {
+	s := k.Primitive + "/" + k.Impl
+	if k.Wait != "" {
+		s += "/" + k.Wait
+	}
+	if k.Pin != "" {
+		s += "/" + k.Pin
+	}
+	return s
+}
+
+// Decode reads one ipcbench JSON document and checks it. Unknown fields are ignored.
+func Decode(r io.Reader) (File, error) {
+	var f File
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&f); err != nil {
+		return File{}, fmt.Errorf("decoding ipcbench JSON: %w", err)
+	}
+	if err := f.Validate(); err != nil {
+		return File{}, err
+	}
+	return f, nil
+}
+
+// ErrInvalid is wrapped by the errors Validate returns.
+var ErrInvalid = errors.New("invalid ipcbench results")
+
+// Validate reports the first result that cannot be placed in a comparison: one without
+// a primitive, implementation or scenario, with a negative size or iteration count,
+// or with a negative or non-finite measurement.
+func (f File) Validate() error {
+	for i, r := range f.Results {
+		bad := func(why string) error {
+			return fmt.Errorf("%w: result %d (%s %s %s size %d): %s", ErrInvalid, i, r.Primitive, r.Impl, r.Scenario, r.Size, why)
+		}
+		switch {
+		case r.Primitive == "":
+			return bad("no primitive")
+		case r.Impl == "":
+			return bad("no impl")
+		case r.Scenario == "":
+			return bad("no scenario")
+		case r.Size < 0:
+			return bad("negative size")
+		case r.Iterations < 0:
+			return bad("negative iterations")
+		}
+		vals := []float64{r.RTT.Min, r.RTT.P50, r.RTT.P90, r.RTT.P99, r.RTT.P999, r.RTT.Max, r.RTT.Mean, r.BytesPerSec, r.MsgsPerSec}
+		if e := r.EBPF; e != nil {
+			vals = append(vals, e.OverheadRatio, e.CopyCostNsPerByte)
+			if b := e.Breakdown; b != nil {
+				vals = append(vals, b.SyscallNs, b.OnCPUNs, b.OffCPUPeerNs, b.OffCPURunqNs)
+			}
+		}
+		for _, v := range vals {
+			if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+				return bad(fmt.Sprintf("measurement %v out of range", v))
+			}
+		}
+	}
+	return nil
+}
+
+// Load reads the ipcbench JSON file at path. The run is named after the file.
+func Load(path string) (Run, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return Run{}, err
+	}
+	defer fh.Close()
+	f, err := Decode(fh)
+	if err != nil {
+		return Run{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return Run{Name: strings.TrimSuffix(filepath.Base(path), ".json"), File: f}, nil
+}
+
+// LoadFiles loads every path in order. Runs may share a name; Compare and HTML then
+// label the later ones "name#2", "name#3"...
+func LoadFiles(paths ...string) ([]Run, error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("%w: no result files given", ErrInvalid)
+	}
+	runs := make([]Run, 0, len(paths))
+	for _, p := range paths {
+		r, err := Load(p)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
+}
+
+// labels returns the runs' display names: Name, else the hostname, else "run N",
+// made unique with "#N" suffixes.
+func labels(runs []Run) []string {
+	out := make([]string, len(runs))
+	used := make(map[string]bool)
+	for i, r := range runs {
+		base := r.Name
+		if base == "" {
+			base = r.Machine.Hostname
+		}
+		if base == "" {
+			base = fmt.Sprintf("run %d", i+1)
+		}
+		name := base
+		for n := 2; used[name]; n++ {
+			name = fmt.Sprintf("%s#%d", base, n)
+		}
+		used[name] = true
+		out[i] = name
+	}
+	return out
+}
