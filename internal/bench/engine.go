@@ -71,6 +71,9 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 	if !slices.Contains(Scenarios, cfg.Scenario) {
 		return nil, nil, fmt.Errorf("unknown scenario %q (want %s)", cfg.Scenario, strings.Join(Scenarios, " or "))
 	}
+	if _, _, err := cpusFor(cfg.Pin); err != nil {
+		return nil, nil, err
+	}
 	var ts []Transport
 	if len(cfg.Primitives) == 0 {
 		ts = Transports()

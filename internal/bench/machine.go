@@ -73,7 +73,12 @@ func cpuInfo() (model, virt string) {
 	return model, virt
 }
 
+// version is the source revision: $IPCLAB_VERSION when set (a build from a tree
+// without .git, as in a VM), else the module version or VCS revision of the build.
 func version() string {
+	if v := os.Getenv("IPCLAB_VERSION"); v != "" {
+		return v
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return ""
