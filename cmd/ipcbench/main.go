@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipclab/ipclab/ebpf"
 	"github.com/ipclab/ipclab/internal/bench"
 	"github.com/ipclab/ipclab/internal/report"
 	"github.com/ipclab/ipclab/ipc"
@@ -51,8 +52,9 @@ func main() {
 type usageError struct{ error }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return runBench(ctx, nil, stdout, stderr, true)
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
+		// The default suite, whose settings the same flags as run's may change.
+		return runBench(ctx, args, stdout, stderr, true)
 	}
 	switch args[0] {
 	case "run":
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return compare(args[1:], stdout)
 	case "report":
 		return htmlReport(args[1:], stdout)
+	case "trace":
+		return trace(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -71,11 +75,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 const usage = `usage:
-  ipcbench                          run the default suite
+  ipcbench [flags]                  run the default suite (flags as for run)
   ipcbench run [flags]              run chosen measurements (see ipcbench run -h)
   ipcbench list                     list primitives and whether they work here
   ipcbench compare [-format text|markdown|bench] A.json B.json...
   ipcbench report -o report.html A.json B.json...
+  ipcbench trace -p PID [-interval 1s] [-format text|table|json|prometheus]
 `
 
 type runFlags struct {
@@ -84,6 +89,7 @@ type runFlags struct {
 	iters                      int
 	duration, warmup           time.Duration
 	output                     string
+	ebpf                       bool
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defaults bool) error {
@@ -92,7 +98,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	var f runFlags
 	fs.StringVar(&f.prims, "prim", "", "primitives, comma-separated (default: all available; see 'ipcbench list')")
 	fs.StringVar(&f.sizes, "size", "64,4K,64K", "message sizes, comma-separated (64, 4K, 1M)")
-	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency) or stream (one-way throughput)")
+	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency), stream (one-way throughput), or both: pingpong,stream")
 	fs.IntVar(&f.iters, "iters", 0, "timed iterations per measurement (default: as many as fit in -duration)")
 	fs.DurationVar(&f.duration, "duration", time.Second, "length of each timed phase when -iters is not given")
 	fs.DurationVar(&f.warmup, "warmup", 200*time.Millisecond, "untimed warm-up before each timed phase")
@@ -101,24 +107,30 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	fs.StringVar(&f.impls, "impl", "", "implementations: ipclab,raw (default: both)")
 	fs.StringVar(&f.format, "format", "table", "output: table, json, csv or bench (Go benchmark format, for benchstat)")
 	fs.StringVar(&f.output, "o", "", "write the results to this file instead of standard output")
-	if !defaults {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return usageError{err}
-		}
-		if fs.NArg() > 0 {
-			return usageError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
-		}
-	} else {
+	fs.BoolVar(&f.ebpf, "ebpf", false, "also measure every case with eBPF probes attached: where the time goes, copy cost per byte, probe overhead (needs CAP_BPF and CAP_PERFMON)")
+	if defaults {
 		// The default suite: short phases so that every primitive fits well inside two
 		// minutes on a small machine.
 		f.duration, f.warmup = 150*time.Millisecond, 50*time.Millisecond
+		fs.Lookup("duration").DefValue = f.duration.String()
+		fs.Lookup("warmup").DefValue = f.warmup.String()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
 	}
 	cfg := bench.Config{
-		Scenario: f.scenario, Iters: f.iters, Duration: f.duration, Warmup: f.warmup,
+		Iters: f.iters, Duration: f.duration, Warmup: f.warmup,
 		Pin: f.pin, Progress: stderr,
+	}
+	scenarios := split(f.scenario)
+	if len(scenarios) == 0 {
+		return usageError{errors.New("no scenario given")}
 	}
 	var err error
 	if cfg.Sizes, err = parseSizes(f.sizes); err != nil {
@@ -143,12 +155,40 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	default:
 		return usageError{fmt.Errorf("unknown -format %q (want table, json, csv or bench)", f.format)}
 	}
-	if _, _, err := bench.Plan(cfg); err != nil {
-		return usageError{err}
+	for _, sc := range scenarios {
+		cfg.Scenario = sc
+		if _, _, err := bench.Plan(cfg); err != nil {
+			return usageError{err}
+		}
 	}
 
 	start := time.Now()
-	results, runErr := bench.Run(ctx, cfg)
+	var probes *ebpf.Probes
+	if f.ebpf {
+		var err error
+		if probes, err = ebpf.Load(ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true}); err != nil {
+			return fmt.Errorf("--ebpf: %w", err)
+		}
+		defer probes.Close()
+		fmt.Fprintf(stderr, "eBPF probes attached (%s); every case runs untraced, then traced\n", probes.Attach())
+	}
+	var results []report.Result
+	var runErrs []error
+	for _, sc := range scenarios {
+		cfg.Scenario = sc
+		var rs []report.Result
+		var err error
+		if probes != nil {
+			rs, err = bench.RunTraced(ctx, cfg, probes)
+		} else {
+			rs, err = bench.Run(ctx, cfg)
+		}
+		results = append(results, rs...)
+		if err != nil {
+			runErrs = append(runErrs, err)
+		}
+	}
+	runErr := errors.Join(runErrs...)
 	fmt.Fprintf(stderr, "done in %.1fs\n", time.Since(start).Seconds())
 	out := report.File{Machine: bench.Machine(cfg.Pin), Results: results}
 	w := stdout
@@ -177,7 +217,10 @@ func write(w io.Writer, format string, f report.File) error {
 	case "bench":
 		return report.WriteBench(w, report.Run{Name: f.Machine.Hostname, File: f})
 	}
-	return bench.WriteTable(w, f)
+	if err := bench.WriteTable(w, f); err != nil {
+		return err
+	}
+	return bench.WriteEBPFTable(w, f.Results)
 }
 
 func parseSizes(s string) ([]int, error) {

@@ -57,6 +57,9 @@ type Config struct {
 	Exe string
 	// Timeout bounds one measurement (default: 30s + 5×(Warmup+Duration)).
 	Timeout time.Duration
+	// Tracer, when set, is reset before each timed phase and read after it, and the
+	// result carries the breakdown (see RunTraced).
+	Tracer Tracer
 }
 
 // Case is one measurement to make.
@@ -185,6 +188,12 @@ type peerSpec struct {
 // RunCase measures one case: it sets up the transport, starts the peer process, runs
 // the warm-up and the timed phase, and tears everything down.
 func RunCase(ctx context.Context, cfg Config, c Case) (report.Result, error) {
+	r, err := runCase(ctx, cfg, c)
+	return r.Result, err
+}
+
+func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
+	var bytesPerCall float64
 	res := report.Result{Primitive: c.Params.Primitive, Impl: c.Params.Impl, Scenario: c.Params.Scenario,
 		Size: c.Params.Size, Wait: c.Params.Wait.String(), Pin: cfg.Pin}
 	if res.Pin == "" {
@@ -192,25 +201,25 @@ func RunCase(ctx context.Context, cfg Config, c Case) (report.Result, error) {
 	}
 	parentCPU, peerCPU, err := cpusFor(cfg.Pin)
 	if err != nil {
-		return res, err
+		return tracedResult{res, bytesPerCall}, err
 	}
 	p := c.Params
 	ep, files, err := c.Transport.Setup(&p)
 	if err != nil {
-		return res, fmt.Errorf("setup: %w", err)
+		return tracedResult{res, bytesPerCall}, fmt.Errorf("setup: %w", err)
 	}
 	defer func() { _ = c.Transport.Cleanup(p) }()
 	defer ep.Close()
 
 	ctrlR, ctrlW, err := os.Pipe()
 	if err != nil {
-		return res, err
+		return tracedResult{res, bytesPerCall}, err
 	}
 	defer ctrlW.Close()
 	exe := cfg.Exe
 	if exe == "" {
 		if exe, err = os.Executable(); err != nil {
-			return res, err
+			return tracedResult{res, bytesPerCall}, err
 		}
 	}
 	spec, _ := json.Marshal(peerSpec{Params: p, CPU: peerCPU, Files: len(files)})
@@ -227,7 +236,7 @@ func RunCase(ctx context.Context, cfg Config, c Case) (report.Result, error) {
 		f.Close()
 	}
 	if err != nil {
-		return res, fmt.Errorf("start peer: %w", err)
+		return tracedResult{res, bytesPerCall}, fmt.Errorf("start peer: %w", err)
 	}
 	exited := make(chan struct{})
 	var waitErr error
@@ -241,9 +250,14 @@ func RunCase(ctx context.Context, cfg Config, c Case) (report.Result, error) {
 		}
 	}()
 
+	if cfg.Tracer != nil {
+		// The control pipe is the engine's, not the primitive's.
+		_ = cfg.Tracer.RegisterFD(os.Getpid(), int(ctrlW.Fd()), controlLabel)
+		_ = cfg.Tracer.RegisterFD(cmd.Process.Pid, 3, controlLabel)
+	}
 	restore, err := pinProcess(parentCPU)
 	if err != nil {
-		return res, err
+		return tracedResult{res, bytesPerCall}, err
 	}
 	defer restore()
 
@@ -255,7 +269,7 @@ func RunCase(ctx context.Context, cfg Config, c Case) (report.Result, error) {
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		done <- measure(ctx, cfg, p, ep, ctrlW, &res)
+		done <- measure(ctx, cfg, p, ep, ctrlW, &res, &bytesPerCall)
 	}()
 	select {
 	case err = <-done:
@@ -264,32 +278,32 @@ func RunCase(ctx context.Context, cfg Config, c Case) (report.Result, error) {
 		_ = c.Transport.Cleanup(p) // wakes a parent blocked on a kernel object
 		ep.Close()
 		<-done
-		return res, err
+		return tracedResult{res, bytesPerCall}, err
 	case <-time.After(timeout):
 		_ = cmd.Process.Kill()
 		_ = c.Transport.Cleanup(p)
 		ep.Close()
-		return res, fmt.Errorf("timed out after %v", timeout)
+		return tracedResult{res, bytesPerCall}, fmt.Errorf("timed out after %v", timeout)
 	}
 	if err != nil {
-		return res, err
+		return tracedResult{res, bytesPerCall}, err
 	}
 	if _, werr := ctrlW.Write(make([]byte, 8)); werr != nil {
-		return res, werr
+		return tracedResult{res, bytesPerCall}, werr
 	}
 	select {
 	case <-exited:
 		if waitErr != nil {
-			return res, fmt.Errorf("peer: %v: %s", waitErr, strings.TrimSpace(stderr.String()))
+			return tracedResult{res, bytesPerCall}, fmt.Errorf("peer: %v: %s", waitErr, strings.TrimSpace(stderr.String()))
 		}
 	case <-time.After(10 * time.Second):
-		return res, errors.New("peer did not exit")
+		return tracedResult{res, bytesPerCall}, errors.New("peer did not exit")
 	}
-	return res, nil
+	return tracedResult{res, bytesPerCall}, nil
 }
 
 // measure runs the phases on the parent's side and fills res.
-func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.File, res *report.Result) error {
+func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.File, res *report.Result, bytesPerCall *float64) error {
 	if c, ok := ep.(Connector); ok {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := c.Connect(cctx)
@@ -333,6 +347,11 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 		iters = min(max(iters, 100), 50_000_000)
 	}
 	h.Reset()
+	if cfg.Tracer != nil {
+		if err := cfg.Tracer.Reset(); err != nil {
+			return fmt.Errorf("reset probes: %w", err)
+		}
+	}
 	var total time.Duration
 	if p.Scenario == ScenarioStream {
 		// Ten batches, each acknowledged, so that the per-message time has a spread.
@@ -352,6 +371,16 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 			return err
 		}
 		total = d
+	}
+	if cfg.Tracer != nil {
+		snap, err := cfg.Tracer.Snapshot()
+		if err != nil {
+			return fmt.Errorf("read probes: %w", err)
+		}
+		if b, bpc := breakdown(snap); b != nil {
+			res.EBPF = &report.EBPF{Probes: true, Breakdown: b}
+			*bytesPerCall = bpc
+		}
 	}
 	res.Iterations = iters
 	res.RTT = h.Latency()

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -75,18 +76,39 @@ func WriteTable(w io.Writer, f report.File) error {
 		_, err := fmt.Fprintln(w, "no results")
 		return err
 	}
-	r0 := f.Results[0]
+	var order []string
+	for _, r := range f.Results {
+		if !slices.Contains(order, r.Scenario) {
+			order = append(order, r.Scenario)
+		}
+	}
+	for _, sc := range order {
+		var rs []report.Result
+		for _, r := range f.Results {
+			if r.Scenario == sc {
+				rs = append(rs, r)
+			}
+		}
+		if err := writeScenario(w, rs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeScenario(w io.Writer, results []report.Result) error {
+	r0 := results[0]
 	what := "round trip (send + reply), not halved"
 	if r0.Scenario == ScenarioStream {
 		what = "time per message in back-to-back batches; throughput one way"
 	}
-	fmt.Fprintf(w, "scenario %s: %s; pin=%s (%s)\n\n", r0.Scenario, what, r0.Pin, pinMeaning(r0.Pin))
+	fmt.Fprintf(w, "\nscenario %s: %s; pin=%s (%s)\n\n", r0.Scenario, what, r0.Pin, pinMeaning(r0.Pin))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "primitive\timpl\twait\tsize\titers\tmin\tp50\tp90\tp99\tmax\tmsgs/s\tthroughput\tvs raw (p50)\t")
-	for _, r := range f.Results {
+	for _, r := range results {
 		vs := ""
 		if r.Impl != ImplRaw {
-			if base, ok := rawFor(f.Results, r); ok && base.RTT.P50 > 0 {
+			if base, ok := rawFor(results, r); ok && base.RTT.P50 > 0 {
 				vs = fmt.Sprintf("%+.1f%%", (r.RTT.P50/base.RTT.P50-1)*100)
 			}
 		}

@@ -115,7 +115,7 @@ func groupedBars(id, title, axis string, rows []barRow, legend []string, format 
 	labelW = math.Min(labelW, 330)
 	s := &svgDoc{w: width}
 	s.text(8, 18, "start", "ctitle", title)
-	y := s.legend(8, 40, width-8, legend, color) + 4
+	y := s.legend(8, 40, width-8, legend, color, nil) + 4
 	x := newLogScale(min, max, labelW, width-24)
 	top := y + 16
 	height := 0.0
@@ -220,16 +220,33 @@ func latencySection(runs []Run, names []string) string {
 	return b.String()
 }
 
-// throughputChart draws one line per series: bytes per second against message size,
-// both logarithmic.
-func throughputChart(id, title, machine string, results []Result) string {
+// throughputChart draws one line per primitive: bytes per second against message
+// size, both logarithmic. results share one implementation, wait strategy and
+// pinning; colour[p] is primitive p's colour index, the same in every chart.
+func throughputChart(id, title, machine string, results []Result, colour map[string]int) string {
 	const width = 920.0
-	series, sizes := seriesOrder(results)
+	var prims []string
+	seen := map[string]bool{}
+	sizeSeen := map[int]bool{}
+	var sizes []int
+	for _, r := range results {
+		if !seen[r.Primitive] {
+			seen[r.Primitive] = true
+			prims = append(prims, r.Primitive)
+		}
+		if !sizeSeen[r.Size] {
+			sizeSeen[r.Size] = true
+			sizes = append(sizes, r.Size)
+		}
+	}
+	sort.Ints(sizes)
+	colourOf := func(i int) string { return color(colour[prims[i]]) }
+	dashOf := func(i int) string { return dashFor(colour[prims[i]]) }
 	s := &svgDoc{w: width}
 	s.text(8, 18, "start", "ctitle", title)
-	legendY := s.legend(8, 40, width-8, series, color)
+	legendY := s.legend(8, 40, width-8, prims, colourOf, dashOf)
 	top, left, right := legendY+12, 78.0, width-24
-	const plotH = 300.0
+	const plotH = 280.0
 	bottom := top + plotH
 	min, max := math.Inf(1), 0.0
 	for _, r := range results {
@@ -255,20 +272,20 @@ func throughputChart(id, title, machine string, results []Result) string {
 		s.text(px, bottom+16, "middle", "tick", formatSize(sz))
 	}
 	s.add(`<rect x="%s" y="%s" width="%s" height="%s" class="frame"/>`+"\n", f1(left), f1(top), f1(right-left), f1(plotH))
-	for i, name := range series {
+	for i, prim := range prims {
 		var pts []string
 		var marks strings.Builder
 		for _, r := range results {
-			if r.Key().Series() != name || r.BytesPerSec <= 0 {
+			if r.Primitive != prim || r.BytesPerSec <= 0 {
 				continue
 			}
 			px, py := xpos(r.Size), y.pos(r.BytesPerSec)
 			pts = append(pts, f1(px)+","+f1(py))
 			fmt.Fprintf(&marks, `<circle class="mark" data-series="%d" cx="%s" cy="%s" r="3.5" fill="%s"><title>%s</title></circle>`+"\n",
-				i, f1(px), f1(py), color(i), esc(fmt.Sprintf("%s %s, %s: %s, %s messages/s (%d messages)", machine, name, formatSize(r.Size), formatBytesPerSec(r.BytesPerSec), formatRate(r.MsgsPerSec), r.Iterations)))
+				i, f1(px), f1(py), colourOf(i), esc(fmt.Sprintf("%s %s, %s: %s, %s messages/s (%d messages)", machine, r.Key().Series(), formatSize(r.Size), formatBytesPerSec(r.BytesPerSec), formatRate(r.MsgsPerSec), r.Iterations)))
 		}
 		if len(pts) > 1 {
-			s.add(`<polyline class="line" data-series="%d" fill="none" stroke="%s" stroke-width="2"%s points="%s"/>`+"\n", i, color(i), dashFor(i), strings.Join(pts, " "))
+			s.add(`<polyline class="line" data-series="%d" fill="none" stroke="%s" stroke-width="2"%s points="%s"/>`+"\n", i, colourOf(i), dashOf(i), strings.Join(pts, " "))
 		}
 		s.add("%s", marks.String())
 	}
@@ -287,20 +304,35 @@ func max1(n int) int {
 
 func throughputSection(runs []Run, names []string) string {
 	var b strings.Builder
-	b.WriteString(`<p>One-way payload throughput of the stream scenario: the writer sends back to back, the reader drains. Click a legend entry to hide or show its line.</p>` + "\n")
-	any := false
-	for i, run := range runs {
-		var res []Result
+	b.WriteString(`<p>One-way payload throughput of the stream scenario: the writer sends back to back, the reader drains. One chart per implementation and wait strategy; a primitive has the same colour in every chart. Click a legend entry to hide or show its line.</p>` + "\n")
+	colour := map[string]int{}
+	for _, run := range runs {
 		for _, r := range run.Results {
-			if r.Scenario == "stream" && r.BytesPerSec > 0 {
-				res = append(res, r)
+			if _, ok := colour[r.Primitive]; !ok && r.Scenario == "stream" {
+				colour[r.Primitive] = len(colour)
 			}
 		}
-		if len(res) == 0 {
-			continue
+	}
+	any := false
+	for i, run := range runs {
+		var variants []string
+		byVariant := map[string][]Result{}
+		for _, r := range run.Results {
+			if r.Scenario != "stream" || r.BytesPerSec <= 0 {
+				continue
+			}
+			k := r.Key()
+			k.Primitive = ""
+			v := strings.TrimPrefix(k.Series(), "/")
+			if _, ok := byVariant[v]; !ok {
+				variants = append(variants, v)
+			}
+			byVariant[v] = append(byVariant[v], r)
 		}
-		any = true
-		b.WriteString(throughputChart(fmt.Sprintf("throughput-%d", i), "Throughput vs message size: "+names[i], names[i], res))
+		for j, v := range variants {
+			any = true
+			b.WriteString(throughputChart(fmt.Sprintf("throughput-%d-%d", i, j), "Throughput vs message size: "+names[i]+", "+v, names[i], byVariant[v], colour))
+		}
 	}
 	if !any {
 		return "<p class=\"none\">No stream results in these runs.</p>\n"
@@ -338,7 +370,7 @@ func ebpfChart(id, title, machine string, results []Result) string {
 	labelW = math.Min(labelW, 360)
 	s := &svgDoc{w: width}
 	s.text(8, 18, "start", "ctitle", title)
-	y := s.legend(8, 40, width-8, ebpfSegments, color) + 4
+	y := s.legend(8, 40, width-8, ebpfSegments, color, nil) + 4
 	top := y + 16
 	x := newLinScale(max, labelW, width-24)
 	bottom := top + float64(len(results))*(barH+gap)

@@ -47,18 +47,24 @@ func needIpcbench(t *testing.T) {
 }
 
 // provision runs scripts/vm-provision.sh with env added and returns its output and
-// error.
+// error. The script gets its own TMPDIR, which must be empty again when it ends,
+// whether it succeeded or not.
 func provision(t *testing.T, goBin string, env ...string) (string, error) {
 	t.Helper()
+	tmp := t.TempDir()
 	cmd := exec.Command("bash", filepath.Join(repoRoot(t), "scripts", "vm-provision.sh"))
 	cmd.Env = append(os.Environ(),
 		"PATH="+filepath.Dir(goBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"IPCLAB_SRC="+repoRoot(t),
 		"PACKAGES=never",
 		"IPCBENCH_TIMEOUT=120",
+		"TMPDIR="+tmp,
 	)
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("vm-provision.sh left %d temporary entries behind (first: %s)", len(left), left[0].Name())
+	}
 	return string(out), err
 }
 

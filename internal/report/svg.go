@@ -11,8 +11,8 @@ import (
 // chart is palette[i%len(palette)], and series past the palette's length also get a
 // dash pattern.
 var palette = []string{
-	"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-	"#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+	"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+	"#ff9da7", "#9c755f", "#bab0ac", "#17becf", "#8c6d31", "#393b79", "#d6616b",
 }
 
 func color(i int) string { return palette[i%len(palette)] }
@@ -143,10 +143,11 @@ func (s linScale) ticks() []float64 {
 	return out
 }
 
-// legend draws coloured swatches with labels in a row starting at (x, y), wrapping at
-// maxX, and returns the y below it. Swatch i carries data-series="i" so that the page's
-// script can toggle series.
-func (s *svgDoc) legend(x, y, maxX float64, labels []string, colorOf func(int) string) float64 {
+// legend draws a row of swatches with labels starting at (x, y), wrapping at maxX,
+// and returns the y below it. With dashOf nil the swatches are squares, else short
+// lines dashed like the chart's lines. Item i carries data-series="i" so that the
+// page's script can toggle the series.
+func (s *svgDoc) legend(x, y, maxX float64, labels []string, colorOf func(int) string, dashOf func(int) string) float64 {
 	cx := x
 	for i, l := range labels {
 		w := 24 + textWidth(l)
@@ -154,8 +155,13 @@ func (s *svgDoc) legend(x, y, maxX float64, labels []string, colorOf func(int) s
 			cx = x
 			y += 18
 		}
-		s.add(`<g class="legend-item" data-series="%d"><rect x="%s" y="%s" width="12" height="12" fill="%s"/>`, i, f1(cx), f1(y-10), colorOf(i))
-		s.add(`<text x="%s" y="%s" class="legend">%s</text></g>`+"\n", f1(cx+16), f1(y), esc(l))
+		if dashOf == nil {
+			s.add(`<g class="legend-item" data-series="%d"><rect x="%s" y="%s" width="12" height="12" fill="%s"/>`, i, f1(cx), f1(y-10), colorOf(i))
+		} else {
+			s.add(`<g class="legend-item" data-series="%d"><line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="2.5"%s/>`,
+				i, f1(cx-2), f1(y-4), f1(cx+14), f1(y-4), colorOf(i), dashOf(i))
+		}
+		s.add(`<text x="%s" y="%s" class="legend">%s</text></g>`+"\n", f1(cx+18), f1(y), esc(l))
 		cx += w + 12
 	}
 	return y + 18

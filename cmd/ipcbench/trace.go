@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ipclab/ipclab/ebpf"
+)
+
+// trace attaches the probes to a running process (and the children it forks) and
+// prints what its IPC system calls did, per interval and once more, cumulatively, when
+// interrupted or when the process exits.
+func trace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pid := fs.Int("p", 0, "the process to trace (required)")
+	interval := fs.Duration("interval", time.Second, "print what happened in each interval of this length (0: only at the end)")
+	format := fs.String("format", "text", "text (histograms), table (side by side), json or prometheus")
+	count := fs.Int("count", 0, "stop after this many intervals (0: until interrupted or the process exits)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if *pid <= 0 {
+		return usageError{fmt.Errorf("trace needs -p PID")}
+	}
+	render, err := renderer(*format)
+	if err != nil {
+		return usageError{err}
+	}
+	probes, err := ebpf.Load(ebpf.Options{PIDs: []int{*pid}, FollowForks: true})
+	if err != nil {
+		return err
+	}
+	defer probes.Close()
+	fmt.Fprintf(stderr, "tracing pid %d and its children (%s); Ctrl-C to stop\n", *pid, probes.Attach())
+
+	first, err := probes.Snapshot()
+	if err != nil {
+		return err
+	}
+	prev := first
+	var tick <-chan time.Time
+	if *interval > 0 {
+		t := time.NewTicker(*interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	gone := processGone(ctx, *pid)
+	for n := 0; *count == 0 || n < *count; n++ {
+		select {
+		case <-ctx.Done():
+			return final(stdout, probes, first, render)
+		case <-gone:
+			fmt.Fprintf(stderr, "pid %d has exited\n", *pid)
+			return final(stdout, probes, first, render)
+		case <-tick:
+		}
+		now, err := probes.Snapshot()
+		if err != nil {
+			return err
+		}
+		if err := render(stdout, now.Sub(prev)); err != nil {
+			return err
+		}
+		prev = now
+	}
+	return final(stdout, probes, first, render)
+}
+
+func final(w io.Writer, probes *ebpf.Probes, first *ebpf.Report, render func(io.Writer, *ebpf.Report) error) error {
+	now, err := probes.Snapshot()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\n=== total")
+	return render(w, now.Sub(first))
+}
+
+func renderer(format string) (func(io.Writer, *ebpf.Report) error, error) {
+	switch format {
+	case "text":
+		return ebpf.WriteText, nil
+	case "table":
+		return func(w io.Writer, r *ebpf.Report) error { return ebpf.WriteTable(w, r.Rows) }, nil
+	case "json":
+		return ebpf.WriteJSON, nil
+	case "prometheus":
+		return ebpf.WritePrometheus, nil
+	}
+	return nil, fmt.Errorf("unknown -format %q (want text, table, json or prometheus)", format)
+}
+
+// processGone is closed when pid no longer exists.
+func processGone(ctx context.Context, pid int) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			if !alive(pid) {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+func alive(pid int) bool {
+	return syscallKill(pid) == nil
+}
