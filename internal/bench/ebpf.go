@@ -157,4 +157,3 @@ func WriteEBPFTable(w io.Writer, results []report.Result) error {
 		"Poller-mode waits happen in epoll_wait on another thread and are not in these figures; use --wait kernel to see blocking inside the call.")
 	return err
 }
-

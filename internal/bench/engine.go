@@ -28,10 +28,28 @@ const (
 	// acknowledges each batch once it has received all of it; the time per message
 	// within a batch is recorded and throughput is total bytes over total time.
 	ScenarioStream = "stream"
+	// ScenarioCall is a request/reply call through a call-oriented transport (a door):
+	// timed like pingpong, one call per round trip. Only transports that list it in
+	// Scenarios() run it.
+	ScenarioCall = "call"
 )
 
 // Scenarios lists the scenarios Run understands.
-var Scenarios = []string{ScenarioPingPong, ScenarioStream}
+var Scenarios = []string{ScenarioPingPong, ScenarioStream, ScenarioCall}
+
+// ScenarioLister is implemented by transports that support other scenarios than
+// pingpong and stream (or only some of them).
+type ScenarioLister interface {
+	Scenarios() []string
+}
+
+// supports reports whether t runs scenario.
+func supports(t Transport, scenario string) bool {
+	if sl, ok := t.(ScenarioLister); ok {
+		return slices.Contains(sl.Scenarios(), scenario)
+	}
+	return scenario == ScenarioPingPong || scenario == ScenarioStream
+}
 
 // Connector is implemented by endpoints that must finish connecting once the peer
 // runs (a FIFO's open waits for the other side). Run calls Connect after starting the
@@ -100,8 +118,10 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 			skipped[t.Name()] = err
 			continue
 		}
-		if st, ok := t.(interface{ Scenarios() []string }); ok && !slices.Contains(st.Scenarios(), cfg.Scenario) {
-			skipped[t.Name()] = fmt.Errorf("does not support scenario %s", cfg.Scenario)
+		if !supports(t, cfg.Scenario) {
+			if len(cfg.Primitives) > 0 {
+				skipped[t.Name()] = fmt.Errorf("does not support scenario %s", cfg.Scenario)
+			}
 			continue
 		}
 		for _, size := range cfg.Sizes {
