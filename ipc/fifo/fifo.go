@@ -199,7 +199,7 @@ func (f *FIFO) String() string { return f.path }
 
 // OpenReader opens the FIFO for reading, waiting until a writer opens it or ctx ends.
 func (f *FIFO) OpenReader(ctx context.Context, opts ...Option) (*pipe.Reader, error) {
-	fd, c, err := f.open(ctx, unix.O_RDONLY, opts)
+	fd, c, err := f.open(ctx, true, unix.O_RDONLY, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +208,7 @@ func (f *FIFO) OpenReader(ctx context.Context, opts ...Option) (*pipe.Reader, er
 
 // OpenWriter opens the FIFO for writing, waiting until a reader opens it or ctx ends.
 func (f *FIFO) OpenWriter(ctx context.Context, opts ...Option) (*pipe.Writer, error) {
-	fd, c, err := f.open(ctx, unix.O_WRONLY, opts)
+	fd, c, err := f.open(ctx, true, unix.O_WRONLY, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func (f *FIFO) OpenWriter(ctx context.Context, opts ...Option) (*pipe.Writer, er
 // writer has the FIFO open, reads return io.EOF (the kernel's rule for a pipe with no
 // writers), so callers usually wait with OpenReader instead.
 func (f *FIFO) TryOpenReader(opts ...Option) (*pipe.Reader, error) {
-	fd, c, err := f.open(nil, unix.O_RDONLY|unix.O_NONBLOCK, opts)
+	fd, c, err := f.open(context.Background(), false, unix.O_RDONLY|unix.O_NONBLOCK, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +233,7 @@ func (f *FIFO) TryOpenReader(opts ...Option) (*pipe.Reader, error) {
 // TryOpenWriter opens the FIFO for writing without waiting. With no reader it returns
 // an error matching ipc.ErrNoReader and unix.ENXIO.
 func (f *FIFO) TryOpenWriter(opts ...Option) (*pipe.Writer, error) {
-	fd, c, err := f.open(nil, unix.O_WRONLY|unix.O_NONBLOCK, opts)
+	fd, c, err := f.open(context.Background(), false, unix.O_WRONLY|unix.O_NONBLOCK, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func (f *FIFO) TryOpenWriter(opts ...Option) (*pipe.Writer, error) {
 // one open file description that counts as a writer, so the Reader does not see
 // io.EOF until both are closed.
 func (f *FIFO) OpenReadWrite(opts ...Option) (*pipe.Reader, *pipe.Writer, error) {
-	fd, c, err := f.open(nil, unix.O_RDWR, opts)
+	fd, c, err := f.open(context.Background(), false, unix.O_RDWR, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -268,8 +268,8 @@ func (f *FIFO) OpenReadWrite(opts ...Option) (*pipe.Reader, *pipe.Writer, error)
 	return r, w, nil
 }
 
-// open opens the FIFO with flags; a nil ctx means flags do not wait.
-func (f *FIFO) open(ctx context.Context, flags int, opts []Option) (int, config, error) {
+// open opens the FIFO with flags; when wait is set the open may block until ctx ends.
+func (f *FIFO) open(ctx context.Context, wait bool, flags int, opts []Option) (int, config, error) {
 	c, err := buildConfig(append([]Option{WithOwner(int(f.uid))}, opts...))
 	if err != nil {
 		return -1, c, &ipc.OpError{Op: "open", Object: f.path, Err: err}
@@ -280,10 +280,10 @@ func (f *FIFO) open(ctx context.Context, flags int, opts []Option) (int, config,
 	dfd := int(f.dir.Fd())
 	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
 	var fd int
-	if ctx == nil {
-		fd, err = unix.Openat(dfd, f.name, flags, 0)
-	} else {
+	if wait {
 		fd, err = f.openCtx(ctx, dfd, flags)
+	} else {
+		fd, err = unix.Openat(dfd, f.name, flags, 0)
 	}
 	if err != nil {
 		return -1, c, ipc.Wrap("open", f.path, err)
