@@ -1,6 +1,7 @@
 package ipc
 
 import (
+	"context"
 	"errors"
 	"os"
 
@@ -100,8 +101,14 @@ func (e *OpError) Unwrap() error { return e.Err }
 
 // Timeout reports whether the error is a timeout, as net.Error does.
 func (e *OpError) Timeout() bool {
-	return errors.Is(e.Err, os.ErrDeadlineExceeded) || errors.Is(e.Err, unix.ETIMEDOUT)
+	return errors.Is(e.Err, os.ErrDeadlineExceeded) || errors.Is(e.Err, context.DeadlineExceeded) ||
+		errors.Is(e.Err, unix.ETIMEDOUT)
 }
+
+// Temporary reports the same as Timeout. It exists so that *OpError satisfies
+// net.Error (whose Temporary method is deprecated): net.Conn implementations return
+// it from Read and Write.
+func (e *OpError) Temporary() bool { return e.Timeout() }
 
 // Wrap builds an *OpError for op on object from a system-call error, mapping the errnos
 // that have a sentinel to that sentinel (which still matches the errno). It returns nil

@@ -11,6 +11,8 @@
 //     IPCLAB_TEST_NO_NAMESPACE=1 to run in the host namespaces.
 //   - It snapshots open descriptors, goroutines, System V objects, POSIX message queues
 //     and /dev/shm before the tests and fails the run if any are left over after them.
+//     It also gives the binary a $TMPDIR of its own and fails the run if a file, FIFO or
+//     socket is left in it.
 //
 // Helpers are plain functions registered by name with Helper. Start re-executes the test
 // binary as that helper with extra files, arguments and an optional second identity,
@@ -110,17 +112,27 @@ func Main(m *testing.M) {
 			os.Exit(2)
 		}
 	}
+	tmp, err := privateTempDir()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ipctest:", err)
+		os.Exit(2)
+	}
 	warmRuntime()
 	before := takeSnapshot()
 	code := m.Run()
 	runExitFuncs()
 	if code == 0 {
-		if leaks := before.leaksSince(); leaks != "" {
+		leaks := before.leaksSince()
+		if left := filesIn(tmp); len(left) > 0 {
+			leaks += fmt.Sprintf("  files left in $TMPDIR: %s\n", strings.Join(left, ", "))
+		}
+		if leaks != "" {
 			fmt.Fprintf(os.Stderr, "ipctest: the tests left resources behind:\n%s", leaks)
 			fmt.Println("FAIL: leak check")
 			code = 1
 		}
 	}
+	os.RemoveAll(tmp)
 	os.Exit(code)
 }
 
@@ -190,6 +202,38 @@ func privateMounts() error {
 		}
 	}
 	return nil
+}
+
+// privateTempDir gives this test binary (and the helpers it starts, through the
+// environment) a temporary directory of its own, so that a FIFO, socket or file a test
+// leaves behind is found exactly, whatever other packages do at the same time. It is
+// world-traversable so that helpers running as another user can reach what is in it.
+func privateTempDir() (string, error) {
+	dir, err := os.MkdirTemp("", "ipclab-test-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	return dir, os.Setenv("TMPDIR", dir)
+}
+
+// filesIn lists what remains under dir, relative to it.
+func filesIn(dir string) []string {
+	var out []string
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || path == dir {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if d.IsDir() {
+			return nil
+		}
+		out = append(out, rel)
+		return nil
+	})
+	return out
 }
 
 // warmRuntime makes the Go runtime open the descriptors it keeps for its lifetime (the

@@ -132,7 +132,7 @@ var _ = ipctest.Helper("unprivileged-create", func(args []string) int {
 		fmt.Println("FIFO-04: want EACCES in a non-writable directory, got", err)
 		return 1
 	}
-	err = unix.Mknod(filepath.Join(os.TempDir(), "ipclab-dev-"+strconv.Itoa(os.Getpid())), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3)))
+	err = unix.Mknod(filepath.Join(args[1], "dev"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3)))
 	if !errors.Is(err, unix.EPERM) {
 		fmt.Println("FIFO-04: want EPERM for a device node as non-root, got", err)
 		return 1
@@ -146,7 +146,10 @@ func TestUnprivileged(t *testing.T) {
 	require.NoError(t, os.Chmod(filepath.Dir(dir), 0o755))
 	require.NoError(t, os.Chown(dir, ipctest.Nobody, ipctest.Nobody))
 	require.NoError(t, os.Chmod(dir, 0o500))
-	ipctest.Start(t, "unprivileged-create", ipctest.AsUser(ipctest.Nobody), ipctest.WithArgs(dir)).MustSucceed()
+	writable := filepath.Join(filepath.Dir(dir), "nobody-writable")
+	require.NoError(t, os.Mkdir(writable, 0o700))
+	require.NoError(t, os.Chown(writable, ipctest.Nobody, ipctest.Nobody))
+	ipctest.Start(t, "unprivileged-create", ipctest.AsUser(ipctest.Nobody), ipctest.WithArgs(dir, writable)).MustSucceed()
 }
 
 func TestMkfifoat(t *testing.T) {

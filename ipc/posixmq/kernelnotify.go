@@ -1,0 +1,175 @@
+package posixmq
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// ErrUnregistered is returned by KernelNotification.Wait when the registration ended
+// without a notification: it was cancelled, or the descriptor that made it was
+// closed.
+var ErrUnregistered = errors.New("mq_notify registration removed")
+
+// KernelNotification is a registration with the kernel's own mq_notify(2), with its
+// exact semantics: a queue has at most one registered process (another registration
+// fails with unix.EBUSY, in any process); the notification fires once, when a message
+// arrives in an empty queue and no receiver is blocked waiting for it (a blocked
+// receiver takes the message and the registration stays); and the registration is
+// removed when it fires, when cancelled, and when the descriptor that made it is
+// closed.
+//
+// It is delivered without a signal and without a thread: the kernel's SIGEV_THREAD
+// mechanism underneath glibc's (a cookie sent to a netlink socket) is used directly,
+// and the socket waits in the Go runtime poller. Use it to claim a queue's single
+// notification slot or to interoperate with C programs that rely on it; Notify is
+// simpler for watching a queue.
+type KernelNotification struct {
+	q    *Queue
+	sock *os.File
+	rc   syscall.RawConn
+	mu   sync.Mutex // one Wait at a time
+	end  error      // nil, or how the registration ended
+	once sync.Once
+
+	cancelled atomic.Bool
+}
+
+// NotifyKernel registers for a kernel notification (mq_notify with SIGEV_THREAD on
+// a netlink socket). It fails with an error matching unix.EBUSY if a process is
+// already registered on the queue. Call Cancel when done with it.
+func (q *Queue) NotifyKernel() (*KernelNotification, error) {
+	sfd, err := sys.MqNotifySocket()
+	if err != nil {
+		return nil, q.wrap("socket", err)
+	}
+	var cookie [sys.NotifyCookieLen]byte
+	copy(cookie[:], "ipclab")
+	err = q.control(func(fd int) error { return sys.MqNotifyThread(fd, sfd, cookie) })
+	if err != nil {
+		unix.Close(sfd)
+		return nil, q.wrap("mq_notify", err)
+	}
+	k := &KernelNotification{q: q, sock: os.NewFile(uintptr(sfd), q.name+" (mq_notify)")}
+	if k.rc, err = k.sock.SyscallConn(); err != nil {
+		k.Cancel()
+		return nil, q.wrap("mq_notify", err)
+	}
+	q.notifMu.Lock()
+	if q.closed.Load() {
+		q.notifMu.Unlock()
+		k.Cancel()
+		return nil, q.wrap("mq_notify", os.ErrClosed)
+	}
+	if q.kernelNotes == nil {
+		q.kernelNotes = map[*KernelNotification]struct{}{}
+	}
+	q.kernelNotes[k] = struct{}{}
+	q.notifMu.Unlock()
+	return k, nil
+}
+
+// Wait waits until the notification fires (nil), the registration ends without
+// firing (ErrUnregistered), or ctx ends. After the first result it returns the same
+// result again without waiting.
+func (k *KernelNotification) Wait(ctx context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.end != nil {
+		return k.result()
+	}
+	var msg [sys.NotifyCookieLen]byte
+	var n int
+	var rerr error
+	read := func() error {
+		return k.rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), msg[:])
+			return rerr != unix.EAGAIN
+		})
+	}
+	err := withContext(ctx, k.sock.SetReadDeadline, read)
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		if k.cancelled.Load() {
+			k.end = ErrUnregistered
+			return k.result()
+		}
+		if errno, ok := err.(unix.Errno); ok {
+			return ipc.Wrap("mq_notify", k.q.name, errno)
+		}
+		return &ipc.OpError{Op: "mq_notify", Object: k.q.name, Err: err}
+	}
+	if n != sys.NotifyCookieLen {
+		return &ipc.OpError{Op: "mq_notify", Object: k.q.name, Err: ipc.ErrInvalid}
+	}
+	if msg[sys.NotifyCookieLen-1] == sys.NotifyWokenUp {
+		k.end = errFired
+	} else {
+		k.end = ErrUnregistered
+	}
+	return k.result()
+}
+
+// errFired marks a registration that ended by firing.
+var errFired = errors.New("fired")
+
+func (k *KernelNotification) result() error {
+	if k.end == errFired {
+		return nil
+	}
+	return &ipc.OpError{Op: "mq_notify", Object: k.q.name, Err: k.end}
+}
+
+// Cancel removes the registration if it has not fired (mq_notify with a null
+// sigevent) and releases the socket. It is idempotent; a Wait in progress returns
+// ErrUnregistered. Closing the queue cancels its registrations.
+//
+// The kernel knows registrations by process, not by object: a Cancel racing with the
+// notification and with a new NotifyKernel on the same queue in this process can
+// remove the new registration.
+func (k *KernelNotification) Cancel() error {
+	var err error
+	k.once.Do(func() {
+		k.cancelled.Store(true)
+		if !k.fired() {
+			cerr := k.q.control(func(fd int) error { return sys.MqNotify(fd, nil) })
+			if cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+				err = k.q.wrap("mq_notify", cerr)
+			}
+		}
+		k.sock.Close()
+		k.q.notifMu.Lock()
+		delete(k.q.kernelNotes, k)
+		k.q.notifMu.Unlock()
+	})
+	return err
+}
+
+// fired reports whether the registration has ended: a message from the kernel is
+// waiting on the socket (or was read).
+func (k *KernelNotification) fired() bool {
+	if k.mu.TryLock() {
+		end := k.end
+		k.mu.Unlock()
+		if end != nil {
+			return true
+		}
+	}
+	pending := false
+	_ = k.rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, _ := unix.Poll(fds, 0)
+		pending = n > 0
+	})
+	return pending
+}

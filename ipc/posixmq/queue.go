@@ -1,0 +1,890 @@
+package posixmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/internal/wait"
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// Queue is an open POSIX message queue descriptor. It is safe for concurrent use.
+type Queue struct {
+	name     string
+	strategy ipc.WaitStrategy
+	access   int // unix.O_RDONLY, O_WRONLY or O_RDWR
+
+	// Poller mode: the non-blocking descriptor lives in an *os.File registered with
+	// the runtime poller.
+	file *os.File
+	rc   syscall.RawConn
+
+	// Kernel mode: the blocking descriptor, the calls using it, and the threads of
+	// the calls that a context can cancel (see inflight).
+	fd      int
+	calls   inflight
+	waiters wait.Set
+
+	nonblock atomic.Bool
+	closed   atomic.Bool
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// Poller mode: one receive and one send at a time (each holding its
+	// direction's gate) own the file's read (write) deadline and the state below.
+	r, w   pollOp
+	recvFn func(uintptr) bool
+	sendFn func(uintptr) bool
+	setRDL func(time.Time) error
+	setWDL func(time.Time) error
+
+	notifMu     sync.Mutex
+	notifiers   map[*Notifier]struct{}
+	kernelNotes map[*KernelNotification]struct{}
+}
+
+// Attr is a queue's attributes (struct mq_attr).
+type Attr struct {
+	// MaxMsg is the queue's capacity in messages. Fixed at creation.
+	MaxMsg int
+	// MsgSize is the largest message the queue accepts, in bytes. Fixed at creation.
+	MsgSize int
+	// CurMsgs is the number of messages queued now.
+	CurMsgs int
+	// Nonblock is O_NONBLOCK: when set, Send and Recv return ipc.ErrWouldBlock
+	// instead of waiting. It is the only attribute SetAttr changes.
+	Nonblock bool
+}
+
+type config struct {
+	strategy         ipc.WaitStrategy
+	access           int
+	mode             os.FileMode
+	modeSet          bool
+	allowWorld       bool
+	maxMsg, msgSize  int
+	attrSet          bool
+	nonblock         bool
+	allowOtherOwners bool
+}
+
+// Option configures Create, Open, OpenOrCreate and FromFd.
+type Option func(*config)
+
+// WithWait sets how blocking calls wait: ipc.WaitPoller (the default: the goroutine
+// parks in the Go runtime poller and holds no thread) or ipc.WaitKernel (the calling
+// thread sleeps inside mq_timedsend/mq_timedreceive, where eBPF probes see it;
+// cancellation interrupts it with a signal, see internal/wait).
+func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.strategy = w } }
+
+// ReadOnly opens the queue for receiving only (O_RDONLY): Send fails with EBADF.
+func ReadOnly() Option { return func(c *config) { c.access = unix.O_RDONLY } }
+
+// WriteOnly opens the queue for sending only (O_WRONLY): Recv fails with EBADF.
+func WriteOnly() Option { return func(c *config) { c.access = unix.O_WRONLY } }
+
+// WithMode sets the permission bits of a queue being created (default 0600; the
+// process umask still applies). Bits for others, or group write, are refused unless
+// AllowWorld is also given.
+func WithMode(perm os.FileMode) Option {
+	return func(c *config) { c.mode, c.modeSet = perm, true }
+}
+
+// AllowWorld permits WithMode bits that let other users read or write the queue.
+func AllowWorld() Option { return func(c *config) { c.allowWorld = true } }
+
+// WithAttr sets the capacity (maxMsg messages of at most msgSize bytes) of a queue
+// being created. Both must be positive; unprivileged callers are limited by
+// /proc/sys/fs/mqueue/msg_max and msgsize_max (EINVAL beyond) and by RLIMIT_MSGQUEUE.
+// Without it the kernel uses msg_default and msgsize_default.
+func WithAttr(maxMsg, msgSize int) Option {
+	return func(c *config) { c.maxMsg, c.msgSize, c.attrSet = maxMsg, msgSize, true }
+}
+
+// Nonblocking opens the queue with O_NONBLOCK set (see Attr.Nonblock).
+func Nonblocking() Option { return func(c *config) { c.nonblock = true } }
+
+// TrustExisting makes OpenOrCreate accept an existing queue owned by another user or
+// with a wider mode than requested. Without it such a queue is refused with
+// ipc.ErrUntrustedObject (it may have been planted by someone else).
+func TrustExisting() Option { return func(c *config) { c.allowOtherOwners = true } }
+
+func buildConfig(opts []Option) (config, error) {
+	c := config{access: unix.O_RDWR, mode: 0o600}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
+		return c, fmt.Errorf("wait strategy %v not supported (want poller or kernel): %w", c.strategy, ipc.ErrInvalid)
+	}
+	if c.mode&^os.ModePerm != 0 {
+		return c, fmt.Errorf("mode %v has bits other than permissions: %w", c.mode, ipc.ErrInvalid)
+	}
+	if !c.allowWorld && c.mode&0o027 != 0 {
+		return c, fmt.Errorf("mode %#o lets other users in (use AllowWorld): %w", uint32(c.mode), ipc.ErrInvalid)
+	}
+	if c.attrSet && (c.maxMsg <= 0 || c.msgSize <= 0) {
+		return c, fmt.Errorf("attributes maxmsg %d, msgsize %d must be positive: %w", c.maxMsg, c.msgSize, ipc.ErrInvalid)
+	}
+	return c, nil
+}
+
+// Create creates the queue name ("/name") with O_CREAT|O_EXCL, so it fails with an
+// error matching unix.EEXIST if the name is taken, and opens it. The queue is created
+// 0600 unless WithMode says otherwise, with the capacity WithAttr gives.
+func Create(name string, opts ...Option) (*Queue, error) {
+	return open(name, unix.O_CREAT|unix.O_EXCL, opts)
+}
+
+// Open opens the existing queue name. It fails with an error matching unix.ENOENT if
+// there is none, and unix.EACCES if the caller may not open it for the access asked.
+func Open(name string, opts ...Option) (*Queue, error) {
+	return open(name, 0, opts)
+}
+
+// OpenOrCreate opens the queue name, creating it if needed (O_CREAT without O_EXCL;
+// the attributes and mode apply only if it is created). An existing queue must be
+// owned by the caller's effective uid and have no permission bits beyond the
+// requested mode, unless TrustExisting is given; otherwise it is closed and the error
+// matches ipc.ErrUntrustedObject.
+func OpenOrCreate(name string, opts ...Option) (*Queue, error) {
+	return open(name, unix.O_CREAT, opts)
+}
+
+func open(name string, create int, opts []Option) (*Queue, error) {
+	bare, err := kernelName("mq_open", name)
+	if err != nil {
+		return nil, err
+	}
+	c, err := buildConfig(opts)
+	if err != nil {
+		return nil, &ipc.OpError{Op: "mq_open", Object: name, Err: err}
+	}
+	if create == 0 && (c.attrSet || c.modeSet) {
+		return nil, &ipc.OpError{Op: "mq_open", Object: name,
+			Err: fmt.Errorf("WithAttr and WithMode apply only when creating: %w", ipc.ErrInvalid)}
+	}
+	flags := c.access | create | unix.O_CLOEXEC
+	if c.strategy == ipc.WaitPoller || c.nonblock {
+		flags |= unix.O_NONBLOCK
+	}
+	var attr *sys.MqAttr
+	if c.attrSet {
+		attr = &sys.MqAttr{Maxmsg: int64(c.maxMsg), Msgsize: int64(c.msgSize)}
+	}
+	fd, err := sys.MqOpen(bare, flags, uint32(c.mode), attr)
+	if err != nil {
+		return nil, ipc.Wrap("mq_open", name, err)
+	}
+	if create == unix.O_CREAT && !c.allowOtherOwners {
+		if err := checkOwner(fd, c.mode); err != nil {
+			unix.Close(fd)
+			return nil, &ipc.OpError{Op: "mq_open", Object: name, Err: err}
+		}
+	}
+	return newQueue(fd, name, c)
+}
+
+// checkOwner verifies that the queue open at fd belongs to us and is no more open
+// than mode.
+func checkOwner(fd int, mode os.FileMode) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("queue owned by uid %d: %w", st.Uid, ipc.ErrUntrustedObject)
+	}
+	if perm := os.FileMode(st.Mode) & os.ModePerm; perm&^mode != 0 {
+		return fmt.Errorf("queue has mode %#o, wider than %#o: %w", uint32(perm), uint32(mode), ipc.ErrUntrustedObject)
+	}
+	return nil
+}
+
+// FromFd takes ownership of fd, a message queue descriptor (inherited from a parent or
+// received over a socket), and returns it as a Queue that waits as the options say.
+// It makes fd close-on-exec. A descriptor that is not a message queue is refused with
+// an error matching unix.EBADF. On error fd is closed. Note that a descriptor shares
+// its O_NONBLOCK flag with every duplicate of it: hand other processes File instead.
+func FromFd(fd int, opts ...Option) (*Queue, error) {
+	c, err := buildConfig(opts)
+	name := describe(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, &ipc.OpError{Op: "adopt", Object: name, Err: err}
+	}
+	var a sys.MqAttr
+	if err := sys.MqGetsetattr(fd, nil, &a); err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("mq_getsetattr", name, err)
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+	}
+	if err == nil {
+		err = unix.SetNonblock(fd, c.strategy == ipc.WaitPoller || c.nonblock)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("fcntl", name, err)
+	}
+	c.access = fl & unix.O_ACCMODE
+	return newQueue(fd, name, c)
+}
+
+// describe names a queue descriptor the way /proc/self/fd does ("/name").
+func describe(fd int) string {
+	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil {
+		return target
+	}
+	return "fd " + strconv.Itoa(fd)
+}
+
+func newQueue(fd int, name string, c config) (*Queue, error) {
+	q := &Queue{name: name, strategy: c.strategy, access: c.access, fd: -1}
+	q.nonblock.Store(c.nonblock)
+	if c.strategy == ipc.WaitKernel {
+		q.fd = fd
+		return q, nil
+	}
+	q.file = os.NewFile(uintptr(fd), name)
+	rc, err := q.file.SyscallConn()
+	if err != nil {
+		q.file.Close()
+		return nil, ipc.Wrap("mq_open", name, err)
+	}
+	q.rc = rc
+	q.r.init()
+	q.w.init()
+	q.recvFn = q.recvCallback
+	q.sendFn = q.sendCallback
+	q.setRDL = q.file.SetReadDeadline
+	q.setWDL = q.file.SetWriteDeadline
+	return q, nil
+}
+
+// pollOp is the state of the receive or send in progress in poller mode.
+type pollOp struct {
+	gate
+	buf   []byte
+	n     int
+	prio  uint
+	err   error
+	block bool
+	ctx   context.Context
+	// armed: ctx's deadline and cancellation are on the file (see keepWaiting).
+	armed bool
+	canc  *canceller
+	stop  func() bool
+}
+
+// The callbacks run inside one RawConn.Read (Write): a first attempt, then, while
+// it fails with EAGAIN and the call may wait, the goroutine parks in the poller
+// until the descriptor is ready and tries again. One call, so no readiness event can
+// fall between an attempt and the wait.
+
+func (q *Queue) recvCallback(fd uintptr) bool {
+	o := &q.r
+	o.n, o.prio, o.err = sys.MqTimedreceive(int(fd), o.buf, nil)
+	return o.err != unix.EAGAIN || !o.keepWaiting(q.setRDL)
+}
+
+func (q *Queue) sendCallback(fd uintptr) bool {
+	o := &q.w
+	o.err = sys.MqTimedsend(int(fd), o.buf, o.prio, nil)
+	return o.err != unix.EAGAIN || !o.keepWaiting(q.setWDL)
+}
+
+// keepWaiting decides, after an EAGAIN, whether to wait in the poller. The first
+// time, it puts the context on the file: its deadline as the file's deadline, and
+// its cancellation as a deadline in the past (nothing to do for a context that
+// cannot end). A context that has already ended ends the call now, after one
+// attempt, as POSIX timed calls do.
+func (o *pollOp) keepWaiting(set func(time.Time) error) bool {
+	if !o.block {
+		return false
+	}
+	if o.armed || o.ctx.Done() == nil {
+		return true
+	}
+	if err := o.ctx.Err(); err != nil {
+		o.err = err
+		return false
+	}
+	if dl, ok := o.ctx.Deadline(); ok {
+		_ = set(dl)
+	}
+	o.canc = &canceller{set: set}
+	o.stop = context.AfterFunc(o.ctx, o.canc.fire)
+	o.armed = true
+	return true
+}
+
+// finish undoes keepWaiting's arming and turns a deadline expiry into the
+// context's error; it returns the call's error.
+func (o *pollOp) finish(err error) error {
+	if err == nil {
+		err = o.err
+	}
+	if o.armed {
+		if !o.stop() {
+			o.canc.finish()
+		}
+		_ = o.canc.set(time.Time{})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if err = o.ctx.Err(); err == nil {
+				err = context.DeadlineExceeded
+			}
+		}
+		o.armed, o.canc, o.stop = false, nil, nil
+	}
+	o.ctx, o.buf = nil, nil
+	return err
+}
+
+// Name returns the queue's name ("/name"), as given to Create or Open.
+func (q *Queue) Name() string { return q.name }
+
+// Wait returns the queue's wait strategy.
+func (q *Queue) Wait() ipc.WaitStrategy { return q.strategy }
+
+// String returns the queue's name.
+func (q *Queue) String() string { return q.name }
+
+// Send sends data as one message of priority prio (0 ≤ prio < PrioMax), waiting for
+// room while the queue is full, until ctx ends or the queue is closed. As POSIX
+// mq_timedsend does, a send that finds room succeeds even if ctx has already ended.
+// Errors match unix.EMSGSIZE (data longer than MsgSize), unix.EBADF (a queue opened
+// ReadOnly), ipc.ErrWouldBlock (full and Nonblock set), ctx.Err() or os.ErrClosed.
+// With caller buffers it does not allocate.
+func (q *Queue) Send(ctx context.Context, data []byte, prio uint) error {
+	return q.send(ctx, data, prio, true)
+}
+
+// TrySend sends data as one message of priority prio without waiting; with the queue
+// full it returns an error matching ipc.ErrWouldBlock (and unix.EAGAIN).
+func (q *Queue) TrySend(data []byte, prio uint) error {
+	return q.send(context.Background(), data, prio, false)
+}
+
+// Recv receives the oldest message of the highest priority into buf and returns its
+// length and priority, waiting while the queue is empty, until ctx ends or the queue
+// is closed. buf must hold at least MsgSize bytes: the kernel refuses a shorter one
+// with unix.EMSGSIZE and leaves the message queued. Other errors match unix.EBADF (a
+// queue opened WriteOnly), ipc.ErrWouldBlock (empty and Nonblock set), ctx.Err() or
+// os.ErrClosed. With caller buffers it does not allocate.
+func (q *Queue) Recv(ctx context.Context, buf []byte) (n int, prio uint, err error) {
+	return q.recv(ctx, buf, true)
+}
+
+// TryRecv is Recv without waiting: with the queue empty it returns an error matching
+// ipc.ErrWouldBlock (and unix.EAGAIN).
+func (q *Queue) TryRecv(buf []byte) (n int, prio uint, err error) {
+	return q.recv(context.Background(), buf, false)
+}
+
+func (q *Queue) send(ctx context.Context, data []byte, prio uint, block bool) error {
+	if prio >= PrioMax {
+		return &ipc.OpError{Op: "mq_timedsend", Object: q.name,
+			Err: fmt.Errorf("priority %d not below %d: %w", prio, PrioMax, ipc.ErrInvalid)}
+	}
+	block = block && !q.nonblock.Load()
+	if q.file == nil {
+		return q.wrap("mq_timedsend", q.sendKernel(ctx, data, prio, block))
+	}
+	o := &q.w
+	if err := o.acquire(ctx); err != nil {
+		return q.wrap("mq_timedsend", err)
+	}
+	o.buf, o.prio, o.block, o.ctx = data, prio, block, ctx
+	err := o.finish(q.rc.Write(q.sendFn))
+	o.release()
+	return q.wrap("mq_timedsend", err)
+}
+
+func (q *Queue) recv(ctx context.Context, buf []byte, block bool) (int, uint, error) {
+	block = block && !q.nonblock.Load()
+	if q.file == nil {
+		n, prio, err := q.recvKernel(ctx, buf, block)
+		if err != nil {
+			return 0, 0, q.wrap("mq_timedreceive", err)
+		}
+		return n, prio, nil
+	}
+	o := &q.r
+	if err := o.acquire(ctx); err != nil {
+		return 0, 0, q.wrap("mq_timedreceive", err)
+	}
+	o.buf, o.block, o.ctx = buf, block, ctx
+	err := o.finish(q.rc.Read(q.recvFn))
+	n, prio := o.n, o.prio
+	o.release()
+	if err != nil {
+		return 0, 0, q.wrap("mq_timedreceive", err)
+	}
+	return n, prio, nil
+}
+
+// gate is a mutex whose Lock honours a context. Uncontended, it costs one
+// compare-and-swap to take and two atomic operations to give back.
+type gate struct {
+	held    atomic.Bool
+	waiters atomic.Int32
+	wake    chan struct{} // a token after a release that found waiters
+}
+
+func (g *gate) init() { g.wake = make(chan struct{}, 1) }
+
+// acquire takes the gate unless ctx ends first.
+func (g *gate) acquire(ctx context.Context) error {
+	if g.held.CompareAndSwap(false, true) {
+		return nil
+	}
+	g.waiters.Add(1)
+	defer g.waiters.Add(-1)
+	for {
+		// A release either happens before this attempt (and it succeeds) or sees
+		// the waiter count and leaves a token.
+		if g.held.CompareAndSwap(false, true) {
+			return nil
+		}
+		select {
+		case <-g.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (g *gate) release() {
+	g.held.Store(false)
+	if g.waiters.Load() > 0 {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pastDeadline is a deadline that has already passed.
+var pastDeadline = time.Unix(1, 0)
+
+// canceller moves a file's deadline into the past when a context ends, unless the
+// call it serves has finished.
+type canceller struct {
+	set  func(time.Time) error
+	mu   sync.Mutex
+	done bool
+}
+
+func (c *canceller) fire() {
+	c.mu.Lock()
+	if !c.done {
+		_ = c.set(pastDeadline)
+	}
+	c.mu.Unlock()
+}
+
+func (c *canceller) finish() {
+	c.mu.Lock()
+	c.done = true
+	c.mu.Unlock()
+}
+
+// withContext runs wait, a RawConn.Read or Write that parks in the poller, under ctx:
+// ctx's deadline becomes the file's deadline (set), and ctx's end moves it into the
+// past. The caller must be the only user of that deadline. A deadline expiry comes
+// back as ctx's error.
+func withContext(ctx context.Context, set func(time.Time) error, wait func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dl, hasDL := ctx.Deadline()
+	if hasDL {
+		_ = set(dl)
+	}
+	var c *canceller
+	var stop func() bool
+	if ctx.Done() != nil {
+		c = &canceller{set: set}
+		stop = context.AfterFunc(ctx, c.fire)
+	}
+	err := wait()
+	if stop != nil && !stop() {
+		c.finish()
+	}
+	if hasDL || c != nil {
+		_ = set(time.Time{})
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// Kernel mode: a blocking call sleeps in the kernel under ctx: ctx's deadline becomes
+// the call's absolute CLOCK_REALTIME timeout, and cancellation or Close interrupt the
+// thread (internal/wait). A non-blocking call passes an expired timeout (the epoch),
+// so it never sleeps, and its ETIMEDOUT becomes EAGAIN. The descriptor's own
+// O_NONBLOCK flag is left to SetAttr.
+
+func (q *Queue) sendKernel(ctx context.Context, data []byte, prio uint, block bool) error {
+	if !q.calls.enter() {
+		return os.ErrClosed
+	}
+	if block && ctx.Done() == nil {
+		for {
+			err := sys.MqTimedsend(q.fd, data, prio, nil)
+			if err == unix.EINTR && q.calls.closed.Load() {
+				err = os.ErrClosed
+			}
+			if err != unix.EINTR {
+				q.calls.leave()
+				return err
+			}
+		}
+	}
+	defer q.calls.leave()
+	// A send usually finds room: try without sleeping first, and only then pay for
+	// a cancellable wait.
+	var abs unix.Timespec
+	err := nowaitErr(sys.MqTimedsend(q.fd, data, prio, &abs))
+	if !block || err != unix.EAGAIN {
+		return err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	ts, hasDL := kernelTimeout(ctx, &abs)
+	err = q.waiters.Do(ctx, func() error { return sys.MqTimedsend(q.fd, data, prio, ts) })
+	return kernelErr(err, hasDL)
+}
+
+func (q *Queue) recvKernel(ctx context.Context, buf []byte, block bool) (n int, prio uint, err error) {
+	if !q.calls.enter() {
+		return 0, 0, os.ErrClosed
+	}
+	if block && ctx.Done() == nil {
+		for {
+			n, prio, err = sys.MqTimedreceive(q.fd, buf, nil)
+			if err == unix.EINTR && q.calls.closed.Load() {
+				err = os.ErrClosed
+			}
+			if err != unix.EINTR {
+				q.calls.leave()
+				return n, prio, err
+			}
+		}
+	}
+	defer q.calls.leave()
+	var abs unix.Timespec
+	cerr := ctx.Err()
+	if !block || cerr != nil {
+		n, prio, err = sys.MqTimedreceive(q.fd, buf, &abs)
+		return n, prio, endedErr(nowaitErr(err), block, cerr)
+	}
+	ts, hasDL := kernelTimeout(ctx, &abs)
+	err = q.waiters.Do(ctx, func() (e error) {
+		n, prio, e = sys.MqTimedreceive(q.fd, buf, ts)
+		return e
+	})
+	return n, prio, kernelErr(err, hasDL)
+}
+
+// kernelTimeout fills abs with ctx's deadline and returns it, or nil without one.
+func kernelTimeout(ctx context.Context, abs *unix.Timespec) (*unix.Timespec, bool) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return nil, false
+	}
+	*abs = unix.Timespec{Sec: dl.Unix(), Nsec: int64(dl.Nanosecond())}
+	return abs, true
+}
+
+func nowaitErr(err error) error {
+	if err == unix.ETIMEDOUT {
+		return unix.EAGAIN
+	}
+	return err
+}
+
+// endedErr is the error of a blocking call whose context had already ended, so that
+// only a non-blocking attempt was made: EAGAIN becomes the context's error.
+func endedErr(err error, block bool, cerr error) error {
+	if block && err == unix.EAGAIN {
+		return cerr
+	}
+	return err
+}
+
+func kernelErr(err error, hasDL bool) error {
+	if err == unix.ETIMEDOUT && hasDL {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// Attr returns the queue's attributes (mq_getsetattr). Nonblock reports this
+// handle's mode as Send and Recv see it; in poller mode the descriptor itself is
+// always non-blocking, because the runtime poller needs it so.
+func (q *Queue) Attr() (Attr, error) {
+	var a sys.MqAttr
+	err := q.control(func(fd int) error { return sys.MqGetsetattr(fd, nil, &a) })
+	if err != nil {
+		return Attr{}, q.wrap("mq_getsetattr", err)
+	}
+	return Attr{MaxMsg: int(a.Maxmsg), MsgSize: int(a.Msgsize), CurMsgs: int(a.Curmsgs), Nonblock: q.nonblock.Load()}, nil
+}
+
+// SetAttr applies a.Nonblock, the only attribute that can change after creation (as
+// with mq_setattr(3), MaxMsg, MsgSize and CurMsgs are ignored), and returns the
+// attributes as they were before. In kernel mode it sets the descriptor's O_NONBLOCK
+// flag, which every duplicate of the descriptor shares; in poller mode the descriptor
+// stays non-blocking and only this handle's Send and Recv change behaviour.
+func (q *Queue) SetAttr(a Attr) (Attr, error) {
+	var set, old sys.MqAttr
+	if a.Nonblock || q.strategy == ipc.WaitPoller {
+		set.Flags = unix.O_NONBLOCK
+	}
+	err := q.control(func(fd int) error { return sys.MqGetsetattr(fd, &set, &old) })
+	if err != nil {
+		return Attr{}, q.wrap("mq_getsetattr", err)
+	}
+	was := q.nonblock.Swap(a.Nonblock)
+	return Attr{MaxMsg: int(old.Maxmsg), MsgSize: int(old.Msgsize), CurMsgs: int(old.Curmsgs), Nonblock: was}, nil
+}
+
+// Len returns the number of messages queued (mq_curmsgs).
+func (q *Queue) Len() (int, error) {
+	a, err := q.Attr()
+	return a.CurMsgs, err
+}
+
+// Status is a queue's state as the kernel reports it in the queue's file (the text
+// read from the descriptor, or from /dev/mqueue/<name> where that is mounted).
+type Status struct {
+	// QSize is the number of bytes of message data queued.
+	QSize int
+	// Notify is the sigev_notify of the process registered with mq_notify
+	// (0 = SIGEV_SIGNAL, 1 = SIGEV_NONE, 2 = SIGEV_THREAD) and Signo its signal;
+	// both are 0 when NotifyPID is 0.
+	Notify, Signo int
+	// NotifyPID is the process registered with mq_notify, 0 if none.
+	NotifyPID int
+	// Text is the kernel's line as read.
+	Text string
+}
+
+// Status reads the queue's status line from the kernel ("QSIZE:... NOTIFY:...
+// SIGNO:... NOTIFY_PID:..."). It needs no mqueue mount: the text comes from read(2) on
+// the descriptor (a write-only handle reopens it read-only through /proc/self/fd).
+func (q *Queue) Status() (Status, error) {
+	var buf [128]byte
+	var n int
+	err := q.control(func(fd int) (err error) {
+		rfd := fd
+		if q.access == unix.O_WRONLY {
+			rfd, err = unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(rfd)
+		}
+		n, err = unix.Pread(rfd, buf[:], 0)
+		return err
+	})
+	if err != nil {
+		return Status{}, q.wrap("read status", err)
+	}
+	s, err := ParseStatus(string(buf[:n]))
+	if err != nil {
+		return Status{}, q.wrap("read status", err)
+	}
+	return s, nil
+}
+
+// StatusOf reads the status of the queue name from the mqueue file system mounted at
+// dir (usually "/dev/mqueue"). Reading it needs read permission on the queue.
+func StatusOf(dir, name string) (Status, error) {
+	bare, err := kernelName("read status", name)
+	if err != nil {
+		return Status{}, err
+	}
+	data, err := os.ReadFile(dir + "/" + bare)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return Status{}, ipc.Wrap("read status", name, err)
+	}
+	s, err := ParseStatus(string(data))
+	if err != nil {
+		return Status{}, ipc.Wrap("read status", name, err)
+	}
+	return s, nil
+}
+
+// ParseStatus parses the kernel's status line of a queue.
+func ParseStatus(text string) (Status, error) {
+	s := Status{Text: strings.TrimSpace(text)}
+	seen := 0
+	for _, f := range strings.Fields(text) {
+		k, v, ok := strings.Cut(f, ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return Status{}, fmt.Errorf("status field %q: %w", f, ipc.ErrInvalid)
+		}
+		switch k {
+		case "QSIZE":
+			s.QSize = n
+		case "NOTIFY":
+			s.Notify = n
+		case "SIGNO":
+			s.Signo = n
+		case "NOTIFY_PID":
+			s.NotifyPID = n
+		default:
+			continue
+		}
+		seen++
+	}
+	if seen != 4 {
+		return Status{}, fmt.Errorf("status %q: want QSIZE, NOTIFY, SIGNO and NOTIFY_PID: %w", s.Text, ipc.ErrInvalid)
+	}
+	return s, nil
+}
+
+// Fd returns the descriptor number. It stays valid until Close; do not close it or
+// change its flags.
+func (q *Queue) Fd() int {
+	if q.file != nil {
+		n := -1
+		_ = q.rc.Control(func(fd uintptr) { n = int(fd) })
+		return n
+	}
+	return q.fd
+}
+
+// File returns a new open file description of the queue (reopened through
+// /proc/self/fd with the same access), blocking, close-on-exec, and independent of
+// this handle's flags, for exec.Cmd.ExtraFiles; the child adopts it with FromFd. It
+// works after Unlink too. The caller closes the returned file once the child has
+// started.
+func (q *Queue) File() (*os.File, error) {
+	var f *os.File
+	err := q.control(func(fd int) error {
+		nfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), q.access|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		f = os.NewFile(uintptr(nfd), q.name)
+		return nil
+	})
+	return f, q.wrap("reopen", err)
+}
+
+// control runs f with the descriptor, guarding against a concurrent Close.
+func (q *Queue) control(f func(fd int) error) error {
+	if q.file != nil {
+		var ferr error
+		if err := q.rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+			if q.closed.Load() {
+				return os.ErrClosed
+			}
+			return err
+		}
+		return ferr
+	}
+	if !q.calls.enter() {
+		return os.ErrClosed
+	}
+	defer q.calls.leave()
+	return f(q.fd)
+}
+
+// Close closes the descriptor (mq_close) and stops the handle's Notifiers. It is
+// idempotent: calls after the first return nil. Calls blocked on the queue return an
+// error matching os.ErrClosed. The queue itself lives on until unlinked (and, after
+// Unlink, until its last descriptor in any process is closed). Closing also removes
+// a kernel mq_notify registration made through this descriptor.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.notifMu.Lock()
+		q.closed.Store(true)
+		ns, ks := q.notifiers, q.kernelNotes
+		q.notifiers, q.kernelNotes = nil, nil
+		q.notifMu.Unlock()
+		for k := range ks {
+			k.Cancel() // while the descriptor is still open
+		}
+		for n := range ns {
+			n.Stop()
+		}
+		if q.file != nil {
+			q.closeErr = q.file.Close()
+			return
+		}
+		q.calls.shut()
+		q.waiters.Close()   // interrupts the cancellable calls
+		q.calls.drain(q.fd) // and then the others
+		q.closeErr = unix.Close(q.fd)
+	})
+	if q.closeErr != nil {
+		return q.wrap("close", q.closeErr)
+	}
+	return nil
+}
+
+// Unlink removes the queue's name (mq_unlink); see the package function Unlink.
+func (q *Queue) Unlink() error { return Unlink(q.name) }
+
+// Unlink removes the queue name (mq_unlink). The name disappears at once; the queue
+// itself lives on, fully usable, until every process has closed its descriptors. It
+// fails with an error matching unix.ENOENT if there is no such queue and unix.EACCES
+// without permission.
+func Unlink(name string) error {
+	bare, err := kernelName("mq_unlink", name)
+	if err != nil {
+		return err
+	}
+	return ipc.Wrap("mq_unlink", name, sys.MqUnlink(bare))
+}
+
+// wrap turns an error from any layer into the package's *ipc.OpError.
+func (q *Queue) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errno, ok := err.(unix.Errno); ok {
+		return ipc.Wrap(op, q.name, errno)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if q.closed.Load() && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		err = os.ErrClosed
+	}
+	return &ipc.OpError{Op: op, Object: q.name, Err: err}
+}
