@@ -96,11 +96,13 @@ func (e *rawStream) Close() error {
 // pipeTransport: two anonymous pipes, one each way, handed to the peer by inheritance.
 type pipeTransport struct{}
 
-func (pipeTransport) Name() string              { return "pipe" }
-func (pipeTransport) Waits() []ipc.WaitStrategy { return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} }
-func (pipeTransport) MaxSize() int              { return 0 }
-func (pipeTransport) Available() error          { return nil }
-func (pipeTransport) Cleanup(Params) error      { return nil }
+func (pipeTransport) Name() string { return "pipe" }
+func (pipeTransport) Waits() []ipc.WaitStrategy {
+	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+}
+func (pipeTransport) MaxSize() int         { return 0 }
+func (pipeTransport) Available() error     { return nil }
+func (pipeTransport) Cleanup(Params) error { return nil }
 
 func (pipeTransport) Setup(p *Params) (Endpoint, []*os.File, error) {
 	if p.Impl == ImplRaw {
@@ -165,10 +167,12 @@ func (pipeTransport) Open(p Params, files []*os.File) (Endpoint, error) {
 // fifoTransport: two FIFOs in a private directory, found by path.
 type fifoTransport struct{}
 
-func (fifoTransport) Name() string              { return "fifo" }
-func (fifoTransport) Waits() []ipc.WaitStrategy { return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} }
-func (fifoTransport) MaxSize() int              { return 0 }
-func (fifoTransport) Available() error          { return nil }
+func (fifoTransport) Name() string { return "fifo" }
+func (fifoTransport) Waits() []ipc.WaitStrategy {
+	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+}
+func (fifoTransport) MaxSize() int     { return 0 }
+func (fifoTransport) Available() error { return nil }
 
 func (fifoTransport) Setup(p *Params) (Endpoint, []*os.File, error) {
 	dir, err := os.MkdirTemp("", "ipcbench-fifo-")
