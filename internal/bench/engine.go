@@ -43,6 +43,17 @@ type ScenarioLister interface {
 	Scenarios() []string
 }
 
+// PayloadFree is implemented by transports that signal without moving a payload
+// (a semaphore): they run at one size only and report no byte throughput.
+type PayloadFree interface {
+	PayloadFree() bool
+}
+
+func payloadFree(t Transport) bool {
+	pf, ok := t.(PayloadFree)
+	return ok && pf.PayloadFree()
+}
+
 // supports reports whether t runs scenario.
 func supports(t Transport, scenario string) bool {
 	if sl, ok := t.(ScenarioLister); ok {
@@ -124,7 +135,11 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 			}
 			continue
 		}
-		for _, size := range cfg.Sizes {
+		sizes := cfg.Sizes
+		if payloadFree(t) && len(sizes) > 1 {
+			sizes = sizes[:1]
+		}
+		for _, size := range sizes {
 			if size <= 0 {
 				return nil, nil, fmt.Errorf("message size %d: must be positive", size)
 			}
@@ -407,6 +422,9 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 	secs := total.Seconds()
 	res.MsgsPerSec = float64(iters) / secs
 	res.BytesPerSec = float64(iters) * float64(p.Size) / secs
+	if t, err := Lookup(p.Primitive); err == nil && payloadFree(t) {
+		res.BytesPerSec = 0
+	}
 	return nil
 }
 
