@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ipclab/ipclab/internal/report"
 	"github.com/ipclab/ipclab/ipc"
 )
@@ -32,10 +34,14 @@ const (
 	// timed like pingpong, one call per round trip. Only transports that list it in
 	// Scenarios() run it.
 	ScenarioCall = "call"
+	// ScenarioFdPass is pingpong in which every message to the peer carries one
+	// descriptor (SCM_RIGHTS), which the peer closes on receipt: the cost of passing
+	// a descriptor. Transports whose endpoints are FdEndpoints list it.
+	ScenarioFdPass = "fdpass"
 )
 
 // Scenarios lists the scenarios Run understands.
-var Scenarios = []string{ScenarioPingPong, ScenarioStream, ScenarioCall}
+var Scenarios = []string{ScenarioPingPong, ScenarioStream, ScenarioCall, ScenarioFdPass}
 
 // ScenarioLister is implemented by transports that support other scenarios than
 // pingpong and stream (or only some of them).
@@ -353,13 +359,22 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 	}
 	buf := make([]byte, p.Size)
 	var h Histogram
+	var fds []int
+	if p.Scenario == ScenarioFdPass {
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			return err
+		}
+		defer null.Close()
+		fds = []int{int(null.Fd())}
+	}
 	phase := func(n int, record bool) (time.Duration, error) {
 		var hdr [8]byte
 		binary.LittleEndian.PutUint64(hdr[:], uint64(n))
 		if _, err := ctrl.Write(hdr[:]); err != nil {
 			return 0, err
 		}
-		return runPhase(p.Scenario, ep, msg, buf, n, record, &h)
+		return runPhase(p.Scenario, ep, msg, buf, fds, n, record, &h)
 	}
 
 	// Warm up in growing batches until Warmup has passed; the last batch gives the
@@ -429,9 +444,27 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 }
 
 // runPhase does n operations of the scenario on the parent's side.
-func runPhase(scenario string, ep Endpoint, msg, buf []byte, n int, record bool, h *Histogram) (time.Duration, error) {
+func runPhase(scenario string, ep Endpoint, msg, buf []byte, fds []int, n int, record bool, h *Histogram) (time.Duration, error) {
 	start := time.Now()
 	switch scenario {
+	case ScenarioFdPass:
+		fe, ok := ep.(FdEndpoint)
+		if !ok {
+			return 0, fmt.Errorf("%T cannot pass descriptors", ep)
+		}
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			if err := fe.SendFds(msg, fds); err != nil {
+				return 0, fmt.Errorf("send with descriptor: %w", err)
+			}
+			if err := ep.Recv(buf); err != nil {
+				return 0, fmt.Errorf("receive: %w", err)
+			}
+			if record {
+				h.Record(time.Since(t0))
+			}
+		}
+		return time.Since(start), nil
 	case ScenarioStream:
 		for i := 0; i < n; i++ {
 			if err := ep.Send(msg); err != nil {
@@ -512,6 +545,25 @@ func runPeer(specJSON string) error {
 			return nil
 		}
 		switch spec.Params.Scenario {
+		case ScenarioFdPass:
+			fe, ok := ep.(FdEndpoint)
+			if !ok {
+				return fmt.Errorf("%T cannot pass descriptors", ep)
+			}
+			fds := make([]int, 1)
+			for i := 0; i < n; i++ {
+				got, err := fe.RecvFds(buf, fds)
+				if err != nil {
+					return fmt.Errorf("receive with descriptor: %w", err)
+				}
+				if got != 1 {
+					return fmt.Errorf("received %d descriptors, want 1", got)
+				}
+				unix.Close(fds[0])
+				if err := ep.Send(buf); err != nil {
+					return fmt.Errorf("send: %w", err)
+				}
+			}
 		case ScenarioStream:
 			for i := 0; i < n; i++ {
 				if err := ep.Recv(buf); err != nil {

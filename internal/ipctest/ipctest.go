@@ -101,6 +101,11 @@ func Main(m *testing.M) {
 	if name := os.Getenv(envHelper); name != "" {
 		os.Exit(runHelper(name))
 	}
+	if fuzzing() {
+		// go test -fuzz runs workers that talk to the coordinator over inherited
+		// descriptors, and keeps goroutines of its own: run the tests as they are.
+		os.Exit(m.Run())
+	}
 	if os.Geteuid() == 0 && os.Getenv(envInNS) == "" && os.Getenv(envNoNS) == "" {
 		if code, ok := reexecInNamespace(); ok {
 			os.Exit(code)
@@ -112,6 +117,9 @@ func Main(m *testing.M) {
 			os.Exit(2)
 		}
 	}
+	// Children (helpers, benchmark peers) should not sleep a second at exit under
+	// -race, the detector's default.
+	os.Setenv("GORACE", strings.TrimSpace("atexit_sleep_ms=0 "+os.Getenv("GORACE")))
 	tmp, err := privateTempDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ipctest:", err)
@@ -202,6 +210,16 @@ func privateMounts() error {
 		}
 	}
 	return nil
+}
+
+// fuzzing reports whether go test runs this binary as a fuzzing coordinator or worker.
+func fuzzing() bool {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "-test.fuzz=") || strings.HasPrefix(a, "-test.fuzzworker") {
+			return !strings.HasSuffix(a, "=")
+		}
+	}
+	return false
 }
 
 // privateTempDir gives this test binary (and the helpers it starts, through the

@@ -1,0 +1,265 @@
+package sockets
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/internal/wait"
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// base is what every socket shares: the descriptor, how it waits, deadlines, the
+// preallocated per-direction system-call state that keeps the hot path free of
+// allocations, and a Close that unblocks calls in flight.
+type base struct {
+	name   string // used in errors
+	family int
+	sotype int
+	cfg    config
+
+	// Poller mode: the non-blocking descriptor lives in an *os.File registered with
+	// the runtime poller; rc reaches it.
+	file *os.File
+	rc   syscall.RawConn
+
+	// Kernel mode: the blocking descriptor and the threads blocked on it.
+	fd      int
+	waiters wait.Set
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	onClose   func() // runs before the descriptor is released (listener unlink)
+
+	// Deadlines set with Set*Deadline, as Unix nanoseconds (0: none). The poller
+	// keeps its own copy; these restore it after a context-bound call and bound
+	// kernel-mode calls.
+	rdl, wdl atomic.Int64
+
+	rd, wr op
+
+	// Kernel-mode calls on the fast path (fastpath.go), which hold no op mutex.
+	inflight atomic.Int32
+	// wantCred: SO_PASSCRED is on (or a datagram policy needs credentials), so
+	// receives need a control buffer.
+	wantCred atomic.Bool
+
+	local, remote net.Addr
+	connected     bool
+}
+
+// op is one direction's system call: its arguments and results live here, and the
+// callbacks handed to the poller or to internal/wait are built once, so a call
+// allocates nothing. mu serialises callers in that direction.
+type op struct {
+	mu    sync.Mutex
+	write bool
+	fd    int // kernel mode
+	p     []byte
+	oob   []byte
+	buf   []byte // control buffer sized for cfg.maxFds (+ credentials)
+	addr  sys.Addr
+	to    *sys.Addr // &addr or nil
+	flags int
+
+	n, oobn, rflags int
+	err             error
+
+	pollFn func(uintptr) bool
+	ctlFn  func(uintptr)
+	kernFn func() error
+}
+
+func (o *op) do(fd int) error {
+	if o.write {
+		o.n, o.err = sys.Sendmsg(fd, o.p, o.oob, o.to, o.flags)
+	} else {
+		o.n, o.oobn, o.rflags, o.err = sys.Recvmsg(fd, o.p, o.oob, o.to, o.flags)
+	}
+	return o.err
+}
+
+func (o *op) init(write bool, fd int, oobSize int) {
+	o.write = write
+	o.fd = fd
+	o.buf = make([]byte, oobSize)
+	o.pollFn = func(fd uintptr) bool { return o.do(int(fd)) != unix.EAGAIN }
+	o.ctlFn = func(fd uintptr) { o.do(int(fd)) }
+	o.kernFn = func() error { return o.do(o.fd) }
+}
+
+// oobSize is the control buffer a socket needs: room for the fd cap and credentials.
+func oobSize(c config) int {
+	n := unix.CmsgSpace(unix.SizeofUcred)
+	if c.maxFds > 0 {
+		n += unix.CmsgSpace(4 * c.maxFds)
+	}
+	return n
+}
+
+// newBase takes ownership of fd, a socket, and sets it up for the configured wait
+// strategy. On error fd is closed.
+func newBase(fd, family, sotype int, c config) (*base, error) {
+	b := &base{family: family, sotype: sotype, cfg: c, fd: fd}
+	b.local, b.remote, b.connected = sockAddrs(fd, sotype)
+	b.name = describe(family, sotype, b.local, b.remote)
+	if err := unix.SetNonblock(fd, c.wait == ipc.WaitPoller); err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("fcntl", b.name, err)
+	}
+	if c.passCred || (c.policy != nil && sotype == unix.SOCK_DGRAM) {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+			unix.Close(fd)
+			return nil, ipc.Wrap("setsockopt SO_PASSCRED", b.name, err)
+		}
+		b.wantCred.Store(true)
+	}
+	if c.noFds {
+		// Linux < 6.16 answers ENOPROTOOPT; receipt then closes unexpected fds.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, sys.SO_PASSRIGHTS, 0)
+	}
+	b.rd.init(false, fd, oobSize(c))
+	b.wr.init(true, fd, oobSize(c))
+	if c.wait == ipc.WaitKernel {
+		return b, nil
+	}
+	b.file = os.NewFile(uintptr(fd), b.name)
+	rc, err := b.file.SyscallConn()
+	if err != nil {
+		b.file.Close()
+		return nil, ipc.Wrap("open", b.name, err)
+	}
+	b.rc = rc
+	return b, nil
+}
+
+// control runs f with the descriptor, guarding against a concurrent Close.
+func (b *base) control(f func(fd int) error) error {
+	if b.file != nil {
+		var ferr error
+		if err := b.rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+			return b.pollErr(err)
+		}
+		return ferr
+	}
+	if !b.waiters.Acquire() {
+		return errClosed
+	}
+	defer b.waiters.Release()
+	return f(b.fd)
+}
+
+// wrap builds the package's *ipc.OpError.
+func (b *base) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		err = se.Err
+	}
+	return ipc.Wrap(op, b.name, err)
+}
+
+// Close closes the socket. Calls blocked on it return an error matching
+// os.ErrClosed and net.ErrClosed. Close is idempotent: later calls return nil.
+func (b *base) Close() error {
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		if b.onClose != nil {
+			b.onClose()
+		}
+		if b.file != nil {
+			b.closeErr = b.file.Close()
+			return
+		}
+		// Every receive and send either holds its direction's mutex for the whole
+		// call or is counted in inflight (the fast path). A receive in progress may
+		// be blocked in the kernel unregistered (direct, fast path): shutting the
+		// receive side down wakes it. Registered calls are signalled. Once inflight
+		// is zero and both mutexes are held, no call is left to see the descriptor
+		// number reused.
+		rdFree := b.rd.mu.TryLock()
+		if !rdFree || b.inflight.Load() > 0 {
+			_ = unix.Shutdown(b.fd, unix.SHUT_RD)
+		}
+		b.waiters.Close()
+		for b.inflight.Load() > 0 {
+			time.Sleep(20 * time.Microsecond)
+		}
+		if !rdFree {
+			b.rd.mu.Lock()
+		}
+		b.wr.mu.Lock()
+		b.closeErr = unix.Close(b.fd)
+		b.wr.mu.Unlock()
+		b.rd.mu.Unlock()
+	})
+	if b.closeErr != nil {
+		return b.wrap("close", b.closeErr)
+	}
+	return nil
+}
+
+// Fd returns the descriptor. It stays valid until Close; do not close it or change
+// its flags.
+func (b *base) Fd() int { return b.fd }
+
+// Wait returns the socket's wait strategy.
+func (b *base) Wait() ipc.WaitStrategy { return b.cfg.wait }
+
+// String describes the socket ("unix-stream /run/x/s -> @", "tcp 127.0.0.1:1 -> ...").
+func (b *base) String() string { return b.name }
+
+// LocalAddr returns the socket's own address (*net.UnixAddr, *net.TCPAddr or
+// *net.UDPAddr), or nil if it has none.
+func (b *base) LocalAddr() net.Addr { return b.local }
+
+// RemoteAddr returns the connected peer's address, or nil.
+func (b *base) RemoteAddr() net.Addr { return b.remote }
+
+// SyscallConn returns a raw connection for socket options the package does not wrap.
+// It is nil in kernel mode.
+func (b *base) SyscallConn() syscall.RawConn { return b.rc }
+
+// File returns a duplicate of the descriptor, close-on-exec, for handing to another
+// process (exec.Cmd.ExtraFiles). It shares the open file description, so its
+// O_NONBLOCK flag is shared too.
+func (b *base) File() (*os.File, error) {
+	var f *os.File
+	err := b.control(func(fd int) error {
+		nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		f = os.NewFile(uintptr(nfd), b.name)
+		return nil
+	})
+	return f, b.wrap("dup", err)
+}
+
+// shutdown is shutdown(2).
+func (b *base) shutdown(how int) error {
+	return b.wrap("shutdown", b.control(func(fd int) error { return unix.Shutdown(fd, how) }))
+}
+
+// closedError is the cause of every call on, or blocked in, a closed socket.
+type closedError struct{}
+
+func (closedError) Error() string        { return "use of closed socket" }
+func (closedError) Is(target error) bool { return target == os.ErrClosed || target == net.ErrClosed }
+
+var errClosed error = closedError{}

@@ -1,0 +1,77 @@
+package sockets
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// fromFile duplicates f's descriptor (close-on-exec) after checking it is a socket of
+// the wanted type; f stays the caller's to close.
+func fromFile(f *os.File, sotype int, opts []Option) (*base, error) {
+	c, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, ipc.Wrap("dup", f.Name(), err)
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("getsockopt SO_TYPE", f.Name(), err)
+	}
+	family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("getsockopt SO_DOMAIN", f.Name(), err)
+	}
+	if typ != sotype || (family != unix.AF_UNIX && family != unix.AF_INET) {
+		unix.Close(fd)
+		return nil, &ipc.OpError{Op: "file", Object: f.Name(), Err: fmt.Errorf("socket is %s, want %s: %w",
+			kindName(family, typ), kindName(family, sotype), ipc.ErrInvalid)}
+	}
+	return newBase(fd, family, sotype, c)
+}
+
+// FileStreamConn makes a *StreamConn of a duplicate of f, a connected stream socket
+// (inherited from a parent or received with ReadMsg). f remains open.
+func FileStreamConn(f *os.File, opts ...Option) (*StreamConn, error) {
+	b, err := fromFile(f, unix.SOCK_STREAM, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newStream(b), nil
+}
+
+// FileSeqpacketConn makes a *SeqpacketConn of a duplicate of f.
+func FileSeqpacketConn(f *os.File, opts ...Option) (*SeqpacketConn, error) {
+	b, err := fromFile(f, unix.SOCK_SEQPACKET, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newSeqpacket(b), nil
+}
+
+// FileDgramConn makes a *DgramConn of a duplicate of f.
+func FileDgramConn(f *os.File, opts ...Option) (*DgramConn, error) {
+	b, err := fromFile(f, unix.SOCK_DGRAM, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newDgram(b), nil
+}
+
+// FileStreamListener makes a *StreamListener of a duplicate of f, a listening stream
+// socket. Its Close does not remove any socket file: whoever bound it owns the path.
+func FileStreamListener(f *os.File, opts ...Option) (*StreamListener, error) {
+	b, err := fromFile(f, unix.SOCK_STREAM, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &StreamListener{&listener{b: b}}, nil
+}

@@ -1,0 +1,100 @@
+package sockets
+
+import (
+	"context"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// ListenTCP listens for TCP connections on addr, "127.x.y.z:port" (port 0 picks a
+// free one; see Addr). Only loopback addresses are accepted. Accepted connections
+// have TCP_NODELAY set.
+func ListenTCP(addr string, opts ...Option) (*StreamListener, error) {
+	c, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	var a sys.Addr
+	if err := setInet4(&a, addr, false); err != nil {
+		return nil, &ipc.OpError{Op: "listen", Object: addr, Err: err}
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, ipc.Wrap("socket", "tcp", err)
+	}
+	if err := sys.Bind(fd, &a); err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("bind", addr, err)
+	}
+	if err := unix.Listen(fd, c.backlog); err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("listen", addr, err)
+	}
+	l, err := newListener(fd, unix.AF_INET, unix.SOCK_STREAM, nil, c)
+	if err != nil {
+		return nil, err
+	}
+	return &StreamListener{l}, nil
+}
+
+// DialTCP connects to addr, a loopback "127.x.y.z:port", with TCP_NODELAY set.
+func DialTCP(ctx context.Context, addr string, opts ...Option) (*StreamConn, error) {
+	c, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	var a sys.Addr
+	if err := setInet4(&a, addr, false); err != nil {
+		return nil, &ipc.OpError{Op: "connect", Object: addr, Err: err}
+	}
+	b, err := dial(ctx, unix.AF_INET, unix.SOCK_STREAM, &a, addr, c)
+	if err != nil {
+		return nil, err
+	}
+	return newStream(b), nil
+}
+
+// ListenUDP binds a UDP socket to addr, a loopback "127.x.y.z:port".
+func ListenUDP(addr string, opts ...Option) (*DgramConn, error) {
+	c, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	var a sys.Addr
+	if err := setInet4(&a, addr, false); err != nil {
+		return nil, &ipc.OpError{Op: "bind", Object: addr, Err: err}
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, ipc.Wrap("socket", "udp", err)
+	}
+	if err := sys.Bind(fd, &a); err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("bind", addr, err)
+	}
+	b, err := newBase(fd, unix.AF_INET, unix.SOCK_DGRAM, c)
+	if err != nil {
+		return nil, err
+	}
+	return newDgram(b), nil
+}
+
+// DialUDP connects a UDP socket to addr, a loopback "127.x.y.z:port".
+func DialUDP(ctx context.Context, addr string, opts ...Option) (*DgramConn, error) {
+	c, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	var a sys.Addr
+	if err := setInet4(&a, addr, false); err != nil {
+		return nil, &ipc.OpError{Op: "connect", Object: addr, Err: err}
+	}
+	b, err := dial(ctx, unix.AF_INET, unix.SOCK_DGRAM, &a, addr, c)
+	if err != nil {
+		return nil, err
+	}
+	return newDgram(b), nil
+}

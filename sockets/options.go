@@ -1,0 +1,97 @@
+package sockets
+
+import (
+	"fmt"
+	"io/fs"
+
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// DefaultMaxFds is the default cap on descriptors accepted or sent in one message.
+const DefaultMaxFds = 16
+
+// maxFdsLimit is SCM_MAX_FD, the kernel's own cap on descriptors per message.
+const maxFdsLimit = 253
+
+// Option configures the constructors (Listen*, Dial*, *Pair, File*).
+type Option func(*config)
+
+type config struct {
+	wait     ipc.WaitStrategy
+	maxFds   int
+	mode     fs.FileMode
+	policy   PeerPolicy
+	abstract bool
+	passCred bool
+	autobind bool
+	noFds    bool
+	backlog  int
+}
+
+// WithWait sets how blocking calls wait: ipc.WaitPoller (default: the descriptor is
+// non-blocking and in the Go runtime poller) or ipc.WaitKernel (the calling thread
+// sleeps inside recvmsg/sendmsg/accept4/connect, interrupted by a signal on
+// cancellation; see internal/wait). In kernel mode, deadlines set with Set*Deadline
+// apply to calls that start after them.
+func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.wait = w } }
+
+// WithMaxFds sets the cap on descriptors per message (default DefaultMaxFds, at most
+// 253, the kernel's SCM_MAX_FD). The receive control buffer is sized for exactly this
+// many, so a peer sending more trips MSG_CTRUNC.
+func WithMaxFds(n int) Option { return func(c *config) { c.maxFds = n } }
+
+// WithMode sets the permission bits of a socket file created by a Listen call
+// (default 0600). The directory's permissions remain the real guard.
+func WithMode(m fs.FileMode) Option { return func(c *config) { c.mode = m } }
+
+// WithPeerPolicy checks the peer's SO_PEERCRED credentials on every accepted or
+// dialled connection; a connection the policy rejects is closed and the call fails
+// with an error matching ErrPeerRejected.
+func WithPeerPolicy(p PeerPolicy) Option { return func(c *config) { c.policy = p } }
+
+// AllowAbstract permits abstract-namespace names ("@name") and autobound listeners.
+// Abstract names have no permissions and the first binder wins (CVE-2020-15257), so a
+// peer policy is mandatory: p is checked against every peer, the server a client
+// dialled included. A nil p is an error.
+func AllowAbstract(p PeerPolicy) Option {
+	return func(c *config) { c.abstract = true; c.policy = p }
+}
+
+// PassCred sets SO_PASSCRED: every received message then carries the sender's
+// credentials (SCM_CREDENTIALS), read with ReadMsgCred.
+func PassCred() Option { return func(c *config) { c.passCred = true } }
+
+// AutoBind binds a dialling datagram socket to a kernel-chosen abstract name first
+// (autobind), so the server can reply to it.
+func AutoBind() Option { return func(c *config) { c.autobind = true } }
+
+// RefuseFds makes the kernel refuse descriptors sent to this socket (SO_PASSRIGHTS=0,
+// Linux 6.16). On older kernels the option is ignored and unexpected descriptors are
+// closed on receipt instead.
+func RefuseFds() Option { return func(c *config) { c.noFds = true } }
+
+// WithBacklog sets the listen(2) backlog (default 128).
+func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
+
+func buildConfig(opts []Option) (config, error) {
+	c := config{maxFds: DefaultMaxFds, mode: 0o600, backlog: 128}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.wait != ipc.WaitPoller && c.wait != ipc.WaitKernel {
+		return c, fmt.Errorf("sockets: wait strategy %v not supported (want poller or kernel): %w", c.wait, ipc.ErrInvalid)
+	}
+	if c.maxFds < 0 || c.maxFds > maxFdsLimit {
+		return c, fmt.Errorf("sockets: max fds %d out of range [0,%d]: %w", c.maxFds, maxFdsLimit, ipc.ErrInvalid)
+	}
+	if c.abstract && c.policy == nil {
+		return c, fmt.Errorf("sockets: abstract names need a peer policy: %w", ipc.ErrInvalid)
+	}
+	if c.mode&^fs.ModePerm != 0 {
+		return c, fmt.Errorf("sockets: mode %v has bits other than permissions: %w", c.mode, ipc.ErrInvalid)
+	}
+	if c.backlog <= 0 {
+		return c, fmt.Errorf("sockets: backlog %d: %w", c.backlog, ipc.ErrInvalid)
+	}
+	return c, nil
+}

@@ -1,0 +1,43 @@
+package sockets
+
+import (
+	"context"
+)
+
+// SeqpacketConn is a connected Unix SOCK_SEQPACKET socket: reliable, ordered
+// messages with boundaries, as doors use. A receive returns exactly one message; a
+// buffer too short for it is an error matching ipc.ErrTruncated and the rest of the
+// message is lost (so size buffers for the largest message). Messages must not be
+// empty (an empty read means the peer has gone: io.EOF). Descriptors and credentials
+// travel with ReadMsg/WriteMsg and ReadMsgCred/WriteMsgCred. Safe for concurrent use.
+type SeqpacketConn struct {
+	*base
+}
+
+func newSeqpacket(b *base) *SeqpacketConn { return &SeqpacketConn{base: b} }
+
+// Send sends p as one message (sendmsg with MSG_NOSIGNAL), waiting for buffer space
+// until ctx ends or the write deadline passes. It does not allocate.
+func (c *SeqpacketConn) Send(ctx context.Context, p []byte) error {
+	_, err := c.WriteMsg(ctx, p, nil)
+	return err
+}
+
+// TrySend sends p without waiting: ipc.ErrWouldBlock if there is no room.
+func (c *SeqpacketConn) TrySend(p []byte) error {
+	_, err := c.send(context.Background(), p, nil, nil, nil, true)
+	return c.wrapIO("sendmsg", err)
+}
+
+// Recv receives one message into p and returns its length; io.EOF once the peer has
+// closed. It does not allocate.
+func (c *SeqpacketConn) Recv(ctx context.Context, p []byte) (int, error) {
+	n, _, err := c.ReadMsg(ctx, p, nil)
+	return n, err
+}
+
+// TryRecv receives one message without waiting: ipc.ErrWouldBlock if none is queued.
+func (c *SeqpacketConn) TryRecv(p []byte) (int, error) {
+	r, _, err := c.recv(context.Background(), p, nil, true, false)
+	return r.n, c.wrapIO("recvmsg", err)
+}

@@ -1,0 +1,248 @@
+package sockets
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// How calls wait: the poller (rawIO, pollerCtx), the kernel with the thread
+// registered for interruption (internal/wait), or the kernel unregistered (direct
+// and fastpath.go). Deadlines and contexts are applied here.
+
+// background is compared with, rather than asked for Done, on the hot path: an
+// interface call less per message.
+var background = context.Background()
+
+// exec runs o once the descriptor is ready (poller), blocking in the kernel (kernel),
+// or not at all waiting when nowait (MSG_DONTWAIT is then in o.flags).
+func (b *base) exec(ctx context.Context, o *op, nowait bool) error {
+	if b.file == nil {
+		if nowait {
+			if !b.waiters.Acquire() {
+				return errClosed
+			}
+			err := o.do(b.fd)
+			b.waiters.Release()
+			return err
+		}
+		if (ctx == background || ctx.Done() == nil) && b.deadline(o.write).IsZero() {
+			if !o.write {
+				return b.direct(o)
+			}
+			// A send that fits goes at once; one that must wait blocks below,
+			// where Close can interrupt it.
+			flags := o.flags
+			o.flags |= unix.MSG_DONTWAIT
+			err := b.direct(o)
+			o.flags = flags
+			if err != unix.EAGAIN {
+				return err
+			}
+		}
+		kctx, cancel, fromDL := b.kernelCtx(ctx, o.write)
+		err := b.waiters.Do(kctx, o.kernFn)
+		cancel()
+		if err == os.ErrClosed {
+			return errClosed
+		}
+		if fromDL && errors.Is(err, context.DeadlineExceeded) && context.Cause(kctx) == os.ErrDeadlineExceeded {
+			return os.ErrDeadlineExceeded
+		}
+		return err
+	}
+	if nowait {
+		if err := b.rc.Control(o.ctlFn); err != nil {
+			return b.pollErr(err)
+		}
+		return o.err
+	}
+	if ctx == background || ctx.Done() == nil {
+		return b.rawIO(o)
+	}
+	return b.pollerCtx(ctx, o.write, func() error { return b.rawIO(o) })
+}
+
+// rawIO waits in the poller until o completes, honouring the file's deadlines.
+func (b *base) rawIO(o *op) error {
+	var err error
+	if o.write {
+		err = b.rc.Write(o.pollFn)
+	} else {
+		err = b.rc.Read(o.pollFn)
+	}
+	if err != nil {
+		return b.pollErr(err)
+	}
+	return o.err
+}
+
+// pollErr maps what the poller returns: a closed file is errClosed.
+func (b *base) pollErr(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return os.ErrDeadlineExceeded
+	}
+	if b.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+		return errClosed
+	}
+	return err
+}
+
+// waitIO makes attempt (one non-blocking system call in poller mode, one blocking
+// call in kernel mode) until it stops returning EAGAIN, honouring ctx and the
+// deadlines. It allocates; the hot path uses exec.
+func (b *base) waitIO(ctx context.Context, write bool, attempt func(fd int) error) error {
+	if b.file == nil {
+		kctx, cancel, fromDL := b.kernelCtx(ctx, write)
+		err := b.waiters.Do(kctx, func() error { return attempt(b.fd) })
+		cancel()
+		if err == os.ErrClosed {
+			return errClosed
+		}
+		if fromDL && errors.Is(err, context.DeadlineExceeded) && context.Cause(kctx) == os.ErrDeadlineExceeded {
+			return os.ErrDeadlineExceeded
+		}
+		return err
+	}
+	var aerr error
+	fn := func(fd uintptr) bool {
+		aerr = attempt(int(fd))
+		return aerr != unix.EAGAIN
+	}
+	io := func() error {
+		var err error
+		if write {
+			err = b.rc.Write(fn)
+		} else {
+			err = b.rc.Read(fn)
+		}
+		if err != nil {
+			return b.pollErr(err)
+		}
+		return aerr
+	}
+	if ctx.Done() == nil {
+		return io()
+	}
+	return b.pollerCtx(ctx, write, io)
+}
+
+// pollerCtx applies ctx as a deadline on the file for one call, then restores the
+// deadline the caller set.
+func (b *base) pollerCtx(ctx context.Context, write bool, io func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	set := b.file.SetReadDeadline
+	user := b.deadline(write)
+	if write {
+		set = b.file.SetWriteDeadline
+	}
+	dl, has := ctx.Deadline()
+	if !has || (!user.IsZero() && user.Before(dl)) {
+		dl = user
+	}
+	if err := set(dl); err != nil {
+		return b.pollErr(err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = set(time.Unix(1, 0)) })
+	err := io()
+	if !stop() {
+		_ = set(user)
+		if err == os.ErrDeadlineExceeded {
+			return ctx.Err()
+		}
+		return err
+	}
+	_ = set(user)
+	if err == os.ErrDeadlineExceeded && (user.IsZero() || time.Now().Before(user)) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// deadline returns the read or write deadline set with Set*Deadline.
+func (b *base) deadline(write bool) time.Time {
+	ns := b.rdl.Load()
+	if write {
+		ns = b.wdl.Load()
+	}
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// direct makes o's system call in kernel mode without registering the thread in
+// b.waiters: the common case (no context to honour, no deadline) then costs nothing
+// beyond the call. The caller holds o.mu. Close cannot signal such a call, so it
+// shuts the socket's receive side down instead, which wakes a blocked receive; sends
+// therefore go direct only with MSG_DONTWAIT (see exec).
+func (b *base) direct(o *op) error {
+	if b.closed.Load() {
+		return errClosed
+	}
+	for {
+		err := o.do(b.fd)
+		if b.closed.Load() && (err != nil || o.n == 0) {
+			return errClosed
+		}
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// kernelCtx bounds ctx by the deadline set with Set*Deadline, if any.
+func (b *base) kernelCtx(ctx context.Context, write bool) (context.Context, context.CancelFunc, bool) {
+	dl := b.deadline(write)
+	if dl.IsZero() {
+		return ctx, func() {}, false
+	}
+	c, cancel := context.WithDeadlineCause(ctx, dl, os.ErrDeadlineExceeded)
+	return c, cancel, true
+}
+
+// SetDeadline sets the read and write deadlines (see net.Conn). A zero time means
+// none. Calls past the deadline fail with an error matching os.ErrDeadlineExceeded
+// whose Timeout method reports true.
+func (b *base) SetDeadline(t time.Time) error { return b.setDeadline(t, true, true) }
+
+// SetReadDeadline sets the deadline for receives.
+func (b *base) SetReadDeadline(t time.Time) error { return b.setDeadline(t, true, false) }
+
+// SetWriteDeadline sets the deadline for sends.
+func (b *base) SetWriteDeadline(t time.Time) error { return b.setDeadline(t, false, true) }
+
+func (b *base) setDeadline(t time.Time, read, write bool) error {
+	if b.closed.Load() {
+		return b.wrap("set deadline", errClosed)
+	}
+	var ns int64
+	if !t.IsZero() {
+		ns = max(t.UnixNano(), 1)
+	}
+	if read {
+		b.rdl.Store(ns)
+	}
+	if write {
+		b.wdl.Store(ns)
+	}
+	if b.file == nil {
+		return nil
+	}
+	var err error
+	switch {
+	case read && write:
+		err = b.file.SetDeadline(t)
+	case read:
+		err = b.file.SetReadDeadline(t)
+	default:
+		err = b.file.SetWriteDeadline(t)
+	}
+	return b.wrap("set deadline", b.pollErr(err))
+}
