@@ -86,7 +86,7 @@ const usage = `usage:
 type runFlags struct {
 	prims, sizes, waits, impls string
 	scenario, pin, format      string
-	iters                      int
+	iters, rounds              int
 	duration, warmup           time.Duration
 	output                     string
 	ebpf                       bool
@@ -100,6 +100,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	fs.StringVar(&f.sizes, "size", "64,4K,64K", "message sizes, comma-separated (64, 4K, 1M)")
 	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency), stream (one-way throughput), or both: pingpong,stream")
 	fs.IntVar(&f.iters, "iters", 0, "timed iterations per measurement (default: as many as fit in -duration)")
+	fs.IntVar(&f.rounds, "rounds", 1, "measure everything this many times, interleaved, and merge: a case and its raw baseline then share the machine's drift")
 	fs.DurationVar(&f.duration, "duration", time.Second, "length of each timed phase when -iters is not given")
 	fs.DurationVar(&f.warmup, "warmup", 200*time.Millisecond, "untimed warm-up before each timed phase")
 	fs.StringVar(&f.pin, "pin", bench.PinSame, "same (both processes on one CPU), cross (one CPU each) or none")
@@ -125,7 +126,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 		return usageError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
 	}
 	cfg := bench.Config{
-		Iters: f.iters, Duration: f.duration, Warmup: f.warmup,
+		Iters: f.iters, Rounds: f.rounds, Duration: f.duration, Warmup: f.warmup,
 		Pin: f.pin, Progress: stderr,
 	}
 	scenarios := split(f.scenario)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ipclab/ipclab/ebpf"
 	"github.com/ipclab/ipclab/internal/report"
@@ -122,9 +123,12 @@ func RunTraced(ctx context.Context, cfg Config, tracer Tracer) ([]report.Result,
 	return results, runErr
 }
 
-// tracedResult carries what RunCase learned from the probes beyond report.Result.
+// tracedResult is a report.Result with what went into it: the latency histogram, the
+// time the timed iterations took, and what the probes saw beyond the breakdown.
 type tracedResult struct {
 	report.Result
+	hist         *Histogram
+	elapsed      time.Duration
 	bytesPerCall float64
 }
 

@@ -92,6 +92,9 @@ type Config struct {
 	Exe string
 	// Timeout bounds one measurement (default: 30s + 5×(Warmup+Duration)).
 	Timeout time.Duration
+	// Rounds measures the plan this many times, interleaved, merging each case's
+	// rounds (default 1).
+	Rounds int
 	// Tracer, when set, is reset before each timed phase and read after it, and the
 	// result carries the breakdown (see RunTraced).
 	Tracer Tracer
@@ -183,8 +186,11 @@ func progress(cfg Config) io.Writer {
 	return cfg.Progress
 }
 
-// Run measures every case of cfg's plan and returns the results in plan order. A case
-// that fails is reported on Progress and left out; the error lists the failures.
+// Run measures every case of cfg's plan and returns the results in plan order. With
+// Rounds > 1 it measures the whole plan that many times, interleaved, and merges each
+// case's rounds, so that a slow drift of the machine hits a case and its raw baseline
+// alike. A case that fails is reported on Progress and left out; the error lists the
+// failures.
 func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
 	cases, skipped, err := Plan(cfg)
 	if err != nil {
@@ -194,22 +200,56 @@ func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
 	for name, why := range skipped {
 		fmt.Fprintf(pw, "skip %s: %v\n", name, why)
 	}
+	rounds := max(cfg.Rounds, 1)
+	merged := make([]*tracedResult, len(cases))
+	failed := make([]error, len(cases))
+	for round := 1; round <= rounds; round++ {
+		for i, c := range cases {
+			if err := ctx.Err(); err != nil {
+				return collect(merged, failed, cases, rounds)
+			}
+			if failed[i] != nil {
+				continue
+			}
+			prefix := ""
+			if rounds > 1 {
+				prefix = fmt.Sprintf("round %d/%d ", round, rounds)
+			}
+			fmt.Fprintf(pw, "%s[%d/%d] %s %s/%s %s size=%s pin=%s ... ", prefix, i+1, len(cases), c.Params.Scenario,
+				c.Params.Primitive, c.Params.Impl, c.Params.Wait, FormatSize(c.Params.Size), cfg.Pin)
+			r, err := runCase(ctx, cfg, c)
+			if err != nil {
+				fmt.Fprintf(pw, "FAILED: %v\n", err)
+				failed[i] = err
+				continue
+			}
+			fmt.Fprintf(pw, "p50 %s\n", formatNs(r.RTT.P50))
+			if merged[i] == nil {
+				merged[i] = &r
+				continue
+			}
+			m := merged[i]
+			m.hist.Merge(r.hist)
+			m.elapsed += r.elapsed
+			m.finish(m.Iterations + r.Iterations)
+		}
+	}
+	return collect(merged, failed, cases, rounds)
+}
+
+// collect returns the measured results in plan order and an error naming the failures.
+func collect(merged []*tracedResult, failed []error, cases []Case, rounds int) ([]report.Result, error) {
 	var results []report.Result
 	var failures []string
-	for i, c := range cases {
-		if err := ctx.Err(); err != nil {
-			return results, err
-		}
-		fmt.Fprintf(pw, "[%d/%d] %s %s/%s %s size=%s pin=%s ... ", i+1, len(cases), c.Params.Scenario,
-			c.Params.Primitive, c.Params.Impl, c.Params.Wait, FormatSize(c.Params.Size), cfg.Pin)
-		r, err := RunCase(ctx, cfg, c)
-		if err != nil {
-			fmt.Fprintf(pw, "FAILED: %v\n", err)
-			failures = append(failures, fmt.Sprintf("%s/%s/%s size %d: %v", c.Params.Primitive, c.Params.Impl, c.Params.Wait, c.Params.Size, err))
+	for i, m := range merged {
+		if failed[i] != nil {
+			p := cases[i].Params
+			failures = append(failures, fmt.Sprintf("%s/%s/%s size %d: %v", p.Primitive, p.Impl, p.Wait, p.Size, failed[i]))
 			continue
 		}
-		fmt.Fprintf(pw, "p50 %s\n", formatNs(r.RTT.P50))
-		results = append(results, r)
+		if m != nil {
+			results = append(results, m.Result)
+		}
 	}
 	if len(failures) > 0 {
 		return results, fmt.Errorf("%d of %d measurements failed:\n  %s", len(failures), len(cases), strings.Join(failures, "\n  "))
@@ -234,33 +274,34 @@ func RunCase(ctx context.Context, cfg Config, c Case) (report.Result, error) {
 }
 
 func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
-	var bytesPerCall float64
-	res := report.Result{Primitive: c.Params.Primitive, Impl: c.Params.Impl, Scenario: c.Params.Scenario,
+	out := &tracedResult{hist: new(Histogram)}
+	res := &out.Result
+	*res = report.Result{Primitive: c.Params.Primitive, Impl: c.Params.Impl, Scenario: c.Params.Scenario,
 		Size: c.Params.Size, Wait: c.Params.Wait.String(), Pin: cfg.Pin}
 	if res.Pin == "" {
 		res.Pin = PinNone
 	}
 	parentCPU, peerCPU, err := cpusFor(cfg.Pin)
 	if err != nil {
-		return tracedResult{res, bytesPerCall}, err
+		return *out, err
 	}
 	p := c.Params
 	ep, files, err := c.Transport.Setup(&p)
 	if err != nil {
-		return tracedResult{res, bytesPerCall}, fmt.Errorf("setup: %w", err)
+		return *out, fmt.Errorf("setup: %w", err)
 	}
 	defer func() { _ = c.Transport.Cleanup(p) }()
 	defer ep.Close()
 
 	ctrlR, ctrlW, err := os.Pipe()
 	if err != nil {
-		return tracedResult{res, bytesPerCall}, err
+		return *out, err
 	}
 	defer ctrlW.Close()
 	exe := cfg.Exe
 	if exe == "" {
 		if exe, err = os.Executable(); err != nil {
-			return tracedResult{res, bytesPerCall}, err
+			return *out, err
 		}
 	}
 	spec, _ := json.Marshal(peerSpec{Params: p, CPU: peerCPU, Files: len(files)})
@@ -277,7 +318,7 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 		f.Close()
 	}
 	if err != nil {
-		return tracedResult{res, bytesPerCall}, fmt.Errorf("start peer: %w", err)
+		return *out, fmt.Errorf("start peer: %w", err)
 	}
 	exited := make(chan struct{})
 	var waitErr error
@@ -298,7 +339,7 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 	}
 	restore, err := pinProcess(parentCPU)
 	if err != nil {
-		return tracedResult{res, bytesPerCall}, err
+		return *out, err
 	}
 	defer restore()
 
@@ -310,7 +351,7 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		done <- measure(ctx, cfg, p, ep, ctrlW, &res, &bytesPerCall)
+		done <- measure(ctx, cfg, p, ep, ctrlW, out)
 	}()
 	select {
 	case err = <-done:
@@ -319,32 +360,32 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 		_ = c.Transport.Cleanup(p) // wakes a parent blocked on a kernel object
 		ep.Close()
 		<-done
-		return tracedResult{res, bytesPerCall}, err
+		return *out, err
 	case <-time.After(timeout):
 		_ = cmd.Process.Kill()
 		_ = c.Transport.Cleanup(p)
 		ep.Close()
-		return tracedResult{res, bytesPerCall}, fmt.Errorf("timed out after %v", timeout)
+		return *out, fmt.Errorf("timed out after %v", timeout)
 	}
 	if err != nil {
-		return tracedResult{res, bytesPerCall}, err
+		return *out, err
 	}
 	if _, werr := ctrlW.Write(make([]byte, 8)); werr != nil {
-		return tracedResult{res, bytesPerCall}, werr
+		return *out, werr
 	}
 	select {
 	case <-exited:
 		if waitErr != nil {
-			return tracedResult{res, bytesPerCall}, fmt.Errorf("peer: %v: %s", waitErr, strings.TrimSpace(stderr.String()))
+			return *out, fmt.Errorf("peer: %v: %s", waitErr, strings.TrimSpace(stderr.String()))
 		}
 	case <-time.After(10 * time.Second):
-		return tracedResult{res, bytesPerCall}, errors.New("peer did not exit")
+		return *out, errors.New("peer did not exit")
 	}
-	return tracedResult{res, bytesPerCall}, nil
+	return *out, nil
 }
 
 // measure runs the phases on the parent's side and fills res.
-func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.File, res *report.Result, bytesPerCall *float64) error {
+func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.File, out *tracedResult) error {
 	if c, ok := ep.(Connector); ok {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := c.Connect(cctx)
@@ -358,7 +399,7 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 		msg[i] = byte(i)
 	}
 	buf := make([]byte, p.Size)
-	var h Histogram
+	h := out.hist
 	var fds []int
 	if p.Scenario == ScenarioFdPass {
 		null, err := os.Open(os.DevNull)
@@ -374,7 +415,7 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 		if _, err := ctrl.Write(hdr[:]); err != nil {
 			return 0, err
 		}
-		return runPhase(p.Scenario, ep, msg, buf, fds, n, record, &h)
+		return runPhase(p.Scenario, ep, msg, buf, fds, n, record, h)
 	}
 
 	// Warm up in growing batches until Warmup has passed; the last batch gives the
@@ -428,19 +469,26 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 			return fmt.Errorf("read probes: %w", err)
 		}
 		if b, bpc := breakdown(snap); b != nil {
-			res.EBPF = &report.EBPF{Probes: true, Breakdown: b}
-			*bytesPerCall = bpc
+			out.EBPF = &report.EBPF{Probes: true, Breakdown: b}
+			out.bytesPerCall = bpc
 		}
 	}
-	res.Iterations = iters
-	res.RTT = h.Latency()
-	secs := total.Seconds()
-	res.MsgsPerSec = float64(iters) / secs
-	res.BytesPerSec = float64(iters) * float64(p.Size) / secs
-	if t, err := Lookup(p.Primitive); err == nil && payloadFree(t) {
-		res.BytesPerSec = 0
-	}
+	out.elapsed = total
+	out.finish(iters)
 	return nil
+}
+
+// finish fills the result's figures from the histogram and the time taken for iters
+// timed iterations.
+func (r *tracedResult) finish(iters int) {
+	r.Iterations = iters
+	r.RTT = r.hist.Latency()
+	secs := r.elapsed.Seconds()
+	r.MsgsPerSec = float64(iters) / secs
+	r.BytesPerSec = float64(iters) * float64(r.Size) / secs
+	if t, err := Lookup(r.Primitive); err == nil && payloadFree(t) {
+		r.BytesPerSec = 0
+	}
 }
 
 // runPhase does n operations of the scenario on the parent's side.

@@ -81,7 +81,7 @@ func TestHistogram(t *testing.T) {
 		assert.InDelta(t, c.want, got, c.want/float64(int(1)<<subBits), "q%v", c.q)
 	}
 	// Every bucket boundary maps back to its bucket.
-	for b := 0; b < 60<<subBits; b++ {
+	for b := 0; b < (64-subBits)<<subBits; b++ {
 		lo := bucketLow(b)
 		require.Equal(t, b, bucketOf(lo), "bucket %d low %d", b, lo)
 		if b > 0 {
@@ -114,4 +114,31 @@ func TestSizes(t *testing.T) {
 		_, err := ParseSize(bad)
 		assert.Error(t, err, bad)
 	}
+}
+
+func TestHistogramMerge(t *testing.T) {
+	var a, b, all Histogram
+	for i := 1; i <= 1000; i++ {
+		d := time.Duration(i*i) * time.Nanosecond
+		all.Record(d)
+		if i%3 == 0 {
+			a.Record(d)
+		} else {
+			b.Record(d)
+		}
+	}
+	a.Merge(&b)
+	assert.Equal(t, all.Latency(), a.Latency())
+	var empty Histogram
+	a.Merge(&empty)
+	assert.Equal(t, all.Latency(), a.Latency())
+}
+
+func TestRounds(t *testing.T) {
+	cfg := Config{Scenario: ScenarioPingPong, Sizes: []int{64}, Primitives: []string{"pipe"}, Impls: []string{ImplRaw},
+		Iters: 40, Rounds: 3, Warmup: time.Millisecond, Pin: PinSame}
+	rs, err := Run(context.Background(), cfg)
+	require.NoError(t, err)
+	require.Len(t, rs, 1)
+	assert.Equal(t, 120, rs[0].Iterations, "three rounds of 40 merged")
 }
