@@ -127,28 +127,37 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var err error
 	if r.file != nil {
-		n, err = r.pollerCtx(ctx, false, func() (int, error) { return r.file.Read(p) })
-		if err == io.EOF {
-			return 0, io.EOF
-		}
-		return n, r.wrap("read", err)
+		return r.readPoller(ctx, p)
 	}
-	if ctx.Done() == nil && r.readDL.Load() == 0 && r.waiters.Identified() {
-		n, err = r.blockingIO(p, false)
-		if err != nil {
-			return 0, r.wrap("read", err)
-		}
-		if n == 0 {
-			return 0, io.EOF
-		}
-		return n, nil
+	if ctx.Done() != nil || r.readDL.Load() != 0 || !r.waiters.Identified() {
+		return r.readKernel(ctx, p)
 	}
+	// The hot path: a blocking read that only Close can end.
+	n, err := r.blockingIO(p, false)
+	if err != nil {
+		return 0, r.wrap("read", err)
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r *Reader) readPoller(ctx context.Context, p []byte) (int, error) {
+	n, err := r.pollerCtx(ctx, false, func() (int, error) { return r.file.Read(p) })
+	if err == io.EOF {
+		return 0, io.EOF
+	}
+	return n, r.wrap("read", err)
+}
+
+// readKernel is a kernel-mode read that a context or deadline can end.
+func (r *Reader) readKernel(ctx context.Context, p []byte) (int, error) {
 	kctx, cancel, fromDL := r.kernelCtx(ctx, false)
 	defer cancel()
-	err = r.waiters.Do(kctx, func() error {
+	var n int
+	err := r.waiters.Do(kctx, func() error {
 		var e error
 		n, e = sys.Read(r.fd, p)
 		return e
@@ -238,19 +247,26 @@ func (w *Writer) WriteContext(ctx context.Context, p []byte) (int, error) {
 		n, err := w.pollerCtx(ctx, true, func() (int, error) { return w.file.Write(p) })
 		return n, w.wrap("write", err)
 	}
-	done := 0
-	if ctx.Done() == nil && w.writeDL.Load() == 0 && w.waiters.Identified() {
-		for done < len(p) {
-			n, err := w.blockingIO(p[done:], true)
-			done += n
-			if err != nil {
-				return done, w.wrap("write", err)
-			}
-		}
-		return done, nil
+	if ctx.Done() != nil || w.writeDL.Load() != 0 || !w.waiters.Identified() {
+		return w.writeKernel(ctx, p)
 	}
+	// The hot path: blocking writes that only Close can end.
+	done := 0
+	for done < len(p) {
+		n, err := w.blockingIO(p[done:], true)
+		done += n
+		if err != nil {
+			return done, w.wrap("write", err)
+		}
+	}
+	return done, nil
+}
+
+// writeKernel is a kernel-mode write that a context or deadline can end.
+func (w *Writer) writeKernel(ctx context.Context, p []byte) (int, error) {
 	kctx, cancel, fromDL := w.kernelCtx(ctx, true)
 	defer cancel()
+	done := 0
 	for done < len(p) || len(p) == 0 {
 		var n int
 		err := w.waiters.Do(kctx, func() error {
