@@ -68,10 +68,13 @@ var usable atomic.Bool
 // reading /proc/self/task/*/syscall, so that calls which cannot be cancelled cost only
 // an atomic counter.
 type Set struct {
-	mu       sync.Mutex
-	closed   atomic.Bool
-	inflight atomic.Int64 // calls between entry and exit that did not record a tid
-	tids     []int
+	// The fields every call touches come first, in one cache line.
+	inflight   atomic.Int64 // calls between entry and exit that did not record a tid
+	closed     atomic.Bool
+	identified bool // Identify was called and threads can be interrupted
+
+	mu   sync.Mutex
+	tids []int
 
 	arg      uint64    // with syscalls: the first argument that identifies the object
 	syscalls []uintptr // system call numbers a blocked thread of this set may be in
@@ -83,12 +86,13 @@ type Set struct {
 func (s *Set) Identify(arg uintptr, syscalls ...uintptr) {
 	s.arg = uint64(arg)
 	s.syscalls = syscalls
+	s.identified = len(syscalls) > 0 && usable.Load()
 }
 
 // Identified reports whether Identify was called (and interruption works), so that a
 // call nothing but Close can end may be bracketed by Acquire and Release, with an EINTR
 // loop that stops once Closed, instead of going through Do.
-func (s *Set) Identified() bool { return len(s.syscalls) > 0 && usable.Load() }
+func (s *Set) Identified() bool { return s.identified }
 
 // Closed reports whether Close has been called.
 func (s *Set) Closed() bool { return s.closed.Load() }
@@ -220,7 +224,7 @@ func (s *Set) Do(ctx context.Context, call func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if ctx.Done() == nil && len(s.syscalls) > 0 && usable.Load() {
+	if ctx.Done() == nil && s.identified {
 		// Nothing can cancel this call but Close, which finds the thread itself.
 		if !s.enter(0) {
 			return os.ErrClosed

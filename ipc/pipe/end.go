@@ -21,24 +21,27 @@ import (
 // end is what the read and write ends share: the descriptor, how it waits, and the
 // bookkeeping that makes Close safe while calls are in flight.
 type end struct {
-	name     string
-	strategy ipc.WaitStrategy
+	// The fields a kernel-mode read or write touches come first, so that they share
+	// cache lines: after the peer has run on this CPU, every extra line is a miss.
+
+	// Kernel mode: the raw descriptor, and the threads blocked on it.
+	fd      int
+	waiters wait.Set
+
+	// Deadlines set with SetReadDeadline/SetWriteDeadline, as UnixNano (0: none).
+	// Kernel mode enforces them itself; poller mode also hands them to the *os.File.
+	readDL, writeDL atomic.Int64
 
 	// Poller mode: the descriptor lives in an *os.File registered with the poller, and
 	// rc reaches it for non-blocking attempts.
 	file *os.File
 	rc   syscall.RawConn
 
-	// Kernel mode: the raw descriptor, and the threads blocked on it.
-	fd      int
-	waiters wait.Set
+	name     string
+	strategy ipc.WaitStrategy
 
 	closeOnce sync.Once
 	closeErr  error
-
-	// Deadlines set with SetReadDeadline/SetWriteDeadline, as UnixNano (0: none).
-	// Kernel mode enforces them itself; poller mode also hands them to the *os.File.
-	readDL, writeDL atomic.Int64
 
 	// Poller-mode Try calls reuse one callback so that they do not allocate.
 	tryMu  sync.Mutex
