@@ -16,7 +16,9 @@ import (
 // The door transports run the call scenario: the peer process is a door server
 // whose handler echoes its argument, the parent calls it. "door" uses the library's
 // defaults (data from doors.DefaultShmThreshold on travels through shared memory);
-// "door-socket" keeps all data on the socket, for the large-argument comparison.
+// "door-socket" keeps all data on the socket, for the large-argument comparison;
+// "door-inplace" is "door" with doors.ShmInPlace (the handler reads the argument in
+// the shared region and the echo goes back without a copy).
 // Impl "raw" is the bare SOCK_SEQPACKET ping-pong over a socketpair with blocking
 // sendmsg/recvmsg (messages above 64 KiB in 64 KiB pieces, as a seqpacket message
 // cannot exceed the socket buffer).
@@ -24,13 +26,15 @@ import (
 const doorBenchMax = 64 << 20
 
 type doorTransport struct {
-	name string
-	shm  bool
+	name    string
+	shm     bool
+	inPlace bool
 }
 
 func init() {
-	Register(doorTransport{"door", true})
-	Register(doorTransport{"door-socket", false})
+	Register(doorTransport{name: "door", shm: true})
+	Register(doorTransport{name: "door-socket"})
+	Register(doorTransport{name: "door-inplace", shm: true, inPlace: true})
 }
 
 func (t doorTransport) Name() string { return t.name }
@@ -71,9 +75,13 @@ func (t doorTransport) Open(p Params, files []*os.File) (Endpoint, error) {
 		}
 		return &rawDoorEP{fd: fd}, nil
 	}
+	opts := []doors.Option{doors.WithWait(p.Wait), doors.WithMaxData(doorBenchMax), doors.WithMaxFds(0)}
+	if t.inPlace {
+		opts = append(opts, doors.ShmInPlace())
+	}
 	d, err := doors.New(func(_ context.Context, c *doors.Call) (*doors.Reply, error) {
 		return &doors.Reply{Data: c.Data}, nil
-	}, doors.WithWait(p.Wait), doors.WithMaxData(doorBenchMax), doors.WithMaxFds(0))
+	}, opts...)
 	if err != nil {
 		return nil, err
 	}

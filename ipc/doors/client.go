@@ -1,0 +1,484 @@
+package doors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/sockets"
+)
+
+// DefaultShmThreshold is the argument (and result) size from which a client sends
+// data through its shared-memory region instead of the socket.
+const DefaultShmThreshold = 64 << 10
+
+// ClientOption configures Open and NewClient.
+type ClientOption func(*clientConfig)
+
+type clientConfig struct {
+	wait      ipc.WaitStrategy
+	maxResult int
+	maxFds    int
+	threshold int
+}
+
+// ClientWait sets how calls wait for their reply: ipc.WaitPoller (default) or
+// ipc.WaitKernel (the calling thread blocks in recvmsg).
+func ClientWait(w ipc.WaitStrategy) ClientOption { return func(c *clientConfig) { c.wait = w } }
+
+// MaxResult sets the largest result the client accepts (default DefaultMaxData);
+// a handler returning more fails the call with ErrTooBig.
+func MaxResult(n int) ClientOption { return func(c *clientConfig) { c.maxResult = n } }
+
+// MaxResultFds sets the most descriptors a reply may carry (default
+// DefaultMaxFds, at most 253).
+func MaxResultFds(n int) ClientOption { return func(c *clientConfig) { c.maxFds = n } }
+
+// ShmThreshold sets the data size from which arguments and results travel through
+// shared memory (default DefaultShmThreshold); 0 keeps all data on the socket.
+func ShmThreshold(n int) ClientOption { return func(c *clientConfig) { c.threshold = n } }
+
+// Client is a door's client side: one connection to the door. Calls on a client
+// are made one at a time (concurrent Calls wait their turn); open more clients, or
+// Dup, for concurrent calls.
+type Client struct {
+	sc   *sockets.SeqpacketConn
+	cfg  clientConfig
+	info Info
+	name string
+
+	mu      sync.Mutex
+	next    uint64
+	wbuf    []byte // header + inline argument
+	rbuf    []byte // header + inline result
+	cbuf    [hdrSize]byte
+	shm     *region
+	skip    int // body messages of an abandoned reply still to discard
+	revoked bool
+	gone    bool
+	closed  bool
+}
+
+// Open opens the door attached at path (door_open), waiting until ctx ends.
+func Open(ctx context.Context, path string, opts ...ClientOption) (*Client, error) {
+	cfg, err := clientCfg(opts)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := sockets.DialSeqpacket(ctx, path, cfg.sockOpts()...)
+	if err != nil {
+		return nil, err
+	}
+	return newClient(ctx, sc, cfg, path)
+}
+
+// NewClient opens the door behind f, a door descriptor received from another
+// process or made by Door.NewClientFile or Client.Dup. f stays the caller's (close
+// it when it is no longer needed); the client uses a duplicate.
+func NewClient(ctx context.Context, f *os.File, opts ...ClientOption) (*Client, error) {
+	cfg, err := clientCfg(opts)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := sockets.FileSeqpacketConn(f, cfg.sockOpts()...)
+	if err != nil {
+		return nil, err
+	}
+	return newClient(ctx, sc, cfg, f.Name())
+}
+
+func clientCfg(opts []ClientOption) (clientConfig, error) {
+	c := clientConfig{maxResult: DefaultMaxData, maxFds: DefaultMaxFds, threshold: DefaultShmThreshold}
+	for _, o := range opts {
+		o(&c)
+	}
+	switch {
+	case c.maxResult <= 0 || c.maxResult > 1<<30:
+		return c, &ipc.OpError{Op: "door open", Err: fmt.Errorf("max result %d out of (0, 1 GiB]: %w", c.maxResult, ipc.ErrInvalid)}
+	case c.maxFds < 0 || c.maxFds > maxWireFd:
+		return c, &ipc.OpError{Op: "door open", Err: fmt.Errorf("max result fds %d out of [0, %d]: %w", c.maxFds, maxWireFd, ipc.ErrInvalid)}
+	case c.threshold < 0:
+		return c, &ipc.OpError{Op: "door open", Err: fmt.Errorf("shm threshold %d: %w", c.threshold, ipc.ErrInvalid)}
+	}
+	return c, nil
+}
+
+func (c clientConfig) sockOpts() []sockets.Option {
+	// PassCred on our side makes the kernel attach our credentials to every frame we
+	// send, even one sent before the server's socket had SO_PASSCRED.
+	return []sockets.Option{sockets.WithWait(c.wait), sockets.WithMaxFds(max(c.maxFds, 1)), sockets.PassCred()}
+}
+
+func newClient(ctx context.Context, sc *sockets.SeqpacketConn, cfg clientConfig, name string) (*Client, error) {
+	c := &Client{sc: sc, cfg: cfg, name: name}
+	c.rbuf = make([]byte, hdrSize+max(defaultInline, maxErrMsg, infoSize))
+	c.wbuf = make([]byte, hdrSize)
+	var b [infoSize]byte
+	res, _, err := c.roundTrip(ctx, kInfo, nil, nil, b[:], nil)
+	if err == nil {
+		c.info, err = decodeInfo(res)
+	}
+	if err == nil {
+		// The server's socket has SO_PASSCRED now (it answered), so the kernel
+		// attaches our credentials from here on; receiving the server's in every
+		// reply would only cost time.
+		err = sc.SetPassCred(false)
+	}
+	if err != nil {
+		sc.Close()
+		return nil, c.wrap("door open", err)
+	}
+	c.wbuf = make([]byte, hdrSize+c.info.Inline)
+	return c, nil
+}
+
+// Info returns the door's description, as the server sent it when the client
+// opened the door.
+func (c *Client) Info() Info { return c.info }
+
+// Call calls the door with data and descriptors fds (which stay the caller's) and
+// returns the result and the descriptors passed back (close-on-exec, the
+// caller's to close). It waits until the reply comes, ctx ends (the server's
+// handler then sees its context cancelled) or the server goes away
+// (ipc.ErrPeerGone).
+func (c *Client) Call(ctx context.Context, data []byte, fds []int) ([]byte, []int, error) {
+	rfds := make([]int, c.cfg.maxFds)
+	res, n, err := c.CallBuf(ctx, data, fds, nil, rfds)
+	return res, rfds[:n:n], err
+}
+
+// CallBuf is Call with caller-supplied result buffers: the result goes into buf when
+// it fits, otherwise into a new buffer as large as it needs (the result buffer grows
+// as needed); up to len(rfds) descriptors are stored in rfds and their count
+// returned. With buffers that fit it allocates nothing.
+func (c *Client) CallBuf(ctx context.Context, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {
+	switch {
+	case len(fds) > 0 && c.info.Attr&AttrRefuseFds != 0:
+		return nil, 0, c.wrap("door call", errFdsRefused)
+	case len(data) > c.info.MaxData || len(fds) > c.info.MaxFds:
+		return nil, 0, c.wrap("door call", fmt.Errorf("%d bytes and %d descriptors, the door takes %d and %d: %w",
+			len(data), len(fds), c.info.MaxData, c.info.MaxFds, errTooBig))
+	case len(rfds) > c.cfg.maxFds:
+		return nil, 0, c.wrap("door call", fmt.Errorf("room for %d descriptors, more than MaxResultFds %d: %w", len(rfds), c.cfg.maxFds, ipc.ErrInvalid))
+	}
+	for _, fd := range fds {
+		if fd < 0 {
+			return nil, 0, c.wrap("door call", fmt.Errorf("descriptor %d: %w", fd, unix.EBADF))
+		}
+	}
+	res, n, err := c.roundTrip(ctx, kCall, data, fds, buf, rfds)
+	if err != nil {
+		return nil, 0, c.wrap("door call", err)
+	}
+	return res, n, nil
+}
+
+// Dup returns a descriptor for a new connection to the same door, to hand to
+// another process, which opens it with NewClient.
+func (c *Client) Dup(ctx context.Context) (*os.File, error) {
+	var fd [1]int
+	_, n, err := c.roundTrip(ctx, kDup, nil, nil, nil, fd[:])
+	if err == nil && n != 1 {
+		err = fmt.Errorf("dup reply without a descriptor: %w", errProtocol)
+	}
+	if err != nil {
+		return nil, c.wrap("door dup", err)
+	}
+	return os.NewFile(uintptr(fd[0]), "door:"+c.name), nil
+}
+
+// Close closes the connection; a call in flight returns an error matching
+// os.ErrClosed. The server sees the client go (unreferenced notification when it
+// was the last). Close is idempotent.
+func (c *Client) Close() error {
+	err := c.sc.Close()
+	c.mu.Lock()
+	c.closed = true
+	c.shm.close()
+	c.shm = nil
+	c.mu.Unlock()
+	return err
+}
+
+func (c *Client) wrap(op string, err error) error {
+	var oe *ipc.OpError
+	if errors.As(err, &oe) {
+		return err
+	}
+	return &ipc.OpError{Op: op, Object: c.name, Err: err}
+}
+
+// roundTrip sends one request frame and waits for its reply.
+func (c *Client) roundTrip(ctx context.Context, kind uint8, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return nil, 0, os.ErrClosed
+	case c.revoked:
+		return nil, 0, errRevoked
+	case c.gone:
+		return nil, 0, errGone
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	if c.skip > 0 {
+		if err := c.discard(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	c.next++
+	id := c.next
+	h := header{kind: kind, id: id, nfds: uint16(len(fds)), rfds: uint16(len(rfds)), length: uint64(len(data)),
+		aux0: uint32(len(c.rbuf) - hdrSize), aux1: uint32(c.cfg.maxResult)}
+	if err := c.sendRequest(ctx, &h, data, fds); err != nil {
+		return nil, 0, c.sendFailed(err)
+	}
+	for {
+		n, nfds, err := c.read(ctx, c.rbuf, rfds)
+		if err != nil {
+			return nil, 0, c.recvFailed(ctx, id, err)
+		}
+		rh, body, err := decodeFrame(c.rbuf[:n], uint64(c.cfg.maxResult))
+		if err == nil && int(rh.nfds) != nfds {
+			err = errFrame("descriptor count mismatch")
+		}
+		if err != nil {
+			closeFds(rfds[:nfds])
+			c.gone = true
+			c.sc.Close()
+			return nil, 0, errors.Join(errProtocol, err)
+		}
+		switch {
+		case rh.kind == kRevoked:
+			c.revoked = true
+			return nil, 0, errRevoked
+		case rh.kind == kError && rh.id == 0:
+			c.gone = true
+			return nil, 0, codeError(rh.aux0, body)
+		case rh.id != id: // a late reply to an abandoned call
+			closeFds(rfds[:nfds])
+			if rh.flags&fSplit != 0 {
+				c.skip = chunks(rh.length)
+				if err := c.discard(ctx); err != nil {
+					return nil, 0, err
+				}
+			}
+			continue
+		case rh.kind == kError:
+			return nil, 0, codeError(rh.aux0, body)
+		case rh.kind != kind && rh.kind != kReply, rh.kind == kReply && kind == kInfo:
+			closeFds(rfds[:nfds])
+			return nil, 0, fmt.Errorf("reply of kind %d to a request of kind %d: %w", rh.kind, kind, errProtocol)
+		}
+		res, err := c.readResult(ctx, rh, body, buf)
+		if err != nil {
+			closeFds(rfds[:nfds])
+			return nil, 0, err
+		}
+		return res, nfds, nil
+	}
+}
+
+func (c *Client) sendRequest(ctx context.Context, h *header, data []byte, fds []int) error {
+	useShm := c.cfg.threshold > 0 && c.info.Attr&AttrShm != 0 && h.kind == kCall
+	if useShm && c.shm == nil {
+		if err := c.sendRegion(ctx); err != nil {
+			return err
+		}
+	}
+	if useShm {
+		h.flags |= fShmOK
+	}
+	switch {
+	case useShm && len(data) >= c.cfg.threshold:
+		if err := c.shm.ensure(len(data), true, c.info.MaxData); err != nil {
+			return err
+		}
+		copy(c.shm.mem, data)
+		h.flags |= fShm
+		h.put(c.wbuf)
+		return c.write(ctx, c.wbuf[:hdrSize], fds)
+	case len(data) <= len(c.wbuf)-hdrSize:
+		h.put(c.wbuf)
+		n := copy(c.wbuf[hdrSize:], data)
+		return c.write(ctx, c.wbuf[:hdrSize+n], fds)
+	default:
+		h.flags |= fSplit
+		h.put(c.wbuf)
+		if err := c.write(ctx, c.wbuf[:hdrSize], fds); err != nil {
+			return err
+		}
+		// Once the header is out the body must follow whole, or the server would take
+		// our next frame for body: it is sent without the context.
+		for off := 0; off < len(data); off += chunkSize {
+			if _, err := c.sc.WriteMsg(context.Background(), data[off:min(off+chunkSize, len(data))], nil); err != nil {
+				c.gone = true
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// sendRegion creates the connection's shared region and hands it to the server.
+func (c *Client) sendRegion(ctx context.Context) error {
+	r, err := newRegion()
+	if err != nil {
+		return err
+	}
+	h := header{kind: kShm, nfds: 1, aux0: uint32(c.cfg.threshold)}
+	h.put(c.cbuf[:])
+	if err := c.write(ctx, c.cbuf[:], []int{r.file()}); err != nil {
+		r.close()
+		return err
+	}
+	c.shm = r
+	return nil
+}
+
+// readResult gathers a reply's data into buf (grown if needed).
+func (c *Client) readResult(ctx context.Context, h header, body, buf []byte) ([]byte, error) {
+	n := int(h.length)
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	switch {
+	case h.flags&fShm != 0:
+		if c.shm == nil {
+			return nil, fmt.Errorf("shm reply without a region: %w", errProtocol)
+		}
+		if err := c.shm.ensure(n, false, c.cfg.maxResult); err != nil {
+			return nil, err
+		}
+		copy(buf, c.shm.mem[:n])
+	case h.flags&fSplit != 0:
+		c.skip = chunks(h.length)
+		for off := 0; off < n; {
+			want := min(chunkSize, n-off)
+			m, _, err := c.read(ctx, buf[off:off+want], nil)
+			if err != nil {
+				return nil, c.recvFailed(ctx, 0, err)
+			}
+			c.skip--
+			if m != want {
+				c.gone = true
+				c.sc.Close()
+				return nil, fmt.Errorf("body message of %d bytes, want %d: %w", m, want, errProtocol)
+			}
+			off += m
+		}
+	default:
+		copy(buf, body)
+	}
+	return buf, nil
+}
+
+// discard drops the body messages of an abandoned reply.
+func (c *Client) discard(ctx context.Context) error {
+	var b [1]byte
+	for c.skip > 0 {
+		if _, _, err := c.read(ctx, b[:], nil); err != nil && !errors.Is(err, ipc.ErrTruncated) {
+			return c.recvFailed(ctx, 0, err)
+		}
+		c.skip--
+	}
+	return nil
+}
+
+// recvFailed turns a failed receive into the call's error; a cancelled call tells
+// the server (a CANCEL frame), so the handler's context is cancelled too.
+func (c *Client) recvFailed(ctx context.Context, id uint64, err error) error {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		if id != 0 {
+			h := header{kind: kCancel, id: id}
+			h.put(c.cbuf[:])
+			_ = c.sc.TrySend(c.cbuf[:]) // best effort: a full socket means a stuck server
+		}
+		return err
+	}
+	if err == io.EOF || errors.Is(err, ipc.ErrPeerGone) {
+		c.gone = true
+		return errGone
+	}
+	return err
+}
+
+// sendFailed maps a failed send; a server that went away may have left its reason
+// (an error frame) in our receive queue.
+func (c *Client) sendFailed(err error) error {
+	if !errors.Is(err, ipc.ErrPeerGone) {
+		return err
+	}
+	c.gone = true
+	n, err2 := c.sc.TryRecv(c.rbuf)
+	if err2 == nil {
+		if h, body, err3 := decodeFrame(c.rbuf[:n], uint64(c.cfg.maxResult)); err3 == nil {
+			if h.kind == kError {
+				return codeError(h.aux0, body)
+			}
+			if h.kind == kRevoked {
+				c.revoked = true
+				return errRevoked
+			}
+		}
+	}
+	return errGone
+}
+
+// read is ReadMsg honouring ctx. In poller mode the context becomes a read
+// deadline set by our own AfterFunc, which we wait for before clearing it, so that a
+// cancellation can never leave a stale deadline behind for the next call. In kernel
+// mode the sockets package interrupts the blocked thread itself.
+func (c *Client) read(ctx context.Context, p []byte, fds []int) (int, int, error) {
+	if ctx.Done() == nil || c.cfg.wait == ipc.WaitKernel {
+		return c.sc.ReadMsg(ctx, p, fds)
+	}
+	var n, nfds int
+	err := c.withDeadline(ctx, c.sc.SetReadDeadline, func() (err error) {
+		n, nfds, err = c.sc.ReadMsg(context.Background(), p, fds)
+		return err
+	})
+	return n, nfds, err
+}
+
+// write is WriteMsg honouring ctx (see read).
+func (c *Client) write(ctx context.Context, p []byte, fds []int) error {
+	if ctx.Done() == nil || c.cfg.wait == ipc.WaitKernel {
+		_, err := c.sc.WriteMsg(ctx, p, fds)
+		return err
+	}
+	return c.withDeadline(ctx, c.sc.SetWriteDeadline, func() error {
+		_, err := c.sc.WriteMsg(context.Background(), p, fds)
+		return err
+	})
+}
+
+func (c *Client) withDeadline(ctx context.Context, set func(time.Time) error, io func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = set(time.Unix(1, 0))
+		close(fired)
+	})
+	err := io()
+	if !stop() {
+		<-fired
+		_ = set(time.Time{})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return ctx.Err()
+		}
+	}
+	return err
+}

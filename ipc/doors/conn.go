@@ -1,0 +1,648 @@
+package doors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/sockets"
+)
+
+// Call is one door invocation as its handler sees it.
+type Call struct {
+	ctx callCtx
+
+	// ID is the call's identifier on its connection.
+	ID uint64
+	// Data is the argument. It is valid only until the handler returns.
+	Data []byte
+	// Fds are the descriptors passed with the call (close-on-exec). They belong to
+	// the handler, which must close or keep them.
+	Fds []int
+	// Cred is the calling process's credentials for this very call, as the kernel
+	// vouches for them (SCM_CREDENTIALS): correct even when the connection was handed
+	// from one process to another. Treat the pid as advisory; see Pidfd.
+	Cred sockets.Cred
+
+	conn  *conn
+	rcap  int // inline reply capacity of the caller
+	rmax  int // largest result the caller accepts
+	rfds  int // most descriptors the caller accepts
+	shmOK bool
+	big   bool // Data is the connection's large buffer
+	inShm bool // Data lies in the shared region (ShmInPlace)
+}
+
+// Pidfd returns a pidfd for the caller (close-on-exec; the caller of Pidfd closes
+// it), race-free: it is the kernel's SO_PEERPIDFD of the connection, returned only
+// when the connection was made by path and this call comes from the process that
+// made it. Otherwise (a connection from NewClientFile, or one handed to another
+// process) the error matches unix.ENOPROTOOPT, as on kernels before 6.5.
+func (c *Call) Pidfd() (*os.File, error) {
+	if !c.conn.fromPath || c.Cred.Pid != c.conn.peer.Pid {
+		return nil, fmt.Errorf("doors: no race-free pidfd for pid %d (connection made by pid %d): %w",
+			c.Cred.Pid, c.conn.peer.Pid, unix.ENOPROTOOPT)
+	}
+	return c.conn.sc.PeerPidfd()
+}
+
+// callCtx is a handler's context: cancelled by the caller, by revocation, or when
+// the handler returns. It is part of Call, so a call costs one allocation.
+type callCtx struct {
+	mu   sync.Mutex
+	done chan struct{}
+	err  error
+}
+
+func (x *callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (x *callCtx) Value(any) any               { return nil }
+
+func (x *callCtx) Done() <-chan struct{} {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.done == nil {
+		x.done = make(chan struct{})
+		if x.err != nil {
+			close(x.done)
+		}
+	}
+	return x.done
+}
+
+func (x *callCtx) Err() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.err
+}
+
+func (x *callCtx) String() string { return "doors.Call context" }
+
+// cancel cancels the context; it reports whether it was live.
+func (x *callCtx) cancel() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.err != nil {
+		return false
+	}
+	x.err = context.Canceled
+	if x.done != nil {
+		close(x.done)
+	}
+	return true
+}
+
+// conn is the server's side of one client connection.
+type conn struct {
+	d        *Door
+	sc       *sockets.SeqpacketConn
+	fromPath bool
+	peer     sockets.Cred
+
+	wmu  sync.Mutex // a frame may span several messages
+	wbuf []byte     // header + inline data, under wmu
+
+	mu      sync.Mutex
+	calls   map[uint64]*Call
+	revoked atomic.Bool // set under mu
+
+	shmMu     sync.Mutex
+	shm       *region
+	threshold int
+	shmBusy   bool       // an in-place call is using the region
+	shmFree   *sync.Cond // signalled when shmBusy clears (on shmMu)
+
+	// big is a buffer for large arguments (split or shared), reused from call to
+	// call: a fresh megabyte per call costs more in page faults than the copy.
+	bigMu   sync.Mutex
+	big     []byte
+	bigBusy bool
+
+	inline atomic.Uint64 // token of the handler running on the reading goroutine
+	gen    atomic.Uint64
+	wdSeen uint64 // the token the watchdog saw last tick (watchdog only)
+	down   sync.Once
+}
+
+// serve is the reading goroutine. It runs short calls itself (see Pool).
+func (c *conn) serve(rb *rbuf) {
+	d := c.d
+	defer d.wg.Done()
+	defer d.bufs.Put(rb)
+	for {
+		n, nfds, cred, err := c.sc.ReadMsgCred(context.Background(), rb.p, rb.fds)
+		if err != nil {
+			if errors.Is(err, ipc.ErrTruncated) { // longer than any frame may be inline
+				c.sendError(0, codeProtocol, err.Error())
+			}
+			c.teardown()
+			return
+		}
+		fds := rb.fds[:nfds]
+		h, body, err := decodeFrame(rb.p[:n], uint64(d.cfg.maxData))
+		if err == nil && int(h.nfds) != nfds {
+			err = errFrame(fmt.Sprintf("header says %d descriptors, %d arrived", h.nfds, nfds))
+		}
+		if err != nil {
+			closeFds(fds)
+			c.sendError(h.id, codeProtocol, err.Error())
+			c.teardown()
+			return
+		}
+		if c.revoked.Load() { // drain until the client hangs up
+			closeFds(fds)
+			if h.flags&fSplit != 0 && !c.skip(chunks(h.length)) {
+				c.teardown()
+				return
+			}
+			continue
+		}
+		if h.kind != kCancel {
+			perr := d.cfg.policy(cred)
+			if cred.Pid == 0 {
+				// No credentials were attached (neither socket had SO_PASSCRED when the
+				// frame was sent; the kernel then reports the overflow uid) or the
+				// sender is outside our pid namespace: refuse.
+				perr = fmt.Errorf("frame without sender credentials: %w", ErrPermission)
+			}
+			if perr != nil {
+				closeFds(fds)
+				if h.flags&fSplit != 0 && !c.skip(chunks(h.length)) {
+					c.teardown()
+					return
+				}
+				c.sendError(h.id, codePerm, perr.Error())
+				continue
+			}
+		}
+		switch h.kind {
+		case kCancel:
+			c.cancel(h.id)
+		case kInfo:
+			in := d.Info()
+			var b [infoSize]byte
+			in.put(b[:])
+			c.send(header{kind: kInfo, id: h.id, length: infoSize}, b[:], nil, false, infoSize)
+		case kShm:
+			if err := c.adoptShm(fds[0], h.aux0); err != nil {
+				unix.Close(fds[0])
+				c.sendError(0, codeProtocol, err.Error())
+				c.teardown()
+				return
+			}
+		case kDup:
+			c.dup(h.id)
+		case kCall:
+			call, err := c.readCall(h, body, fds, cred)
+			if err != nil {
+				if errors.Is(err, ErrProtocol) {
+					c.sendError(h.id, codeProtocol, err.Error())
+					c.teardown()
+					return
+				}
+				c.sendError(h.id, errorCode(err), err.Error())
+				continue
+			}
+			if !c.register(call) {
+				closeFds(call.Fds)
+				continue
+			}
+			if d.pool.tryAcquire() {
+				tok := c.gen.Add(1)
+				c.inline.Store(tok)
+				d.inlineStart()
+				c.run(call)
+				d.inlineActive.Add(-1)
+				if c.inline.CompareAndSwap(tok, 0) {
+					continue
+				}
+				return // another goroutine reads the connection now
+			}
+			if len(body) > 0 && &call.Data[0] == &body[0] {
+				call.Data = append([]byte(nil), body...)
+			}
+			d.wg.Add(1)
+			d.pool.enqueue(call)
+		default:
+			closeFds(fds)
+			c.sendError(h.id, codeProtocol, "unexpected frame kind")
+			c.teardown()
+			return
+		}
+	}
+}
+
+// takeover runs when a handler has been running on the reading goroutine for
+// takeoverDelay (the door's watchdog saw it twice): a new goroutine starts reading
+// the connection.
+func (c *conn) takeover() {
+	t := c.inline.Load()
+	if t != 0 && c.inline.CompareAndSwap(t, 0) {
+		c.d.wg.Add(1)
+		go c.serve(c.d.bufs.Get().(*rbuf))
+	}
+}
+
+// spawnRun runs a queued call in a goroutine of its own (d.wg was counted at
+// enqueue).
+func (c *conn) spawnRun(call *Call) {
+	go func() {
+		defer c.d.wg.Done()
+		c.run(call)
+	}()
+}
+
+// run calls the handler, replies, and frees the pool slot.
+func (c *conn) run(call *Call) {
+	var rep *Reply
+	var err error
+	if call.ctx.Err() == nil {
+		rep, err = c.d.h(&call.ctx, call)
+	}
+	c.finish(call, rep, err)
+	c.d.pool.release()
+}
+
+func (c *conn) register(call *Call) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revoked.Load() {
+		return false
+	}
+	if old, dup := c.calls[call.ID]; dup {
+		old.ctx.cancel()
+	}
+	c.calls[call.ID] = call
+	return true
+}
+
+// cancel is a CANCEL frame: the caller has gone away from call id.
+func (c *conn) cancel(id uint64) {
+	c.mu.Lock()
+	call := c.calls[id]
+	delete(c.calls, id)
+	c.mu.Unlock()
+	if call != nil {
+		call.ctx.cancel()
+	}
+}
+
+// finish sends the result unless the call was cancelled meanwhile (then it goes
+// nowhere: the caller has moved on, and call ids keep late replies from being
+// taken for another call's).
+func (c *conn) finish(call *Call, rep *Reply, herr error) {
+	c.mu.Lock()
+	if c.calls[call.ID] == call {
+		delete(c.calls, call.ID)
+	}
+	c.mu.Unlock()
+	live := call.ctx.cancel()
+	defer c.freeBig(call)
+	if call.inShm {
+		defer func() {
+			c.shmMu.Lock()
+			c.shmBusy = false
+			c.shmFree.Broadcast()
+			c.shmMu.Unlock()
+		}()
+	}
+	var fds []int
+	var data []byte
+	if rep != nil {
+		data, fds = rep.Data, rep.Fds
+		if rep.Release {
+			defer closeFds(fds)
+		}
+	}
+	if !live {
+		return
+	}
+	switch {
+	case herr != nil:
+		c.sendError(call.ID, errorCode(herr), herr.Error())
+	case len(fds) > call.rfds:
+		c.sendError(call.ID, codeTooBig, fmt.Sprintf("reply has %d descriptors, the caller accepts %d", len(fds), call.rfds))
+	case len(data) > call.rmax:
+		c.sendError(call.ID, codeTooBig, fmt.Sprintf("reply of %d bytes, the caller accepts %d", len(data), call.rmax))
+	default:
+		c.send(header{kind: kReply, id: call.ID, nfds: uint16(len(fds)), length: uint64(len(data))}, data, fds, call.shmOK, call.rcap)
+	}
+}
+
+// readCall gathers a call's data: inline (aliasing the read buffer), split into
+// body messages, or from the shared region; limits were checked by decodeFrame
+// before anything is allocated.
+func (c *conn) readCall(h header, body []byte, fds []int, cred sockets.Cred) (*Call, error) {
+	call := &Call{ID: h.id, Cred: cred, conn: c, rcap: int(h.aux0), rmax: int(h.aux1), rfds: int(h.rfds), shmOK: h.flags&fShmOK != 0}
+	if len(fds) > 0 {
+		if len(fds) > c.d.cfg.maxFds {
+			closeFds(fds)
+			if h.flags&fSplit != 0 && !c.skip(chunks(h.length)) {
+				return nil, errProtocol
+			}
+			if c.d.cfg.refuseFds {
+				return nil, errFdsRefused
+			}
+			return nil, errTooBig
+		}
+		call.Fds = append([]int(nil), fds...)
+	}
+	c.d.argPath[path(h.flags)].Add(1)
+	if h.flags&fShm != 0 && c.d.cfg.inPlace {
+		c.shmMu.Lock()
+		// The previous in-place call may still be finishing on another goroutine
+		// (its reply is out, its bookkeeping not yet): wait for it.
+		for c.shm != nil && c.shmBusy {
+			c.shmFree.Wait()
+		}
+		err := error(errProtocol)
+		if c.shm != nil {
+			err = c.shm.ensure(int(h.length), false, c.d.cfg.maxData)
+		}
+		if err == nil {
+			call.Data, call.inShm, c.shmBusy = c.shm.mem[:h.length], true, true
+		}
+		c.shmMu.Unlock()
+		if err != nil {
+			closeFds(call.Fds)
+			return nil, fmt.Errorf("shared region: %w", errors.Join(err, errProtocol))
+		}
+		return call, nil
+	}
+	if h.flags&(fSplit|fShm) != 0 {
+		call.Data, call.big = c.bigBuf(int(h.length))
+	}
+	switch {
+	case h.flags&fSplit != 0:
+		if err := c.readBody(call.Data); err != nil {
+			c.freeBig(call)
+			closeFds(call.Fds)
+			return nil, err
+		}
+	case h.flags&fShm != 0:
+		c.shmMu.Lock()
+		var err error = errProtocol
+		if c.shm != nil {
+			err = c.shm.ensure(int(h.length), false, c.d.cfg.maxData)
+		}
+		if err == nil {
+			copy(call.Data, c.shm.mem[:h.length]) // copy, then use (S12)
+		}
+		c.shmMu.Unlock()
+		if err != nil {
+			c.freeBig(call)
+			closeFds(call.Fds)
+			return nil, fmt.Errorf("shared region: %w", errors.Join(err, errProtocol))
+		}
+	default:
+		call.Data = body
+	}
+	return call, nil
+}
+
+// bodyTimeout bounds how long the body of a split frame may take to arrive once
+// its header has (FI-17: a client that stalls mid-frame loses its connection
+// instead of holding a goroutine and a buffer forever).
+const bodyTimeout = 10 * time.Second
+
+// readBody receives the body messages of a split frame into p.
+func (c *conn) readBody(p []byte) error {
+	if err := c.sc.SetReadDeadline(time.Now().Add(bodyTimeout)); err != nil {
+		return err
+	}
+	defer c.sc.SetReadDeadline(time.Time{})
+	for off := 0; off < len(p); {
+		want := min(chunkSize, len(p)-off)
+		n, _, err := c.sc.ReadMsg(context.Background(), p[off:off+want], nil)
+		if err != nil || n != want {
+			return fmt.Errorf("body message of %d bytes, want %d (%v): %w", n, want, err, errProtocol)
+		}
+		off += n
+	}
+	return nil
+}
+
+// skip discards k body messages.
+func (c *conn) skip(k int) bool {
+	var b [1]byte
+	for ; k > 0; k-- {
+		if _, _, err := c.sc.ReadMsg(context.Background(), b[:], nil); err != nil && !errors.Is(err, ipc.ErrTruncated) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *conn) adoptShm(fd int, threshold uint32) error {
+	if c.d.cfg.noShm {
+		return fmt.Errorf("door refuses shared memory: %w", errProtocol)
+	}
+	c.shmMu.Lock()
+	defer c.shmMu.Unlock()
+	if c.shm != nil {
+		return fmt.Errorf("second shared region: %w", errProtocol)
+	}
+	r, err := adoptRegion(fd)
+	if err != nil {
+		return err
+	}
+	c.shm, c.threshold = r, int(threshold)
+	return nil
+}
+
+// dup answers a DUP frame with a new connection's descriptor.
+func (c *conn) dup(id uint64) {
+	f, err := c.d.NewClientFile()
+	if err != nil {
+		c.sendError(id, errorCode(err), err.Error())
+		return
+	}
+	defer f.Close()
+	c.send(header{kind: kReply, id: id, nfds: 1}, nil, []int{int(f.Fd())}, false, 0)
+}
+
+// send writes one frame: inline, through the shared region, or split.
+// rcap is the largest data the receiver takes inline.
+func (c *conn) send(h header, data []byte, fds []int, shmOK bool, rcap int) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	bg := context.Background()
+	switch {
+	case shmOK && c.threshold > 0 && len(data) >= c.threshold && c.hasShm():
+		c.shmMu.Lock()
+		var err error
+		if len(c.shm.mem) == 0 || &data[0] != &c.shm.mem[0] { // not already in place
+			// A result inside the region fits its mapping: ensure never remaps then.
+			if err = c.shm.ensure(len(data), true, max(len(data), 1)); err == nil {
+				copy(c.shm.mem, data)
+			}
+		}
+		c.shmMu.Unlock()
+		if err != nil {
+			c.sendErrorLocked(h.id, codeTooBig, err.Error())
+			return
+		}
+		h.flags |= fShm
+		h.put(c.wbuf)
+		c.d.resPath[2].Add(1)
+		_, _ = c.sc.WriteMsg(bg, c.wbuf[:hdrSize], fds)
+	case len(data) <= min(rcap, len(c.wbuf)-hdrSize-maxErrMsg):
+		h.put(c.wbuf)
+		n := copy(c.wbuf[hdrSize:], data)
+		c.d.resPath[0].Add(1)
+		_, _ = c.sc.WriteMsg(bg, c.wbuf[:hdrSize+n], fds)
+	default:
+		h.flags |= fSplit
+		h.put(c.wbuf)
+		c.d.resPath[1].Add(1)
+		if _, err := c.sc.WriteMsg(bg, c.wbuf[:hdrSize], fds); err != nil {
+			return
+		}
+		for off := 0; off < len(data); off += chunkSize {
+			if _, err := c.sc.WriteMsg(bg, data[off:min(off+chunkSize, len(data))], nil); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (c *conn) hasShm() bool {
+	c.shmMu.Lock()
+	defer c.shmMu.Unlock()
+	return c.shm != nil
+}
+
+func (c *conn) sendError(id uint64, code uint32, msg string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.sendErrorLocked(id, code, msg)
+}
+
+func (c *conn) sendErrorLocked(id uint64, code uint32, msg string) {
+	if len(msg) > maxErrMsg {
+		msg = msg[:maxErrMsg]
+	}
+	h := header{kind: kError, id: id, aux0: code, length: uint64(len(msg))}
+	h.put(c.wbuf)
+	n := copy(c.wbuf[hdrSize:], msg)
+	_, _ = c.sc.WriteMsg(context.Background(), c.wbuf[:hdrSize+n], nil)
+}
+
+// reject tells a connection refused by the policy why, then drains it until the
+// client hangs up (closing with unread data would make the client's socket report
+// ECONNRESET before it could read the reason).
+func (c *conn) reject(why error) {
+	defer c.d.wg.Done()
+	c.sendError(0, codePerm, why.Error())
+	_ = unix.Shutdown(c.sc.Fd(), unix.SHUT_WR)
+	_ = c.sc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	var b [hdrSize]byte
+	fds := make([]int, c.d.fdCap())
+	for {
+		_, n, err := c.sc.ReadMsg(context.Background(), b[:], fds)
+		closeFds(fds[:n])
+		if err != nil && !errors.Is(err, ipc.ErrTruncated) {
+			break
+		}
+	}
+	c.sc.Close()
+}
+
+// revoke fails the connection's calls with ErrRevoked and tells the client; the
+// reading goroutine then drains the connection until the client hangs up.
+func (c *conn) revoke() {
+	c.mu.Lock()
+	c.revoked.Store(true)
+	calls := make([]*Call, 0, len(c.calls))
+	for _, call := range c.calls {
+		calls = append(calls, call)
+	}
+	clear(c.calls)
+	c.mu.Unlock()
+	for _, call := range calls {
+		call.ctx.cancel()
+	}
+	c.wmu.Lock()
+	h := header{kind: kRevoked}
+	h.put(c.wbuf)
+	_, _ = c.sc.WriteMsg(context.Background(), c.wbuf[:hdrSize], nil)
+	c.wmu.Unlock()
+	_ = unix.Shutdown(c.sc.Fd(), unix.SHUT_WR)
+}
+
+// teardown ends the connection: its calls are cancelled (their handlers see it),
+// the region unmapped, the socket closed.
+func (c *conn) teardown() {
+	c.down.Do(func() {
+		c.mu.Lock()
+		c.revoked.Store(true)
+		calls := make([]*Call, 0, len(c.calls))
+		for _, call := range c.calls {
+			calls = append(calls, call)
+		}
+		clear(c.calls)
+		c.mu.Unlock()
+		for _, call := range calls {
+			call.ctx.cancel()
+		}
+		c.sc.Close()
+		c.shmMu.Lock()
+		for c.shmBusy { // a handler is still reading the region in place
+			c.shmFree.Wait()
+		}
+		c.shm.close()
+		c.shm = nil
+		c.shmFree.Broadcast()
+		c.shmMu.Unlock()
+		c.d.dropConn(c)
+	})
+}
+
+func closeFds(fds []int) {
+	for i, fd := range fds {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		fds[i] = -1
+	}
+}
+
+// path indexes Door.argPath and resPath: 0 inline, 1 split, 2 shm.
+func path(flags uint16) int {
+	switch {
+	case flags&fSplit != 0:
+		return 1
+	case flags&fShm != 0:
+		return 2
+	}
+	return 0
+}
+
+// bigBuf returns n bytes: the connection's large buffer if it is free.
+func (c *conn) bigBuf(n int) ([]byte, bool) {
+	c.bigMu.Lock()
+	defer c.bigMu.Unlock()
+	if c.bigBusy {
+		return make([]byte, n), false
+	}
+	if cap(c.big) < n {
+		c.big = make([]byte, n)
+	}
+	c.bigBusy = true
+	return c.big[:n], true
+}
+
+func (c *conn) freeBig(call *Call) {
+	if call.big {
+		call.big = false
+		c.bigMu.Lock()
+		c.bigBusy = false
+		c.bigMu.Unlock()
+	}
+}

@@ -1,0 +1,67 @@
+package doors
+
+import (
+	"bytes"
+	"testing"
+)
+
+func frame(h header, data []byte) []byte {
+	b := make([]byte, hdrSize, hdrSize+len(data))
+	h.put(b)
+	return append(b, data...)
+}
+
+// FuzzDecodeFrame feeds arbitrary messages to the frame decoder: it must never
+// panic, never accept a length over the limit or a count over SCM_MAX_FD, and what
+// it accepts must re-encode to the same bytes.
+func FuzzDecodeFrame(f *testing.F) {
+	f.Add(frame(header{kind: kCall, id: 1, length: 5, rfds: 16, aux0: defaultInline, aux1: 1 << 20}, []byte("hello")))
+	f.Add(frame(header{kind: kCall, id: 2, flags: fSplit | fShmOK, nfds: 1, length: 1 << 20}, nil))
+	f.Add(frame(header{kind: kReply, id: 2, flags: fShm, length: 1 << 20}, nil))
+	f.Add(frame(header{kind: kError, id: 3, aux0: codeHandler, length: 4}, []byte("oops")))
+	f.Add(frame(header{kind: kShm, nfds: 1, aux0: 65536}, nil))
+	f.Add(frame(header{kind: kCall, id: 1, flags: fSplit, length: 1 << 40}, nil))
+	f.Add([]byte{1, 2})
+	const limit = 1 << 20
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		h, body, err := decodeFrame(msg, limit)
+		if err != nil {
+			return
+		}
+		if (h.kind == kCall || h.kind == kReply) && h.length > limit {
+			t.Fatalf("accepted length %d over the limit", h.length)
+		}
+		if h.nfds > maxWireFd || h.rfds > maxWireFd {
+			t.Fatalf("accepted descriptor counts %d/%d", h.nfds, h.rfds)
+		}
+		if h.flags&(fSplit|fShm) == 0 && uint64(len(body)) != h.length {
+			t.Fatalf("inline body of %d bytes for length %d", len(body), h.length)
+		}
+		if again := frame(h, body); !bytes.Equal(again, msg) {
+			t.Fatalf("re-encoded %x, decoded from %x", again, msg)
+		}
+	})
+}
+
+// FuzzDecodeInfo checks the INFO payload decoder the same way.
+func FuzzDecodeInfo(f *testing.F) {
+	in := Info{Pid: 42, Uid: 1000, ID: 0xfeed, Attr: AttrShm | AttrUnref, MaxData: 1 << 20, MaxFds: 16, Inline: defaultInline}
+	var b [infoSize]byte
+	in.put(b[:])
+	f.Add(b[:])
+	f.Add(make([]byte, infoSize))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		in, err := decodeInfo(p)
+		if err != nil {
+			return
+		}
+		if in.MaxData <= 0 || in.Inline <= 0 || in.Inline > in.MaxData || in.MaxFds > maxWireFd || in.Pid <= 0 {
+			t.Fatalf("accepted %+v", in)
+		}
+		var again [infoSize]byte
+		in.put(again[:])
+		if !bytes.Equal(again[:], p) {
+			t.Fatalf("re-encoded %x from %x", again, p)
+		}
+	})
+}
