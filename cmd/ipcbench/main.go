@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -86,7 +87,7 @@ const usage = `usage:
 type runFlags struct {
 	prims, sizes, waits, impls string
 	scenario, pin, format      string
-	iters, rounds              int
+	iters, rounds, peers       int
 	duration, warmup           time.Duration
 	output                     string
 	ebpf                       bool
@@ -98,8 +99,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	var f runFlags
 	fs.StringVar(&f.prims, "prim", "", "primitives, comma-separated (default: all available; see 'ipcbench list')")
 	fs.StringVar(&f.sizes, "size", "64,4K,64K", "message sizes, comma-separated (64, 4K, 1M)")
-	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency), stream (one-way throughput), or both: pingpong,stream")
+	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency), stream (one-way throughput), fanin (-peers senders, one receiver), fdpass (a descriptor with every message), call (door calls); several: pingpong,stream")
 	fs.IntVar(&f.iters, "iters", 0, "timed iterations per measurement (default: as many as fit in -duration)")
+	fs.IntVar(&f.peers, "peers", bench.DefaultPeers, "sender processes in the fanin scenario")
 	fs.IntVar(&f.rounds, "rounds", 1, "measure everything this many times, interleaved, and merge: a case and its raw baseline then share the machine's drift")
 	fs.DurationVar(&f.duration, "duration", time.Second, "length of each timed phase when -iters is not given")
 	fs.DurationVar(&f.warmup, "warmup", 200*time.Millisecond, "untimed warm-up before each timed phase")
@@ -126,7 +128,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 		return usageError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
 	}
 	cfg := bench.Config{
-		Iters: f.iters, Rounds: f.rounds, Duration: f.duration, Warmup: f.warmup,
+		Iters: f.iters, Rounds: f.rounds, Peers: f.peers, Duration: f.duration, Warmup: f.warmup,
 		Pin: f.pin, Progress: stderr,
 	}
 	scenarios := split(f.scenario)
@@ -192,6 +194,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	runErr := errors.Join(runErrs...)
 	fmt.Fprintf(stderr, "done in %.1fs\n", time.Since(start).Seconds())
 	out := report.File{Machine: bench.Machine(cfg.Pin), Results: results}
+	if slices.Contains(scenarios, bench.ScenarioFanIn) {
+		out.Machine.Extra = map[string]any{"fanin_peers": f.peers}
+	}
 	w := stdout
 	if f.output != "" {
 		file, err := os.Create(f.output)

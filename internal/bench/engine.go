@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,10 +39,18 @@ const (
 	// descriptor (SCM_RIGHTS), which the peer closes on receipt: the cost of passing
 	// a descriptor. Transports whose endpoints are FdEndpoints list it.
 	ScenarioFdPass = "fdpass"
+	// ScenarioFanIn: Config.Peers sender processes send back to back to one receiver,
+	// the parent, which times batches of all their messages: throughput into one
+	// receiver, and the time per message received. Transports whose endpoint can be
+	// opened by several peers at once list it.
+	ScenarioFanIn = "fanin"
 )
 
+// DefaultPeers is the number of senders in ScenarioFanIn unless Config.Peers says.
+const DefaultPeers = 4
+
 // Scenarios lists the scenarios Run understands.
-var Scenarios = []string{ScenarioPingPong, ScenarioStream, ScenarioCall, ScenarioFdPass}
+var Scenarios = []string{ScenarioPingPong, ScenarioStream, ScenarioCall, ScenarioFdPass, ScenarioFanIn}
 
 // ScenarioLister is implemented by transports that support other scenarios than
 // pingpong and stream (or only some of them).
@@ -92,6 +101,8 @@ type Config struct {
 	Exe string
 	// Timeout bounds one measurement (default: 30s + 5×(Warmup+Duration)).
 	Timeout time.Duration
+	// Peers is the number of sender processes in ScenarioFanIn (default DefaultPeers).
+	Peers int
 	// Rounds measures the plan this many times, interleaved, merging each case's
 	// rounds (default 1).
 	Rounds int
@@ -293,49 +304,36 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 	defer func() { _ = c.Transport.Cleanup(p) }()
 	defer ep.Close()
 
-	ctrlR, ctrlW, err := os.Pipe()
-	if err != nil {
-		return *out, err
-	}
-	defer ctrlW.Close()
 	exe := cfg.Exe
 	if exe == "" {
 		if exe, err = os.Executable(); err != nil {
 			return *out, err
 		}
 	}
+	npeers := 1
+	if p.Scenario == ScenarioFanIn {
+		npeers = cfg.Peers
+		if npeers <= 0 {
+			npeers = DefaultPeers
+		}
+	}
 	spec, _ := json.Marshal(peerSpec{Params: p, CPU: peerCPU, Files: len(files)})
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), envPeer+"="+string(spec))
-	cmd.ExtraFiles = append([]*os.File{ctrlR}, files...)
-	var stderr strings.Builder
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
-	ctrlR.Close()
+	peers, anyExited, err := startPeers(exe, spec, files, npeers)
 	for _, f := range files {
 		f.Close()
 	}
+	defer stopPeers(peers)
 	if err != nil {
-		return *out, fmt.Errorf("start peer: %w", err)
+		return *out, err
 	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
+	ctrls := make([]*os.File, len(peers))
+	for i, pp := range peers {
+		ctrls[i] = pp.ctrl
+		if cfg.Tracer != nil {
+			// The control pipes are the engine's, not the primitive's.
+			_ = cfg.Tracer.RegisterFD(os.Getpid(), int(pp.ctrl.Fd()), controlLabel)
+			_ = cfg.Tracer.RegisterFD(pp.cmd.Process.Pid, 3, controlLabel)
 		}
-	}()
-
-	if cfg.Tracer != nil {
-		// The control pipe is the engine's, not the primitive's.
-		_ = cfg.Tracer.RegisterFD(os.Getpid(), int(ctrlW.Fd()), controlLabel)
-		_ = cfg.Tracer.RegisterFD(cmd.Process.Pid, 3, controlLabel)
 	}
 	restore, err := pinProcess(parentCPU)
 	if err != nil {
@@ -351,41 +349,132 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		done <- measure(ctx, cfg, p, ep, ctrlW, out)
+		done <- measure(ctx, cfg, p, ep, ctrls, out)
 	}()
-	select {
-	case err = <-done:
-	case <-exited:
-		err = fmt.Errorf("peer exited early (%v): %s", waitErr, strings.TrimSpace(stderr.String()))
-		_ = c.Transport.Cleanup(p) // wakes a parent blocked on a kernel object
-		ep.Close()
-		<-done
-		return *out, err
-	case <-time.After(timeout):
-		_ = cmd.Process.Kill()
+	abandon := func() {
+		// Wake a measurement blocked on a kernel object, and give it a moment.
 		_ = c.Transport.Cleanup(p)
 		ep.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	select {
+	case err = <-done:
+	case <-anyExited:
+		for _, pp := range peers {
+			pp.kill()
+		}
+		abandon()
+		return *out, fmt.Errorf("peer exited early: %s", peersErr(peers))
+	case <-time.After(timeout):
+		for _, pp := range peers {
+			pp.kill()
+		}
+		abandon()
 		return *out, fmt.Errorf("timed out after %v", timeout)
 	}
 	if err != nil {
 		return *out, err
 	}
-	if _, werr := ctrlW.Write(make([]byte, 8)); werr != nil {
-		return *out, werr
-	}
-	select {
-	case <-exited:
-		if waitErr != nil {
-			return *out, fmt.Errorf("peer: %v: %s", waitErr, strings.TrimSpace(stderr.String()))
+	for _, pp := range peers {
+		if _, werr := pp.ctrl.Write(make([]byte, 8)); werr != nil {
+			return *out, werr
 		}
-	case <-time.After(10 * time.Second):
-		return *out, errors.New("peer did not exit")
+	}
+	deadline := time.After(10 * time.Second)
+	for _, pp := range peers {
+		select {
+		case <-pp.exited:
+			if pp.err != nil {
+				return *out, fmt.Errorf("peer: %s", peersErr(peers))
+			}
+		case <-deadline:
+			return *out, errors.New("peer did not exit")
+		}
 	}
 	return *out, nil
 }
 
+// peerProc is one running peer.
+type peerProc struct {
+	cmd    *exec.Cmd
+	ctrl   *os.File // the write end of its control pipe
+	stderr strings.Builder
+	exited chan struct{}
+	err    error // from Wait, once exited is closed
+}
+
+func (pp *peerProc) kill() {
+	select {
+	case <-pp.exited:
+	default:
+		_ = pp.cmd.Process.Kill()
+	}
+}
+
+// startPeers starts n peers, each with its own control pipe and the same transport
+// files. anyExited is closed as soon as one of them exits.
+func startPeers(exe string, spec []byte, files []*os.File, n int) ([]*peerProc, <-chan struct{}, error) {
+	anyExited := make(chan struct{})
+	var once sync.Once
+	var peers []*peerProc
+	for i := 0; i < n; i++ {
+		ctrlR, ctrlW, err := os.Pipe()
+		if err != nil {
+			return peers, anyExited, err
+		}
+		pp := &peerProc{ctrl: ctrlW, exited: make(chan struct{})}
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), envPeer+"="+string(spec))
+		cmd.ExtraFiles = append([]*os.File{ctrlR}, files...)
+		cmd.Stdout = os.Stderr
+		cmd.Stderr = &pp.stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		pp.cmd = cmd
+		err = cmd.Start()
+		ctrlR.Close()
+		if err != nil {
+			ctrlW.Close()
+			return peers, anyExited, fmt.Errorf("start peer: %w", err)
+		}
+		peers = append(peers, pp)
+		go func() {
+			pp.err = cmd.Wait()
+			close(pp.exited)
+			once.Do(func() { close(anyExited) })
+		}()
+	}
+	return peers, anyExited, nil
+}
+
+// stopPeers kills the peers still running, waits for them and closes their control
+// pipes.
+func stopPeers(peers []*peerProc) {
+	for _, pp := range peers {
+		pp.kill()
+		<-pp.exited
+		pp.ctrl.Close()
+	}
+}
+
+func peersErr(peers []*peerProc) string {
+	var msgs []string
+	for _, pp := range peers {
+		select {
+		case <-pp.exited:
+			if pp.err != nil {
+				msgs = append(msgs, fmt.Sprintf("%v: %s", pp.err, strings.TrimSpace(pp.stderr.String())))
+			}
+		default:
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
 // measure runs the phases on the parent's side and fills res.
-func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.File, out *tracedResult) error {
+func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrls []*os.File, out *tracedResult) error {
 	if c, ok := ep.(Connector); ok {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := c.Connect(cctx)
@@ -412,10 +501,12 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 	phase := func(n int, record bool) (time.Duration, error) {
 		var hdr [8]byte
 		binary.LittleEndian.PutUint64(hdr[:], uint64(n))
-		if _, err := ctrl.Write(hdr[:]); err != nil {
-			return 0, err
+		for _, ctrl := range ctrls {
+			if _, err := ctrl.Write(hdr[:]); err != nil {
+				return 0, err
+			}
 		}
-		return runPhase(p.Scenario, ep, msg, buf, fds, n, record, h)
+		return runPhase(p.Scenario, ep, msg, buf, fds, n*len(ctrls), record, h)
 	}
 
 	// Warm up in growing batches until Warmup has passed; the last batch gives the
@@ -426,7 +517,7 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 		if err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
-		perOp = d / time.Duration(n)
+		perOp = d / time.Duration(n*len(ctrls))
 		if time.Since(start) >= cfg.Warmup {
 			break
 		}
@@ -444,11 +535,13 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrl *os.Fi
 		}
 	}
 	var total time.Duration
-	if p.Scenario == ScenarioStream {
-		// Ten batches, each acknowledged, so that the per-message time has a spread.
-		batches := min(10, iters)
-		per := iters / batches
-		iters = per * batches
+	if p.Scenario == ScenarioStream || p.Scenario == ScenarioFanIn {
+		// Ten batches, each acknowledged or counted, so that the per-message time has
+		// a spread. In fan-in every peer sends per messages a batch.
+		iters /= len(ctrls)
+		batches := min(10, max(iters, 1))
+		per := max(iters/batches, 1)
+		iters = per * batches * len(ctrls)
 		for b := 0; b < batches; b++ {
 			d, err := phase(per, true)
 			if err != nil {
@@ -495,6 +588,18 @@ func (r *tracedResult) finish(iters int) {
 func runPhase(scenario string, ep Endpoint, msg, buf []byte, fds []int, n int, record bool, h *Histogram) (time.Duration, error) {
 	start := time.Now()
 	switch scenario {
+	case ScenarioFanIn:
+		// n is the total the peers send: receive them all.
+		for i := 0; i < n; i++ {
+			if err := ep.Recv(buf); err != nil {
+				return 0, fmt.Errorf("receive: %w", err)
+			}
+		}
+		d := time.Since(start)
+		if record {
+			h.Record(d / time.Duration(n))
+		}
+		return d, nil
 	case ScenarioFdPass:
 		fe, ok := ep.(FdEndpoint)
 		if !ok {
@@ -593,6 +698,12 @@ func runPeer(specJSON string) error {
 			return nil
 		}
 		switch spec.Params.Scenario {
+		case ScenarioFanIn:
+			for i := 0; i < n; i++ {
+				if err := ep.Send(buf); err != nil {
+					return fmt.Errorf("send: %w", err)
+				}
+			}
 		case ScenarioFdPass:
 			fe, ok := ep.(FdEndpoint)
 			if !ok {

@@ -99,8 +99,15 @@ func WriteTable(w io.Writer, f report.File) error {
 func writeScenario(w io.Writer, results []report.Result) error {
 	r0 := results[0]
 	what := "round trip (send + reply), not halved"
-	if r0.Scenario == ScenarioStream {
+	switch r0.Scenario {
+	case ScenarioStream:
 		what = "time per message in back-to-back batches; throughput one way"
+	case ScenarioFanIn:
+		what = "several sender processes, one receiver: time per message received, in batches; throughput into the receiver"
+	case ScenarioFdPass:
+		what = "round trip, each message out carrying one descriptor, not halved"
+	case ScenarioCall:
+		what = "call round trip (request + reply), not halved"
 	}
 	fmt.Fprintf(w, "\nscenario %s: %s; pin=%s (%s)\n\n", r0.Scenario, what, r0.Pin, pinMeaning(r0.Pin))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

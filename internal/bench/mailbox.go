@@ -46,7 +46,9 @@ func (mailboxTransport) Waits() []ipc.WaitStrategy {
 	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
 }
 
-func (mailboxTransport) Scenarios() []string { return []string{ScenarioPingPong, ScenarioStream} }
+func (mailboxTransport) Scenarios() []string {
+	return []string{ScenarioPingPong, ScenarioStream, ScenarioFanIn}
+}
 
 // MaxSize leaves room for the frame header and a reply address in a POSIX message.
 func (mailboxTransport) MaxSize() int {
@@ -124,7 +126,8 @@ func (mailboxTransport) Cleanup(p Params) error {
 
 type mailboxEndpoint struct {
 	d       mailbox.Discipline
-	stream  bool
+	stream  bool // stream or fan-in: the parent only receives
+	fanin   bool // several peers send with the discipline
 	parent  bool
 	out, in *mailbox.Mailbox
 	ctx     context.Context
@@ -137,7 +140,8 @@ type mailboxEndpoint struct {
 }
 
 func newMailboxEndpoint(d mailbox.Discipline, p Params, out, in *mailbox.Mailbox, parent bool) *mailboxEndpoint {
-	return &mailboxEndpoint{d: d, stream: p.Scenario == ScenarioStream, parent: parent, out: out, in: in,
+	return &mailboxEndpoint{d: d, stream: p.Scenario == ScenarioStream || p.Scenario == ScenarioFanIn,
+		fanin: p.Scenario == ScenarioFanIn, parent: parent, out: out, in: in,
 		ctx: context.Background(), reply: make([]byte, max(p.Size, 1))}
 }
 
@@ -146,7 +150,7 @@ func (e *mailboxEndpoint) Send(p []byte) error {
 		e.haveReq = false
 		return e.in.Reply(e.ctx, e.req, p)
 	}
-	if e.d == mailbox.Response && !e.parent {
+	if e.d == mailbox.Response && !e.parent && !e.fanin {
 		// The peer's batch acknowledgement in stream: a plain message.
 		return e.out.Send(e.ctx, p)
 	}

@@ -104,6 +104,12 @@ func (pipeTransport) MaxSize() int         { return 0 }
 func (pipeTransport) Available() error     { return nil }
 func (pipeTransport) Cleanup(Params) error { return nil }
 
+// Scenarios: every peer of a fan-in inherits the same write end; writes of up to
+// PIPE_BUF bytes stay whole.
+func (pipeTransport) Scenarios() []string {
+	return []string{ScenarioPingPong, ScenarioStream, ScenarioFanIn}
+}
+
 func (pipeTransport) Setup(p *Params) (Endpoint, []*os.File, error) {
 	if p.Impl == ImplRaw {
 		var to, from [2]int

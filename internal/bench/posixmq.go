@@ -27,6 +27,11 @@ func init() { Register(posixMQTransport{}) }
 
 func (posixMQTransport) Name() string { return "posix-mq" }
 
+// Scenarios: a queue takes messages from any number of senders, so it does fan-in.
+func (posixMQTransport) Scenarios() []string {
+	return []string{ScenarioPingPong, ScenarioStream, ScenarioFanIn}
+}
+
 func (posixMQTransport) Waits() []ipc.WaitStrategy {
 	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
 }
