@@ -687,6 +687,8 @@ func runPeer(specJSON string) error {
 		return fmt.Errorf("open: %w", err)
 	}
 	defer ep.Close()
+	// Transports may keep using the inherited files: keep them from being finalized.
+	defer runtime.KeepAlive(files)
 	buf := make([]byte, spec.Params.Size)
 	var hdr [8]byte
 	for {

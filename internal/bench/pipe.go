@@ -153,13 +153,22 @@ func (pipeTransport) Open(p Params, files []*os.File) (Endpoint, error) {
 	if len(files) != 2 {
 		return nil, fmt.Errorf("pipe peer needs 2 files, got %d", len(files))
 	}
-	rfd, wfd := int(files[0].Fd()), int(files[1].Fd())
+	rfd, err := dupFile(files[0])
+	if err != nil {
+		return nil, err
+	}
+	wfd, err := dupFile(files[1])
+	if err != nil {
+		unix.Close(rfd)
+		return nil, err
+	}
 	if p.Impl == ImplRaw {
 		return &rawStream{rfd: rfd, wfd: wfd}, nil
 	}
 	opt := pipe.WithWait(p.Wait)
 	r, err := pipe.ReaderFromFd(rfd, opt)
 	if err != nil {
+		unix.Close(wfd)
 		return nil, err
 	}
 	w, err := pipe.WriterFromFd(wfd, opt)
@@ -168,6 +177,23 @@ func (pipeTransport) Open(p Params, files []*os.File) (Endpoint, error) {
 		return nil, err
 	}
 	return &streamEndpoint{r: r, w: w}, nil
+}
+
+// dupFile returns a close-on-exec duplicate of f's descriptor, for the caller to own.
+// It reaches the descriptor through SyscallConn rather than Fd, which would switch the
+// open file description to blocking mode under every other process sharing it (the
+// peers of a fan-in do).
+func dupFile(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(raw uintptr) { fd, derr = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	return fd, derr
 }
 
 // fifoTransport: two FIFOs in a private directory, found by path.

@@ -128,7 +128,7 @@ func (posixMQTransport) Open(p Params, files []*os.File) (Endpoint, error) {
 	size := mqMsgSize(&p)
 	var fds [2]int
 	for i, f := range files {
-		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		fd, err := dupFile(f) // not f.Fd(): fan-in peers share these descriptions
 		if err != nil {
 			if i == 1 {
 				unix.Close(fds[0])
