@@ -17,17 +17,9 @@ func ListenTCP(addr string, opts ...Option) (*StreamListener, error) {
 	if err != nil {
 		return nil, err
 	}
-	var a sys.Addr
-	if err := setInet4(&a, addr, false); err != nil {
-		return nil, &ipc.OpError{Op: "listen", Object: addr, Err: err}
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := bindInet4(unix.SOCK_STREAM, addr, "listen")
 	if err != nil {
-		return nil, ipc.Wrap("socket", "tcp", err)
-	}
-	if err := sys.Bind(fd, &a); err != nil {
-		unix.Close(fd)
-		return nil, ipc.Wrap("bind", addr, err)
+		return nil, err
 	}
 	if err := unix.Listen(fd, c.backlog); err != nil {
 		unix.Close(fd)
@@ -63,17 +55,9 @@ func ListenUDP(addr string, opts ...Option) (*DgramConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	var a sys.Addr
-	if err := setInet4(&a, addr, false); err != nil {
-		return nil, &ipc.OpError{Op: "bind", Object: addr, Err: err}
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := bindInet4(unix.SOCK_DGRAM, addr, "bind")
 	if err != nil {
-		return nil, ipc.Wrap("socket", "udp", err)
-	}
-	if err := sys.Bind(fd, &a); err != nil {
-		unix.Close(fd)
-		return nil, ipc.Wrap("bind", addr, err)
+		return nil, err
 	}
 	b, err := newBase(fd, unix.AF_INET, unix.SOCK_DGRAM, c)
 	if err != nil {
@@ -97,4 +81,26 @@ func DialUDP(ctx context.Context, addr string, opts ...Option) (*DgramConn, erro
 		return nil, err
 	}
 	return newDgram(b), nil
+}
+
+// bindInet4 makes a close-on-exec IPv4 socket of sotype bound to addr, a loopback
+// "127.x.y.z:port"; op names the caller's operation in an address error.
+func bindInet4(sotype int, addr, op string) (int, error) {
+	var a sys.Addr
+	if err := setInet4(&a, addr, false); err != nil {
+		return -1, &ipc.OpError{Op: op, Object: addr, Err: err}
+	}
+	proto := "tcp"
+	if sotype == unix.SOCK_DGRAM {
+		proto = "udp"
+	}
+	fd, err := unix.Socket(unix.AF_INET, sotype|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, ipc.Wrap("socket", proto, err)
+	}
+	if err := sys.Bind(fd, &a); err != nil {
+		unix.Close(fd)
+		return -1, ipc.Wrap("bind", addr, err)
+	}
+	return fd, nil
 }
