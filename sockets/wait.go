@@ -149,9 +149,16 @@ func (b *base) pollerCtx(ctx context.Context, write bool, io func() error) error
 	if err := set(dl); err != nil {
 		return b.pollErr(err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = set(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = set(time.Unix(1, 0))
+		close(fired)
+	})
 	err := io()
 	if !stop() {
+		// Wait for the past deadline to be set before restoring the caller's, or it
+		// could land afterwards and fail the next call.
+		<-fired
 		_ = set(user)
 		if err == os.ErrDeadlineExceeded {
 			return ctx.Err()

@@ -396,10 +396,17 @@ func (e *end) pollerCtx(ctx context.Context, write bool, do func() (int, error))
 	if err := set(dl); err != nil {
 		return 0, err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = set(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = set(time.Unix(1, 0))
+		close(fired)
+	})
 	n, err := do()
 	if !stop() {
-		// ctx ended: the deadline was moved to the past on its behalf.
+		// ctx ended: the deadline was moved to the past on its behalf. Wait for that
+		// to have happened, so that restoring the caller's deadline comes after it and
+		// the next call does not find a stale deadline in the past.
+		<-fired
 		_ = set(user)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, ctx.Err()

@@ -773,3 +773,27 @@ func TestInvalidInput(t *testing.T) {
 	_, err = w.SetCapacity(-5)
 	assert.ErrorIs(t, err, ipc.ErrInvalid)
 }
+
+func TestNoStaleDeadlineAfterCancel(t *testing.T) {
+	// A ReadContext whose context is cancelled just as data arrives must not leave the
+	// cancellation's past deadline behind for the next call.
+	r, w := newPipe(t)
+	buf := make([]byte, 1)
+	for i := 0; i < 2000; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			_, _ = w.Write([]byte("x"))
+			cancel()
+		}()
+		n, _ := r.ReadContext(ctx, buf)
+		cancel()
+		_, err := w.Write([]byte("y"))
+		require.NoError(t, err)
+		want := 2 - n // "x" if the first read missed it, then "y"
+		for got := 0; got < want; {
+			m, err := r.ReadContext(context.Background(), buf)
+			require.NoError(t, err, "iteration %d: a stale deadline", i)
+			got += m
+		}
+	}
+}
