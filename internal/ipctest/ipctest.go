@@ -43,6 +43,7 @@ const (
 	envHelper = "IPCLAB_TEST_HELPER"
 	envInNS   = "IPCLAB_TEST_IN_NAMESPACE"
 	envNoNS   = "IPCLAB_TEST_NO_NAMESPACE"
+	envTmp    = "IPCLAB_TEST_TMPDIR"
 
 	// Files passed by Start begin at this descriptor in the helper: 3 and 4 are the
 	// synchronisation pipes.
@@ -167,9 +168,16 @@ func reexecInNamespace() (code int, ok bool) {
 	if err != nil {
 		return 0, false
 	}
+	// The temporary directory is made and removed here, outside, so that it goes even
+	// when the test process panics or is killed.
+	tmp, err := newTempDir()
+	if err != nil {
+		return 0, false
+	}
+	defer os.RemoveAll(tmp)
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), envInNS+"=1")
+	cmd.Env = append(os.Environ(), envInNS+"=1", envTmp+"="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWIPC | syscall.CLONE_NEWNS,
 		Pdeathsig:  syscall.SIGKILL,
@@ -227,14 +235,22 @@ func fuzzing() bool {
 // leaves behind is found exactly, whatever other packages do at the same time. It is
 // world-traversable so that helpers running as another user can reach what is in it.
 func privateTempDir() (string, error) {
+	dir := os.Getenv(envTmp)
+	if dir == "" {
+		var err error
+		if dir, err = newTempDir(); err != nil {
+			return "", err
+		}
+	}
+	return dir, os.Setenv("TMPDIR", dir)
+}
+
+func newTempDir() (string, error) {
 	dir, err := os.MkdirTemp("", "ipclab-test-")
 	if err != nil {
 		return "", err
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", err
-	}
-	return dir, os.Setenv("TMPDIR", dir)
+	return dir, os.Chmod(dir, 0o755)
 }
 
 // filesIn lists what remains under dir, relative to it.
