@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ipclab/ipclab/internal/wait"
 	"golang.org/x/sys/unix"
 )
 
@@ -134,42 +135,17 @@ func (b *base) waitIO(ctx context.Context, write bool, attempt func(fd int) erro
 // pollerCtx applies ctx as a deadline on the file for one call, then restores the
 // deadline the caller set.
 func (b *base) pollerCtx(ctx context.Context, write bool, io func() error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	set := b.file.SetReadDeadline
-	user := b.deadline(write)
+	setFile := b.file.SetReadDeadline
 	if write {
-		set = b.file.SetWriteDeadline
+		setFile = b.file.SetWriteDeadline
 	}
-	dl, has := ctx.Deadline()
-	if !has || (!user.IsZero() && user.Before(dl)) {
-		dl = user
-	}
-	if err := set(dl); err != nil {
-		return b.pollErr(err)
-	}
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		_ = set(time.Unix(1, 0))
-		close(fired)
-	})
-	err := io()
-	if !stop() {
-		// Wait for the past deadline to be set before restoring the caller's, or it
-		// could land afterwards and fail the next call.
-		<-fired
-		_ = set(user)
-		if err == os.ErrDeadlineExceeded {
-			return ctx.Err()
+	set := func(t time.Time) error {
+		if err := setFile(t); err != nil {
+			return b.pollErr(err)
 		}
-		return err
+		return nil
 	}
-	_ = set(user)
-	if err == os.ErrDeadlineExceeded && (user.IsZero() || time.Now().Before(user)) {
-		return context.DeadlineExceeded
-	}
-	return err
+	return wait.ViaDeadline(ctx, b.deadline(write), set, io)
 }
 
 // deadline returns the read or write deadline set with Set*Deadline.

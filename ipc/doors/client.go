@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -435,50 +434,13 @@ func (c *Client) sendFailed(err error) error {
 	return errGone
 }
 
-// read is ReadMsg honouring ctx. In poller mode the context becomes a read
-// deadline set by our own AfterFunc, which we wait for before clearing it, so that a
-// cancellation can never leave a stale deadline behind for the next call. In kernel
-// mode the sockets package interrupts the blocked thread itself.
+// read is ReadMsg honouring ctx.
 func (c *Client) read(ctx context.Context, p []byte, fds []int) (int, int, error) {
-	if ctx.Done() == nil || c.cfg.wait == ipc.WaitKernel {
-		return c.sc.ReadMsg(ctx, p, fds)
-	}
-	var n, nfds int
-	err := c.withDeadline(ctx, c.sc.SetReadDeadline, func() (err error) {
-		n, nfds, err = c.sc.ReadMsg(context.Background(), p, fds)
-		return err
-	})
-	return n, nfds, err
+	return c.sc.ReadMsg(ctx, p, fds)
 }
 
-// write is WriteMsg honouring ctx (see read).
+// write is WriteMsg honouring ctx.
 func (c *Client) write(ctx context.Context, p []byte, fds []int) error {
-	if ctx.Done() == nil || c.cfg.wait == ipc.WaitKernel {
-		_, err := c.sc.WriteMsg(ctx, p, fds)
-		return err
-	}
-	return c.withDeadline(ctx, c.sc.SetWriteDeadline, func() error {
-		_, err := c.sc.WriteMsg(context.Background(), p, fds)
-		return err
-	})
-}
-
-func (c *Client) withDeadline(ctx context.Context, set func(time.Time) error, io func() error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		_ = set(time.Unix(1, 0))
-		close(fired)
-	})
-	err := io()
-	if !stop() {
-		<-fired
-		_ = set(time.Time{})
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return ctx.Err()
-		}
-	}
+	_, err := c.sc.WriteMsg(ctx, p, fds)
 	return err
 }

@@ -381,42 +381,15 @@ func (e *end) pollerCtx(ctx context.Context, write bool, do func() (int, error))
 	if ctx.Done() == nil {
 		return do()
 	}
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
 	set := e.file.SetReadDeadline
 	if write {
 		set = e.file.SetWriteDeadline
 	}
-	user := e.deadline(write)
-	dl, has := ctx.Deadline()
-	if !has || (!user.IsZero() && user.Before(dl)) {
-		dl = user
-	}
-	if err := set(dl); err != nil {
-		return 0, err
-	}
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		_ = set(time.Unix(1, 0))
-		close(fired)
+	var n int
+	err := wait.ViaDeadline(ctx, e.deadline(write), set, func() (err error) {
+		n, err = do()
+		return err
 	})
-	n, err := do()
-	if !stop() {
-		// ctx ended: the deadline was moved to the past on its behalf. Wait for that
-		// to have happened, so that restoring the caller's deadline comes after it and
-		// the next call does not find a stale deadline in the past.
-		<-fired
-		_ = set(user)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return n, ctx.Err()
-		}
-		return n, err
-	}
-	_ = set(user)
-	if errors.Is(err, os.ErrDeadlineExceeded) && (user.IsZero() || time.Now().Before(user)) {
-		return n, context.DeadlineExceeded
-	}
 	return n, err
 }
 
