@@ -163,6 +163,10 @@ func Accept4(fd int, from *Addr, flags int) (int, error) {
 	return int(nfd), nil
 }
 
+// Sendmsg and Recvmsg build their msghdr inline on purpose: a shared helper that
+// stores the iovec's address into the msghdr makes both escape to the heap (measured:
+// 4 allocations per send/receive pair instead of 0).
+
 // Sendmsg is sendmsg(2) of p with control data oob, to the address to (nil or empty:
 // the connected peer). It does not allocate. Callers add unix.MSG_NOSIGNAL.
 func Sendmsg(fd int, p, oob []byte, to *Addr, flags int) (int, error) {
