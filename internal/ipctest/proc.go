@@ -7,11 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Proc is a running helper peer.
@@ -289,3 +292,26 @@ func HasCap(capability uint) bool {
 
 // CapSysResource is the capability number of CAP_SYS_RESOURCE.
 const CapSysResource = 24
+
+// Interrupted runs call, which blocks in a system call, on a locked OS thread, and
+// sends that thread sig every 2 ms until call returns; it returns call's error. Tests
+// of "a blocked call gets a signal" (raw EINTR) use it.
+func Interrupted(sig unix.Signal, call func() error) error {
+	tidc := make(chan int)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tidc <- unix.Gettid()
+		done <- call()
+	}()
+	tid := <-tidc
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(2 * time.Millisecond):
+			_ = unix.Tgkill(unix.Getpid(), tid, sig)
+		}
+	}
+}

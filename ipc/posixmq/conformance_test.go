@@ -46,29 +46,6 @@ func absIn(d time.Duration) *unix.Timespec {
 	return &ts
 }
 
-// interrupted runs call on a locked thread and sends that thread wait.Signal (whose
-// handler has no SA_RESTART) until call returns; it returns call's error.
-func interrupted(t *testing.T, call func() error) error {
-	t.Helper()
-	tidc := make(chan int)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		tidc <- unix.Gettid()
-		done <- call()
-	}()
-	tid := <-tidc
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(2 * time.Millisecond):
-			_ = unix.Tgkill(unix.Getpid(), tid, wait.Signal)
-		}
-	}
-}
-
 func TestMQ(t *testing.T) {
 	ctx := context.Background()
 	t.Run("MQ-01", func(t *testing.T) {
@@ -182,7 +159,7 @@ func TestMQ(t *testing.T) {
 			wantErr(t, fmt.Sprintf("timeout %+v on a full queue", ts), sys.MqTimedsend(fd, nil, 0, &ts), unix.EINVAL)
 		}
 		wantErr(t, "raw timeout", sys.MqTimedsend(fd, nil, 0, absIn(10*time.Millisecond)), unix.ETIMEDOUT)
-		err := interrupted(t, func() error { return sys.MqTimedsend(fd, nil, 0, absIn(30*time.Second)) })
+		err := ipctest.Interrupted(wait.Signal, func() error { return sys.MqTimedsend(fd, nil, 0, absIn(30*time.Second)) })
 		wantErr(t, "raw signal", err, unix.EINTR)
 		// Bad message or timeout pointers cannot be expressed: the API takes a slice
 		// (nil is a valid empty message) and a context. A nil buffer is no crash.
@@ -230,7 +207,7 @@ func TestMQ(t *testing.T) {
 		}
 		_, _, err := sys.MqTimedreceive(fd, buf, absIn(10*time.Millisecond))
 		wantErr(t, "raw timeout", err, unix.ETIMEDOUT)
-		err = interrupted(t, func() error {
+		err = ipctest.Interrupted(wait.Signal, func() error {
 			_, _, err := sys.MqTimedreceive(fd, buf, absIn(30*time.Second))
 			return err
 		})
