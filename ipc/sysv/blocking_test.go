@@ -143,37 +143,49 @@ func queueStorm(t *testing.T, cancellable bool) {
 		defer cancel()
 		ctx = c
 	}
+	// The sender goes on until both n messages and minSignals are reached (a busy
+	// machine may schedule the storm late), then sends an end marker (type 2).
+	const minSignals = 2000
 	sendErr := make(chan error, 1)
-	stop := storm(t, 2000)
+	st := storm(t, minSignals)
 	go func() {
 		var b [16]byte
-		for i := range n {
+		start := time.Now()
+		for i := 0; ; i++ {
 			binary.LittleEndian.PutUint64(b[:], uint64(i))
 			if err := q.Send(ctx, 1, b[:]); err != nil {
 				sendErr <- err
 				return
 			}
+			if (i >= n-1 && st.Sent() >= minSignals) || time.Since(start) > 20*time.Second {
+				sendErr <- q.Send(ctx, 2, nil)
+				return
+			}
 		}
-		sendErr <- nil
 	}()
 	var b [16]byte
-	for i := range n {
+	received := 0
+	for i := 0; ; i++ {
 		if i%500 == 0 {
 			time.Sleep(time.Millisecond) // let the sender fill the queue and block
 		}
-		m, _, err := q.Recv(ctx, b[:], Any())
+		m, typ, err := q.Recv(ctx, b[:], Any())
 		if err != nil {
 			t.Fatalf("recv %d: %v", i, err)
+		}
+		if typ == 2 {
+			break
 		}
 		if got := binary.LittleEndian.Uint64(b[:]); m != 16 || got != uint64(i) {
 			t.Fatalf("message %d: got #%d (%d bytes)", i, got, m)
 		}
+		received++
 	}
 	must(t, <-sendErr)
-	sent := stop()
-	t.Logf("%d signals sent during %d messages", sent, n)
-	if sent < 2000 {
-		t.Fatalf("only %d signals sent", sent)
+	sent := st.Stop()
+	t.Logf("%d signals sent during %d messages", sent, received)
+	if received < n || sent < minSignals {
+		t.Fatalf("%d messages, %d signals", received, sent)
 	}
 	if _, _, err := q.TryRecv(b[:], Any()); !errors.Is(err, ipc.ErrWouldBlock) {
 		t.Fatalf("queue not empty after the exchange: %v", err)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,28 +34,6 @@ func tmpQueue(t testing.TB, opts ...Option) *Queue {
 	}
 	t.Cleanup(func() { q.Remove(); q.Close() })
 	return q
-}
-
-// rawBlocked runs call on a locked thread and interrupts that thread with SIGURG until
-// call returns; it returns call's error (a raw errno).
-func rawInterrupted(call func() error) error {
-	tidc := make(chan int)
-	done := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		tidc <- unix.Gettid()
-		done <- call()
-	}()
-	tid := <-tidc
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(2 * time.Millisecond):
-			_ = unix.Tgkill(unix.Getpid(), tid, unix.SIGURG)
-		}
-	}
 }
 
 // Helpers for the queue rows run as another process (often another user).
@@ -279,15 +258,15 @@ func TestQueue(t *testing.T) {
 		// raw layer: a caught signal interrupts the blocked sender with EINTR
 		raw := make([]byte, sys.MsgHeaderSize+1)
 		binary.NativeEndian.PutUint64(raw, 1)
-		wantErr(t, rawInterrupted(func() error { return sys.Msgsnd(q.ID(), raw, 0) }), unix.EINTR)
+		wantErr(t, ipctest.Interrupted(unix.SIGURG, func() error { return sys.Msgsnd(q.ID(), raw, 0) }), unix.EINTR)
 		// public API: signals are absorbed; the send completes once there is room
 		done := make(chan error, 1)
 		go func() { done <- q.Send(ctx, 2, []byte("y")) }()
-		stopStorm := storm(t, 300)
+		st := storm(t, 300)
 		_, _, err = q.Recv(ctx, make([]byte, 64), OfType(1))
 		must(t, err)
 		must(t, <-done)
-		stopStorm()
+		st.Stop()
 		n, typ, err := q.TryRecv(make([]byte, 8), Any())
 		if err != nil || n != 1 || typ != 2 {
 			t.Fatalf("after storm: n=%d type=%d err=%v", n, typ, err)
@@ -357,7 +336,7 @@ func TestQueue(t *testing.T) {
 
 	t.Run("MSG-14", func(t *testing.T) {
 		q := tmpQueue(t)
-		wantErr(t, rawInterrupted(func() error {
+		wantErr(t, ipctest.Interrupted(unix.SIGURG, func() error {
 			_, err := sys.Msgrcv(q.ID(), make([]byte, 16), 0, 0)
 			return err
 		}), unix.EINTR)
@@ -724,17 +703,22 @@ func sleepingInIPC() bool {
 	return false
 }
 
-// storm sends n rounds of SIGURG and wait.Signal to every thread of this process, in
-// the background, until the returned function is called. It returns that function.
-func storm(t *testing.T, n int) func() int {
-	stop := make(chan struct{})
-	sent := make(chan int, 1)
+// stormer sends SIGURG and wait.Signal to every thread of this process in the
+// background: n rounds as fast as it can, then a round every 200 µs, until stopped.
+type stormer struct {
+	count atomic.Int64
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+}
+
+func storm(t *testing.T, n int) *stormer {
+	s := &stormer{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		count := 0
-		defer func() { sent <- count }()
+		defer close(s.done)
 		for i := 0; ; i++ {
 			select {
-			case <-stop:
+			case <-s.stop:
 				return
 			default:
 			}
@@ -744,7 +728,7 @@ func storm(t *testing.T, n int) func() int {
 					sig = wait.Signal
 				}
 				if unix.Tgkill(os.Getpid(), tid, sig) == nil {
-					count++
+					s.count.Add(1)
 				}
 			}
 			if i >= n {
@@ -752,10 +736,15 @@ func storm(t *testing.T, n int) func() int {
 			}
 		}
 	}()
-	var once sync.Once
-	total := 0
-	return func() int {
-		once.Do(func() { close(stop); total = <-sent })
-		return total
-	}
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+// Sent returns how many signals have been sent so far.
+func (s *stormer) Sent() int { return int(s.count.Load()) }
+
+// Stop ends the storm and returns how many signals it sent.
+func (s *stormer) Stop() int {
+	s.once.Do(func() { close(s.stop); <-s.done })
+	return s.Sent()
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,7 +261,7 @@ func TestSemSet(t *testing.T) {
 			must(t, err)
 			must(t, s.Set(0, 1))
 			// raw: a caught signal interrupts the blocked call with EINTR
-			wantErr(t, rawInterrupted(func() error { return sys.Semtimedop(s.ID(), []SemOp{op}, nil) }), unix.EINTR)
+			wantErr(t, ipctest.Interrupted(unix.SIGURG, func() error { return sys.Semtimedop(s.ID(), []SemOp{op}, nil) }), unix.EINTR)
 			// removal wakes the blocked call with EIDRM
 			done := make(chan error, 1)
 			go func() { done <- s.Op(ctx, op) }()
@@ -528,17 +529,21 @@ func TestSemSignalStorm(t *testing.T) {
 
 func semStorm(t *testing.T, cancellable bool) {
 	s := tmpSemSet(t, 2)
-	const rounds = 3000
+	const rounds, minSignals = 3000, 2000
 	ctx := context.Background()
 	if cancellable {
 		c, cancel := context.WithCancel(ctx)
 		defer cancel()
 		ctx = c
 	}
-	stop := storm(t, 2000)
+	st := storm(t, minSignals)
+	// The exchange goes on until both rounds and minSignals are reached (a busy machine
+	// may schedule the storm late); last names the final round, set before it starts.
+	var last atomic.Int64
+	last.Store(-1)
 	errc := make(chan error, 1)
 	go func() {
-		for range rounds {
+		for j := int64(0); ; j++ {
 			if err := s.Op(ctx, SemOp{0, -1, 0}); err != nil {
 				errc <- err
 				return
@@ -547,23 +552,35 @@ func semStorm(t *testing.T, cancellable bool) {
 				errc <- err
 				return
 			}
+			if last.Load() == j {
+				errc <- nil
+				return
+			}
 		}
-		errc <- nil
 	}()
-	for i := range rounds {
+	start := time.Now()
+	for i := int64(0); ; i++ {
+		final := (i >= rounds-1 && st.Sent() >= minSignals) || time.Since(start) > 20*time.Second
+		if final {
+			last.Store(i)
+		}
 		if err := s.Op(ctx, SemOp{0, 1, 0}); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
 		if err := s.Op(ctx, SemOp{1, -1, 0}); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
+		if final {
+			t.Logf("%d round trips", i+1)
+			break
+		}
 	}
 	must(t, <-errc)
-	sent := stop()
-	t.Logf("%d signals during %d round trips", sent, rounds)
+	sent := st.Stop()
+	t.Logf("%d signals during the exchange", sent)
 	vals := make([]uint16, 2)
 	must(t, s.GetAll(vals))
-	if vals[0] != 0 || vals[1] != 0 || sent < 2000 {
+	if vals[0] != 0 || vals[1] != 0 || sent < minSignals {
 		t.Fatalf("values %v after the exchange, %d signals", vals, sent)
 	}
 }
