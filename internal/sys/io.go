@@ -66,11 +66,7 @@ func Vmsplice(fd int, p []byte, flags int) (int, error) {
 
 // Read is read(2) returning the raw errno; it does not allocate.
 func Read(fd int, p []byte) (int, error) {
-	var base unsafe.Pointer
-	if len(p) > 0 {
-		base = unsafe.Pointer(&p[0])
-	}
-	n, _, e := unix.Syscall(unix.SYS_READ, uintptr(fd), uintptr(base), uintptr(len(p)))
+	n, _, e := unix.Syscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
 		return 0, e
 	}
@@ -79,13 +75,22 @@ func Read(fd int, p []byte) (int, error) {
 
 // Write is write(2) returning the raw errno; it does not allocate.
 func Write(fd int, p []byte) (int, error) {
-	var base unsafe.Pointer
-	if len(p) > 0 {
-		base = unsafe.Pointer(&p[0])
-	}
-	n, _, e := unix.Syscall(unix.SYS_WRITE, uintptr(fd), uintptr(base), uintptr(len(p)))
+	n, _, e := unix.Syscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
 		return 0, e
 	}
 	return int(n), nil
+}
+
+// ReadErrno is read(2) returning the count and the raw errno (0 for success). Unlike
+// Read it is small enough to be inlined into a caller's hot path.
+func ReadErrno(fd int, p []byte) (int, unix.Errno) {
+	n, _, e := unix.Syscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return int(n), e
+}
+
+// WriteErrno is write(2) returning the count and the raw errno (0 for success).
+func WriteErrno(fd int, p []byte) (int, unix.Errno) {
+	n, _, e := unix.Syscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return int(n), e
 }

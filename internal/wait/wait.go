@@ -134,10 +134,17 @@ func (s *Set) leave(tid int) {
 
 // Acquire registers a call that does not block (so Close need not interrupt it but must
 // wait for it before the object is released). It reports false once the set is closed.
-func (s *Set) Acquire() bool { return s.enter(0) }
+func (s *Set) Acquire() bool {
+	s.inflight.Add(1)
+	if s.closed.Load() {
+		s.inflight.Add(-1)
+		return false
+	}
+	return true
+}
 
 // Release ends a call registered with Acquire.
-func (s *Set) Release() { s.leave(0) }
+func (s *Set) Release() { s.inflight.Add(-1) }
 
 // Close marks the set closed and interrupts every thread blocked in Do until all have
 // left, so that the caller can then release the kernel object (close the descriptor)

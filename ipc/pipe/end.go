@@ -27,6 +27,7 @@ type end struct {
 	// Kernel mode: the raw descriptor, and the threads blocked on it.
 	fd      int
 	waiters wait.Set
+	hot     bool // kernel mode with a waiter set that finds its blocked threads itself
 
 	// Deadlines set with SetReadDeadline/SetWriteDeadline, as UnixNano (0: none).
 	// Kernel mode enforces them itself; poller mode also hands them to the *os.File.
@@ -93,31 +94,32 @@ func buildConfig(opts []Option) (config, error) {
 	return c, nil
 }
 
-// newEnd takes ownership of fd, an end of a pipe or FIFO, and sets it up for strategy.
-// On error fd is closed.
-func newEnd(fd int, c config) (*end, error) {
-	e := &end{name: c.name, strategy: c.strategy, fd: -1}
+// initEnd takes ownership of fd, an end of a pipe or FIFO, and sets e up in place to use
+// it as c says. On error fd is closed.
+func initEnd(e *end, fd int, c config) error {
+	e.name, e.strategy, e.fd = c.name, c.strategy, -1
 	if e.name == "" {
 		e.name = describe(fd)
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
 		unix.Close(fd)
-		return nil, ipc.Wrap("fcntl", e.name, err)
+		return ipc.Wrap("fcntl", e.name, err)
 	}
 	if err := unix.SetNonblock(fd, c.strategy == ipc.WaitPoller); err != nil {
 		unix.Close(fd)
-		return nil, ipc.Wrap("fcntl", e.name, err)
+		return ipc.Wrap("fcntl", e.name, err)
 	}
 	if c.strategy == ipc.WaitKernel {
 		e.fd = fd
 		e.waiters.Identify(uintptr(fd), unix.SYS_READ, unix.SYS_WRITE, unix.SYS_SPLICE, unix.SYS_TEE, unix.SYS_VMSPLICE)
-		return e, nil
+		e.hot = e.waiters.Identified()
+		return nil
 	}
 	e.file = os.NewFile(uintptr(fd), e.name)
 	rc, err := e.file.SyscallConn()
 	if err != nil {
 		e.file.Close()
-		return nil, ipc.Wrap("open", e.name, err)
+		return ipc.Wrap("open", e.name, err)
 	}
 	e.rc = rc
 	e.tryRd = func(fd uintptr) bool {
@@ -128,7 +130,7 @@ func newEnd(fd int, c config) (*end, error) {
 		e.tryN, e.tryErr = sys.Write(int(fd), e.tryBuf)
 		return true
 	}
-	return e, nil
+	return nil
 }
 
 // describe names a descriptor the way /proc/self/fd does ("pipe:[1234]").
@@ -194,29 +196,66 @@ func (e *end) tryPoller(p []byte, write bool) (int, error) {
 	return e.tryN, e.tryErr
 }
 
-// blockingIO is the kernel-mode fast path for a call only Close can end: one read or
-// write on the blocking descriptor, retried after EINTR, with nothing around it but the
-// in-flight count that Close waits for (Close finds the blocked thread itself).
-func (e *end) blockingIO(p []byte, write bool) (n int, err error) {
+// fastRead is the kernel-mode hot path for a read only Close can end: one read(2) on
+// the blocking descriptor with nothing around it but the in-flight count that Close
+// waits for (Close finds a blocked thread itself). An interrupted read goes on in
+// blockingIO.
+func (e *end) fastRead(p []byte) (int, error) {
 	if !e.waiters.Acquire() {
 		return 0, os.ErrClosed
 	}
+	n, errno := sys.ReadErrno(e.fd, p)
+	e.waiters.Release()
+	if errno != 0 {
+		return e.blockingIO(p, false, errno)
+	}
+	return n, nil
+}
+
+// fastWrite is fastRead for write(2).
+func (e *end) fastWrite(p []byte) (int, error) {
+	if !e.waiters.Acquire() {
+		return 0, os.ErrClosed
+	}
+	n, errno := sys.WriteErrno(e.fd, p)
+	e.waiters.Release()
+	if errno != 0 {
+		return e.blockingIO(p, true, errno)
+	}
+	return n, nil
+}
+
+// blockingIO finishes a fast-path call that failed with errno: it retries after EINTR
+// until the call succeeds, fails otherwise, or the end is closed.
+func (e *end) blockingIO(p []byte, write bool, errno unix.Errno) (n int, err error) {
+	if errno != unix.EINTR {
+		return 0, errno
+	}
+	if !e.waiters.Acquire() {
+		return 0, os.ErrClosed
+	}
+	defer e.waiters.Release()
 	for {
 		if write {
-			n, err = sys.Write(e.fd, p)
+			n, errno = sys.WriteErrno(e.fd, p)
 		} else {
-			n, err = sys.Read(e.fd, p)
+			n, errno = sys.ReadErrno(e.fd, p)
 		}
-		if err != unix.EINTR {
-			break
-		}
-		if e.waiters.Closed() {
-			n, err = 0, os.ErrClosed
-			break
+		switch {
+		case errno == 0:
+			return n, nil
+		case errno != unix.EINTR:
+			return 0, errno
+		case e.waiters.Closed():
+			return 0, os.ErrClosed
 		}
 	}
-	e.waiters.Release()
-	return n, err
+}
+
+// fast reports whether a call under ctx with the deadline dl can take the kernel-mode
+// hot path: nothing but Close can end it.
+func (e *end) fast(ctx context.Context, dl *atomic.Int64) bool {
+	return e.hot && dl.Load() == 0 && ctx.Done() == nil
 }
 
 // tryKernel makes one read or write that does not wait on a blocking descriptor

@@ -13,10 +13,10 @@ import (
 )
 
 // Reader is the read end of a pipe or FIFO.
-type Reader struct{ *end }
+type Reader struct{ end }
 
 // Writer is the write end of a pipe or FIFO.
-type Writer struct{ *end }
+type Writer struct{ end }
 
 // New creates a pipe (pipe2(2) with O_CLOEXEC, plus O_DIRECT for Packet) and returns
 // its two ends.
@@ -44,44 +44,43 @@ func New(opts ...Option) (*Reader, *Writer, error) {
 	if c.name != "" {
 		rc.name, wc.name = c.name+" (read end)", c.name+" (write end)"
 	}
-	re, err := newEnd(p[0], rc)
-	if err != nil {
+	r, w := new(Reader), new(Writer)
+	if err := initEnd(&r.end, p[0], rc); err != nil {
 		unix.Close(p[1])
 		return nil, nil, err
 	}
-	we, err := newEnd(p[1], wc)
-	if err != nil {
-		re.close()
+	if err := initEnd(&w.end, p[1], wc); err != nil {
+		r.close()
 		return nil, nil, err
 	}
-	return &Reader{re}, &Writer{we}, nil
+	return r, w, nil
 }
 
 // ReaderFromFd takes ownership of fd, the read end of a pipe or a FIFO (inherited from a
 // parent, received over a socket, or opened by ipc/fifo), and returns it as a Reader
 // that waits as the options say. It makes fd close-on-exec. On error fd is closed.
 func ReaderFromFd(fd int, opts ...Option) (*Reader, error) {
-	e, err := fromFd(fd, unix.O_RDONLY, opts)
-	if err != nil {
+	r := new(Reader)
+	if err := fromFd(&r.end, fd, unix.O_RDONLY, opts); err != nil {
 		return nil, err
 	}
-	return &Reader{e}, nil
+	return r, nil
 }
 
 // WriterFromFd is ReaderFromFd for a write end.
 func WriterFromFd(fd int, opts ...Option) (*Writer, error) {
-	e, err := fromFd(fd, unix.O_WRONLY, opts)
-	if err != nil {
+	w := new(Writer)
+	if err := fromFd(&w.end, fd, unix.O_WRONLY, opts); err != nil {
 		return nil, err
 	}
-	return &Writer{e}, nil
+	return w, nil
 }
 
-func fromFd(fd, access int, opts []Option) (*end, error) {
+func fromFd(e *end, fd, access int, opts []Option) error {
 	c, err := buildConfig(opts)
 	if err != nil {
 		unix.Close(fd)
-		return nil, err
+		return err
 	}
 	name := c.name
 	if name == "" {
@@ -89,21 +88,21 @@ func fromFd(fd, access int, opts []Option) (*end, error) {
 	}
 	if err := checkPipe(fd, access); err != nil {
 		unix.Close(fd)
-		return nil, ipc.Wrap("adopt", name, err)
+		return ipc.Wrap("adopt", name, err)
 	}
 	if c.packet {
 		if err := setFlag(fd, unix.O_DIRECT); err != nil {
 			unix.Close(fd)
-			return nil, ipc.Wrap("fcntl O_DIRECT", name, err)
+			return ipc.Wrap("fcntl O_DIRECT", name, err)
 		}
 	}
 	if c.capacity > 0 {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, c.capacity); err != nil {
 			unix.Close(fd)
-			return nil, ipc.Wrap("fcntl F_SETPIPE_SZ", name, err)
+			return ipc.Wrap("fcntl F_SETPIPE_SZ", name, err)
 		}
 	}
-	return newEnd(fd, c)
+	return initEnd(e, fd, c)
 }
 
 func setFlag(fd, flag int) error {
@@ -127,14 +126,13 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if r.file != nil {
-		return r.readPoller(ctx, p)
-	}
-	if ctx.Done() != nil || r.readDL.Load() != 0 || !r.waiters.Identified() {
+	if !r.fast(ctx, &r.readDL) {
+		if r.file != nil {
+			return r.readPoller(ctx, p)
+		}
 		return r.readKernel(ctx, p)
 	}
-	// The hot path: a blocking read that only Close can end.
-	n, err := r.blockingIO(p, false)
+	n, err := r.fastRead(p)
 	if err != nil {
 		return 0, r.wrap("read", err)
 	}
@@ -243,17 +241,16 @@ func (w *Writer) Write(p []byte) (int, error) {
 // WriteContext is Write that also returns when ctx ends. It may then have written part
 // of p; the count says how much.
 func (w *Writer) WriteContext(ctx context.Context, p []byte) (int, error) {
-	if w.file != nil {
-		n, err := w.pollerCtx(ctx, true, func() (int, error) { return w.file.Write(p) })
-		return n, w.wrap("write", err)
-	}
-	if ctx.Done() != nil || w.writeDL.Load() != 0 || !w.waiters.Identified() {
+	if !w.fast(ctx, &w.writeDL) {
+		if w.file != nil {
+			n, err := w.pollerCtx(ctx, true, func() (int, error) { return w.file.Write(p) })
+			return n, w.wrap("write", err)
+		}
 		return w.writeKernel(ctx, p)
 	}
-	// The hot path: blocking writes that only Close can end.
 	done := 0
 	for done < len(p) {
-		n, err := w.blockingIO(p[done:], true)
+		n, err := w.fastWrite(p[done:])
 		done += n
 		if err != nil {
 			return done, w.wrap("write", err)
