@@ -121,6 +121,23 @@ func MqTimedreceive(fd int, p []byte, abs *unix.Timespec) (int, uint, error) {
 	return int(n), uint(prio), nil
 }
 
+// MqSend is mq_timedsend(2) with no timeout, returning the raw errno (0 for
+// success). It is small enough to be inlined into a caller's hot path.
+func MqSend(fd int, p []byte, prio uint) unix.Errno {
+	_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))),
+		uintptr(len(p)), uintptr(prio), 0, 0)
+	return e
+}
+
+// MqReceive is mq_timedreceive(2) with no timeout, returning the raw errno (0 for
+// success).
+func MqReceive(fd int, p []byte) (int, uint, unix.Errno) {
+	var prio uint32
+	n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))),
+		uintptr(len(p)), uintptr(unsafe.Pointer(&prio)), 0, 0)
+	return int(n), uint(prio), e
+}
+
 // MqNotify is mq_notify(2). A nil sev removes this process's registration.
 func MqNotify(fd int, sev *Sigevent) error {
 	_, _, e := unix.Syscall(unix.SYS_MQ_NOTIFY, uintptr(fd), uintptr(unsafe.Pointer(sev)), 0)
