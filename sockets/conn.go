@@ -178,7 +178,7 @@ func (b *base) wrap(op string, err error) error {
 // os.ErrClosed and net.ErrClosed. Close is idempotent: later calls return nil.
 func (b *base) Close() error {
 	b.closeOnce.Do(func() {
-		b.closed.Store(true)
+		b.closed.Swap(true) // Swap: ordered before the loads of inflight below
 		if b.onClose != nil {
 			b.onClose()
 		}

@@ -567,7 +567,7 @@ func (e *rawSlotEndpoint) transfer(m []byte, from, to uint32, f func()) error {
 		}
 	}
 	f()
-	state.Store(to)
+	state.Swap(to) // Swap: ordered before the load of waiters, even under -race
 	if waiters.Load() != 0 {
 		if _, err := sys.FutexWake(state, 1); err != nil {
 			return err

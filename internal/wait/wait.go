@@ -151,7 +151,7 @@ func (s *Set) Release() { s.inflight.Add(-1) }
 // with no call still using it. It is idempotent.
 func (s *Set) Close() {
 	s.mu.Lock()
-	s.closed.Store(true)
+	s.closed.Swap(true) // Swap: ordered before the loads of inflight below
 	s.mu.Unlock()
 	delay := 10 * time.Microsecond
 	pid := unix.Getpid()

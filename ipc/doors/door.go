@@ -340,7 +340,7 @@ func (d *Door) watchdog() {
 		}
 		if d.inlineActive.Load() == 0 {
 			if idle++; idle > 50 {
-				d.wdParked.Store(true)
+				d.wdParked.Swap(true) // Swap: ordered before the load below
 				if d.inlineActive.Load() == 0 {
 					select {
 					case <-d.wdWake:

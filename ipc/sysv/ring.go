@@ -276,7 +276,10 @@ func (r *Ring) Send(ctx context.Context, p []byte) error {
 			binary.NativeEndian.PutUint32(r.data[pos:], uint32(len(p)))
 			copy(r.data[pos+recHeader:], p)
 			r.sendPos = head + need
-			r.head.Store(r.sendPos)
+			// Swap, not Store: this store and the load of consWait below must not be
+			// reordered (a Dekker pair with sleep), and under the race detector
+			// Store is only a release (golang/go#58020).
+			r.head.Swap(r.sendPos)
 			if r.consWait.Load() != 0 && r.consWait.Swap(0) != 0 {
 				if err := r.wake(r.dataSeq, 0); err != nil {
 					return err
@@ -335,7 +338,7 @@ func (r *Ring) Recv(ctx context.Context, buf []byte) (int, error) {
 		}
 		n := copy(buf, r.data[pos+recHeader:pos+recHeader+l])
 		r.recvPos = tail + need
-		r.tail.Store(r.recvPos)
+		r.tail.Swap(r.recvPos) // Swap: see Send
 		if r.prodWait.Load() != 0 && r.prodWait.Swap(0) != 0 {
 			if err := r.wake(r.roomSeq, 1); err != nil {
 				return n, err
@@ -369,7 +372,7 @@ func (r *Ring) sleep(ctx context.Context, seq, flag *atomic.Uint32, num uint16, 
 		return r.seg.fail("ring wait", err)
 	}
 	s := seq.Load()
-	flag.Store(1)
+	flag.Swap(1) // Swap: ordered before ready()'s load even under the race detector
 	if ready() {
 		flag.Store(0)
 		return nil
