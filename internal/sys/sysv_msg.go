@@ -85,6 +85,22 @@ func Msgrcv(id int, buf []byte, msgtyp int64, flags int) (int, error) {
 	return int(n), nil
 }
 
+// MsgsndErrno is Msgsnd returning the raw errno (0 for success), small enough to be
+// inlined into a caller's hot path. len(buf) must be at least MsgHeaderSize.
+func MsgsndErrno(id int, buf []byte, flags int) unix.Errno {
+	_, _, e := unix.Syscall6(unix.SYS_MSGSND, uintptr(id), uintptr(unsafe.Pointer(unsafe.SliceData(buf))),
+		uintptr(len(buf)-MsgHeaderSize), uintptr(flags), 0, 0)
+	return e
+}
+
+// MsgrcvErrno is Msgrcv returning the raw errno (0 for success). len(buf) must be at
+// least MsgHeaderSize.
+func MsgrcvErrno(id int, buf []byte, msgtyp int64, flags int) (int, unix.Errno) {
+	n, _, e := unix.Syscall6(unix.SYS_MSGRCV, uintptr(id), uintptr(unsafe.Pointer(unsafe.SliceData(buf))),
+		uintptr(len(buf)-MsgHeaderSize), uintptr(msgtyp), uintptr(flags), 0)
+	return int(n), e
+}
+
 // MsgctlStat wraps msgctl(2) with a command that fills a MsqidDS (IPC_STAT, MSG_STAT,
 // MSG_STAT_ANY) or reads one (IPC_SET). It returns the call's result (an id for the
 // *_STAT-by-index commands).

@@ -194,16 +194,18 @@ func procRows(kind string) ([]map[string]string, error) {
 // object is what every handle holds: the id, a description for errors, and the
 // threads blocked on it.
 type object struct {
-	kind    string // "msg", "sem", "shm"
+	// What every call touches comes first, in one cache line.
 	id      int
+	closed  atomic.Bool
+	removed atomic.Bool
+	blocked atomic.Int32 // calls in flight under a context that never ends
+
+	kind    string // "msg", "sem", "shm"
 	key     Key
 	name    string
 	cfg     config
-	closed  atomic.Bool
-	removed atomic.Bool
 	waiters wait.Set
-	blocked atomic.Int32 // calls blocked under a context that never ends
-	kick    func()       // interrupts them on close (nil: SIGURG to every thread)
+	kick    func() // interrupts blocked calls on close (nil: SIGURG to every thread)
 	// stat re-reads the object's state; used to tell a stale id from a bad argument.
 	alive func() error
 }
@@ -280,6 +282,20 @@ func (o *object) block(ctx context.Context, call func() error) error {
 		}
 	}
 }
+
+// enter counts a call that only Close can interrupt (see block); it reports false,
+// counting nothing, once the handle is closed or the object known removed.
+func (o *object) enter() bool {
+	o.blocked.Add(1)
+	if o.closed.Load() || o.removed.Load() {
+		o.blocked.Add(-1)
+		return false
+	}
+	return true
+}
+
+// leave ends a call counted by enter.
+func (o *object) leave() { o.blocked.Add(-1) }
 
 // close marks the handle closed and interrupts calls blocked on it: those under a
 // cancellable context through internal/wait, the others with kick (or, by default,

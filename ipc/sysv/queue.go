@@ -41,8 +41,8 @@ func unixTime(s int64) time.Time {
 // Queue is a handle on a System V message queue. Its methods may be called
 // concurrently.
 type Queue struct {
+	msgmax atomicInt // first: Send reads it beside the object's hot fields
 	object
-	msgmax atomicInt
 }
 
 // QueueStat is a queue's struct msqid_ds.
@@ -166,6 +166,10 @@ func Except(t int64) Selector { return Selector{typ: t, flags: sys.MSG_EXCEPT, b
 // queued and Recv fails with unix.E2BIG.
 func (s Selector) Truncate() Selector { s.truncate = true; return s }
 
+// smallMsg is the longest text that Send and Recv move through a buffer on the stack;
+// longer ones go through a pooled buffer.
+const smallMsg = 256
+
 // bufPool holds message buffers (type header + text), so that Send and Recv allocate
 // nothing per message.
 var bufPool = sync.Pool{New: func() any { return new(msgBuf) }}
@@ -205,6 +209,24 @@ func (q *Queue) checkSend(mtype int64, data []byte) error {
 // Send queues a message of type mtype (> 0) with text data (at most msgmax bytes),
 // waiting while the queue is full until ctx ends (msgsnd(2)).
 func (q *Queue) Send(ctx context.Context, mtype int64, data []byte) error {
+	if mtype > 0 && len(data) <= smallMsg && ctx.Done() == nil && len(data) <= int(q.msgmax.Load()) {
+		// The hot path: a short message, built on the stack, sent under a context
+		// that cannot end (only Close interrupts it).
+		var b [sys.MsgHeaderSize + smallMsg]byte
+		binary.NativeEndian.PutUint64(b[:], uint64(mtype))
+		n := sys.MsgHeaderSize + copy(b[sys.MsgHeaderSize:], data)
+		for q.enter() {
+			errno := sys.MsgsndErrno(q.id, b[:n], 0)
+			q.leave()
+			if errno == 0 {
+				return nil
+			}
+			if errno != unix.EINTR {
+				return q.fail("msgsnd", errno)
+			}
+		}
+		// closed or removed: the full path says which
+	}
 	if err := q.checkSend(mtype, data); err != nil {
 		return err
 	}
@@ -245,6 +267,21 @@ func (q *Queue) TrySend(mtype int64, data []byte) error {
 // than buf stays queued (unix.E2BIG) unless sel.Truncate() was used, in which case buf
 // is filled and the error matches ipc.ErrTruncated.
 func (q *Queue) Recv(ctx context.Context, buf []byte, sel Selector) (int, int64, error) {
+	if len(buf) <= smallMsg && ctx.Done() == nil && !sel.bad && !sel.truncate {
+		// The hot path, as in Send: a short message received on the stack.
+		var b [sys.MsgHeaderSize + smallMsg]byte
+		for q.enter() {
+			n, errno := sys.MsgrcvErrno(q.id, b[:sys.MsgHeaderSize+len(buf)], sel.typ, sel.flags)
+			q.leave()
+			if errno == 0 {
+				copy(buf, b[sys.MsgHeaderSize:sys.MsgHeaderSize+n])
+				return n, int64(binary.NativeEndian.Uint64(b[:])), nil
+			}
+			if errno != unix.EINTR {
+				return 0, 0, q.fail("msgrcv", errno)
+			}
+		}
+	}
 	return q.recv(ctx, buf, sel, true)
 }
 
