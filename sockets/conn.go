@@ -21,6 +21,20 @@ import (
 // preallocated per-direction system-call state that keeps the hot path free of
 // allocations, and a Close that unblocks calls in flight.
 type base struct {
+	// What a kernel-mode send or receive on the fast path touches comes first, in
+	// one cache line: after the peer has run, every extra line is a miss.
+	fd       int          // kernel mode: the blocking descriptor
+	inflight atomic.Int32 // kernel-mode calls on the fast path (fastpath.go), which hold no op mutex
+	closed   atomic.Bool
+	// wantCred: SO_PASSCRED is on (or a datagram policy needs credentials), so
+	// receives need a control buffer.
+	wantCred atomic.Bool
+	hot      bool // kernel mode: plain sends and receives may take the fast path
+	// Deadlines set with Set*Deadline, as Unix nanoseconds (0: none). The poller
+	// keeps its own copy; these restore it after a context-bound call and bound
+	// kernel-mode calls.
+	rdl, wdl atomic.Int64
+
 	name   string // used in errors
 	family int
 	sotype int
@@ -31,27 +45,14 @@ type base struct {
 	file *os.File
 	rc   syscall.RawConn
 
-	// Kernel mode: the blocking descriptor and the threads blocked on it.
-	fd      int
+	// Kernel mode: the threads blocked on the descriptor.
 	waiters wait.Set
 
-	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 	onClose   func() // runs before the descriptor is released (listener unlink)
 
-	// Deadlines set with Set*Deadline, as Unix nanoseconds (0: none). The poller
-	// keeps its own copy; these restore it after a context-bound call and bound
-	// kernel-mode calls.
-	rdl, wdl atomic.Int64
-
 	rd, wr op
-
-	// Kernel-mode calls on the fast path (fastpath.go), which hold no op mutex.
-	inflight atomic.Int32
-	// wantCred: SO_PASSCRED is on (or a datagram policy needs credentials), so
-	// receives need a control buffer.
-	wantCred atomic.Bool
 
 	local, remote net.Addr
 	connected     bool
@@ -130,6 +131,7 @@ func newBase(fd, family, sotype int, c config) (*base, error) {
 	b.rd.init(false, fd, oobSize(c))
 	b.wr.init(true, fd, oobSize(c))
 	if c.wait == ipc.WaitKernel {
+		b.hot = true
 		return b, nil
 	}
 	b.file = os.NewFile(uintptr(fd), b.name)

@@ -20,24 +20,42 @@ import (
 // shutting the receive side down; a fast send never blocks (MSG_DONTWAIT), and one
 // that would is retried on the general path, where Close can interrupt it.
 
-// fastRecv receives into p; ok is false when the general path must be taken.
-func (b *base) fastRecv(ctx context.Context, p []byte) (r recvResult, ok bool, err error) {
-	if ctx != background || b.rdl.Load() != 0 || b.wantCred.Load() {
-		return r, false, nil
-	}
-	b.inflight.Add(1)
-	var n, rflags int
+// canFastRecv reports whether a plain receive under ctx may take the fast path.
+func (b *base) canFastRecv(ctx context.Context) bool {
+	return b.hot && ctx == background && b.rdl.Load() == 0 && !b.wantCred.Load()
+}
+
+// canFastSend reports whether a plain send under ctx may take the fast path.
+func (b *base) canFastSend(ctx context.Context) bool {
+	return b.hot && ctx == background && b.wdl.Load() == 0
+}
+
+// fastRecv receives into p (canFastRecv must hold); ok is false when the general
+// path must be taken.
+func (b *base) fastRecv(p []byte) (r recvResult, ok bool, err error) {
 	for {
+		b.inflight.Add(1)
 		if b.closed.Load() {
 			b.inflight.Add(-1)
 			return r, true, errClosed
 		}
-		n, _, rflags, err = sys.Recvmsg(b.fd, p, nil, nil, unix.MSG_CMSG_CLOEXEC)
-		if err != unix.EINTR {
-			break
+		n, rflags, errno := sys.RecvData(b.fd, p, unix.MSG_CMSG_CLOEXEC)
+		b.inflight.Add(-1)
+		if errno == 0 && n > 0 && rflags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) == 0 {
+			r.n = n
+			return r, true, nil
+		}
+		if errno != unix.EINTR {
+			return b.fastRecvEnd(p, n, rflags, errno)
 		}
 	}
-	b.inflight.Add(-1)
+}
+
+// fastRecvEnd finishes a fast receive that did not simply deliver data.
+func (b *base) fastRecvEnd(p []byte, n, rflags int, errno unix.Errno) (r recvResult, ok bool, err error) {
+	if errno != 0 {
+		err = errno
+	}
 	switch {
 	case b.closed.Load() && (err != nil || n == 0):
 		return r, true, errClosed
@@ -57,25 +75,25 @@ func (b *base) fastRecv(ctx context.Context, p []byte) (r recvResult, ok bool, e
 	return r, true, nil
 }
 
-// fastSend sends p if it fits now; ok is false when the general path must be
-// taken (a context or deadline to honour, or no room: EAGAIN).
-func (b *base) fastSend(ctx context.Context, p []byte) (n int, ok bool, err error) {
-	if ctx != background || b.wdl.Load() != 0 {
-		return 0, false, nil
-	}
-	b.inflight.Add(1)
-	defer b.inflight.Add(-1)
+// fastSend sends p if it fits now (canFastSend must hold); ok is false when the
+// general path must be taken (no room: EAGAIN).
+func (b *base) fastSend(p []byte) (n int, ok bool, err error) {
 	for {
+		b.inflight.Add(1)
 		if b.closed.Load() {
+			b.inflight.Add(-1)
 			return 0, true, errClosed
 		}
-		n, err = sys.Sendmsg(b.fd, p, nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-		switch err {
+		n, errno := sys.SendData(b.fd, p, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		b.inflight.Add(-1)
+		switch errno {
+		case 0:
+			return n, true, nil
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return 0, false, nil
 		}
-		return n, true, err
+		return 0, true, errno
 	}
 }

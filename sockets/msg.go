@@ -30,8 +30,8 @@ func (b *base) recv(ctx context.Context, p []byte, fds []int, nowait, wantFrom b
 	if len(fds) > b.cfg.maxFds {
 		return r, nil, fmt.Errorf("fd buffer of %d exceeds the cap of %d: %w", len(fds), b.cfg.maxFds, ipc.ErrInvalid)
 	}
-	if len(fds) == 0 && !nowait && !wantFrom && b.file == nil {
-		if r, ok, err := b.fastRecv(ctx, p); ok {
+	if len(fds) == 0 && !nowait && !wantFrom && b.canFastRecv(ctx) {
+		if r, ok, err := b.fastRecv(p); ok {
 			return r, nil, err
 		}
 	}
@@ -166,8 +166,8 @@ func (b *base) send(ctx context.Context, p []byte, fds []int, cred *Cred, to net
 	if (len(fds) > 0 || cred != nil) && len(p) == 0 && b.sotype != unix.SOCK_DGRAM {
 		return 0, fmt.Errorf("control data needs at least one data byte on a connection: %w", ipc.ErrInvalid)
 	}
-	if len(fds) == 0 && cred == nil && to == nil && !nowait && b.file == nil {
-		if n, ok, err := b.fastSend(ctx, p); ok {
+	if len(fds) == 0 && cred == nil && to == nil && !nowait && b.canFastSend(ctx) {
+		if n, ok, err := b.fastSend(p); ok {
 			return n, err
 		}
 	}

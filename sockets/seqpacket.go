@@ -19,6 +19,11 @@ func newSeqpacket(b *base) *SeqpacketConn { return &SeqpacketConn{base: b} }
 // Send sends p as one message (sendmsg with MSG_NOSIGNAL), waiting for buffer space
 // until ctx ends or the write deadline passes. It does not allocate.
 func (c *SeqpacketConn) Send(ctx context.Context, p []byte) error {
+	if len(p) > 0 && c.canFastSend(ctx) {
+		if _, ok, err := c.fastSend(p); ok {
+			return c.wrapIO("sendmsg", err)
+		}
+	}
 	_, err := c.WriteMsg(ctx, p, nil)
 	return err
 }
@@ -32,6 +37,11 @@ func (c *SeqpacketConn) TrySend(p []byte) error {
 // Recv receives one message into p and returns its length; io.EOF once the peer has
 // closed. It does not allocate.
 func (c *SeqpacketConn) Recv(ctx context.Context, p []byte) (int, error) {
+	if c.canFastRecv(ctx) {
+		if r, ok, err := c.fastRecv(p); ok {
+			return r.n, c.wrapIO("recvmsg", err)
+		}
+	}
 	n, _, err := c.ReadMsg(ctx, p, nil)
 	return n, err
 }

@@ -195,6 +195,37 @@ func Sendmsg(fd int, p, oob []byte, to *Addr, flags int) (int, error) {
 	return int(n), nil
 }
 
+// SendData is sendmsg(2) of p alone (no control data, no address), returning the raw
+// errno (0 for success). It does not allocate.
+func SendData(fd int, p []byte, flags int) (int, unix.Errno) {
+	var iov unix.Iovec
+	var zero byte
+	iov.Base = &zero
+	if len(p) > 0 {
+		iov.Base = &p[0]
+	}
+	iov.SetLen(len(p))
+	msg := unix.Msghdr{Iov: &iov, Iovlen: 1}
+	n, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+	return int(n), e
+}
+
+// RecvData is recvmsg(2) into p with no control buffer and no address, returning the
+// data length, the message flags (unix.MSG_TRUNC, unix.MSG_CTRUNC) and the raw errno
+// (0 for success). It does not allocate.
+func RecvData(fd int, p []byte, flags int) (n, rflags int, errno unix.Errno) {
+	var iov unix.Iovec
+	var zero byte
+	iov.Base = &zero
+	if len(p) > 0 {
+		iov.Base = &p[0]
+	}
+	iov.SetLen(len(p))
+	msg := unix.Msghdr{Iov: &iov, Iovlen: 1}
+	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+	return int(r), int(msg.Flags), e
+}
+
 // Recvmsg is recvmsg(2) into p with control buffer oob; the sender's address is
 // stored in from when it is not nil. It returns the data length (the full datagram
 // length with unix.MSG_TRUNC in flags), the control length and the message flags
