@@ -22,12 +22,12 @@ import (
 
 // canFastRecv reports whether a plain receive under ctx may take the fast path.
 func (b *base) canFastRecv(ctx context.Context) bool {
-	return b.hot && ctx == background && b.rdl.Load() == 0 && !b.wantCred.Load()
+	return b.hot && ctx.Done() == nil && b.rdl.Load() == 0 && !b.wantCred.Load()
 }
 
 // canFastSend reports whether a plain send under ctx may take the fast path.
 func (b *base) canFastSend(ctx context.Context) bool {
-	return b.hot && ctx == background && b.wdl.Load() == 0
+	return b.hot && ctx.Done() == nil && b.wdl.Load() == 0
 }
 
 // fastRecv receives into p (canFastRecv must hold); ok is false when the general
@@ -73,6 +73,71 @@ func (b *base) fastRecvEnd(p []byte, n, rflags int, errno unix.Errno) (r recvRes
 	}
 	r.n = n
 	return r, true, nil
+}
+
+// canFastRecvCtl reports whether a receive under ctx that collects descriptors or
+// the sender's credentials may take the fast path (fastRecvCtl). Datagram sockets
+// with a peer policy take the general path, which applies it.
+func (b *base) canFastRecvCtl(ctx context.Context, fds []int) bool {
+	return b.hot && len(fds) <= fastFds && ctx.Done() == nil && b.rdl.Load() == 0 &&
+		(b.sotype != unix.SOCK_DGRAM || b.cfg.policy == nil)
+}
+
+// fastFds is the most descriptors fastRecvCtl takes; more go the general way.
+const fastFds = 8
+
+// Control buffer sizes: CMSG_SPACE(sizeof(struct ucred)), CMSG_SPACE(4 * fastFds).
+const (
+	credSpace   = 32
+	fastFdSpace = 16 + 4*fastFds
+)
+
+// fastRecvCtl is fastRecv with a control buffer on the stack, for up to len(fds)
+// descriptors and, with wantCred, the sender's credentials. What it returns is what
+// the general path (recv) returns for the same message.
+func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, ok bool, err error) {
+	var buf [credSpace + fastFdSpace]byte
+	size := 0
+	if len(fds) > 0 {
+		size = unix.CmsgSpace(4 * len(fds))
+	}
+	if b.wantCred.Load() {
+		size += credSpace
+	}
+	oob := buf[:size]
+	for {
+		b.inflight.Add(1)
+		if b.closed.Load() {
+			b.inflight.Add(-1)
+			return r, true, errClosed
+		}
+		n, oobn, rflags, e := sys.Recvmsg(b.fd, p, oob, nil, unix.MSG_CMSG_CLOEXEC)
+		b.inflight.Add(-1)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != nil {
+			errno, _ := e.(unix.Errno) // sys.Recvmsg fails only with an errno
+			return b.fastRecvEnd(p, 0, 0, errno)
+		}
+		var extra bool
+		r.nfds, extra, r.cred, r.hasCred = parseControl(oob[:oobn], fds)
+		switch {
+		case rflags&unix.MSG_CTRUNC != 0:
+			closeFds(fds[:r.nfds])
+			b.poison()
+			return recvResult{}, true, ErrControlTruncated
+		case extra:
+			closeFds(fds[:r.nfds])
+			b.poison()
+			return recvResult{}, true, ErrUnexpectedFds
+		case rflags&unix.MSG_TRUNC != 0 || (n == 0 && len(p) > 0 && b.sotype != unix.SOCK_DGRAM):
+			closeFds(fds[:r.nfds])
+			return b.fastRecvEnd(p, n, rflags, 0)
+		}
+		r.n = n
+		return r, true, nil
+	}
 }
 
 // fastSend sends p if it fits now (canFastSend must hold); ok is false when the

@@ -30,9 +30,15 @@ func (b *base) recv(ctx context.Context, p []byte, fds []int, nowait, wantFrom b
 	if len(fds) > b.cfg.maxFds {
 		return r, nil, fmt.Errorf("fd buffer of %d exceeds the cap of %d: %w", len(fds), b.cfg.maxFds, ipc.ErrInvalid)
 	}
-	if len(fds) == 0 && !nowait && !wantFrom && b.canFastRecv(ctx) {
-		if r, ok, err := b.fastRecv(p); ok {
-			return r, nil, err
+	if !nowait && !wantFrom {
+		if len(fds) == 0 && b.canFastRecv(ctx) {
+			if r, ok, err := b.fastRecv(p); ok {
+				return r, nil, err
+			}
+		} else if b.canFastRecvCtl(ctx, fds) {
+			if r, ok, err := b.fastRecvCtl(p, fds); ok {
+				return r, nil, err
+			}
 		}
 	}
 	o := &b.rd

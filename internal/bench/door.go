@@ -80,7 +80,7 @@ func (t doorTransport) Open(p Params, files []*os.File) (Endpoint, error) {
 		opts = append(opts, doors.ShmInPlace())
 	}
 	d, err := doors.New(func(_ context.Context, c *doors.Call) (*doors.Reply, error) {
-		return &doors.Reply{Data: c.Data}, nil
+		return c.Return(c.Data, nil), nil
 	}, opts...)
 	if err != nil {
 		return nil, err

@@ -32,12 +32,21 @@ type Call struct {
 	Cred sockets.Cred
 
 	conn  *conn
-	rcap  int // inline reply capacity of the caller
-	rmax  int // largest result the caller accepts
-	rfds  int // most descriptors the caller accepts
+	reply Reply // what Return fills
+	rcap  int   // inline reply capacity of the caller
+	rmax  int   // largest result the caller accepts
+	rfds  int   // most descriptors the caller accepts
 	shmOK bool
 	big   bool // Data is the connection's large buffer
 	inShm bool // Data lies in the shared region (ShmInPlace)
+}
+
+// Return builds the call's reply from data and fds without allocating (the
+// door_return of Solaris): a handler ends with "return call.Return(data, nil), nil".
+// The reply belongs to the call; build at most one per call.
+func (c *Call) Return(data []byte, fds []int) *Reply {
+	c.reply = Reply{Data: data, Fds: fds}
+	return &c.reply
 }
 
 // Pidfd returns a pidfd for the caller (close-on-exec; the caller of Pidfd closes
@@ -54,12 +63,19 @@ func (c *Call) Pidfd() (*os.File, error) {
 }
 
 // callCtx is a handler's context: cancelled by the caller, by revocation, or when
-// the handler returns. It is part of Call, so a call costs one allocation.
+// the handler returns. It is part of Call, so a call costs one allocation. Err and
+// cancel, which every call makes, are one atomic operation each; the channel is
+// made only if the handler asks for Done.
 type callCtx struct {
-	mu   sync.Mutex
-	done chan struct{}
-	err  error
+	state atomic.Uint32 // ctxCancelled | ctxDoneMade
+	mu    sync.Mutex    // guards done
+	done  chan struct{}
 }
+
+const (
+	ctxCancelled = 1 << iota
+	ctxDoneMade
+)
 
 func (x *callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (x *callCtx) Value(any) any               { return nil }
@@ -69,7 +85,8 @@ func (x *callCtx) Done() <-chan struct{} {
 	defer x.mu.Unlock()
 	if x.done == nil {
 		x.done = make(chan struct{})
-		if x.err != nil {
+		// Whichever of Done and cancel sets its bit second closes the channel.
+		if x.state.Or(ctxDoneMade)&ctxCancelled != 0 {
 			close(x.done)
 		}
 	}
@@ -77,46 +94,53 @@ func (x *callCtx) Done() <-chan struct{} {
 }
 
 func (x *callCtx) Err() error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.err
+	if x.state.Load()&ctxCancelled != 0 {
+		return context.Canceled
+	}
+	return nil
 }
 
 func (x *callCtx) String() string { return "doors.Call context" }
 
 // cancel cancels the context; it reports whether it was live.
 func (x *callCtx) cancel() bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.err != nil {
+	old := x.state.Or(ctxCancelled)
+	if old&ctxCancelled != 0 {
 		return false
 	}
-	x.err = context.Canceled
-	if x.done != nil {
+	if old&ctxDoneMade != 0 { // the channel exists: close it (see Done)
+		x.mu.Lock()
 		close(x.done)
+		x.mu.Unlock()
 	}
 	return true
 }
 
 // conn is the server's side of one client connection.
 type conn struct {
-	d        *Door
-	sc       *sockets.SeqpacketConn
+	// What every call touches comes first, in one cache line.
+	d  *Door
+	sc *sockets.SeqpacketConn
+	// running is the call the reading goroutine runs itself (see serve); it is not
+	// in calls, so a short call costs no lock and no map operation. If another
+	// goroutine takes over reading (takeover), the call moves to calls, where a
+	// CANCEL frame can find it.
+	running   atomic.Pointer[Call]
+	revoked   atomic.Bool // set under mu
+	wmu       sync.Mutex  // a frame may span several messages
+	threshold int         // shared-region threshold (under shmMu when set)
+	wbuf      []byte      // header + inline data, under wmu
+
 	fromPath bool
 	peer     sockets.Cred
 
-	wmu  sync.Mutex // a frame may span several messages
-	wbuf []byte     // header + inline data, under wmu
+	mu    sync.Mutex
+	calls map[uint64]*Call // calls queued for, or running on, pool goroutines
 
-	mu      sync.Mutex
-	calls   map[uint64]*Call
-	revoked atomic.Bool // set under mu
-
-	shmMu     sync.Mutex
-	shm       *region
-	threshold int
-	shmBusy   bool       // an in-place call is using the region
-	shmFree   *sync.Cond // signalled when shmBusy clears (on shmMu)
+	shmMu   sync.Mutex
+	shm     *region
+	shmBusy bool       // an in-place call is using the region
+	shmFree *sync.Cond // signalled when shmBusy clears (on shmMu)
 
 	// big is a buffer for large arguments (split or shared), reused from call to
 	// call: a fresh megabyte per call costs more in page faults than the copy.
@@ -124,9 +148,7 @@ type conn struct {
 	big     []byte
 	bigBusy bool
 
-	inline atomic.Uint64 // token of the handler running on the reading goroutine
-	gen    atomic.Uint64
-	wdSeen uint64 // the token the watchdog saw last tick (watchdog only)
+	wdSeen *Call // running as the watchdog saw it last tick (watchdog only)
 	down   sync.Once
 }
 
@@ -209,20 +231,25 @@ func (c *conn) serve(rb *rbuf) {
 				c.sendError(h.id, errorCode(err), err.Error())
 				continue
 			}
+			if d.pool.tryAcquire() {
+				c.running.Store(call)
+				if c.revoked.Load() { // revoke may have looked at running before the Store
+					c.running.Store(nil)
+					closeFds(call.Fds)
+					d.pool.release()
+					continue
+				}
+				d.inlineStart()
+				mine := c.run(call)
+				d.inlineActive.Add(-1)
+				if mine {
+					continue
+				}
+				return // taken over: another goroutine reads the connection now
+			}
 			if !c.register(call) {
 				closeFds(call.Fds)
 				continue
-			}
-			if d.pool.tryAcquire() {
-				tok := c.gen.Add(1)
-				c.inline.Store(tok)
-				d.inlineStart()
-				c.run(call)
-				d.inlineActive.Add(-1)
-				if c.inline.CompareAndSwap(tok, 0) {
-					continue
-				}
-				return // another goroutine reads the connection now
 			}
 			if len(body) > 0 && &call.Data[0] == &body[0] {
 				call.Data = append([]byte(nil), body...)
@@ -238,12 +265,17 @@ func (c *conn) serve(rb *rbuf) {
 	}
 }
 
-// takeover runs when a handler has been running on the reading goroutine for
-// takeoverDelay (the door's watchdog saw it twice): a new goroutine starts reading
-// the connection.
-func (c *conn) takeover() {
-	t := c.inline.Load()
-	if t != 0 && c.inline.CompareAndSwap(t, 0) {
+// takeover runs when call has been running on the reading goroutine for
+// takeoverDelay (the door's watchdog saw it twice): unless it has just finished,
+// it moves to calls and a new goroutine starts reading the connection.
+func (c *conn) takeover(call *Call) {
+	c.mu.Lock()
+	took := c.running.CompareAndSwap(call, nil)
+	if took {
+		c.calls[call.ID] = call
+	}
+	c.mu.Unlock()
+	if took {
 		c.d.wg.Add(1)
 		go c.serve(c.d.bufs.Get().(*rbuf))
 	}
@@ -258,15 +290,17 @@ func (c *conn) spawnRun(call *Call) {
 	}()
 }
 
-// run calls the handler, replies, and frees the pool slot.
-func (c *conn) run(call *Call) {
+// run calls the handler, replies, and frees the pool slot. It reports whether the
+// call was the reading goroutine's own (running) to the end, not taken over.
+func (c *conn) run(call *Call) bool {
 	var rep *Reply
 	var err error
 	if call.ctx.Err() == nil {
 		rep, err = c.d.h(&call.ctx, call)
 	}
-	c.finish(call, rep, err)
+	mine := c.finish(call, rep, err)
 	c.d.pool.release()
+	return mine
 }
 
 func (c *conn) register(call *Call) bool {
@@ -295,13 +329,16 @@ func (c *conn) cancel(id uint64) {
 
 // finish sends the result unless the call was cancelled meanwhile (then it goes
 // nowhere: the caller has moved on, and call ids keep late replies from being
-// taken for another call's).
-func (c *conn) finish(call *Call, rep *Reply, herr error) {
-	c.mu.Lock()
-	if c.calls[call.ID] == call {
-		delete(c.calls, call.ID)
+// taken for another call's). It reports whether call was running, never taken
+// over.
+func (c *conn) finish(call *Call, rep *Reply, herr error) (mine bool) {
+	if mine = c.running.CompareAndSwap(call, nil); !mine {
+		c.mu.Lock()
+		if c.calls[call.ID] == call {
+			delete(c.calls, call.ID)
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	live := call.ctx.cancel()
 	defer c.freeBig(call)
 	if call.inShm {
@@ -333,6 +370,7 @@ func (c *conn) finish(call *Call, rep *Reply, herr error) {
 	default:
 		c.send(header{kind: kReply, id: call.ID, nfds: uint16(len(fds)), length: uint64(len(data))}, data, fds, call.shmOK, call.rcap)
 	}
+	return mine
 }
 
 // readCall gathers a call's data: inline (aliasing the read buffer), split into
@@ -353,7 +391,9 @@ func (c *conn) readCall(h header, body []byte, fds []int, cred sockets.Cred) (*C
 		}
 		call.Fds = append([]int(nil), fds...)
 	}
-	c.d.argPath[path(h.flags)].Add(1)
+	if p := path(h.flags); p != 0 {
+		c.d.argPath[p].Add(1)
+	}
 	if h.flags&fShm != 0 && c.d.cfg.inPlace {
 		c.shmMu.Lock()
 		// The previous in-place call may still be finishing on another goroutine
@@ -495,8 +535,11 @@ func (c *conn) send(h header, data []byte, fds []int, shmOK bool, rcap int) {
 	case len(data) <= min(rcap, len(c.wbuf)-hdrSize-maxErrMsg):
 		h.put(c.wbuf)
 		n := copy(c.wbuf[hdrSize:], data)
-		c.d.resPath[0].Add(1)
-		_, _ = c.sc.WriteMsg(bg, c.wbuf[:hdrSize+n], fds)
+		if len(fds) == 0 {
+			_ = c.sc.Send(bg, c.wbuf[:hdrSize+n])
+		} else {
+			_, _ = c.sc.WriteMsg(bg, c.wbuf[:hdrSize+n], fds)
+		}
 	default:
 		h.flags |= fSplit
 		h.put(c.wbuf)
@@ -558,12 +601,15 @@ func (c *conn) reject(why error) {
 // reading goroutine then drains the connection until the client hangs up.
 func (c *conn) revoke() {
 	c.mu.Lock()
-	c.revoked.Store(true)
-	calls := make([]*Call, 0, len(c.calls))
+	c.revoked.Swap(true) // Swap: ordered before the load of running (see serve)
+	calls := make([]*Call, 0, len(c.calls)+1)
 	for _, call := range c.calls {
 		calls = append(calls, call)
 	}
 	clear(c.calls)
+	if call := c.running.Load(); call != nil {
+		calls = append(calls, call)
+	}
 	c.mu.Unlock()
 	for _, call := range calls {
 		call.ctx.cancel()
@@ -581,12 +627,15 @@ func (c *conn) revoke() {
 func (c *conn) teardown() {
 	c.down.Do(func() {
 		c.mu.Lock()
-		c.revoked.Store(true)
-		calls := make([]*Call, 0, len(c.calls))
+		c.revoked.Swap(true) // Swap: ordered before the load of running (see serve)
+		calls := make([]*Call, 0, len(c.calls)+1)
 		for _, call := range c.calls {
 			calls = append(calls, call)
 		}
 		clear(c.calls)
+		if call := c.running.Load(); call != nil {
+			calls = append(calls, call)
+		}
 		c.mu.Unlock()
 		for _, call := range calls {
 			call.ctx.cancel()

@@ -230,11 +230,21 @@ func (p *Pool) dispatch() {
 // Door is the server side of a door: a handler, its attributes, and the
 // connections of its clients.
 type Door struct {
+	// What every call touches comes first: the handler, the pool, the watchdog's
+	// count, and (at the start of cfg) the limits and the policy.
 	h    Handler
-	cfg  config
 	pool *Pool
-	info Info
-	bufs sync.Pool
+	// The watchdog hands a connection's reading to a new goroutine when a handler
+	// runs long on the reading one (see Pool).
+	inlineActive atomic.Int64
+	wdParked     atomic.Bool
+	cfg          config
+
+	// How large arguments and results travelled (for tests), indexed by path: split
+	// and shm are counted; inline ones, the hot path, are not.
+	argPath, resPath [3]atomic.Int64
+	info             Info
+	bufs             sync.Pool
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
@@ -244,16 +254,9 @@ type Door struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	// How arguments and results travelled (for tests): inline, split, shm.
-	argPath, resPath [3]atomic.Int64
-
-	// The watchdog hands a connection's reading to a new goroutine when a handler
-	// runs long on the reading one (see Pool).
-	inlineActive atomic.Int64
-	wdParked     atomic.Bool
-	wdWake       chan struct{}
-	wdStop       chan struct{}
-	wdConns      []*conn
+	wdWake  chan struct{}
+	wdStop  chan struct{}
+	wdConns []*conn
 }
 
 // New creates a door served by h (door_create(3C)). It is reached by path once
@@ -362,11 +365,12 @@ func (d *Door) watchdog() {
 		}
 		d.mu.Unlock()
 		for _, c := range d.wdConns {
-			tok := c.inline.Load()
-			if tok != 0 && tok == c.wdSeen {
-				c.takeover()
+			cur := c.running.Load()
+			if cur != nil && cur == c.wdSeen {
+				c.takeover(cur)
+				cur = nil
 			}
-			c.wdSeen = tok
+			c.wdSeen = cur
 		}
 		clear(d.wdConns)
 		t.Reset(takeoverDelay)

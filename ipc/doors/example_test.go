@@ -96,3 +96,36 @@ func Example_passingDescriptors() {
 	fmt.Print(string(b))
 	// Output: doors pass descriptors
 }
+
+// Return builds a reply without allocating; here the result is the argument itself,
+// upper-cased in place (Data is the handler's until it returns).
+func ExampleCall_Return() {
+	d, err := doors.New(func(ctx context.Context, c *doors.Call) (*doors.Reply, error) {
+		for i, b := range c.Data {
+			if 'a' <= b && b <= 'z' {
+				c.Data[i] = b - 'a' + 'A'
+			}
+		}
+		return c.Return(c.Data, nil), nil
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer d.Close()
+	f, err := d.NewClientFile() // a door descriptor, as another process would receive it
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c, err := doors.NewClient(context.Background(), f)
+	f.Close()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	res, _, err := c.Call(context.Background(), []byte("in place"), nil)
+	fmt.Printf("%s %v\n", res, err)
+	// Output: IN PLACE <nil>
+}
