@@ -66,6 +66,14 @@ func Semtimedop[T Sembuf](id int, ops []T, timeout *unix.Timespec) error {
 	return errnoErr(e)
 }
 
+// SemopErrno is semop(2) (semtimedop with no timeout) returning the raw errno (0
+// for success); ops must not be empty.
+func SemopErrno[T Sembuf](id int, ops []T) unix.Errno {
+	_, _, e := unix.Syscall6(unix.SYS_SEMTIMEDOP, uintptr(id), uintptr(unsafe.Pointer(unsafe.SliceData(ops))),
+		uintptr(len(ops)), 0, 0, 0)
+	return e
+}
+
 // SemctlInt wraps semctl(2) for commands whose argument is an int (SETVAL) or unused
 // (GETVAL, GETPID, GETNCNT, GETZCNT, IPC_RMID). It returns the call's result.
 func SemctlInt(id, num, cmd, arg int) (int, error) {

@@ -135,14 +135,25 @@ func (s *SemSet) Op(ctx context.Context, ops ...SemOp) error {
 	if err := s.checkOps(ops); err != nil {
 		return err
 	}
+	if ctx.Done() == nil {
+		// The hot path: a context that never ends, so only Close interrupts the
+		// call; it is counted, not registered (see object.block).
+		for s.enter() {
+			errno := sys.SemopErrno(s.id, ops)
+			s.leave()
+			if errno == 0 {
+				return nil
+			}
+			if errno != unix.EINTR {
+				return s.fail("semop", errno)
+			}
+		}
+		return s.usable("semop") // closed or removed meanwhile
+	}
 	if err := ctx.Err(); err != nil {
 		return s.fail("semop", err)
 	}
 	id := s.id
-	if ctx.Done() == nil {
-		// a context that never ends: block at once
-		return s.fail("semop", s.block(ctx, func() error { return sys.Semtimedop(id, ops, nil) }))
-	}
 	// First try without waiting, on a copy with NoWait on every operation.
 	var local [maxLocalOps]SemOp
 	var try []SemOp
