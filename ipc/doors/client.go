@@ -302,7 +302,7 @@ func (c *Client) sendRequest(ctx context.Context, h *header, data []byte, fds []
 		if err := c.shm.ensure(len(data), true, c.info.MaxData); err != nil {
 			return err
 		}
-		copy(c.shm.mem, data)
+		copyShared(c.shm.mem, data)
 		h.flags |= fShm
 		h.put(c.wbuf)
 		return c.write(ctx, c.wbuf[:hdrSize], fds)
@@ -359,7 +359,7 @@ func (c *Client) readResult(ctx context.Context, h header, body, buf []byte) ([]
 		if err := c.shm.ensure(n, false, c.cfg.maxResult); err != nil {
 			return nil, err
 		}
-		copy(buf, c.shm.mem[:n])
+		copyShared(buf, c.shm.mem[:n])
 	case h.flags&fSplit != 0:
 		c.skip = chunks(h.length)
 		for off := 0; off < n; {

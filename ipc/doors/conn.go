@@ -432,7 +432,7 @@ func (c *conn) readCall(h header, body []byte, fds []int, cred sockets.Cred) (*C
 			err = c.shm.ensure(int(h.length), false, c.d.cfg.maxData)
 		}
 		if err == nil {
-			copy(call.Data, c.shm.mem[:h.length]) // copy, then use (S12)
+			copyShared(call.Data, c.shm.mem[:h.length]) // copy, then use (S12)
 		}
 		c.shmMu.Unlock()
 		if err != nil {
@@ -520,7 +520,7 @@ func (c *conn) send(h header, data []byte, fds []int, shmOK bool, rcap int) {
 		if len(c.shm.mem) == 0 || &data[0] != &c.shm.mem[0] { // not already in place
 			// A result inside the region fits its mapping: ensure never remaps then.
 			if err = c.shm.ensure(len(data), true, max(len(data), 1)); err == nil {
-				copy(c.shm.mem, data)
+				copyShared(c.shm.mem, data)
 			}
 		}
 		c.shmMu.Unlock()

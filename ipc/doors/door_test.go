@@ -1,6 +1,7 @@
 package doors
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -775,5 +776,25 @@ func TestInvalid(t *testing.T) {
 	}
 	if _, err := Open(bg, path); err == nil {
 		t.Error("Open of a closed door's path succeeded")
+	}
+}
+
+// TestCopyShared checks the chunked copy of the shared-memory paths at the chunk
+// boundaries, against copy.
+func TestCopyShared(t *testing.T) {
+	for _, n := range []int{0, 1, cachedChunk - 1, cachedChunk, cachedChunk + 1, 3*cachedChunk + 17} {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(i*7 + i>>13)
+		}
+		for _, dn := range []int{n, n / 2} {
+			dst := make([]byte, dn)
+			if got := copyShared(dst, src); got != min(n, dn) {
+				t.Fatalf("n=%d dst=%d: copied %d", n, dn, got)
+			}
+			if !bytes.Equal(dst, src[:min(n, dn)]) {
+				t.Fatalf("n=%d dst=%d: contents differ", n, dn)
+			}
+		}
 	}
 }
