@@ -163,6 +163,14 @@ func Accept4(fd int, from *Addr, flags int) (int, error) {
 	return int(nfd), nil
 }
 
+// iovec describes p for the kernel. An empty p gives a nil base, which the kernel
+// never dereferences for a zero length.
+func iovec(p []byte) unix.Iovec {
+	iov := unix.Iovec{Base: unsafe.SliceData(p)}
+	iov.SetLen(len(p))
+	return iov
+}
+
 // Sendmsg and Recvmsg build their msghdr inline on purpose: a shared helper that
 // stores the iovec's address into the msghdr makes both escape to the heap (measured:
 // 4 allocations per send/receive pair instead of 0).
@@ -171,13 +179,7 @@ func Accept4(fd int, from *Addr, flags int) (int, error) {
 // the connected peer). It does not allocate. Callers add unix.MSG_NOSIGNAL.
 func Sendmsg(fd int, p, oob []byte, to *Addr, flags int) (int, error) {
 	var msg unix.Msghdr
-	var iov unix.Iovec
-	var zero byte
-	iov.Base = &zero
-	if len(p) > 0 {
-		iov.Base = &p[0]
-	}
-	iov.SetLen(len(p))
+	iov := iovec(p)
 	msg.Iov = &iov
 	msg.SetIovlen(1)
 	if len(oob) > 0 {
@@ -198,13 +200,7 @@ func Sendmsg(fd int, p, oob []byte, to *Addr, flags int) (int, error) {
 // SendData is sendmsg(2) of p alone (no control data, no address), returning the raw
 // errno (0 for success). It does not allocate.
 func SendData(fd int, p []byte, flags int) (int, unix.Errno) {
-	var iov unix.Iovec
-	var zero byte
-	iov.Base = &zero
-	if len(p) > 0 {
-		iov.Base = &p[0]
-	}
-	iov.SetLen(len(p))
+	iov := iovec(p)
 	msg := unix.Msghdr{Iov: &iov, Iovlen: 1}
 	n, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
 	return int(n), e
@@ -214,13 +210,7 @@ func SendData(fd int, p []byte, flags int) (int, unix.Errno) {
 // data length, the message flags (unix.MSG_TRUNC, unix.MSG_CTRUNC) and the raw errno
 // (0 for success). It does not allocate.
 func RecvData(fd int, p []byte, flags int) (n, rflags int, errno unix.Errno) {
-	var iov unix.Iovec
-	var zero byte
-	iov.Base = &zero
-	if len(p) > 0 {
-		iov.Base = &p[0]
-	}
-	iov.SetLen(len(p))
+	iov := iovec(p)
 	msg := unix.Msghdr{Iov: &iov, Iovlen: 1}
 	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
 	return int(r), int(msg.Flags), e
@@ -232,13 +222,7 @@ func RecvData(fd int, p []byte, flags int) (n, rflags int, errno unix.Errno) {
 // (unix.MSG_TRUNC, unix.MSG_CTRUNC). It does not allocate.
 func Recvmsg(fd int, p, oob []byte, from *Addr, flags int) (n, oobn, rflags int, err error) {
 	var msg unix.Msghdr
-	var iov unix.Iovec
-	var zero byte
-	iov.Base = &zero
-	if len(p) > 0 {
-		iov.Base = &p[0]
-	}
-	iov.SetLen(len(p))
+	iov := iovec(p)
 	msg.Iov = &iov
 	msg.SetIovlen(1)
 	if len(oob) > 0 {
@@ -290,13 +274,7 @@ func Recvmmsg(fd int, p []byte, flags int) (int, error) {
 		len uint32
 		_   uint32
 	}
-	var iov unix.Iovec
-	var zero byte
-	iov.Base = &zero
-	if len(p) > 0 {
-		iov.Base = &p[0]
-	}
-	iov.SetLen(len(p))
+	iov := iovec(p)
 	hdr.msg.Iov = &iov
 	hdr.msg.SetIovlen(1)
 	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdr)), 1, uintptr(flags), 0, 0)
