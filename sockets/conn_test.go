@@ -157,6 +157,18 @@ func testCloseUnblocks(t *testing.T) {
 		closeWhileBlocked(t, "seqpacket", s.Close, func() error { _, err := s.Recv(bg, make([]byte, 8)); return err })
 		d, _ := dgramPair(t, WithWait(w))
 		closeWhileBlocked(t, "unix-dgram", d.Close, func() error { _, err := d.Recv(bg, make([]byte, 8)); return err })
+		// A receive with a control buffer (descriptors, credentials) takes another
+		// path; Close must end it the same way, not as an empty datagram.
+		dc, _ := dgramPair(t, WithWait(w), PassCred(), WithMaxFds(2))
+		closeWhileBlocked(t, "unix-dgram control", dc.Close, func() error {
+			_, _, _, err := dc.ReadMsgCred(bg, make([]byte, 8), make([]int, 2))
+			return err
+		})
+		sc, _ := seqPair(t, WithWait(w), WithMaxFds(2))
+		closeWhileBlocked(t, "seqpacket fds", sc.Close, func() error {
+			_, _, err := sc.ReadMsg(bg, make([]byte, 8), make([]int, 2))
+			return err
+		})
 		u, err := ListenUDP("127.0.0.1:0", WithWait(w))
 		if err != nil {
 			t.Fatal(err)

@@ -86,7 +86,8 @@ func (b *base) canFastRecvCtl(ctx context.Context, fds []int) bool {
 // fastFds is the most descriptors fastRecvCtl takes; more go the general way.
 const fastFds = 8
 
-// Control buffer sizes: CMSG_SPACE(sizeof(struct ucred)), CMSG_SPACE(4 * fastFds).
+// Control buffer sizes: CMSG_SPACE(sizeof(struct ucred)) on 64-bit systems (the
+// most it is), CMSG_SPACE(4 * fastFds).
 const (
 	credSpace   = 32
 	fastFdSpace = 16 + 4*fastFds
@@ -102,7 +103,7 @@ func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, ok bool, err erro
 		size = unix.CmsgSpace(4 * len(fds))
 	}
 	if b.wantCred.Load() {
-		size += credSpace
+		size += unix.CmsgSpace(unix.SizeofUcred)
 	}
 	oob := buf[:size]
 	for {
@@ -131,7 +132,7 @@ func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, ok bool, err erro
 			closeFds(fds[:r.nfds])
 			b.poison()
 			return recvResult{}, true, ErrUnexpectedFds
-		case rflags&unix.MSG_TRUNC != 0 || (n == 0 && len(p) > 0 && b.sotype != unix.SOCK_DGRAM):
+		case rflags&unix.MSG_TRUNC != 0 || (n == 0 && (b.closed.Load() || len(p) > 0 && b.sotype != unix.SOCK_DGRAM)):
 			closeFds(fds[:r.nfds])
 			return b.fastRecvEnd(p, n, rflags, 0)
 		}

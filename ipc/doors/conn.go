@@ -126,10 +126,10 @@ type conn struct {
 	// goroutine takes over reading (takeover), the call moves to calls, where a
 	// CANCEL frame can find it.
 	running   atomic.Pointer[Call]
-	revoked   atomic.Bool // set under mu
-	wmu       sync.Mutex  // a frame may span several messages
-	threshold int         // shared-region threshold (under shmMu when set)
-	wbuf      []byte      // header + inline data, under wmu
+	revoked   atomic.Bool  // set under mu
+	wmu       sync.Mutex   // a frame may span several messages
+	threshold atomic.Int64 // shared-region threshold, 0 until the client hands one over
+	wbuf      []byte       // header + inline data, under wmu
 
 	fromPath bool
 	peer     sockets.Cred
@@ -232,11 +232,21 @@ func (c *conn) serve(rb *rbuf) {
 				continue
 			}
 			if d.pool.tryAcquire() {
-				c.running.Store(call)
-				if c.revoked.Load() { // revoke may have looked at running before the Store
-					c.running.Store(nil)
-					closeFds(call.Fds)
+				c.running.Swap(call)  // Swap: ordered before the load of revoked (see revoke)
+				if c.revoked.Load() { // revoke may have looked at running before the Swap
+					taken := !c.running.CompareAndSwap(call, nil)
+					if taken { // the watchdog moved it to calls and started a reader
+						c.mu.Lock()
+						if c.calls[call.ID] == call {
+							delete(c.calls, call.ID)
+						}
+						c.mu.Unlock()
+					}
+					c.abandon(call)
 					d.pool.release()
+					if taken {
+						return // the new reader owns the connection
+					}
 					continue
 				}
 				d.inlineStart()
@@ -248,7 +258,7 @@ func (c *conn) serve(rb *rbuf) {
 				return // taken over: another goroutine reads the connection now
 			}
 			if !c.register(call) {
-				closeFds(call.Fds)
+				c.abandon(call)
 				continue
 			}
 			if len(body) > 0 && &call.Data[0] == &body[0] {
@@ -272,6 +282,9 @@ func (c *conn) takeover(call *Call) {
 	c.mu.Lock()
 	took := c.running.CompareAndSwap(call, nil)
 	if took {
+		if old, dup := c.calls[call.ID]; dup { // as register does
+			old.ctx.cancel()
+		}
 		c.calls[call.ID] = call
 	}
 	c.mu.Unlock()
@@ -297,6 +310,8 @@ func (c *conn) run(call *Call) bool {
 	var err error
 	if call.ctx.Err() == nil {
 		rep, err = c.d.h(&call.ctx, call)
+	} else {
+		closeFds(call.Fds) // cancelled before it started: the handler never owned them
 	}
 	mine := c.finish(call, rep, err)
 	c.d.pool.release()
@@ -340,15 +355,7 @@ func (c *conn) finish(call *Call, rep *Reply, herr error) (mine bool) {
 		c.mu.Unlock()
 	}
 	live := call.ctx.cancel()
-	defer c.freeBig(call)
-	if call.inShm {
-		defer func() {
-			c.shmMu.Lock()
-			c.shmBusy = false
-			c.shmFree.Broadcast()
-			c.shmMu.Unlock()
-		}()
-	}
+	defer c.releaseData(call)
 	var fds []int
 	var data []byte
 	if rep != nil {
@@ -371,6 +378,26 @@ func (c *conn) finish(call *Call, rep *Reply, herr error) (mine bool) {
 		c.send(header{kind: kReply, id: call.ID, nfds: uint16(len(fds)), length: uint64(len(data))}, data, fds, call.shmOK, call.rcap)
 	}
 	return mine
+}
+
+// abandon releases what readCall set up for a call that will not run: its
+// descriptors, and its data (releaseData).
+func (c *conn) abandon(call *Call) {
+	closeFds(call.Fds)
+	c.releaseData(call)
+}
+
+// releaseData gives back the buffers a call's data occupied: the large buffer, or
+// the shared region's in-place claim.
+func (c *conn) releaseData(call *Call) {
+	c.freeBig(call)
+	if call.inShm {
+		call.inShm = false
+		c.shmMu.Lock()
+		c.shmBusy = false
+		c.shmFree.Broadcast()
+		c.shmMu.Unlock()
+	}
 }
 
 // readCall gathers a call's data: inline (aliasing the read buffer), split into
@@ -492,7 +519,8 @@ func (c *conn) adoptShm(fd int, threshold uint32) error {
 	if err != nil {
 		return err
 	}
-	c.shm, c.threshold = r, int(threshold)
+	c.shm = r
+	c.threshold.Store(int64(threshold))
 	return nil
 }
 
@@ -514,7 +542,7 @@ func (c *conn) send(h header, data []byte, fds []int, shmOK bool, rcap int) {
 	defer c.wmu.Unlock()
 	bg := context.Background()
 	switch {
-	case shmOK && c.threshold > 0 && len(data) >= c.threshold && c.hasShm():
+	case shmOK && c.threshold.Load() > 0 && int64(len(data)) >= c.threshold.Load() && c.hasShm():
 		c.shmMu.Lock()
 		var err error
 		if len(c.shm.mem) == 0 || &data[0] != &c.shm.mem[0] { // not already in place
