@@ -475,8 +475,9 @@ func (c *conn) readCall(h header, body []byte, fds []int, cred sockets.Cred) (*C
 
 // bodyTimeout bounds how long the body of a split frame may take to arrive once
 // its header has (FI-17: a client that stalls mid-frame loses its connection
-// instead of holding a goroutine and a buffer forever).
-const bodyTimeout = 10 * time.Second
+// instead of holding a goroutine and a buffer forever). A variable only so that the
+// tests can shorten it.
+var bodyTimeout = 10 * time.Second
 
 // readBody receives the body messages of a split frame into p.
 func (c *conn) readBody(p []byte) error {

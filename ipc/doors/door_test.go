@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -796,5 +797,90 @@ func TestCopyShared(t *testing.T) {
 				t.Fatalf("n=%d dst=%d: contents differ", n, dn)
 			}
 		}
+	}
+}
+
+// door-stall-client sends the header and the first of three body messages of a
+// split call to the door at args[0], signals, and waits; once let go it expects the
+// server to have dropped the connection (an error frame at most, then end of file).
+var _ = ipctest.Helper("door-stall-client", func(args []string) int {
+	sc, err := sockets.DialSeqpacket(bg, args[0], sockets.PassCred())
+	if err != nil {
+		return helperFail("dial: %v", err)
+	}
+	defer sc.Close()
+	var hb [hdrSize]byte
+	h := header{kind: kCall, flags: fSplit, id: 1, length: 3 * chunkSize, aux0: defaultInline, aux1: 1 << 20}
+	h.put(hb[:])
+	if err := sc.Send(bg, hb[:]); err != nil {
+		return helperFail("send header: %v", err)
+	}
+	if err := sc.Send(bg, make([]byte, chunkSize)); err != nil {
+		return helperFail("send body: %v", err)
+	}
+	ipctest.Signal()
+	ipctest.Await() // the parent stops us here, past the server's body deadline
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	buf := make([]byte, hdrSize+defaultInline)
+	for {
+		_, err := sc.Recv(ctx, buf)
+		switch {
+		case err == nil:
+			continue // the server's error frame
+		case errors.Is(err, io.EOF) || errors.Is(err, ipc.ErrPeerGone):
+			return 0
+		default:
+			return helperFail("after the stall: %v, want end of file", err)
+		}
+	}
+})
+
+// TestStalledBody is FI-17 for doors: a client that sends a split call's header and
+// then stalls (SIGSTOP) loses its connection once the body deadline passes, while
+// other clients' calls go on; after SIGCONT the stalled client sees the connection
+// gone, not a hang.
+func TestStalledBody(t *testing.T) {
+	old := bodyTimeout
+	bodyTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { bodyTimeout = old })
+	d, path := attach(t, echo)
+	conns := func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.conns)
+	}
+	c := open(t, path)
+	p := ipctest.Start(t, "door-stall-client", ipctest.WithArgs(path))
+	p.Await()
+	stalled := time.Now() // the header and one body message are out by now
+	if err := syscall.Kill(p.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for wait := time.Now().Add(10 * time.Second); conns() != 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(wait) { // the listener adopts connections asynchronously
+			t.Fatalf("%d connections while the client stalls, want 2", conns())
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; conns() > 1; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("stalled connection still open %v after its body deadline", 30*time.Second)
+		}
+		if err := echoSizes(c, 64, 3*chunkSize); err != nil { // others go on meanwhile
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if held := time.Since(stalled); held < bodyTimeout*2/3 {
+		t.Errorf("stalled connection dropped after %v, before its body deadline (%v): not the deadline", held, bodyTimeout)
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	p.Signal()
+	p.MustSucceed()
+	if err := echoSizes(c, 64, 3*chunkSize); err != nil {
+		t.Fatal(err)
 	}
 }
