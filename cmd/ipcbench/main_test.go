@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -122,4 +125,49 @@ func TestCompareAndReport(t *testing.T) {
 	assert.Contains(t, string(page), "<svg")
 	_, _, err = runCLI(t, "compare")
 	assert.Error(t, err)
+}
+
+// ipcbench-run runs the CLI with args, as a process of its own that the test can kill.
+var _ = ipctest.Helper("ipcbench-run", func(args []string) int {
+	if err := run(context.Background(), args, io.Discard, io.Discard); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+})
+
+// TestKilledRunLeavesNothing SIGKILLs ipcbench in the middle of a System V run: its
+// peer notices the parent gone, removes the queues and exits, so nothing is left. (A
+// kill between the creation of the queues and the start of the peer still leaves
+// them: nobody is left to remove them.)
+func TestKilledRunLeavesNothing(t *testing.T) {
+	ipctest.RequireRoot(t) // a private IPC namespace, so that other tests' objects do not count
+	queues := func() int {
+		b, err := os.ReadFile("/proc/sysvipc/msg")
+		require.NoError(t, err)
+		return len(strings.Split(strings.TrimSpace(string(b)), "\n")) - 1
+	}
+	require.Zero(t, queues())
+	p := ipctest.Start(t, "ipcbench-run", ipctest.WithArgs("run", "--prim", "sysv-msg", "--size", "64",
+		"--impl", "ipclab", "--duration", "1m", "--warmup", "1ms", "--pin", "none"))
+	// Wait until both queues have been received from (lrpid set): the peer is up.
+	exchanging := func() bool {
+		b, err := os.ReadFile("/proc/sysvipc/msg")
+		require.NoError(t, err)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")[1:]
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) < 7 || f[6] == "0" {
+				return false
+			}
+		}
+		return len(lines) == 2
+	}
+	for deadline := time.Now().Add(30 * time.Second); !exchanging(); time.Sleep(10 * time.Millisecond) {
+		require.False(t, time.Now().After(deadline), "no exchange started:\n%s", p.Output())
+	}
+	p.Kill()
+	_ = p.Wait()
+	for deadline := time.Now().Add(30 * time.Second); queues() != 0; time.Sleep(10 * time.Millisecond) {
+		require.False(t, time.Now().After(deadline), "%d System V queues left 30 s after ipcbench was killed", queues())
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"slices"
 	"strings"
@@ -431,7 +432,8 @@ func startPeers(exe string, spec []byte, files []*os.File, n int) ([]*peerProc, 
 		cmd.ExtraFiles = append([]*os.File{ctrlR}, files...)
 		cmd.Stdout = os.Stderr
 		cmd.Stderr = &pp.stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		// SIGTERM, not SIGKILL: the peer cleans up for a parent that died (watchParent).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		pp.cmd = cmd
 		err = cmd.Start()
 		ctrlR.Close()
@@ -682,6 +684,7 @@ func runPeer(specJSON string) error {
 	for i := range files {
 		files[i] = os.NewFile(uintptr(4+i), fmt.Sprintf("transport-%d", i))
 	}
+	watchParent(t, spec.Params)
 	ep, err := t.Open(spec.Params, files)
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
@@ -745,4 +748,18 @@ func runPeer(specJSON string) error {
 			}
 		}
 	}
+}
+
+// watchParent makes the peer clean up for its parent if the parent dies first, even
+// by SIGKILL: System V objects outlive both processes, and a peer blocked in msgrcv
+// would wait forever. The peer is started with SIGTERM as its parent-death signal;
+// on it, it runs the transport's Cleanup and exits.
+func watchParent(t Transport, p Params) {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	go func() {
+		<-term
+		_ = t.Cleanup(p)
+		os.Exit(3)
+	}()
 }
