@@ -3,6 +3,7 @@ package sockets
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/ipctest"
 	"github.com/ipclab/ipclab/internal/sys"
 	"github.com/ipclab/ipclab/ipc"
 )
@@ -380,3 +382,72 @@ func TestMultipleCmsgs(t *testing.T) {
 }
 
 func putFd(b []byte, fd int) { binary.NativeEndian.PutUint32(b, uint32(fd)) }
+
+// seq-halfclose, on the seqpacket end File(0): sends "one", shuts its sending side,
+// then expects "reply", end of file, and a send refused as ErrPeerGone.
+var _ = ipctest.Helper("seq-halfclose", func([]string) int {
+	c, err := FileSeqpacketConn(ipctest.File(0))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer c.Close()
+	if err := c.Send(bg, []byte("one")); err != nil {
+		fmt.Println("send:", err)
+		return 1
+	}
+	if err := c.CloseWrite(); err != nil {
+		fmt.Println("CloseWrite:", err)
+		return 1
+	}
+	buf := make([]byte, 16)
+	if n, err := c.Recv(bg, buf); err != nil || string(buf[:n]) != "reply" {
+		fmt.Printf("recv: %q %v, want reply\n", buf[:n], err)
+		return 1
+	}
+	if _, err := c.Recv(bg, buf); !errors.Is(err, io.EOF) {
+		fmt.Println("recv after the peer's CloseWrite:", err, "want io.EOF")
+		return 1
+	}
+	if err := c.Send(bg, []byte("late")); !errors.Is(err, ipc.ErrPeerGone) {
+		fmt.Println("send after CloseWrite:", err, "want ErrPeerGone")
+		return 1
+	}
+	return 0
+})
+
+// TestSeqpacketHalfClose: CloseWrite on a seqpacket connection reaches the peer in
+// another process as end of file after the messages sent before it, both ways;
+// CloseRead makes receives return end of file at once.
+func TestSeqpacketHalfClose(t *testing.T) {
+	ours, theirs := seqPair(t)
+	tf, err := theirs.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startHelper(t, "seq-halfclose", ipctest.WithFiles(tf))
+	tf.Close()
+	theirs.Close()
+	buf := make([]byte, 16)
+	if n, err := ours.Recv(bg, buf); err != nil || string(buf[:n]) != "one" {
+		t.Fatalf("recv: %q %v, want one", buf[:n], err)
+	}
+	if _, err := ours.Recv(bg, buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("recv after the peer's CloseWrite: %v, want io.EOF", err)
+	}
+	if err := ours.Send(bg, []byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ours.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	p.MustSucceed()
+
+	a, _ := seqPair(t)
+	if err := a.CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Recv(bg, buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("recv after CloseRead: %v, want io.EOF", err)
+	}
+}

@@ -2,6 +2,8 @@ package sockets
 
 import (
 	"context"
+
+	"golang.org/x/sys/unix"
 )
 
 // SeqpacketConn is a connected Unix SOCK_SEQPACKET socket: reliable, ordered
@@ -51,3 +53,12 @@ func (c *SeqpacketConn) TryRecv(p []byte) (int, error) {
 	r, _, err := c.recv(context.Background(), p, nil, true, false)
 	return r.n, c.wrapIO("recvmsg", err)
 }
+
+// CloseRead shuts down the receiving side (shutdown(SHUT_RD)): later receives return
+// io.EOF at once.
+func (c *SeqpacketConn) CloseRead() error { return c.shutdown(unix.SHUT_RD) }
+
+// CloseWrite shuts down the sending side (shutdown(SHUT_WR)): the peer, once it has
+// received every message sent before, reads io.EOF; sending further fails with an
+// error matching ipc.ErrPeerGone.
+func (c *SeqpacketConn) CloseWrite() error { return c.shutdown(unix.SHUT_WR) }
