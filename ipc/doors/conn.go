@@ -49,6 +49,12 @@ func (c *Call) Return(data []byte, fds []int) *Reply {
 	return &c.reply
 }
 
+// drop forgets the call's data and reply once it is finished, so that its slab (see
+// newCall) does not keep them alive.
+func (c *Call) drop() {
+	c.Data, c.Fds, c.reply = nil, nil, Reply{}
+}
+
 // Pidfd returns a pidfd for the caller (close-on-exec; the caller of Pidfd closes
 // it), race-free: it is the kernel's SO_PEERPIDFD of the connection, returned only
 // when the connection was made by path and this call comes from the process that
@@ -221,7 +227,7 @@ func (c *conn) serve(rb *rbuf) {
 		case kDup:
 			c.dup(h.id)
 		case kCall:
-			call, err := c.readCall(h, body, fds, cred)
+			call, err := c.readCall(rb, h, body, fds, cred)
 			if err != nil {
 				if errors.Is(err, ErrProtocol) {
 					c.sendError(h.id, codeProtocol, err.Error())
@@ -355,6 +361,7 @@ func (c *conn) finish(call *Call, rep *Reply, herr error) (mine bool) {
 		c.mu.Unlock()
 	}
 	live := call.ctx.cancel()
+	defer call.drop()
 	defer c.releaseData(call)
 	var fds []int
 	var data []byte
@@ -385,6 +392,7 @@ func (c *conn) finish(call *Call, rep *Reply, herr error) (mine bool) {
 func (c *conn) abandon(call *Call) {
 	closeFds(call.Fds)
 	c.releaseData(call)
+	call.drop()
 }
 
 // releaseData gives back the buffers a call's data occupied: the large buffer, or
@@ -403,8 +411,10 @@ func (c *conn) releaseData(call *Call) {
 // readCall gathers a call's data: inline (aliasing the read buffer), split into
 // body messages, or from the shared region; limits were checked by decodeFrame
 // before anything is allocated.
-func (c *conn) readCall(h header, body []byte, fds []int, cred sockets.Cred) (*Call, error) {
-	call := &Call{ID: h.id, Cred: cred, conn: c, rcap: int(h.aux0), rmax: int(h.aux1), rfds: int(h.rfds), shmOK: h.flags&fShmOK != 0}
+func (c *conn) readCall(rb *rbuf, h header, body []byte, fds []int, cred sockets.Cred) (*Call, error) {
+	call := rb.newCall()
+	call.ID, call.Cred, call.conn = h.id, cred, c
+	call.rcap, call.rmax, call.rfds, call.shmOK = int(h.aux0), int(h.aux1), int(h.rfds), h.flags&fShmOK != 0
 	if len(fds) > 0 {
 		if len(fds) > c.d.cfg.maxFds {
 			closeFds(fds)

@@ -380,8 +380,26 @@ func (d *Door) watchdog() {
 // rbuf is a reading goroutine's buffers: one message (header and inline data) and
 // the descriptors it may carry.
 type rbuf struct {
-	p   []byte
-	fds []int
+	p     []byte
+	fds   []int
+	calls []Call // the rest of the current slab (see newCall)
+}
+
+// callSlab is how many Calls a reading goroutine allocates at once, so that a call
+// costs an allocation only every callSlab calls. Each Call, its context included, is
+// used for one call and never reset: a handler that keeps its context or its *Call
+// after returning finds them as they were left (the context cancelled), at the price
+// of keeping the slab's memory alive.
+const callSlab = 32
+
+// newCall returns a zero Call from the slab, starting a new slab when it is used up.
+func (rb *rbuf) newCall() *Call {
+	if len(rb.calls) == 0 {
+		rb.calls = make([]Call, callSlab)
+	}
+	call := &rb.calls[0]
+	rb.calls = rb.calls[1:]
+	return call
 }
 
 func (d *Door) newBuf() *rbuf {

@@ -884,3 +884,43 @@ func TestStalledBody(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCallsNotReused: a handler that keeps its context and its *Call after returning
+// finds them as it left them — the context cancelled, the id unchanged — however many
+// calls follow (Calls come from slabs but are never reused).
+func TestCallsNotReused(t *testing.T) {
+	type kept struct {
+		ctx  context.Context
+		call *Call
+		id   uint64
+	}
+	var mu sync.Mutex
+	var all []kept
+	_, path := attach(t, func(ctx context.Context, c *Call) (*Reply, error) {
+		mu.Lock()
+		all = append(all, kept{ctx, c, c.ID})
+		mu.Unlock()
+		return c.Return(c.Data, nil), nil
+	})
+	c := open(t, path)
+	for i := range 3*callSlab + 5 {
+		if err := echoSizes(c, 8+i%3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, k := range all {
+		if k.ctx.Err() == nil {
+			t.Fatalf("call %d: context live after the handler returned", i)
+		}
+		select {
+		case <-k.ctx.Done():
+		default:
+			t.Fatalf("call %d: Done not closed after the handler returned", i)
+		}
+		if k.call.ID != k.id {
+			t.Fatalf("call %d: *Call reused (id %d, was %d)", i, k.call.ID, k.id)
+		}
+	}
+}
