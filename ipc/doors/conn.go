@@ -69,7 +69,7 @@ func (c *Call) Pidfd() (*os.File, error) {
 }
 
 // callCtx is a handler's context: cancelled by the caller, by revocation, or when
-// the handler returns. It is part of Call, so a call costs one allocation. Err and
+// the handler returns. It is part of Call, so it costs no allocation of its own. Err and
 // cancel, which every call makes, are one atomic operation each; the channel is
 // made only if the handler asks for Done.
 type callCtx struct {
