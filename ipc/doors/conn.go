@@ -69,9 +69,9 @@ func (c *Call) Pidfd() (*os.File, error) {
 }
 
 // callCtx is a handler's context: cancelled by the caller, by revocation, or when
-// the handler returns. It is part of Call, so it costs no allocation of its own. Err and
-// cancel, which every call makes, are one atomic operation each; the channel is
-// made only if the handler asks for Done.
+// the handler returns. It is part of Call, so it costs no allocation of its own.
+// Err and cancel, which every call makes, are one atomic operation each; the
+// channel is made only if the handler asks for Done.
 type callCtx struct {
 	state atomic.Uint32 // ctxCancelled | ctxDoneMade
 	mu    sync.Mutex    // guards done
