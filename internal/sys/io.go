@@ -64,22 +64,22 @@ func Vmsplice(fd int, p []byte, flags int) (int, error) {
 	return int(n), nil
 }
 
-// Read is read(2) returning the raw errno; it does not allocate.
+// Read is read(2) with the errno as the error (a unix.Errno); it does not allocate.
 func Read(fd int, p []byte) (int, error) {
-	n, _, e := unix.Syscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	n, e := ReadErrno(fd, p)
 	if e != 0 {
 		return 0, e
 	}
-	return int(n), nil
+	return n, nil
 }
 
-// Write is write(2) returning the raw errno; it does not allocate.
+// Write is write(2) with the errno as the error (a unix.Errno); it does not allocate.
 func Write(fd int, p []byte) (int, error) {
-	n, _, e := unix.Syscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	n, e := WriteErrno(fd, p)
 	if e != 0 {
 		return 0, e
 	}
-	return int(n), nil
+	return n, nil
 }
 
 // ReadErrno is read(2) returning the count and the raw errno (0 for success). Unlike

@@ -94,13 +94,7 @@ func MqUnlink(name string) error {
 // wait without limit; the kernel looks at it only when the call would block. It does
 // not allocate.
 func MqTimedsend(fd int, p []byte, prio uint, abs *unix.Timespec) error {
-	var base unsafe.Pointer
-	if len(p) > 0 {
-		base = unsafe.Pointer(&p[0])
-	}
-	_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(base), uintptr(len(p)),
-		uintptr(prio), uintptr(unsafe.Pointer(abs)), 0)
-	return errnoErr(e)
+	return errnoErr(MqTimedsendErrno(fd, p, prio, abs))
 }
 
 // MqTimedreceive is mq_timedreceive(2): it removes the oldest message of the highest
@@ -108,33 +102,26 @@ func MqTimedsend(fd int, p []byte, prio uint, abs *unix.Timespec) error {
 // a p shorter than the queue's mq_msgsize, leaving the message queued. abs is as for
 // MqTimedsend. It does not allocate.
 func MqTimedreceive(fd int, p []byte, abs *unix.Timespec) (int, uint, error) {
-	var base unsafe.Pointer
-	if len(p) > 0 {
-		base = unsafe.Pointer(&p[0])
-	}
-	var prio uint32
-	n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(base), uintptr(len(p)),
-		uintptr(unsafe.Pointer(&prio)), uintptr(unsafe.Pointer(abs)), 0)
+	n, prio, e := MqTimedreceiveErrno(fd, p, abs)
 	if e != 0 {
 		return 0, 0, e
 	}
-	return int(n), uint(prio), nil
+	return n, prio, nil
 }
 
-// MqSend is mq_timedsend(2) with no timeout, returning the raw errno (0 for
-// success). It is small enough to be inlined into a caller's hot path.
-func MqSend(fd int, p []byte, prio uint) unix.Errno {
+// MqTimedsendErrno is MqTimedsend returning the raw errno (0 for success), small
+// enough to be inlined into a caller's hot path.
+func MqTimedsendErrno(fd int, p []byte, prio uint, abs *unix.Timespec) unix.Errno {
 	_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))),
-		uintptr(len(p)), uintptr(prio), 0, 0)
+		uintptr(len(p)), uintptr(prio), uintptr(unsafe.Pointer(abs)), 0)
 	return e
 }
 
-// MqReceive is mq_timedreceive(2) with no timeout, returning the raw errno (0 for
-// success).
-func MqReceive(fd int, p []byte) (int, uint, unix.Errno) {
+// MqTimedreceiveErrno is MqTimedreceive returning the raw errno (0 for success).
+func MqTimedreceiveErrno(fd int, p []byte, abs *unix.Timespec) (int, uint, unix.Errno) {
 	var prio uint32
 	n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))),
-		uintptr(len(p)), uintptr(unsafe.Pointer(&prio)), 0, 0)
+		uintptr(len(p)), uintptr(unsafe.Pointer(&prio)), uintptr(unsafe.Pointer(abs)), 0)
 	return int(n), uint(prio), e
 }
 

@@ -66,9 +66,7 @@ func Msgsnd(id int, buf []byte, flags int) error {
 	if len(buf) < MsgHeaderSize {
 		return unix.EINVAL
 	}
-	_, _, e := unix.Syscall6(unix.SYS_MSGSND, uintptr(id), uintptr(unsafe.Pointer(&buf[0])),
-		uintptr(len(buf)-MsgHeaderSize), uintptr(flags), 0, 0)
-	return errnoErr(e)
+	return errnoErr(MsgsndErrno(id, buf, flags))
 }
 
 // Msgrcv wraps msgrcv(2). buf receives the type in its first MsgHeaderSize bytes and
@@ -77,12 +75,11 @@ func Msgrcv(id int, buf []byte, msgtyp int64, flags int) (int, error) {
 	if len(buf) < MsgHeaderSize {
 		return 0, unix.EINVAL
 	}
-	n, _, e := unix.Syscall6(unix.SYS_MSGRCV, uintptr(id), uintptr(unsafe.Pointer(&buf[0])),
-		uintptr(len(buf)-MsgHeaderSize), uintptr(msgtyp), uintptr(flags), 0)
+	n, e := MsgrcvErrno(id, buf, msgtyp, flags)
 	if e != 0 {
 		return 0, e
 	}
-	return int(n), nil
+	return n, nil
 }
 
 // MsgsndErrno is Msgsnd returning the raw errno (0 for success), small enough to be

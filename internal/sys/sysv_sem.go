@@ -57,20 +57,13 @@ func Semget(key int32, nsems, flags int) (int, error) {
 // Semtimedop wraps semtimedop(2); a nil timeout waits indefinitely (semop(2)). An empty
 // ops is passed to the kernel as nsops 0 (EINVAL). A timeout expiring returns EAGAIN.
 func Semtimedop[T Sembuf](id int, ops []T, timeout *unix.Timespec) error {
-	var p unsafe.Pointer
-	if len(ops) > 0 {
-		p = unsafe.Pointer(&ops[0])
-	}
-	_, _, e := unix.Syscall6(unix.SYS_SEMTIMEDOP, uintptr(id), uintptr(p), uintptr(len(ops)),
-		uintptr(unsafe.Pointer(timeout)), 0, 0)
-	return errnoErr(e)
+	return errnoErr(SemtimedopErrno(id, ops, timeout))
 }
 
-// SemopErrno is semop(2) (semtimedop with no timeout) returning the raw errno (0
-// for success); ops must not be empty.
-func SemopErrno[T Sembuf](id int, ops []T) unix.Errno {
+// SemtimedopErrno is Semtimedop returning the raw errno (0 for success).
+func SemtimedopErrno[T Sembuf](id int, ops []T, timeout *unix.Timespec) unix.Errno {
 	_, _, e := unix.Syscall6(unix.SYS_SEMTIMEDOP, uintptr(id), uintptr(unsafe.Pointer(unsafe.SliceData(ops))),
-		uintptr(len(ops)), 0, 0, 0)
+		uintptr(len(ops)), uintptr(unsafe.Pointer(timeout)), 0, 0)
 	return e
 }
 

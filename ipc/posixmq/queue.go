@@ -378,7 +378,7 @@ func (q *Queue) Send(ctx context.Context, data []byte, prio uint) error {
 	// The hot path: a kernel-mode send that only Close can end is one counted
 	// mq_timedsend. Anything else, an interruption included, takes the full path.
 	if q.hot && prio < PrioMax && ctx.Done() == nil && !q.nonblock.Load() && q.calls.enter() {
-		errno := sys.MqSend(q.fd, data, prio)
+		errno := sys.MqTimedsendErrno(q.fd, data, prio, nil)
 		q.calls.leave()
 		if errno == 0 {
 			return nil
@@ -405,7 +405,7 @@ func (q *Queue) TrySend(data []byte, prio uint) error {
 func (q *Queue) Recv(ctx context.Context, buf []byte) (n int, prio uint, err error) {
 	// The hot path, as in Send.
 	if q.hot && ctx.Done() == nil && !q.nonblock.Load() && q.calls.enter() {
-		n, prio, errno := sys.MqReceive(q.fd, buf)
+		n, prio, errno := sys.MqTimedreceiveErrno(q.fd, buf, nil)
 		q.calls.leave()
 		if errno == 0 {
 			return n, prio, nil

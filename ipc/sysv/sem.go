@@ -139,7 +139,7 @@ func (s *SemSet) Op(ctx context.Context, ops ...SemOp) error {
 		// The hot path: a context that never ends, so only Close interrupts the
 		// call; it is counted, not registered (see object.block).
 		for s.enter() {
-			errno := sys.SemopErrno(s.id, ops)
+			errno := sys.SemtimedopErrno(s.id, ops, nil)
 			s.leave()
 			if errno == 0 {
 				return nil
