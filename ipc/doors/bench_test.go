@@ -2,6 +2,7 @@ package doors
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
@@ -50,19 +51,11 @@ func BenchmarkCall(b *testing.B) {
 func sizeName(n int) string {
 	switch {
 	case n >= 1<<20:
-		return itoa(n>>20) + "M"
+		return strconv.Itoa(n>>20) + "M"
 	case n >= 1<<10:
-		return itoa(n>>10) + "K"
+		return strconv.Itoa(n>>10) + "K"
 	}
-	return itoa(n)
-}
-
-func itoa(n int) string {
-	s := ""
-	for ; n > 0 || s == ""; n /= 10 {
-		s = string(rune('0'+n%10)) + s
-	}
-	return s
+	return strconv.Itoa(n)
 }
 
 func benchCall(b *testing.B, w ipc.WaitStrategy, size, shm int) {

@@ -52,7 +52,7 @@ func (c *Call) Return(data []byte, fds []int) *Reply {
 // drop forgets the call's data and reply once it is finished, so that its slab (see
 // newCall) does not keep them alive.
 func (c *Call) drop() {
-	c.Data, c.Fds, c.reply = nil, nil, Reply{}
+	c.Data, c.Fds, c.reply, c.conn = nil, nil, Reply{}, nil
 }
 
 // Pidfd returns a pidfd for the caller (close-on-exec; the caller of Pidfd closes
@@ -622,7 +622,7 @@ func (c *conn) sendErrorLocked(id uint64, code uint32, msg string) {
 func (c *conn) reject(why error) {
 	defer c.d.wg.Done()
 	c.sendError(0, codePerm, why.Error())
-	_ = unix.Shutdown(c.sc.Fd(), unix.SHUT_WR)
+	_ = c.sc.CloseWrite() // not shutdown on Fd(): the socket may be closed meanwhile
 	_ = c.sc.SetReadDeadline(time.Now().Add(2 * time.Second))
 	var b [hdrSize]byte
 	fds := make([]int, c.d.fdCap())
@@ -639,6 +639,18 @@ func (c *conn) reject(why error) {
 // revoke fails the connection's calls with ErrRevoked and tells the client; the
 // reading goroutine then drains the connection until the client hangs up.
 func (c *conn) revoke() {
+	c.cancelAll()
+	c.wmu.Lock()
+	h := header{kind: kRevoked}
+	h.put(c.wbuf)
+	_, _ = c.sc.WriteMsg(context.Background(), c.wbuf[:hdrSize], nil)
+	c.wmu.Unlock()
+	_ = c.sc.CloseWrite()
+}
+
+// cancelAll marks the connection revoked and cancels every call on it, queued,
+// running on a pool goroutine or on the reading one.
+func (c *conn) cancelAll() {
 	c.mu.Lock()
 	c.revoked.Swap(true) // Swap: ordered before the load of running (see serve)
 	calls := make([]*Call, 0, len(c.calls)+1)
@@ -653,32 +665,13 @@ func (c *conn) revoke() {
 	for _, call := range calls {
 		call.ctx.cancel()
 	}
-	c.wmu.Lock()
-	h := header{kind: kRevoked}
-	h.put(c.wbuf)
-	_, _ = c.sc.WriteMsg(context.Background(), c.wbuf[:hdrSize], nil)
-	c.wmu.Unlock()
-	_ = unix.Shutdown(c.sc.Fd(), unix.SHUT_WR)
 }
 
 // teardown ends the connection: its calls are cancelled (their handlers see it),
 // the region unmapped, the socket closed.
 func (c *conn) teardown() {
 	c.down.Do(func() {
-		c.mu.Lock()
-		c.revoked.Swap(true) // Swap: ordered before the load of running (see serve)
-		calls := make([]*Call, 0, len(c.calls)+1)
-		for _, call := range c.calls {
-			calls = append(calls, call)
-		}
-		clear(c.calls)
-		if call := c.running.Load(); call != nil {
-			calls = append(calls, call)
-		}
-		c.mu.Unlock()
-		for _, call := range calls {
-			call.ctx.cancel()
-		}
+		c.cancelAll()
 		c.sc.Close()
 		c.shmMu.Lock()
 		for c.shmBusy { // a handler is still reading the region in place

@@ -359,10 +359,7 @@ func (d *Door) watchdog() {
 		}
 		idle = 0
 		d.mu.Lock()
-		d.wdConns = d.wdConns[:0]
-		for c := range d.conns {
-			d.wdConns = append(d.wdConns, c)
-		}
+		d.wdConns = d.connList(d.wdConns[:0])
 		d.mu.Unlock()
 		for _, c := range d.wdConns {
 			cur := c.running.Load()
@@ -559,10 +556,7 @@ func (d *Door) Revoke() error {
 		return nil
 	}
 	d.revoked = true
-	conns := make([]*conn, 0, len(d.conns))
-	for c := range d.conns {
-		conns = append(conns, c)
-	}
+	conns := d.connList(nil)
 	d.mu.Unlock()
 	err := d.Detach()
 	for _, c := range conns {
@@ -577,10 +571,7 @@ func (d *Door) Close() error {
 	err := d.Revoke()
 	d.mu.Lock()
 	d.closed = true
-	conns := make([]*conn, 0, len(d.conns))
-	for c := range d.conns {
-		conns = append(conns, c)
-	}
+	conns := d.connList(nil)
 	d.mu.Unlock()
 	for _, c := range conns {
 		c.sc.Close()
@@ -588,6 +579,14 @@ func (d *Door) Close() error {
 	d.closeOnce.Do(func() { close(d.wdStop) })
 	d.wg.Wait()
 	return err
+}
+
+// connList appends the door's connections to dst; d.mu must be held.
+func (d *Door) connList(dst []*conn) []*conn {
+	for c := range d.conns {
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 // dropConn forgets a closed connection and sends the unreferenced notification.

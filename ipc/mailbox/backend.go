@@ -88,11 +88,7 @@ func (c sysvCarrier) send(ctx context.Context, p []byte) error {
 	return c.q.Send(ctx, sysvType, p)
 }
 func (c sysvCarrier) tryRecv(p []byte) (int, error) {
-	n, _, err := c.q.TryRecv(p, sysv.Any())
-	if errors.Is(err, unix.ENOMSG) {
-		// An empty queue is a would-block like any other; keep the errno visible.
-		return 0, err
-	}
+	n, _, err := c.q.TryRecv(p, sysv.Any()) // empty: ipc.ErrWouldBlock (and unix.ENOMSG)
 	return n, err
 }
 func (c sysvCarrier) recv(ctx context.Context, p []byte) (int, error) {

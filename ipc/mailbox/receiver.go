@@ -49,9 +49,9 @@ type Receiver struct {
 	ownsIn  bool
 
 	maxPayload int
-	buf        chan *rbuf
-	replies    sync.Pool // *[]byte frame buffers for Reply
-	wouldBlock error     // one receive buffer, passed around as a token
+	buf        chan *rbuf // one receive buffer, passed around as a token
+	replies    sync.Pool  // *[]byte frame buffers for Reply
+	wouldBlock error      // TryRecv's error for an empty mailbox, made once
 
 	closeOnce sync.Once
 	closeErr  error
@@ -210,7 +210,8 @@ func (r *Receiver) answer(ctx context.Context, addr, frame []byte, wait bool) er
 
 // Reply answers a response-based message m with data, waiting while the sender's
 // reply port is full until ctx ends. It fails with ipc.ErrInvalid if m did not ask for
-// a reply. A sender that has gone is not an error. It allocates one frame buffer.
+// a reply. A sender that has gone is not an error. It does not allocate (frame
+// buffers come from a pool).
 func (r *Receiver) Reply(ctx context.Context, m Message, data []byte) error {
 	if m.Discipline != Response {
 		return r.opErr("reply", fmt.Errorf("%w: message was sent with %v", errInvalid, m.Discipline))
