@@ -200,7 +200,6 @@ type object struct {
 	removed atomic.Bool
 	blocked atomic.Int32 // calls in flight under a context that never ends
 
-	kind    string // "msg", "sem", "shm"
 	key     Key
 	name    string
 	cfg     config
@@ -211,7 +210,7 @@ type object struct {
 }
 
 func (o *object) init(kind string, id int, key Key, cfg config, alive func() error) {
-	o.kind, o.id, o.key, o.cfg, o.alive = kind, id, key, cfg, alive
+	o.id, o.key, o.cfg, o.alive = id, key, cfg, alive
 	o.name = fmt.Sprintf("%s id=%d key=%v", kind, id, key)
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -131,12 +133,19 @@ func newQueue(id int, key Key, c config) *Queue {
 		_, err := sys.MsgctlStat(id, unix.IPC_STAT, &ds)
 		return err
 	})
-	if l, err := ReadLimits(); err == nil {
-		q.msgmax.Store(int64(l.MsgMax))
-	} else {
-		q.msgmax.Store(8192)
-	}
+	q.msgmax.Store(8192)
+	q.refreshMsgmax()
 	return q
+}
+
+// refreshMsgmax re-reads /proc/sys/kernel/msgmax (alone: ReadLimits reads every
+// limit); on failure the last value stands.
+func (q *Queue) refreshMsgmax() {
+	if b, err := os.ReadFile("/proc/sys/kernel/msgmax"); err == nil {
+		if v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			q.msgmax.Store(v)
+		}
+	}
 }
 
 // Selector says which message Recv takes. The zero Selector is Any.
@@ -195,10 +204,7 @@ func (q *Queue) checkSend(mtype int64, data []byte) error {
 		return ipc.Wrap("msgsnd", q.name, ipc.ErrInvalid)
 	}
 	if len(data) > int(q.msgmax.Load()) {
-		// re-read: the limit may have been raised since
-		if l, err := ReadLimits(); err == nil {
-			q.msgmax.Store(int64(l.MsgMax))
-		}
+		q.refreshMsgmax() // the limit may have been raised since
 		if len(data) > int(q.msgmax.Load()) {
 			return ipc.Wrap("msgsnd", q.name, ipc.ErrInvalid)
 		}
@@ -314,10 +320,8 @@ func (q *Queue) recv(ctx context.Context, buf []byte, sel Selector, block bool) 
 	// Receive one byte more than buf holds, so that a MSG_NOERROR truncation shows;
 	// a buffer beyond msgmax cannot be overrun, so it is not copied through in full.
 	size := len(buf)
-	if size >= int(q.msgmax.Load()) {
-		if l, err := ReadLimits(); err == nil {
-			q.msgmax.Store(int64(l.MsgMax))
-		}
+	if size > int(q.msgmax.Load()) {
+		q.refreshMsgmax()
 		size = min(size, int(q.msgmax.Load()))
 	}
 	flags := sel.flags

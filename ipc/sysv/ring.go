@@ -97,7 +97,6 @@ type Ring struct {
 	sig  Signal
 	wait ipc.WaitStrategy
 	spin time.Duration
-	mem  []byte // the whole segment
 	data []byte // the data area
 	cap  uint64 // len(data), a power of two (private copy)
 
@@ -208,7 +207,7 @@ func newRing(seg *Segment, sem *SemSet, c ringConfig, capacity uint64) *Ring {
 	m := seg.Bytes()
 	r := &Ring{
 		seg: seg, sem: sem, sig: c.signal, wait: c.wait, spin: c.spin,
-		mem: m, data: m[ringHeader : ringHeader+capacity], cap: capacity,
+		data: m[ringHeader : ringHeader+capacity], cap: capacity,
 		head: sys.Uint64At(m, offHead), tail: sys.Uint64At(m, offTail),
 		dataSeq: sys.Uint32At(m, offDataSeq), consWait: sys.Uint32At(m, offConsWait),
 		roomSeq: sys.Uint32At(m, offRoomSeq), prodWait: sys.Uint32At(m, offProdWait),

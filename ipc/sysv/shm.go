@@ -202,6 +202,8 @@ var errDetached = fmt.Errorf("segment detached: %w", errClosed)
 // other processes. Like Bytes, it is valid only until Detach; it is refused on a
 // read-only attachment (see Load32).
 func (s *Segment) Uint32(off int) (*atomic.Uint32, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if err := s.word(off, 4, true); err != nil {
 		return nil, err
 	}
@@ -210,6 +212,8 @@ func (s *Segment) Uint32(off int) (*atomic.Uint32, error) {
 
 // Uint64 is Uint32 for an 8-byte aligned 64-bit word.
 func (s *Segment) Uint64(off int) (*atomic.Uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if err := s.word(off, 8, true); err != nil {
 		return nil, err
 	}
