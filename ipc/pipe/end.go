@@ -27,7 +27,6 @@ type end struct {
 	// Kernel mode: the raw descriptor, and the threads blocked on it.
 	fd      int
 	waiters wait.Set
-	hot     bool // kernel mode with a waiter set that finds its blocked threads itself
 
 	// Deadlines set with SetReadDeadline/SetWriteDeadline, as UnixNano (0: none).
 	// Kernel mode enforces them itself; poller mode also hands them to the *os.File.
@@ -112,7 +111,6 @@ func initEnd(e *end, fd int, c config) error {
 	if c.strategy == ipc.WaitKernel {
 		e.fd = fd
 		e.waiters.Identify(uintptr(fd), unix.SYS_READ, unix.SYS_WRITE, unix.SYS_SPLICE, unix.SYS_TEE, unix.SYS_VMSPLICE)
-		e.hot = e.waiters.Identified()
 		return nil
 	}
 	e.file = os.NewFile(uintptr(fd), e.name)
@@ -255,7 +253,8 @@ func (e *end) blockingIO(p []byte, write bool, errno unix.Errno) (n int, err err
 // fast reports whether a call under ctx with the deadline dl can take the kernel-mode
 // hot path: nothing but Close can end it.
 func (e *end) fast(ctx context.Context, dl *atomic.Int64) bool {
-	return e.hot && dl.Load() == 0 && ctx.Done() == nil
+	// Identify is called in kernel mode only, so Identified also says kernel mode.
+	return e.waiters.Identified() && dl.Load() == 0 && ctx.Done() == nil
 }
 
 // tryKernel makes one read or write that does not wait on a blocking descriptor

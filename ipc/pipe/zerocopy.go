@@ -146,10 +146,15 @@ func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error)
 		// Wait on the other descriptor, retrying the move from inside its callback so
 		// that no readiness edge is missed.
 		ocb := func(uintptr) bool {
-			var fd int
-			_ = e.rc.Control(func(f uintptr) { fd = int(f) })
-			n, err = attempt(fd, flags)
-			return err != unix.EAGAIN || !e.selfReady(fd, isReader)
+			done := true
+			cerr := e.rc.Control(func(f uintptr) { // the move runs under this end's guard
+				n, err = attempt(int(f), flags)
+				done = err != unix.EAGAIN || !e.selfReady(int(f), isReader)
+			})
+			if cerr != nil { // this end was closed meanwhile
+				n, err = 0, cerr
+			}
+			return done
 		}
 		var oerr error
 		if otherIsDst {
