@@ -165,31 +165,45 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 		}
 	}
 
-	start := time.Now()
-	var probes *ebpf.Probes
+	probeOpts := ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true}
 	if f.ebpf {
-		var err error
-		if probes, err = ebpf.Load(ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true}); err != nil {
+		// Fail now rather than after the untraced pass; the probes are attached for
+		// real only once that pass is over.
+		probes, err := ebpf.Load(probeOpts)
+		if err != nil {
 			return fmt.Errorf("--ebpf: %w", err)
 		}
-		defer probes.Close()
-		fmt.Fprintf(stderr, "eBPF probes attached (%s); every case runs untraced, then traced\n", probes.Attach())
+		probes.Close()
 	}
+	start := time.Now()
 	var results []report.Result
 	var runErrs []error
-	for _, sc := range scenarios {
+	perScenario := make([][]report.Result, len(scenarios))
+	for i, sc := range scenarios {
 		cfg.Scenario = sc
-		var rs []report.Result
-		var err error
-		if probes != nil {
-			rs, err = bench.RunTraced(ctx, cfg, probes)
-		} else {
-			rs, err = bench.Run(ctx, cfg)
-		}
-		results = append(results, rs...)
+		rs, err := bench.Run(ctx, cfg)
+		perScenario[i] = rs
 		if err != nil {
 			runErrs = append(runErrs, err)
 		}
+	}
+	if f.ebpf {
+		// Attached only now, so that the untraced pass above really was untraced.
+		probes, err := ebpf.Load(probeOpts)
+		if err != nil {
+			return fmt.Errorf("--ebpf: %w", err)
+		}
+		defer probes.Close()
+		fmt.Fprintf(stderr, "eBPF probes attached (%s); every case runs again, traced\n", probes.Attach())
+		for i, sc := range scenarios {
+			cfg.Scenario = sc
+			if err := bench.Trace(ctx, cfg, probes, perScenario[i]); err != nil {
+				runErrs = append(runErrs, err)
+			}
+		}
+	}
+	for _, rs := range perScenario {
+		results = append(results, rs...)
 	}
 	runErr := errors.Join(runErrs...)
 	fmt.Fprintf(stderr, "done in %.1fs\n", time.Since(start).Seconds())

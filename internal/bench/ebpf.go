@@ -59,16 +59,16 @@ func breakdown(rep *ebpf.Report) (*report.Breakdown, float64) {
 	return b, float64(bytes) / float64(max(ok, 1))
 }
 
-// RunTraced measures cfg like Run, then measures every case again with tracer
-// attached and adds to each result what the probes saw: the per-call breakdown of
-// system-call time, the probes' overhead (mean round trip traced over untraced, from
-// the same run), and, over the sizes of a size sweep, the fit of on-CPU time per call
+// Trace measures again, with tracer attached, every case of cfg that Run measured
+// into results (untraced: the probes must not be attached yet when Run runs), and
+// adds to each result what the probes saw: the per-call breakdown of system-call
+// time, the probes' overhead (mean round trip traced over untraced, from the same
+// invocation), and, over the sizes of a size sweep, the fit of on-CPU time per call
 // to fixed + per-byte cost. The latencies reported stay the untraced ones.
-func RunTraced(ctx context.Context, cfg Config, tracer Tracer) ([]report.Result, error) {
-	results, runErr := Run(ctx, cfg)
+func Trace(ctx context.Context, cfg Config, tracer Tracer, results []report.Result) error {
 	cases, _, err := Plan(cfg)
 	if err != nil {
-		return results, err
+		return err
 	}
 	pw := progress(cfg)
 	traced := cfg
@@ -120,7 +120,7 @@ func RunTraced(ctx context.Context, cfg Config, tracer Tracer) ([]report.Result,
 			r.EBPF.FixedCostNs = max(cost.FixedNs, 0)
 		}
 	}
-	return results, runErr
+	return nil
 }
 
 // tracedResult is a report.Result with what went into it: the latency histogram, the

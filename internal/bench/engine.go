@@ -108,7 +108,7 @@ type Config struct {
 	// rounds (default 1).
 	Rounds int
 	// Tracer, when set, is reset before each timed phase and read after it, and the
-	// result carries the breakdown (see RunTraced).
+	// result carries the breakdown (see Trace).
 	Tracer Tracer
 }
 
