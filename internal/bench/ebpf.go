@@ -14,6 +14,7 @@ import (
 // Tracer is what the engine needs from eBPF probes (*ebpf.Probes has it).
 type Tracer interface {
 	RegisterFD(pid, fd int, primitive string) error
+	UnregisterFD(pid, fd int) error
 	Reset() error
 	Snapshot() (*ebpf.Report, error)
 }

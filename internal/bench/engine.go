@@ -331,9 +331,16 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 	for i, pp := range peers {
 		ctrls[i] = pp.ctrl
 		if cfg.Tracer != nil {
-			// The control pipes are the engine's, not the primitive's.
-			_ = cfg.Tracer.RegisterFD(os.Getpid(), int(pp.ctrl.Fd()), controlLabel)
-			_ = cfg.Tracer.RegisterFD(pp.cmd.Process.Pid, 3, controlLabel)
+			// The control pipes are the engine's, not the primitive's; the labels go
+			// with the case, or a later case's descriptor reusing the number would
+			// be taken for a control pipe.
+			self, fd, peer := os.Getpid(), int(pp.ctrl.Fd()), pp.cmd.Process.Pid
+			_ = cfg.Tracer.RegisterFD(self, fd, controlLabel)
+			_ = cfg.Tracer.RegisterFD(peer, 3, controlLabel)
+			defer func() {
+				_ = cfg.Tracer.UnregisterFD(self, fd)
+				_ = cfg.Tracer.UnregisterFD(peer, 3)
+			}()
 		}
 	}
 	restore, err := pinProcess(parentCPU)
