@@ -166,7 +166,7 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 			}
 			if m := t.MaxSize(); m > 0 && size > m {
 				if len(cfg.Primitives) > 0 {
-					fmt.Fprintf(progress(cfg), "skip %s at %s: larger than its maximum message size %s\n", t.Name(), FormatSize(size), FormatSize(m))
+					skipped[t.Name()+" at "+FormatSize(size)] = fmt.Errorf("larger than its maximum message size %s", FormatSize(m))
 				}
 				continue
 			}
@@ -666,12 +666,19 @@ func PeerMain() {
 	if spec == "" {
 		return
 	}
-	if err := runPeer(spec); err != nil {
+	err := runPeer(spec)
+	// A cleanup for a dead parent (watchParent) may be removing the objects — which
+	// is what just ended runPeer with EIDRM: let it finish; it exits the process.
+	peerCleanup.Lock()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ipcbench peer:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
+
+// peerCleanup is held by a peer's cleanup for its dead parent until the process exits.
+var peerCleanup sync.Mutex
 
 func runPeer(specJSON string) error {
 	var spec peerSpec
@@ -766,6 +773,7 @@ func watchParent(t Transport, p Params) {
 	signal.Notify(term, syscall.SIGTERM)
 	go func() {
 		<-term
+		peerCleanup.Lock()
 		_ = t.Cleanup(p)
 		os.Exit(3)
 	}()
