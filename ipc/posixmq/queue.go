@@ -22,12 +22,10 @@ import (
 
 // Queue is an open POSIX message queue descriptor. It is safe for concurrent use.
 type Queue struct {
-	// Kernel mode: the blocking descriptor, the calls using it, and the threads of
-	// the calls that a context can cancel (see inflight). These and nonblock are what
-	// a kernel-mode Send or Recv touches, so they come first, in one cache line.
+	// Kernel mode: the blocking descriptor and the calls using it (internal/wait:
+	// Close finds and interrupts the threads blocked on fd). These and nonblock are
+	// what a kernel-mode Send or Recv touches, so they come first.
 	fd      int
-	calls   inflight
-	hot     bool // kernel mode: Send and Recv may take the fast path
 	waiters wait.Set
 
 	nonblock atomic.Bool
@@ -261,7 +259,7 @@ func newQueue(fd int, name string, c config) (*Queue, error) {
 	q.nonblock.Store(c.nonblock)
 	if c.strategy == ipc.WaitKernel {
 		q.fd = fd
-		q.hot = true
+		q.waiters.Identify(uintptr(fd), unix.SYS_MQ_TIMEDSEND, unix.SYS_MQ_TIMEDRECEIVE)
 		return q, nil
 	}
 	q.file = os.NewFile(uintptr(fd), name)
@@ -377,9 +375,9 @@ func (q *Queue) String() string { return q.name }
 func (q *Queue) Send(ctx context.Context, data []byte, prio uint) error {
 	// The hot path: a kernel-mode send that only Close can end is one counted
 	// mq_timedsend. Anything else, an interruption included, takes the full path.
-	if q.hot && prio < PrioMax && ctx.Done() == nil && !q.nonblock.Load() && q.calls.enter() {
+	if q.waiters.Identified() && prio < PrioMax && ctx.Done() == nil && !q.nonblock.Load() && q.waiters.Acquire() {
 		errno := sys.MqTimedsendErrno(q.fd, data, prio, nil)
-		q.calls.leave()
+		q.waiters.Release()
 		if errno == 0 {
 			return nil
 		}
@@ -404,9 +402,9 @@ func (q *Queue) TrySend(data []byte, prio uint) error {
 // os.ErrClosed. With caller buffers it does not allocate.
 func (q *Queue) Recv(ctx context.Context, buf []byte) (n int, prio uint, err error) {
 	// The hot path, as in Send.
-	if q.hot && ctx.Done() == nil && !q.nonblock.Load() && q.calls.enter() {
+	if q.waiters.Identified() && ctx.Done() == nil && !q.nonblock.Load() && q.waiters.Acquire() {
 		n, prio, errno := sys.MqTimedreceiveErrno(q.fd, buf, nil)
-		q.calls.leave()
+		q.waiters.Release()
 		if errno == 0 {
 			return n, prio, nil
 		}
@@ -572,22 +570,13 @@ func withContext(ctx context.Context, set func(time.Time) error, wait func() err
 // O_NONBLOCK flag is left to SetAttr.
 
 func (q *Queue) sendKernel(ctx context.Context, data []byte, prio uint, block bool) error {
-	if !q.calls.enter() {
+	if block && ctx.Done() == nil {
+		return q.waiters.Do(ctx, func() error { return sys.MqTimedsend(q.fd, data, prio, nil) })
+	}
+	if !q.waiters.Acquire() {
 		return os.ErrClosed
 	}
-	if block && ctx.Done() == nil {
-		for {
-			err := sys.MqTimedsend(q.fd, data, prio, nil)
-			if err == unix.EINTR && q.calls.closed.Load() {
-				err = os.ErrClosed
-			}
-			if err != unix.EINTR {
-				q.calls.leave()
-				return err
-			}
-		}
-	}
-	defer q.calls.leave()
+	defer q.waiters.Release()
 	// A send usually finds room: try without sleeping first, and only then pay for
 	// a cancellable wait.
 	var abs unix.Timespec
@@ -604,22 +593,17 @@ func (q *Queue) sendKernel(ctx context.Context, data []byte, prio uint, block bo
 }
 
 func (q *Queue) recvKernel(ctx context.Context, buf []byte, block bool) (n int, prio uint, err error) {
-	if !q.calls.enter() {
+	if block && ctx.Done() == nil {
+		err = q.waiters.Do(ctx, func() (e error) {
+			n, prio, e = sys.MqTimedreceive(q.fd, buf, nil)
+			return e
+		})
+		return n, prio, err
+	}
+	if !q.waiters.Acquire() {
 		return 0, 0, os.ErrClosed
 	}
-	if block && ctx.Done() == nil {
-		for {
-			n, prio, err = sys.MqTimedreceive(q.fd, buf, nil)
-			if err == unix.EINTR && q.calls.closed.Load() {
-				err = os.ErrClosed
-			}
-			if err != unix.EINTR {
-				q.calls.leave()
-				return n, prio, err
-			}
-		}
-	}
-	defer q.calls.leave()
+	defer q.waiters.Release()
 	var abs unix.Timespec
 	cerr := ctx.Err()
 	if !block || cerr != nil {
@@ -842,10 +826,10 @@ func (q *Queue) control(f func(fd int) error) error {
 		}
 		return ferr
 	}
-	if !q.calls.enter() {
+	if !q.waiters.Acquire() {
 		return os.ErrClosed
 	}
-	defer q.calls.leave()
+	defer q.waiters.Release()
 	return f(q.fd)
 }
 
@@ -871,9 +855,7 @@ func (q *Queue) Close() error {
 			q.closeErr = q.file.Close()
 			return
 		}
-		q.calls.shut()
-		q.waiters.Close()   // interrupts the cancellable calls
-		q.calls.drain(q.fd) // and then the others
+		q.waiters.Close() // interrupts every call blocked on the descriptor
 		q.closeErr = unix.Close(q.fd)
 	})
 	if q.closeErr != nil {
