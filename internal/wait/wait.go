@@ -17,7 +17,8 @@
 // calls the kernel would restart transparently (read on a pipe) return EINTR. Go's own
 // SIGURG would do for the never-restarted System V calls only. A program that calls
 // signal.Notify or signal.Ignore for Signal re-installs the handler with SA_RESTART and
-// so breaks cancellation of restartable calls; Do re-checks this on every slow path.
+// so breaks cancellation of restartable calls; Close and the interrupting goroutine
+// of a cancellable call re-install it before they send the signal.
 //
 // Cost: one OS thread per blocked call, for as long as it blocks.
 package wait
@@ -46,8 +47,9 @@ const Signal = unix.Signal(63)
 // a cancellation that races the start of the system call.
 const maxKickDelay = time.Millisecond
 
-// prepare removes SA_RESTART from Signal's handler. It is cheap to repeat and is
-// repeated on every slow path, so a later signal.Notify does not silently undo it.
+// prepare removes SA_RESTART from Signal's handler. It is cheap to repeat (two
+// rt_sigaction calls) and is repeated before every round of interruptions (Close, a
+// cancellation), so a later signal.Notify does not silently undo it.
 func prepare() {
 	if ok, _ := sys.ClearRestart(Signal); !ok {
 		// No handler at all (the signal is ignored or at its default action, which for
@@ -97,15 +99,9 @@ func (s *Set) Identified() bool { return s.identified }
 // Closed reports whether Close has been called.
 func (s *Set) Closed() bool { return s.closed.Load() }
 
+// enter records a call blocked on thread tid, so that Close can interrupt it; it
+// reports false once the set is closed.
 func (s *Set) enter(tid int) bool {
-	if tid == 0 {
-		s.inflight.Add(1)
-		if s.closed.Load() {
-			s.inflight.Add(-1)
-			return false
-		}
-		return true
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed.Load() {
@@ -115,11 +111,8 @@ func (s *Set) enter(tid int) bool {
 	return true
 }
 
+// leave forgets a call recorded by enter.
 func (s *Set) leave(tid int) {
-	if tid == 0 {
-		s.inflight.Add(-1)
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, t := range s.tids {
@@ -150,6 +143,7 @@ func (s *Set) Release() { s.inflight.Add(-1) }
 // left, so that the caller can then release the kernel object (close the descriptor)
 // with no call still using it. It is idempotent.
 func (s *Set) Close() {
+	prepare() // a signal.Notify since the set was made may have restored SA_RESTART
 	s.mu.Lock()
 	s.closed.Swap(true) // Swap: ordered before the loads of inflight below
 	s.mu.Unlock()
@@ -233,10 +227,10 @@ func (s *Set) Do(ctx context.Context, call func() error) error {
 	}
 	if ctx.Done() == nil && s.identified {
 		// Nothing can cancel this call but Close, which finds the thread itself.
-		if !s.enter(0) {
+		if !s.Acquire() {
 			return os.ErrClosed
 		}
-		defer s.leave(0)
+		defer s.Release()
 		for {
 			err := call()
 			if err != unix.EINTR {
@@ -301,6 +295,7 @@ type kicker struct {
 }
 
 func (k *kicker) run() {
+	prepare()
 	delay := 10 * time.Microsecond
 	for {
 		k.mu.Lock()
