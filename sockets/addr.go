@@ -129,12 +129,7 @@ func setNetAddr(a *sys.Addr, addr net.Addr, family int) error {
 		if family != unix.AF_INET {
 			break
 		}
-		ip4 := v.IP.To4()
-		if ip4 == nil || !(ip4[0] == 127 || ip4[0]&0xf0 == 0xe0) {
-			return fmt.Errorf("destination %v is neither loopback nor multicast: %w", v, ipc.ErrInvalid)
-		}
-		a.SetInet4([4]byte(ip4), v.Port)
-		return nil
+		return setAddrPort(a, v.AddrPort(), true)
 	}
 	return fmt.Errorf("destination %v (%T) does not suit this socket: %w", addr, addr, ipc.ErrInvalid)
 }

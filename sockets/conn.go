@@ -117,7 +117,7 @@ func newBase(fd, family, sotype int, c config) (*base, error) {
 		unix.Close(fd)
 		return nil, ipc.Wrap("fcntl", b.name, err)
 	}
-	if c.passCred || (c.policy != nil && sotype == unix.SOCK_DGRAM) {
+	if c.passCred || dgramPolicy(sotype, c) {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
 			unix.Close(fd)
 			return nil, ipc.Wrap("setsockopt SO_PASSCRED", b.name, err)

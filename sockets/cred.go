@@ -83,11 +83,21 @@ func (b *base) checkPeer() error {
 	if err != nil {
 		return err
 	}
-	if err := b.cfg.policy(c); err != nil {
-		if !errors.Is(err, ErrPeerRejected) {
-			err = fmt.Errorf("%w: %w", ErrPeerRejected, err)
-		}
+	if err := b.applyPolicy(c); err != nil {
 		return b.wrap("peer check", err)
 	}
 	return nil
+}
+
+// dgramPolicy reports whether a socket of sotype configured with c vets the sender
+// of every datagram, and so needs each one's credentials.
+func dgramPolicy(sotype int, c config) bool { return sotype == unix.SOCK_DGRAM && c.policy != nil }
+
+// applyPolicy applies the configured policy to c; a refusal matches ErrPeerRejected.
+func (b *base) applyPolicy(c Cred) error {
+	err := b.cfg.policy(c)
+	if err != nil && !errors.Is(err, ErrPeerRejected) {
+		err = fmt.Errorf("%w: %w", ErrPeerRejected, err)
+	}
+	return err
 }

@@ -253,3 +253,20 @@ func pidfdPid(t *testing.T, f *os.File) int {
 	}
 	return pid
 }
+
+// TestDgramPolicySurvivesPassCredOff: a datagram socket with a peer policy needs every
+// sender's credentials, so SetPassCred(false) must not turn them off (it did, and every
+// receive then failed with ErrNoCred).
+func TestDgramPolicySurvivesPassCredOff(t *testing.T) {
+	a, b := dgramPair(t, WithPeerPolicy(SameUser()))
+	if err := b.SetPassCred(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(bg, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if n, err := b.Recv(bg, buf); err != nil || string(buf[:n]) != "x" {
+		t.Fatalf("recv with the policy after SetPassCred(false): %q %v", buf[:n], err)
+	}
+}

@@ -29,12 +29,7 @@ func newDgram(b *base) *DgramConn { return &DgramConn{base: b} }
 // Send sends p to the connected peer, waiting for room until ctx ends or the write
 // deadline passes. It does not allocate.
 func (c *DgramConn) Send(ctx context.Context, p []byte) error {
-	if c.canFastSend(ctx) {
-		if _, ok, err := c.fastSend(p); ok {
-			return c.wrapIO("sendmsg", err)
-		}
-	}
-	_, err := c.send(ctx, p, nil, nil, nil, false)
+	_, err := c.send(ctx, p, nil, nil, nil, false) // send tries the fast path first
 	return c.wrapIO("sendmsg", err)
 }
 
@@ -61,9 +56,8 @@ func (c *DgramConn) SendTo(ctx context.Context, p []byte, addr net.Addr) error {
 // Recv receives one datagram into p and returns its length. It does not allocate.
 func (c *DgramConn) Recv(ctx context.Context, p []byte) (int, error) {
 	if c.canFastRecv(ctx) {
-		if r, ok, err := c.fastRecv(p); ok {
-			return r.n, c.wrapIO("recvmsg", err)
-		}
+		r, err := c.fastRecv(p)
+		return r.n, c.wrapIO("recvmsg", err)
 	}
 	r, _, err := c.recv(ctx, p, nil, false, false)
 	return r.n, c.wrapIO("recvmsg", err)

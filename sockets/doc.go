@@ -53,5 +53,7 @@
 // net.ErrClosed.
 //
 // Hot-path calls with caller buffers (Read, Write, Send, Recv, ReadMsg, WriteMsg,
-// SendTo) allocate nothing.
+// SendTo) allocate nothing when their context cannot end and no deadline is set (what
+// the per-method "does not allocate" notes mean); a cancellable context or a deadline
+// costs a few allocations per call for the machinery that honours it.
 package sockets

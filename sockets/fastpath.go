@@ -30,20 +30,20 @@ func (b *base) canFastSend(ctx context.Context) bool {
 	return b.hot && ctx.Done() == nil && b.wdl.Load() == 0
 }
 
-// fastRecv receives into p (canFastRecv must hold); ok is false when the general
-// path must be taken.
-func (b *base) fastRecv(p []byte) (r recvResult, ok bool, err error) {
+// fastRecv receives into p (canFastRecv must hold) and returns what the general path
+// (recv) would for the same message.
+func (b *base) fastRecv(p []byte) (r recvResult, err error) {
 	for {
 		b.inflight.Add(1)
 		if b.closed.Load() {
 			b.inflight.Add(-1)
-			return r, true, errClosed
+			return r, errClosed
 		}
 		n, rflags, errno := sys.RecvData(b.fd, p, unix.MSG_CMSG_CLOEXEC)
 		b.inflight.Add(-1)
 		if errno == 0 && n > 0 && rflags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) == 0 {
 			r.n = n
-			return r, true, nil
+			return r, nil
 		}
 		if errno != unix.EINTR {
 			return b.fastRecvEnd(p, n, rflags, errno)
@@ -52,27 +52,27 @@ func (b *base) fastRecv(p []byte) (r recvResult, ok bool, err error) {
 }
 
 // fastRecvEnd finishes a fast receive that did not simply deliver data.
-func (b *base) fastRecvEnd(p []byte, n, rflags int, errno unix.Errno) (r recvResult, ok bool, err error) {
+func (b *base) fastRecvEnd(p []byte, n, rflags int, errno unix.Errno) (r recvResult, err error) {
 	if errno != 0 {
 		err = errno
 	}
 	switch {
 	case b.closed.Load() && (err != nil || n == 0):
-		return r, true, errClosed
+		return r, errClosed
 	case err != nil:
-		return r, true, err
+		return r, err
 	case rflags&unix.MSG_CTRUNC != 0:
 		// Descriptors sent where none were expected: with no control buffer the
 		// kernel discarded them and installed nothing.
 		b.poison()
-		return r, true, ErrControlTruncated
+		return r, ErrControlTruncated
 	case rflags&unix.MSG_TRUNC != 0:
-		return recvResult{n: len(p)}, true, fmt.Errorf("%d-byte message into a %d-byte buffer: %w", n, len(p), ipc.ErrTruncated)
+		return recvResult{n: len(p)}, fmt.Errorf("%d-byte message into a %d-byte buffer: %w", n, len(p), ipc.ErrTruncated)
 	case n == 0 && len(p) > 0 && b.sotype != unix.SOCK_DGRAM:
-		return r, true, io.EOF
+		return r, io.EOF
 	}
 	r.n = n
-	return r, true, nil
+	return r, nil
 }
 
 // canFastRecvCtl reports whether a receive under ctx that collects descriptors or
@@ -80,7 +80,7 @@ func (b *base) fastRecvEnd(p []byte, n, rflags int, errno unix.Errno) (r recvRes
 // with a peer policy take the general path, which applies it.
 func (b *base) canFastRecvCtl(ctx context.Context, fds []int) bool {
 	return b.hot && len(fds) <= fastFds && ctx.Done() == nil && b.rdl.Load() == 0 &&
-		(b.sotype != unix.SOCK_DGRAM || b.cfg.policy == nil)
+		!dgramPolicy(b.sotype, b.cfg)
 }
 
 // fastFds is the most descriptors fastRecvCtl takes; more go the general way.
@@ -96,7 +96,7 @@ const (
 // fastRecvCtl is fastRecv with a control buffer on the stack, for up to len(fds)
 // descriptors and, with wantCred, the sender's credentials. What it returns is what
 // the general path (recv) returns for the same message.
-func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, ok bool, err error) {
+func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, err error) {
 	var buf [credSpace + fastFdSpace]byte
 	size := 0
 	if len(fds) > 0 {
@@ -110,7 +110,7 @@ func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, ok bool, err erro
 		b.inflight.Add(1)
 		if b.closed.Load() {
 			b.inflight.Add(-1)
-			return r, true, errClosed
+			return r, errClosed
 		}
 		n, oobn, rflags, e := sys.Recvmsg(b.fd, p, oob, nil, unix.MSG_CMSG_CLOEXEC)
 		b.inflight.Add(-1)
@@ -127,17 +127,17 @@ func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, ok bool, err erro
 		case rflags&unix.MSG_CTRUNC != 0:
 			closeFds(fds[:r.nfds])
 			b.poison()
-			return recvResult{}, true, ErrControlTruncated
+			return recvResult{}, ErrControlTruncated
 		case extra:
 			closeFds(fds[:r.nfds])
 			b.poison()
-			return recvResult{}, true, ErrUnexpectedFds
+			return recvResult{}, ErrUnexpectedFds
 		case rflags&unix.MSG_TRUNC != 0 || (n == 0 && (b.closed.Load() || len(p) > 0 && b.sotype != unix.SOCK_DGRAM)):
 			closeFds(fds[:r.nfds])
 			return b.fastRecvEnd(p, n, rflags, 0)
 		}
 		r.n = n
-		return r, true, nil
+		return r, nil
 	}
 }
 

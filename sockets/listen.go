@@ -13,8 +13,7 @@ import (
 
 // listener is what stream and seqpacket listeners share: socket, bind, listen, accept.
 type listener struct {
-	b    *base
-	path *socketFile
+	b *base
 }
 
 // listenUnix is socket(2) + bind(2) + listen(2) for a Unix stream or seqpacket
@@ -47,7 +46,7 @@ func newListener(fd, family, sotype int, sf *socketFile, c config) (*listener, e
 		sf.remove()
 		return nil, err
 	}
-	l := &listener{b: b, path: sf}
+	l := &listener{b: b}
 	if sf != nil {
 		b.onClose = sf.remove
 	}

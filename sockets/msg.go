@@ -32,13 +32,11 @@ func (b *base) recv(ctx context.Context, p []byte, fds []int, nowait, wantFrom b
 	}
 	if !nowait && !wantFrom {
 		if len(fds) == 0 && b.canFastRecv(ctx) {
-			if r, ok, err := b.fastRecv(p); ok {
-				return r, nil, err
-			}
+			r, err := b.fastRecv(p)
+			return r, nil, err
 		} else if b.canFastRecvCtl(ctx, fds) {
-			if r, ok, err := b.fastRecvCtl(p, fds); ok {
-				return r, nil, err
-			}
+			r, err := b.fastRecvCtl(p, fds)
+			return r, nil, err
 		}
 	}
 	o := &b.rd
@@ -81,14 +79,14 @@ func (b *base) recv(ctx context.Context, p []byte, fds []int, nowait, wantFrom b
 		closeFds(fds[:r.nfds])
 		return recvResult{n: len(p)}, nil, fmt.Errorf("%d-byte message into a %d-byte buffer: %w", o.n, len(p), ipc.ErrTruncated)
 	}
-	if b.sotype == unix.SOCK_DGRAM && b.cfg.policy != nil {
+	if dgramPolicy(b.sotype, b.cfg) {
 		if !r.hasCred {
 			closeFds(fds[:r.nfds])
 			return recvResult{}, nil, ErrNoCred
 		}
-		if perr := b.cfg.policy(r.cred); perr != nil {
+		if perr := b.applyPolicy(r.cred); perr != nil {
 			closeFds(fds[:r.nfds])
-			return recvResult{}, nil, fmt.Errorf("%w: %w", ErrPeerRejected, perr)
+			return recvResult{}, nil, perr
 		}
 	}
 	if r.n == 0 && len(p) > 0 && b.sotype != unix.SOCK_DGRAM {
@@ -284,13 +282,14 @@ func (b *base) WriteMsgCred(ctx context.Context, p []byte, fds []int, cred Cred)
 
 // SetPassCred turns SO_PASSCRED on or off (see PassCred).
 func (b *base) SetPassCred(on bool) error {
+	on = on || dgramPolicy(b.sotype, b.cfg) // the policy needs every datagram's credentials
 	v := 0
 	if on {
 		v = 1
 	}
 	err := b.control(func(fd int) error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, v) })
 	if err == nil {
-		b.wantCred.Store(on || (b.cfg.policy != nil && b.sotype == unix.SOCK_DGRAM))
+		b.wantCred.Store(on)
 	}
 	return b.wrap("setsockopt SO_PASSCRED", err)
 }

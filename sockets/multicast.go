@@ -30,7 +30,7 @@ func ListenMulticast(group string, opts ...Option) (*DgramConn, error) {
 	if err := setInet4(&a, group, true); err != nil {
 		return nil, &ipc.OpError{Op: "bind", Object: group, Err: err}
 	}
-	gip, port, _ := a.Inet4()
+	gip, _, _ := a.Inet4()
 	if gip[0]&0xf0 != 0xe0 {
 		return nil, &ipc.OpError{Op: "bind", Object: group, Err: ipc.ErrInvalid}
 	}
@@ -45,8 +45,7 @@ func ListenMulticast(group string, opts ...Option) (*DgramConn, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setsockopt SO_REUSEADDR", err)
 	}
-	a.SetInet4(gip, port)
-	if err := sys.Bind(fd, &a); err != nil {
+	if err := sys.Bind(fd, &a); err != nil { // a holds the group and port (setInet4)
 		return fail("bind", err)
 	}
 	mreq := &unix.IPMreqn{Multiaddr: gip, Address: loopbackIP}

@@ -21,13 +21,8 @@ func newSeqpacket(b *base) *SeqpacketConn { return &SeqpacketConn{base: b} }
 // Send sends p as one message (sendmsg with MSG_NOSIGNAL), waiting for buffer space
 // until ctx ends or the write deadline passes. It does not allocate.
 func (c *SeqpacketConn) Send(ctx context.Context, p []byte) error {
-	if len(p) > 0 && c.canFastSend(ctx) {
-		if _, ok, err := c.fastSend(p); ok {
-			return c.wrapIO("sendmsg", err)
-		}
-	}
-	_, err := c.WriteMsg(ctx, p, nil)
-	return err
+	_, err := c.send(ctx, p, nil, nil, nil, false) // send tries the fast path first
+	return c.wrapIO("sendmsg", err)
 }
 
 // TrySend sends p without waiting: ipc.ErrWouldBlock if there is no room.
@@ -40,9 +35,8 @@ func (c *SeqpacketConn) TrySend(p []byte) error {
 // closed. It does not allocate.
 func (c *SeqpacketConn) Recv(ctx context.Context, p []byte) (int, error) {
 	if c.canFastRecv(ctx) {
-		if r, ok, err := c.fastRecv(p); ok {
-			return r.n, c.wrapIO("recvmsg", err)
-		}
+		r, err := c.fastRecv(p)
+		return r.n, c.wrapIO("recvmsg", err)
 	}
 	n, _, err := c.ReadMsg(ctx, p, nil)
 	return n, err

@@ -33,9 +33,8 @@ func (c *StreamConn) ReadContext(ctx context.Context, p []byte) (int, error) {
 		return 0, nil
 	}
 	if c.canFastRecv(ctx) {
-		if r, ok, err := c.fastRecv(p); ok {
-			return r.n, c.wrapIO("read", err)
-		}
+		r, err := c.fastRecv(p)
+		return r.n, c.wrapIO("read", err)
 	}
 	r, _, err := c.recv(ctx, p, nil, false, false)
 	return r.n, c.wrapIO("read", err)
@@ -59,16 +58,7 @@ func (c *StreamConn) Write(p []byte) (int, error) {
 // WriteContext is Write that also gives up when ctx ends; it returns how much was
 // written by then.
 func (c *StreamConn) WriteContext(ctx context.Context, p []byte) (int, error) {
-	if len(p) > 0 && c.canFastSend(ctx) {
-		if n, ok, err := c.fastSend(p); ok && (n == len(p) || err != nil) {
-			return n, c.wrapIO("write", err)
-		} else if ok {
-			// a short write: the rest goes the general way
-			m, err := c.sendAll(ctx, p[n:], nil, nil)
-			return n + m, c.wrapIO("write", err)
-		}
-	}
-	n, err := c.sendAll(ctx, p, nil, nil)
+	n, err := c.sendAll(ctx, p, nil, nil) // send, under it, tries the fast path first
 	return n, c.wrapIO("write", err)
 }
 
