@@ -7,10 +7,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -95,7 +97,12 @@ func (k *KernelNotification) Wait(ctx context.Context) error {
 			return rerr != unix.EAGAIN
 		})
 	}
-	err := withContext(ctx, k.sock.SetReadDeadline, read)
+	var err error
+	if ctx.Done() == nil {
+		err = read()
+	} else {
+		err = wait.ViaDeadline(ctx, time.Time{}, k.sock.SetReadDeadline, read)
+	}
 	if err == nil {
 		err = rerr
 	}
@@ -104,10 +111,7 @@ func (k *KernelNotification) Wait(ctx context.Context) error {
 			k.end = ErrUnregistered
 			return k.result()
 		}
-		if errno, ok := err.(unix.Errno); ok {
-			return ipc.Wrap("mq_notify", k.q.name, errno)
-		}
-		return &ipc.OpError{Op: "mq_notify", Object: k.q.name, Err: err}
+		return ipc.Wrap("mq_notify", k.q.name, err)
 	}
 	if n != sys.NotifyCookieLen {
 		return &ipc.OpError{Op: "mq_notify", Object: k.q.name, Err: ipc.ErrInvalid}

@@ -529,39 +529,6 @@ func (c *canceller) finish() {
 	c.mu.Unlock()
 }
 
-// withContext runs wait, a RawConn.Read or Write that parks in the poller, under ctx:
-// ctx's deadline becomes the file's deadline (set), and ctx's end moves it into the
-// past. The caller must be the only user of that deadline. A deadline expiry comes
-// back as ctx's error.
-func withContext(ctx context.Context, set func(time.Time) error, wait func() error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	dl, hasDL := ctx.Deadline()
-	if hasDL {
-		_ = set(dl)
-	}
-	var c *canceller
-	var stop func() bool
-	if ctx.Done() != nil {
-		c = &canceller{set: set}
-		stop = context.AfterFunc(ctx, c.fire)
-	}
-	err := wait()
-	if stop != nil && !stop() {
-		c.finish()
-	}
-	if hasDL || c != nil {
-		_ = set(time.Time{})
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
-		}
-		return context.DeadlineExceeded
-	}
-	return err
-}
 
 // Kernel mode: a blocking call sleeps in the kernel under ctx: ctx's deadline becomes
 // the call's absolute CLOCK_REALTIME timeout, and cancellation or Close interrupt the
