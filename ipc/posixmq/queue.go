@@ -529,7 +529,6 @@ func (c *canceller) finish() {
 	c.mu.Unlock()
 }
 
-
 // Kernel mode: a blocking call sleeps in the kernel under ctx: ctx's deadline becomes
 // the call's absolute CLOCK_REALTIME timeout, and cancellation or Close interrupt the
 // thread (internal/wait). A non-blocking call passes an expired timeout (the epoch),
