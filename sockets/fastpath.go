@@ -96,7 +96,17 @@ const (
 // fastRecvCtl is fastRecv with a control buffer on the stack, for up to len(fds)
 // descriptors and, with wantCred, the sender's credentials. What it returns is what
 // the general path (recv) returns for the same message.
-func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, err error) {
+func (b *base) fastRecvCtl(p []byte, fds []int) (recvResult, error) {
+	r, _, err := b.fastSendRecvCtl(nil, p, fds)
+	return r, err
+}
+
+// fastSendRecvCtl is fastRecvCtl preceded, when out is not nil, by a send of out
+// (canFastSend must hold too), both under one announcement in inflight. sent is
+// false when out was not sent: with a nil error because the socket had no room
+// (the general path must be taken then), otherwise with the send's error. With sent
+// true (or out nil) the results are fastRecvCtl's.
+func (b *base) fastSendRecvCtl(out, p []byte, fds []int) (r recvResult, sent bool, err error) {
 	var buf [credSpace + fastFdSpace]byte
 	size := 0
 	if len(fds) > 0 {
@@ -106,20 +116,36 @@ func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, err error) {
 		size += unix.CmsgSpace(unix.SizeofUcred)
 	}
 	oob := buf[:size]
+	b.inflight.Add(1)
 	for {
-		b.inflight.Add(1)
 		if b.closed.Load() {
 			b.inflight.Add(-1)
-			return r, errClosed
+			return r, sent, errClosed
+		}
+		if out != nil && !sent {
+			_, errno := sys.SendData(b.fd, out, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+			switch errno {
+			case 0:
+				sent = true
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				b.inflight.Add(-1)
+				return r, false, nil
+			default:
+				b.inflight.Add(-1)
+				return r, false, errno
+			}
 		}
 		n, oobn, rflags, e := sys.Recvmsg(b.fd, p, oob, nil, unix.MSG_CMSG_CLOEXEC)
-		b.inflight.Add(-1)
 		if e == unix.EINTR {
 			continue
 		}
+		b.inflight.Add(-1)
 		if e != nil {
 			errno, _ := e.(unix.Errno) // sys.Recvmsg fails only with an errno
-			return b.fastRecvEnd(p, 0, 0, errno)
+			r, err = b.fastRecvEnd(p, 0, 0, errno)
+			return r, sent, err
 		}
 		var extra bool
 		r.nfds, extra, r.cred, r.hasCred = parseControl(oob[:oobn], fds)
@@ -127,17 +153,18 @@ func (b *base) fastRecvCtl(p []byte, fds []int) (r recvResult, err error) {
 		case rflags&unix.MSG_CTRUNC != 0:
 			closeFds(fds[:r.nfds])
 			b.poison()
-			return recvResult{}, ErrControlTruncated
+			return recvResult{}, sent, ErrControlTruncated
 		case extra:
 			closeFds(fds[:r.nfds])
 			b.poison()
-			return recvResult{}, ErrUnexpectedFds
+			return recvResult{}, sent, ErrUnexpectedFds
 		case rflags&unix.MSG_TRUNC != 0 || (n == 0 && (b.closed.Load() || len(p) > 0 && b.sotype != unix.SOCK_DGRAM)):
 			closeFds(fds[:r.nfds])
-			return b.fastRecvEnd(p, n, rflags, 0)
+			r, err = b.fastRecvEnd(p, n, rflags, 0)
+			return r, sent, err
 		}
 		r.n = n
-		return r, nil
+		return r, sent, nil
 	}
 }
 
@@ -161,5 +188,45 @@ func (b *base) fastSend(p []byte) (n int, ok bool, err error) {
 			return 0, false, nil
 		}
 		return 0, true, errno
+	}
+}
+
+// fastExchange sends req and receives the reply into resp under one announcement in
+// inflight (canFastRecv and canFastSend must hold). sent is false when nothing was
+// sent because the socket had no room (the general path must be taken then); an
+// error with sent true is the receive's.
+func (b *base) fastExchange(req, resp []byte) (r recvResult, sent bool, err error) {
+	b.inflight.Add(1)
+	for {
+		if b.closed.Load() {
+			b.inflight.Add(-1)
+			return r, sent, errClosed
+		}
+		if !sent {
+			_, errno := sys.SendData(b.fd, req, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+			switch errno {
+			case 0:
+				sent = true
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				b.inflight.Add(-1)
+				return r, false, nil
+			default:
+				b.inflight.Add(-1)
+				return r, false, errno
+			}
+		}
+		n, rflags, errno := sys.RecvData(b.fd, resp, unix.MSG_CMSG_CLOEXEC)
+		if errno == 0 && n > 0 && rflags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) == 0 {
+			b.inflight.Add(-1)
+			r.n = n
+			return r, true, nil
+		}
+		if errno != unix.EINTR {
+			b.inflight.Add(-1)
+			r, err = b.fastRecvEnd(resp, n, rflags, errno)
+			return r, true, err
+		}
 	}
 }

@@ -260,7 +260,17 @@ func (b *base) WriteMsg(ctx context.Context, p []byte, fds []int) (int, error) {
 // message (SCM_CREDENTIALS). The socket needs PassCred (or SetPassCred) before the
 // message is sent; without credentials it returns ErrNoCred.
 func (b *base) ReadMsgCred(ctx context.Context, p []byte, fds []int) (n, nfds int, cred Cred, err error) {
-	r, _, err := b.recv(ctx, p, fds, false, false)
+	var r recvResult
+	if len(fds) <= b.cfg.maxFds && b.canFastRecvCtl(ctx, fds) {
+		r, err = b.fastRecvCtl(p, fds)
+	} else {
+		r, _, err = b.recv(ctx, p, fds, false, false)
+	}
+	return b.credResult(r, fds, err)
+}
+
+// credResult is ReadMsgCred's result for what recv (or a fast path) returned.
+func (b *base) credResult(r recvResult, fds []int, err error) (n, nfds int, cred Cred, _ error) {
 	if err == nil && !r.hasCred {
 		closeFds(fds[:r.nfds])
 		r, err = recvResult{}, ErrNoCred

@@ -21,7 +21,12 @@ func newSeqpacket(b *base) *SeqpacketConn { return &SeqpacketConn{base: b} }
 // Send sends p as one message (sendmsg with MSG_NOSIGNAL), waiting for buffer space
 // until ctx ends or the write deadline passes. It does not allocate.
 func (c *SeqpacketConn) Send(ctx context.Context, p []byte) error {
-	_, err := c.send(ctx, p, nil, nil, nil, false) // send tries the fast path first
+	if len(p) > 0 && c.canFastSend(ctx) {
+		if _, ok, err := c.fastSend(p); ok {
+			return c.wrapIO("sendmsg", err)
+		}
+	}
+	_, err := c.send(ctx, p, nil, nil, nil, false)
 	return c.wrapIO("sendmsg", err)
 }
 
@@ -40,6 +45,50 @@ func (c *SeqpacketConn) Recv(ctx context.Context, p []byte) (int, error) {
 	}
 	n, _, err := c.ReadMsg(ctx, p, nil)
 	return n, err
+}
+
+// Exchange sends req as one message and receives one message into resp, returning
+// its length: Send followed by Recv, for request/reply protocols, with the errors
+// of each (an error from the receive means req was sent). When ctx cannot end, no
+// deadline is set and the connection waits in the kernel (ipc.WaitKernel), both
+// system calls run on the fast path back to back. It does not allocate.
+func (c *SeqpacketConn) Exchange(ctx context.Context, req, resp []byte) (int, error) {
+	if len(req) > 0 && c.canFastRecv(ctx) && c.wdl.Load() == 0 {
+		r, sent, err := c.fastExchange(req, resp)
+		switch {
+		case !sent && err != nil:
+			return 0, c.wrapIO("sendmsg", err)
+		case sent:
+			return r.n, c.wrapIO("recvmsg", err)
+		}
+	}
+	if err := c.Send(ctx, req); err != nil {
+		return 0, err
+	}
+	return c.Recv(ctx, resp)
+}
+
+// SendReadMsgCred sends out as one message, then receives as ReadMsgCred does: a
+// server's reply and its wait for the next request in one call (the pattern of
+// door_return). When the send fails, its error (an *ipc.OpError with Op "sendmsg")
+// is returned before anything is received; otherwise the results are
+// ReadMsgCred's. When ctx cannot end, no deadline is set and the connection waits
+// in the kernel (ipc.WaitKernel), both system calls run on the fast path back to
+// back. It does not allocate.
+func (c *SeqpacketConn) SendReadMsgCred(ctx context.Context, out, p []byte, fds []int) (n, nfds int, cred Cred, err error) {
+	if len(out) > 0 && len(fds) <= c.cfg.maxFds && c.canFastSend(ctx) && c.canFastRecvCtl(ctx, fds) {
+		r, sent, err := c.fastSendRecvCtl(out, p, fds)
+		switch {
+		case !sent && err != nil:
+			return 0, 0, Cred{}, c.wrapIO("sendmsg", err)
+		case sent:
+			return c.credResult(r, fds, err)
+		}
+	}
+	if err := c.Send(ctx, out); err != nil {
+		return 0, 0, Cred{}, err
+	}
+	return c.ReadMsgCred(ctx, p, fds)
 }
 
 // TryRecv receives one message without waiting: ipc.ErrWouldBlock if none is queued.
