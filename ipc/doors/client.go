@@ -48,21 +48,28 @@ func ShmThreshold(n int) ClientOption { return func(c *clientConfig) { c.thresho
 // are made one at a time (concurrent Calls wait their turn); open more clients, or
 // Dup, for concurrent calls.
 type Client struct {
+	// What a call touches comes first, in two cache lines: after the server has
+	// run, every extra line is a miss.
 	sc   *sockets.SeqpacketConn
+	mu   sync.Mutex
+	next uint64
+	wbuf []byte // header + inline argument
+	// fastMax is the largest argument a call sends inline in one message (below
+	// the shared-memory threshold); fastFlags are the flags such a call carries.
+	fastMax   int32
+	fastFlags uint16
+	revoked   bool
+	gone      bool
+	closed    bool
+
+	rbuf []byte // header + inline result
+	skip int    // body messages of an abandoned reply still to discard
+	shm  *region
 	cfg  clientConfig
+
 	info Info
 	name string
-
-	mu      sync.Mutex
-	next    uint64
-	wbuf    []byte // header + inline argument
-	rbuf    []byte // header + inline result
-	cbuf    [hdrSize]byte
-	shm     *region
-	skip    int // body messages of an abandoned reply still to discard
-	revoked bool
-	gone    bool
-	closed  bool
+	cbuf [hdrSize]byte
 }
 
 // Open opens the door attached at path (door_open), waiting until ctx ends.
@@ -135,6 +142,11 @@ func newClient(ctx context.Context, sc *sockets.SeqpacketConn, cfg clientConfig,
 		return nil, c.wrap("door open", err)
 	}
 	c.wbuf = make([]byte, hdrSize+c.info.Inline)
+	c.fastMax = int32(c.info.Inline) // at most 1 MiB (decodeInfo)
+	if c.useShm() {
+		c.fastMax = int32(min(c.info.Inline, c.cfg.threshold-1))
+		c.fastFlags = fShmOK
+	}
 	return c, nil
 }
 
@@ -158,6 +170,15 @@ func (c *Client) Call(ctx context.Context, data []byte, fds []int) ([]byte, []in
 // as needed); up to len(rfds) descriptors are stored in rfds and their count
 // returned. With buffers that fit it allocates nothing.
 func (c *Client) CallBuf(ctx context.Context, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {
+	if len(fds) == 0 && len(rfds) == 0 && len(data) <= int(c.fastMax) && ctx.Done() == nil {
+		// fastMax is at most the door's MaxData: none of the checks below applies.
+		if res, ok, err := c.callInline(data, buf); ok {
+			if err != nil {
+				return nil, 0, c.wrap("door call", err)
+			}
+			return res, 0, nil
+		}
+	}
 	switch {
 	case len(fds) > 0 && c.info.Attr&AttrRefuseFds != 0:
 		return nil, 0, c.wrap("door call", errFdsRefused)
@@ -214,6 +235,48 @@ func (c *Client) wrap(op string, err error) error {
 	return &ipc.OpError{Op: op, Object: c.name, Err: err}
 }
 
+// useShm reports whether calls may use the shared-memory region.
+func (c *Client) useShm() bool { return c.cfg.threshold > 0 && c.info.Attr&AttrShm != 0 }
+
+// callInline is the common call: an argument that goes inline in one message, no
+// descriptors either way, a context that cannot end. Its request and the reply's
+// first message go in one sockets exchange; the reply is then taken as roundTrip
+// takes it. ok is false when the call must take roundTrip instead (nothing was
+// sent).
+func (c *Client) callInline(data, buf []byte) (res []byte, ok bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.revoked || c.gone || c.skip > 0 || c.fastFlags&fShmOK != 0 && c.shm == nil {
+		return nil, false, nil
+	}
+	c.next++
+	h := header{kind: kCall, flags: c.fastFlags, id: c.next, length: uint64(len(data)),
+		aux0: uint32(len(c.rbuf) - hdrSize), aux1: uint32(c.cfg.maxResult)}
+	h.put(c.wbuf)
+	n := copy(c.wbuf[hdrSize:], data)
+	ctx := context.Background()
+	m, err := c.sc.Exchange(ctx, c.wbuf[:hdrSize+n], c.rbuf)
+	if err != nil {
+		if errors.Is(err, ipc.ErrPeerGone) {
+			return nil, true, c.sendFailed(err)
+		}
+		return nil, true, c.recvFailed(ctx, h.id, err)
+	}
+	if data, ok := quickReply(c.rbuf[:m], h.id, c.cfg.maxResult); ok {
+		if cap(buf) < len(data) {
+			buf = make([]byte, len(data))
+		}
+		res = buf[:len(data)]
+		copy(res, data)
+		return res, true, nil
+	}
+	res, _, done, err := c.reply(ctx, kCall, h.id, m, 0, buf, nil)
+	if !done {
+		res, _, err = c.awaitReply(ctx, kCall, h.id, buf, nil)
+	}
+	return res, true, err
+}
+
 // roundTrip sends one request frame and waits for its reply.
 func (c *Client) roundTrip(ctx context.Context, kind uint8, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {
 	c.mu.Lock()
@@ -241,54 +304,68 @@ func (c *Client) roundTrip(ctx context.Context, kind uint8, data []byte, fds []i
 	if err := c.sendRequest(ctx, &h, data, fds); err != nil {
 		return nil, 0, c.sendFailed(err)
 	}
+	return c.awaitReply(ctx, kind, id, buf, rfds)
+}
+
+// awaitReply receives messages until the reply to request id (of kind) has come.
+func (c *Client) awaitReply(ctx context.Context, kind uint8, id uint64, buf []byte, rfds []int) ([]byte, int, error) {
 	for {
 		n, nfds, err := c.read(ctx, c.rbuf, rfds)
 		if err != nil {
 			return nil, 0, c.recvFailed(ctx, id, err)
 		}
-		rh, body, err := decodeFrame(c.rbuf[:n], uint64(c.cfg.maxResult))
-		if err == nil && int(rh.nfds) != nfds {
-			err = errFrame("descriptor count mismatch")
+		if res, m, done, err := c.reply(ctx, kind, id, n, nfds, buf, rfds); done {
+			return res, m, err
 		}
-		if err != nil {
-			closeFds(rfds[:nfds])
-			c.gone = true
-			c.sc.Close()
-			return nil, 0, errors.Join(errProtocol, err)
-		}
-		switch {
-		case rh.kind == kRevoked:
-			c.revoked = true
-			return nil, 0, errRevoked
-		case rh.kind == kError && rh.id == 0:
-			c.gone = true
-			return nil, 0, codeError(rh.aux0, body)
-		case rh.id != id: // a late reply to an abandoned call
-			closeFds(rfds[:nfds])
-			if rh.flags&fSplit != 0 {
-				c.skip = chunks(rh.length)
-				if err := c.discard(ctx); err != nil {
-					return nil, 0, err
-				}
-			}
-			continue
-		case rh.kind == kError:
-			return nil, 0, codeError(rh.aux0, body)
-		case rh.kind != kind && rh.kind != kReply, rh.kind == kReply && kind == kInfo:
-			closeFds(rfds[:nfds])
-			return nil, 0, fmt.Errorf("reply of kind %d to a request of kind %d: %w", rh.kind, kind, errProtocol)
-		}
-		res, err := c.readResult(ctx, rh, body, buf)
-		if err != nil {
-			closeFds(rfds[:nfds])
-			return nil, 0, err
-		}
-		return res, nfds, nil
 	}
 }
 
+// reply takes a message of n bytes in c.rbuf, with nfds descriptors in rfds, that
+// came while waiting for the reply to request id: done is false when it was
+// something else (a late reply to an abandoned call), and the wait goes on.
+func (c *Client) reply(ctx context.Context, kind uint8, id uint64, n, nfds int, buf []byte, rfds []int) (res []byte, m int, done bool, err error) {
+	rh, body, err := decodeFrame(c.rbuf[:n], uint64(c.cfg.maxResult))
+	if err == nil && int(rh.nfds) != nfds {
+		err = errFrame("descriptor count mismatch")
+	}
+	if err != nil {
+		closeFds(rfds[:nfds])
+		c.gone = true
+		c.sc.Close()
+		return nil, 0, true, errors.Join(errProtocol, err)
+	}
+	switch {
+	case rh.kind == kRevoked:
+		c.revoked = true
+		return nil, 0, true, errRevoked
+	case rh.kind == kError && rh.id == 0:
+		c.gone = true
+		return nil, 0, true, codeError(rh.aux0, body)
+	case rh.id != id: // a late reply to an abandoned call
+		closeFds(rfds[:nfds])
+		if rh.flags&fSplit != 0 {
+			c.skip = chunks(rh.length)
+			if err := c.discard(ctx); err != nil {
+				return nil, 0, true, err
+			}
+		}
+		return nil, 0, false, nil
+	case rh.kind == kError:
+		return nil, 0, true, codeError(rh.aux0, body)
+	case rh.kind != kind && rh.kind != kReply, rh.kind == kReply && kind == kInfo:
+		closeFds(rfds[:nfds])
+		return nil, 0, true, fmt.Errorf("reply of kind %d to a request of kind %d: %w", rh.kind, kind, errProtocol)
+	}
+	res, err = c.readResult(ctx, rh, body, buf)
+	if err != nil {
+		closeFds(rfds[:nfds])
+		return nil, 0, true, err
+	}
+	return res, nfds, true, nil
+}
+
 func (c *Client) sendRequest(ctx context.Context, h *header, data []byte, fds []int) error {
-	useShm := c.cfg.threshold > 0 && c.info.Attr&AttrShm != 0 && h.kind == kCall
+	useShm := c.useShm() && h.kind == kCall
 	if useShm && c.shm == nil {
 		if err := c.sendRegion(ctx); err != nil {
 			return err

@@ -131,8 +131,13 @@ type conn struct {
 	// in calls, so a short call costs no lock and no map operation. If another
 	// goroutine takes over reading (takeover), the call moves to calls, where a
 	// CANCEL frame can find it.
-	running   atomic.Pointer[Call]
-	revoked   atomic.Bool  // set under mu
+	running atomic.Pointer[Call]
+	revoked atomic.Bool // set under mu
+	// multi is set once a goroutine other than the reading one may write frames
+	// on the connection (a queued call, a takeover); until then the reading
+	// goroutine sends its inline replies from its own buffer without wmu (see
+	// finish).
+	multi     atomic.Bool
 	wmu       sync.Mutex   // a frame may span several messages
 	threshold atomic.Int64 // shared-region threshold, 0 until the client hands one over
 	wbuf      []byte       // header + inline data, under wmu
@@ -164,7 +169,7 @@ func (c *conn) serve(rb *rbuf) {
 	defer d.wg.Done()
 	defer d.bufs.Put(rb)
 	for {
-		n, nfds, cred, err := c.sc.ReadMsgCred(context.Background(), rb.p, rb.fds)
+		n, nfds, cred, err := c.read(rb)
 		if err != nil {
 			if errors.Is(err, ipc.ErrTruncated) { // longer than any frame may be inline
 				c.sendError(0, codeProtocol, err.Error())
@@ -172,113 +177,178 @@ func (c *conn) serve(rb *rbuf) {
 			c.teardown()
 			return
 		}
-		fds := rb.fds[:nfds]
-		h, body, err := decodeFrame(rb.p[:n], uint64(d.cfg.maxData))
-		if err == nil && int(h.nfds) != nfds {
-			err = errFrame(fmt.Sprintf("header says %d descriptors, %d arrived", h.nfds, nfds))
-		}
-		if err != nil {
-			closeFds(fds)
-			c.sendError(h.id, codeProtocol, err.Error())
-			c.teardown()
-			return
-		}
-		if c.revoked.Load() { // drain until the client hangs up
-			closeFds(fds)
-			if h.flags&fSplit != 0 && !c.skip(chunks(h.length)) {
-				c.teardown()
+		// The common frame, a plain call (inline data, no descriptors), takes the
+		// shortest way; every other frame goes through frame.
+		h, body, plain := quickCall(rb.p[:n], uint64(d.cfg.maxData))
+		if !plain || nfds != 0 || c.revoked.Load() {
+			if !c.frame(rb, n, nfds, cred) {
 				return
 			}
 			continue
 		}
-		if h.kind != kCancel {
-			perr := d.cfg.policy(cred)
-			if cred.Pid == 0 {
-				// No credentials were attached (neither socket had SO_PASSCRED when the
-				// frame was sent; the kernel then reports the overflow uid) or the
-				// sender is outside our pid namespace: refuse.
-				perr = fmt.Errorf("frame without sender credentials: %w", ErrPermission)
-			}
-			if perr != nil {
-				closeFds(fds)
-				if h.flags&fSplit != 0 && !c.skip(chunks(h.length)) {
-					c.teardown()
-					return
-				}
-				c.sendError(h.id, codePerm, perr.Error())
-				continue
-			}
+		if err := c.admit(cred); err != nil {
+			c.sendError(h.id, codePerm, err.Error())
+			continue
 		}
-		switch h.kind {
-		case kCancel:
-			c.cancel(h.id)
-		case kInfo:
-			in := d.Info()
-			var b [infoSize]byte
-			in.put(b[:])
-			c.send(header{kind: kInfo, id: h.id, length: infoSize}, b[:], nil, false, infoSize)
-		case kShm:
-			if err := c.adoptShm(fds[0], h.aux0); err != nil {
-				unix.Close(fds[0])
-				c.sendError(0, codeProtocol, err.Error())
-				c.teardown()
-				return
-			}
-		case kDup:
-			c.dup(h.id)
-		case kCall:
-			call, err := c.readCall(rb, h, body, fds, cred)
-			if err != nil {
-				if errors.Is(err, ErrProtocol) {
-					c.sendError(h.id, codeProtocol, err.Error())
-					c.teardown()
-					return
-				}
-				c.sendError(h.id, errorCode(err), err.Error())
-				continue
-			}
-			if d.pool.tryAcquire() {
-				c.running.Swap(call)  // Swap: ordered before the load of revoked (see revoke)
-				if c.revoked.Load() { // revoke may have looked at running before the Swap
-					taken := !c.running.CompareAndSwap(call, nil)
-					if taken { // the watchdog moved it to calls and started a reader
-						c.mu.Lock()
-						if c.calls[call.ID] == call {
-							delete(c.calls, call.ID)
-						}
-						c.mu.Unlock()
-					}
-					c.abandon(call)
-					d.pool.release()
-					if taken {
-						return // the new reader owns the connection
-					}
-					continue
-				}
-				d.inlineStart()
-				mine := c.run(call)
-				d.inlineActive.Add(-1)
-				if mine {
-					continue
-				}
-				return // taken over: another goroutine reads the connection now
-			}
-			if !c.register(call) {
-				c.abandon(call)
-				continue
-			}
-			if len(body) > 0 && &call.Data[0] == &body[0] {
-				call.Data = append([]byte(nil), body...)
-			}
-			d.wg.Add(1)
-			d.pool.enqueue(call)
-		default:
-			closeFds(fds)
-			c.sendError(h.id, codeProtocol, "unexpected frame kind")
-			c.teardown()
+		if !c.call(rb, h, body, nil, cred) {
 			return
 		}
 	}
+}
+
+// read receives the next frame into rb. When the goroutine has left a reply in rb
+// (see replyOwn) it is sent first, in the same sockets call: the door_return
+// pattern, a reply and the wait for the next call.
+func (c *conn) read(rb *rbuf) (n, nfds int, cred sockets.Cred, err error) {
+	bg := context.Background()
+	if rb.out == 0 {
+		return c.sc.ReadMsgCred(bg, rb.p, rb.fds)
+	}
+	out := rb.p[:rb.out]
+	rb.out = 0
+	n, nfds, cred, err = c.sc.SendReadMsgCred(bg, out, rb.p, rb.fds)
+	if err != nil && sendFailed(err) {
+		// The reply went nowhere (the client has gone, or revoke shut our sending
+		// side down): as for any reply, that is no error of the connection's.
+		return c.sc.ReadMsgCred(bg, rb.p, rb.fds)
+	}
+	return n, nfds, cred, err
+}
+
+// sendFailed reports whether err is SendReadMsgCred's error from the send.
+func sendFailed(err error) bool {
+	var oe *ipc.OpError
+	return errors.As(err, &oe) && oe.Op == "sendmsg"
+}
+
+// admit applies the door's policy to the sender of a frame.
+func (c *conn) admit(cred sockets.Cred) error {
+	if cred.Pid == 0 {
+		// No credentials were attached (neither socket had SO_PASSCRED when the frame
+		// was sent; the kernel then reports the overflow uid) or the sender is
+		// outside our pid namespace: refuse.
+		return fmt.Errorf("frame without sender credentials: %w", ErrPermission)
+	}
+	return c.d.cfg.policy(cred)
+}
+
+// frame handles any frame of n bytes in rb (with nfds descriptors in rb.fds) from
+// the sender cred. It reports whether the goroutine goes on reading the
+// connection.
+func (c *conn) frame(rb *rbuf, n, nfds int, cred sockets.Cred) bool {
+	d := c.d
+	fds := rb.fds[:nfds]
+	h, body, err := decodeFrame(rb.p[:n], uint64(d.cfg.maxData))
+	if err == nil && int(h.nfds) != nfds {
+		err = errFrame(fmt.Sprintf("header says %d descriptors, %d arrived", h.nfds, nfds))
+	}
+	if err != nil {
+		closeFds(fds)
+		c.sendError(h.id, codeProtocol, err.Error())
+		c.teardown()
+		return false
+	}
+	if c.revoked.Load() { // drain until the client hangs up
+		closeFds(fds)
+		if h.flags&fSplit != 0 && !c.skip(chunks(h.length)) {
+			c.teardown()
+			return false
+		}
+		return true
+	}
+	if h.kind != kCancel {
+		if perr := c.admit(cred); perr != nil {
+			closeFds(fds)
+			if h.flags&fSplit != 0 && !c.skip(chunks(h.length)) {
+				c.teardown()
+				return false
+			}
+			c.sendError(h.id, codePerm, perr.Error())
+			return true
+		}
+	}
+	switch h.kind {
+	case kCancel:
+		c.cancel(h.id)
+	case kInfo:
+		in := d.Info()
+		var b [infoSize]byte
+		in.put(b[:])
+		c.send(header{kind: kInfo, id: h.id, length: infoSize}, b[:], nil, false, infoSize)
+	case kShm:
+		if err := c.adoptShm(fds[0], h.aux0); err != nil {
+			unix.Close(fds[0])
+			c.sendError(0, codeProtocol, err.Error())
+			c.teardown()
+			return false
+		}
+	case kDup:
+		c.dup(h.id)
+	case kCall:
+		return c.call(rb, h, body, fds, cred)
+	default:
+		closeFds(fds)
+		c.sendError(h.id, codeProtocol, "unexpected frame kind")
+		c.teardown()
+		return false
+	}
+	return true
+}
+
+// call takes a CALL frame (admitted by the policy) and runs it on this goroutine
+// when the pool has a free slot, or queues it. It reports whether the goroutine
+// goes on reading the connection.
+func (c *conn) call(rb *rbuf, h header, body []byte, fds []int, cred sockets.Cred) bool {
+	d := c.d
+	call, err := c.readCall(rb, h, body, fds, cred)
+	if err != nil {
+		if errors.Is(err, ErrProtocol) {
+			c.sendError(h.id, codeProtocol, err.Error())
+			c.teardown()
+			return false
+		}
+		c.sendError(h.id, errorCode(err), err.Error())
+		return true
+	}
+	if d.pool.tryAcquire() {
+		// Swap: ordered before the loads of revoked (see cancelAll) and of wdParked
+		// (see watchdog).
+		c.running.Swap(call)
+		if c.revoked.Load() { // revoke may have looked at running before the Swap
+			return c.abandonRunning(call)
+		}
+		if d.wdParked.Load() {
+			d.wakeWatchdog()
+		}
+		// false: taken over, another goroutine reads the connection now.
+		return c.run(call, rb)
+	}
+	if !c.register(call) {
+		c.abandon(call)
+		return true
+	}
+	if len(body) > 0 && &call.Data[0] == &body[0] {
+		call.Data = append([]byte(nil), body...)
+	}
+	d.wg.Add(1)
+	d.pool.enqueue(call)
+	return true
+}
+
+// abandonRunning gives up call, just made running, because the connection was
+// revoked meanwhile. It reports whether the goroutine goes on reading.
+func (c *conn) abandonRunning(call *Call) bool {
+	taken := !c.running.CompareAndSwap(call, nil)
+	if taken { // the watchdog moved it to calls and started a reader
+		c.mu.Lock()
+		if c.calls[call.ID] == call {
+			delete(c.calls, call.ID)
+		}
+		c.mu.Unlock()
+	}
+	c.abandon(call)
+	c.d.pool.release()
+	return !taken // taken: the new reader owns the connection
 }
 
 // takeover runs when call has been running on the reading goroutine for
@@ -288,6 +358,8 @@ func (c *conn) takeover(call *Call) {
 	c.mu.Lock()
 	took := c.running.CompareAndSwap(call, nil)
 	if took {
+		// multi before the new reader starts: from now on every write takes wmu.
+		c.multi.Store(true)
 		if old, dup := c.calls[call.ID]; dup { // as register does
 			old.ctx.cancel()
 		}
@@ -305,13 +377,14 @@ func (c *conn) takeover(call *Call) {
 func (c *conn) spawnRun(call *Call) {
 	go func() {
 		defer c.d.wg.Done()
-		c.run(call)
+		c.run(call, nil)
 	}()
 }
 
 // run calls the handler, replies, and frees the pool slot. It reports whether the
-// call was the reading goroutine's own (running) to the end, not taken over.
-func (c *conn) run(call *Call) bool {
+// call was the reading goroutine's own (running) to the end, not taken over. rb is
+// the reading goroutine's buffer when it runs the call itself, nil otherwise.
+func (c *conn) run(call *Call, rb *rbuf) bool {
 	var rep *Reply
 	var err error
 	if call.ctx.Err() == nil {
@@ -319,7 +392,7 @@ func (c *conn) run(call *Call) bool {
 	} else {
 		closeFds(call.Fds) // cancelled before it started: the handler never owned them
 	}
-	mine := c.finish(call, rep, err)
+	mine := c.finish(call, rep, err, rb)
 	c.d.pool.release()
 	return mine
 }
@@ -330,6 +403,7 @@ func (c *conn) register(call *Call) bool {
 	if c.revoked.Load() {
 		return false
 	}
+	c.multi.Store(true) // a pool goroutine will reply
 	if old, dup := c.calls[call.ID]; dup {
 		old.ctx.cancel()
 	}
@@ -351,8 +425,8 @@ func (c *conn) cancel(id uint64) {
 // finish sends the result unless the call was cancelled meanwhile (then it goes
 // nowhere: the caller has moved on, and call ids keep late replies from being
 // taken for another call's). It reports whether call was running, never taken
-// over.
-func (c *conn) finish(call *Call, rep *Reply, herr error) (mine bool) {
+// over. rb is as for run.
+func (c *conn) finish(call *Call, rep *Reply, herr error, rb *rbuf) (mine bool) {
 	if mine = c.running.CompareAndSwap(call, nil); !mine {
 		c.mu.Lock()
 		if c.calls[call.ID] == call {
@@ -361,30 +435,58 @@ func (c *conn) finish(call *Call, rep *Reply, herr error) (mine bool) {
 		c.mu.Unlock()
 	}
 	live := call.ctx.cancel()
-	defer call.drop()
-	defer c.releaseData(call)
 	var fds []int
 	var data []byte
+	release := false
 	if rep != nil {
-		data, fds = rep.Data, rep.Fds
-		if rep.Release {
-			defer closeFds(fds)
-		}
-	}
-	if !live {
-		return
+		data, fds, release = rep.Data, rep.Fds, rep.Release
 	}
 	switch {
-	case herr != nil:
-		c.sendError(call.ID, errorCode(herr), herr.Error())
-	case len(fds) > call.rfds:
-		c.sendError(call.ID, codeTooBig, fmt.Sprintf("reply has %d descriptors, the caller accepts %d", len(fds), call.rfds))
-	case len(data) > call.rmax:
-		c.sendError(call.ID, codeTooBig, fmt.Sprintf("reply of %d bytes, the caller accepts %d", len(data), call.rmax))
+	case !live:
+	case herr != nil || len(fds) > call.rfds || len(data) > call.rmax:
+		c.refuseReply(call, herr, len(data), len(fds))
+	case mine && rb != nil && len(fds) == 0 && len(data) <= min(call.rcap, len(rb.p)-hdrSize) &&
+		!(call.shmOK && c.shmSized(len(data))) && !c.multi.Load():
+		// The reading goroutine ran the call to the end and no other goroutine
+		// writes on the connection (no call of it is queued or taken over, and
+		// until this goroutine has sent the reply, none can be: it alone registers
+		// calls, and the call is no longer running, so no takeover), except revoke,
+		// whose frame is one message from wmu's buffer: a one-message reply from
+		// the reading goroutine's buffer needs no lock. read sends it.
+		c.replyOwn(rb, call.ID, data)
 	default:
 		c.send(header{kind: kReply, id: call.ID, nfds: uint16(len(fds)), length: uint64(len(data))}, data, fds, call.shmOK, call.rcap)
 	}
+	if release {
+		closeFds(fds)
+	}
+	if call.big || call.inShm {
+		c.releaseData(call)
+	}
+	call.drop()
 	return mine
+}
+
+// replyOwn builds an inline reply in rb, the reading goroutine's buffer (data may
+// lie in it: the argument of an echo), for read to send.
+func (c *conn) replyOwn(rb *rbuf, id uint64, data []byte) {
+	n := copy(rb.p[hdrSize:], data) // data never starts before p[hdrSize:]: see Call.Data
+	h := header{kind: kReply, id: id, length: uint64(n)}
+	h.put(rb.p)
+	rb.out = hdrSize + n
+}
+
+// refuseReply answers call with an error frame instead of its reply: the handler
+// failed (herr), or its reply is larger than the caller accepts.
+func (c *conn) refuseReply(call *Call, herr error, ndata, nfds int) {
+	switch {
+	case herr != nil:
+		c.sendError(call.ID, errorCode(herr), herr.Error())
+	case nfds > call.rfds:
+		c.sendError(call.ID, codeTooBig, fmt.Sprintf("reply has %d descriptors, the caller accepts %d", nfds, call.rfds))
+	default:
+		c.sendError(call.ID, codeTooBig, fmt.Sprintf("reply of %d bytes, the caller accepts %d", ndata, call.rmax))
+	}
 }
 
 // abandon releases what readCall set up for a call that will not run: its
@@ -550,54 +652,71 @@ func (c *conn) dup(id uint64) {
 // rcap is the largest data the receiver takes inline.
 func (c *conn) send(h header, data []byte, fds []int, shmOK bool, rcap int) {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	bg := context.Background()
 	switch {
-	case shmOK && c.threshold.Load() > 0 && int64(len(data)) >= c.threshold.Load() && c.hasShm():
-		c.shmMu.Lock()
-		var err error
-		if len(c.shm.mem) == 0 || &data[0] != &c.shm.mem[0] { // not already in place
-			// A result inside the region fits its mapping: ensure never remaps then.
-			if err = c.shm.ensure(len(data), true, max(len(data), 1)); err == nil {
-				copyShared(c.shm.mem, data)
-			}
-		}
-		c.shmMu.Unlock()
-		if err != nil {
-			c.sendErrorLocked(h.id, codeTooBig, err.Error())
-			return
-		}
-		h.flags |= fShm
-		h.put(c.wbuf)
-		c.d.resPath[2].Add(1)
-		_, _ = c.sc.WriteMsg(bg, c.wbuf[:hdrSize], fds)
+	case shmOK && c.shmSized(len(data)) && c.sendShmLocked(h, data, fds):
 	case len(data) <= min(rcap, len(c.wbuf)-hdrSize-maxErrMsg):
 		h.put(c.wbuf)
 		n := copy(c.wbuf[hdrSize:], data)
 		if len(fds) == 0 {
-			_ = c.sc.Send(bg, c.wbuf[:hdrSize+n])
+			_ = c.sc.Send(context.Background(), c.wbuf[:hdrSize+n])
 		} else {
-			_, _ = c.sc.WriteMsg(bg, c.wbuf[:hdrSize+n], fds)
+			_, _ = c.sc.WriteMsg(context.Background(), c.wbuf[:hdrSize+n], fds)
 		}
 	default:
-		h.flags |= fSplit
-		h.put(c.wbuf)
-		c.d.resPath[1].Add(1)
-		if _, err := c.sc.WriteMsg(bg, c.wbuf[:hdrSize], fds); err != nil {
-			return
-		}
-		for off := 0; off < len(data); off += chunkSize {
-			if _, err := c.sc.WriteMsg(bg, data[off:min(off+chunkSize, len(data))], nil); err != nil {
-				return
-			}
-		}
+		c.sendSplitLocked(h, data, fds)
 	}
+	c.wmu.Unlock()
 }
 
-func (c *conn) hasShm() bool {
+// shmSized reports whether n bytes of data are enough to go through the shared
+// region (the client has handed one over, with a threshold of at most n).
+func (c *conn) shmSized(n int) bool {
+	t := c.threshold.Load()
+	return t > 0 && int64(n) >= t
+}
+
+// sendShmLocked sends a frame whose data goes through the shared region (under
+// wmu: the region holds one result at a time). It reports false, having sent
+// nothing, when the region is gone (the connection is being torn down).
+func (c *conn) sendShmLocked(h header, data []byte, fds []int) bool {
 	c.shmMu.Lock()
-	defer c.shmMu.Unlock()
-	return c.shm != nil
+	if c.shm == nil {
+		c.shmMu.Unlock()
+		return false
+	}
+	var err error
+	if len(c.shm.mem) == 0 || &data[0] != &c.shm.mem[0] { // not already in place
+		// A result inside the region fits its mapping: ensure never remaps then.
+		if err = c.shm.ensure(len(data), true, max(len(data), 1)); err == nil {
+			copyShared(c.shm.mem, data)
+		}
+	}
+	c.shmMu.Unlock()
+	if err != nil {
+		c.sendErrorLocked(h.id, codeTooBig, err.Error())
+		return true
+	}
+	h.flags |= fShm
+	h.put(c.wbuf)
+	c.d.resPath[2].Add(1)
+	_, _ = c.sc.WriteMsg(context.Background(), c.wbuf[:hdrSize], fds)
+	return true
+}
+
+// sendSplitLocked sends a frame as a header and body messages (under wmu).
+func (c *conn) sendSplitLocked(h header, data []byte, fds []int) {
+	h.flags |= fSplit
+	h.put(c.wbuf)
+	c.d.resPath[1].Add(1)
+	bg := context.Background()
+	if _, err := c.sc.WriteMsg(bg, c.wbuf[:hdrSize], fds); err != nil {
+		return
+	}
+	for off := 0; off < len(data); off += chunkSize {
+		if _, err := c.sc.WriteMsg(bg, data[off:min(off+chunkSize, len(data))], nil); err != nil {
+			return
+		}
+	}
 }
 
 func (c *conn) sendError(id uint64, code uint32, msg string) {

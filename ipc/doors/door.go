@@ -231,14 +231,13 @@ func (p *Pool) dispatch() {
 // connections of its clients.
 type Door struct {
 	// What every call touches comes first: the handler, the pool, the watchdog's
-	// count, and (at the start of cfg) the limits and the policy.
+	// state, and (at the start of cfg) the limits and the policy.
 	h    Handler
 	pool *Pool
 	// The watchdog hands a connection's reading to a new goroutine when a handler
-	// runs long on the reading one (see Pool).
-	inlineActive atomic.Int64
-	wdParked     atomic.Bool
-	cfg          config
+	// runs long on the reading one (see Pool); it sleeps (wdParked) while none do.
+	wdParked atomic.Bool
+	cfg      config
 
 	// How large arguments and results travelled (for tests), indexed by path: split
 	// and shm are counted; inline ones, the hot path, are not.
@@ -315,21 +314,19 @@ func New(h Handler, opts ...Option) (*Door, error) {
 	return d, nil
 }
 
-// inlineStart notes a handler starting on a reading goroutine, waking the watchdog
-// if it sleeps. It costs two atomic operations: no timer per call.
-func (d *Door) inlineStart() {
-	if d.inlineActive.Add(1) == 1 && d.wdParked.Load() {
-		select {
-		case d.wdWake <- struct{}{}:
-		default:
-		}
+// wakeWatchdog wakes the watchdog if it sleeps; a reading goroutine calls it when
+// it starts a handler and finds wdParked set (which costs the call one load).
+func (d *Door) wakeWatchdog() {
+	select {
+	case d.wdWake <- struct{}{}:
+	default:
 	}
 }
 
 // watchdog ticks every takeoverDelay while handlers run on reading goroutines: a
 // connection whose inline handler is the same one it saw on the previous tick gets
 // a new reading goroutine (so the handler has run for at least takeoverDelay). It
-// sleeps after a while without inline handlers.
+// sleeps after wdIdleTicks ticks that found no inline handler.
 func (d *Door) watchdog() {
 	defer d.wg.Done()
 	t := time.NewTimer(takeoverDelay)
@@ -341,37 +338,51 @@ func (d *Door) watchdog() {
 			return
 		case <-t.C:
 		}
-		if d.inlineActive.Load() == 0 {
-			if idle++; idle > 50 {
-				d.wdParked.Swap(true) // Swap: ordered before the load below
-				if d.inlineActive.Load() == 0 {
-					select {
-					case <-d.wdWake:
-					case <-d.wdStop:
-						return
-					}
+		if d.tick() {
+			idle = 0
+		} else if idle++; idle > wdIdleTicks {
+			// A reading goroutine stores its call in running and then loads
+			// wdParked; the watchdog stores wdParked and then looks at every running
+			// (both stores are Swaps, ordered before the loads): one of the two sees
+			// the other, so no handler starts unwatched.
+			d.wdParked.Swap(true)
+			if !d.tick() {
+				select {
+				case <-d.wdWake:
+				case <-d.wdStop:
+					return
 				}
-				d.wdParked.Store(false)
-				idle = 0
 			}
-			t.Reset(takeoverDelay)
-			continue
+			d.wdParked.Store(false)
+			idle = 0
 		}
-		idle = 0
-		d.mu.Lock()
-		d.wdConns = d.connList(d.wdConns[:0])
-		d.mu.Unlock()
-		for _, c := range d.wdConns {
-			cur := c.running.Load()
-			if cur != nil && cur == c.wdSeen {
-				c.takeover(cur)
-				cur = nil
-			}
-			c.wdSeen = cur
-		}
-		clear(d.wdConns)
 		t.Reset(takeoverDelay)
 	}
+}
+
+// wdIdleTicks is how many ticks without an inline handler the watchdog waits
+// before it sleeps.
+const wdIdleTicks = 50
+
+// tick is one look of the watchdog at the connections: a handler it saw running
+// on the reading goroutine last time and sees again is taken over. It reports
+// whether any connection was running a handler inline.
+func (d *Door) tick() bool {
+	d.mu.Lock()
+	d.wdConns = d.connList(d.wdConns[:0])
+	d.mu.Unlock()
+	active := false
+	for _, c := range d.wdConns {
+		cur := c.running.Load()
+		if cur != nil && cur == c.wdSeen {
+			c.takeover(cur)
+			cur = nil
+		}
+		c.wdSeen = cur
+		active = active || cur != nil
+	}
+	clear(d.wdConns)
+	return active
 }
 
 // rbuf is a reading goroutine's buffers: one message (header and inline data) and
@@ -379,6 +390,7 @@ func (d *Door) watchdog() {
 type rbuf struct {
 	p     []byte
 	fds   []int
+	out   int    // length of the reply frame in p still to send (see conn.read), or 0
 	calls []Call // the rest of the current slab (see newCall)
 }
 

@@ -318,7 +318,7 @@ var _ = ipctest.Helper("door-block-client", func(args []string) int {
 		return helperFail("open: %v", err)
 	}
 	defer c.Close()
-	_, _, err = c.Call(bg, []byte("block"), nil)
+	_, _, err = c.CallBuf(bg, []byte("block"), nil, nil, nil) // the fast path
 	if !errors.Is(err, ErrRevoked) || !errors.Is(err, unix.EBADF) {
 		return helperFail("blocked call: %v, want ErrRevoked", err)
 	}
@@ -396,7 +396,9 @@ var _ = ipctest.Helper("door-cancel-client", func(args []string) int {
 		}
 		ipctest.Signal()
 		ipctest.Await() // the test has seen the handler notice
-		res, _, err := c.Call(bg, []byte("second"), nil)
+		// CallBuf without room for descriptors: the fast path, which must pass over
+		// the late reply too.
+		res, _, err := c.CallBuf(bg, []byte("second"), nil, nil, nil)
 		if err != nil || string(res) != "second" {
 			return helperFail("call after the abandoned one: %q, %v", res, err)
 		}
@@ -404,10 +406,14 @@ var _ = ipctest.Helper("door-cancel-client", func(args []string) int {
 	return 0
 })
 
+// TestCancelSeenByServer: a caller that gives up on a call is seen by its handler,
+// which runs on the connection's reading goroutine: the watchdog, asleep while the
+// door was idle, wakes when the handler starts and hands the reading to another
+// goroutine, which receives the CANCEL frame.
 func TestCancelSeenByServer(t *testing.T) {
 	noticed := make(chan error, 1)
 	replied := make(chan struct{}, 1)
-	_, path := attach(t, func(ctx context.Context, c *Call) (*Reply, error) {
+	d, path := attach(t, func(ctx context.Context, c *Call) (*Reply, error) {
 		switch string(c.Data) {
 		case "wait":
 			<-ctx.Done()
@@ -422,6 +428,11 @@ func TestCancelSeenByServer(t *testing.T) {
 		}
 		return echo(ctx, c)
 	})
+	for start := time.Now(); !d.wdParked.Load(); time.Sleep(time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatal("the watchdog of an idle door does not sleep")
+		}
+	}
 	p := ipctest.Start(t, "door-cancel-client", ipctest.WithArgs(path))
 	p.Await()
 	select {
@@ -466,8 +477,8 @@ func TestServerKilled(t *testing.T) {
 		path := doorDir(t) + "/door"
 		p := ipctest.Start(t, "door-server", ipctest.WithArgs(path))
 		p.Await()
-		c := open(t, path)
-		if err := echoSizes(c, 64); err != nil {
+		c, c2 := open(t, path), open(t, path)
+		if err := echoSizes(c, 64, 64); err != nil {
 			t.Fatal(err)
 		}
 		const deadline = 30 * time.Second
@@ -490,6 +501,11 @@ func TestServerKilled(t *testing.T) {
 		}
 		if _, _, err := c.Call(bg, []byte("x"), nil); !errors.Is(err, ipc.ErrPeerGone) {
 			t.Errorf("next call: %v, want ErrPeerGone", err)
+		}
+		// A connection that saw nothing of the death: its first call (on the fast
+		// path) finds the server gone.
+		if _, _, err := c2.CallBuf(bg, []byte("x"), nil, nil, nil); !errors.Is(err, ipc.ErrPeerGone) {
+			t.Errorf("call on another connection: %v, want ErrPeerGone", err)
 		}
 	})
 }
@@ -652,6 +668,14 @@ func TestPoolGrowsToLimit(t *testing.T) {
 // A late reply must be dropped by the client, descriptors and body included:
 // played by hand on the server's side of a socketpair.
 func TestLateReplyDropped(t *testing.T) {
+	t.Run("general", func(t *testing.T) { lateReplyDropped(t, false) })
+	// The second call on the client's fast path (CallBuf without room for
+	// descriptors): the late replies carry none, or they would end the connection
+	// (ErrControlTruncated).
+	t.Run("fast", func(t *testing.T) { lateReplyDropped(t, true) })
+}
+
+func lateReplyDropped(t *testing.T, fast bool) {
 	srv, cli, err := socketpairFiles()
 	if err != nil {
 		t.Fatal(err)
@@ -702,9 +726,14 @@ func TestLateReplyDropped(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		// Late replies to the first call: one with a descriptor, one split.
+		// Late replies to the first call: one with a descriptor (or a plain one),
+		// one split.
 		r, w, _ := os.Pipe()
-		write(header{kind: kReply, id: first.id, nfds: 1, length: 4}, []byte("late"), int(r.Fd()))
+		if fast {
+			write(header{kind: kReply, id: first.id, length: 4}, []byte("late"))
+		} else {
+			write(header{kind: kReply, id: first.id, nfds: 1, length: 4}, []byte("late"), int(r.Fd()))
+		}
 		r.Close()
 		write(header{kind: kReply, id: first.id, flags: fSplit, length: chunkSize + 1}, nil)
 		unix.Write(int(srv.Fd()), make([]byte, chunkSize))
@@ -724,7 +753,13 @@ func TestLateReplyDropped(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("abandoned call: %v", err)
 	}
-	res, fds, err := c.Call(bg, []byte("second"), nil)
+	var res []byte
+	var fds []int
+	if fast {
+		res, _, err = c.CallBuf(bg, []byte("second"), nil, make([]byte, 1), nil)
+	} else {
+		res, fds, err = c.Call(bg, []byte("second"), nil)
+	}
 	wg.Wait()
 	if err != nil || string(res) != "second" || len(fds) != 0 {
 		t.Fatalf("second call: %q %v %v", res, fds, err)

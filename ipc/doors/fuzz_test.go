@@ -65,3 +65,36 @@ func FuzzDecodeInfo(f *testing.F) {
 		}
 	})
 }
+
+// FuzzQuickDecode checks the hot paths' shortcuts against the full decoder: what
+// quickCall or quickReply accepts, decodeFrame accepts too and decodes the same way;
+// and the plainest calls and replies do take the shortcut.
+func FuzzQuickDecode(f *testing.F) {
+	f.Add(frame(header{kind: kCall, id: 1, length: 5, rfds: 16, aux0: defaultInline, aux1: 1 << 20}, []byte("hello")), uint64(1))
+	f.Add(frame(header{kind: kCall, id: 7, flags: fShmOK, length: 3, aux0: 9}, []byte("abc")), uint64(7))
+	f.Add(frame(header{kind: kReply, id: 2, length: 4}, []byte("pong")), uint64(2))
+	f.Add(frame(header{kind: kReply, id: 2, length: 4}, []byte("pong")), uint64(3))
+	f.Add(frame(header{kind: kReply, id: 4, length: 9}, []byte("too long")), uint64(4))
+	f.Add(frame(header{kind: kReply, id: 2, flags: fShm, length: 1 << 20}, nil), uint64(2))
+	f.Add(frame(header{kind: kReply, id: 3, nfds: 1, length: 1}, []byte("x")), uint64(3))
+	f.Add(frame(header{kind: kCall, id: 0, length: 1}, []byte("x")), uint64(0))
+	f.Add([]byte{1, 3}, uint64(0))
+	const limit = 1 << 10
+	f.Fuzz(func(t *testing.T, msg []byte, id uint64) {
+		full, fbody, err := decodeFrame(msg, limit)
+		if h, body, ok := quickCall(msg, limit); ok {
+			if err != nil || h != full || !bytes.Equal(body, fbody) || h.kind != kCall {
+				t.Fatalf("quickCall accepted %x as %+v, decodeFrame says %+v, %v", msg, h, full, err)
+			}
+		} else if err == nil && full.kind == kCall && full.nfds == 0 && full.flags&^fShmOK == 0 {
+			t.Fatalf("quickCall refused a plain call %+v", full)
+		}
+		if body, ok := quickReply(msg, id, limit); ok {
+			if err != nil || full.kind != kReply || full.id != id || full.flags != 0 || full.nfds != 0 || !bytes.Equal(body, fbody) {
+				t.Fatalf("quickReply accepted %x for id %d, decodeFrame says %+v, %v", msg, id, full, err)
+			}
+		} else if err == nil && full.kind == kReply && full.id == id && full.flags == 0 && full.nfds == 0 && full.rfds == 0 {
+			t.Fatalf("quickReply refused a plain reply %+v", full)
+		}
+	})
+}

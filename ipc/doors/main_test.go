@@ -85,11 +85,20 @@ func helperFail(format string, args ...any) int {
 	return 1
 }
 
-// echoSizes calls the door with each size and checks the echo.
+// echoSizes calls the door with each size and checks the echo; every other call
+// goes through CallBuf with no room for descriptors (the client's fast path for
+// small arguments).
 func echoSizes(c *Client, sizes ...int) error {
 	for i, n := range sizes {
 		want := pattern(n, byte(i))
-		got, fds, err := c.Call(bg, want, nil)
+		var got []byte
+		var fds []int
+		var err error
+		if i%2 == 0 {
+			got, fds, err = c.Call(bg, want, nil)
+		} else {
+			got, _, err = c.CallBuf(bg, want, nil, nil, nil)
+		}
 		if err != nil {
 			return fmt.Errorf("call of %d bytes: %w", n, err)
 		}

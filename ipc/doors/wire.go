@@ -166,6 +166,40 @@ func decodeFrame(msg []byte, maxData uint64) (header, []byte, error) {
 	return h, body, nil
 }
 
+// quickReply returns the data of msg when it is the plainest reply to call id:
+// inline data of at most maxResult bytes, no descriptors, no flags. It accepts only
+// messages decodeFrame accepts as such a reply (see FuzzQuickDecode); ok is false
+// for everything else, which then goes through decodeFrame.
+func quickReply(msg []byte, id uint64, maxResult int) (data []byte, ok bool) {
+	if len(msg) < hdrSize || msg[0] != wireVersion || msg[1] != kReply ||
+		binary.NativeEndian.Uint16(msg[2:]) != 0 || binary.NativeEndian.Uint32(msg[4:]) != 0 ||
+		binary.NativeEndian.Uint64(msg[8:]) != id ||
+		binary.NativeEndian.Uint64(msg[16:]) != uint64(len(msg)-hdrSize) || len(msg)-hdrSize > maxResult {
+		return nil, false
+	}
+	return msg[hdrSize:], true
+}
+
+// quickCall decodes msg when it is the plainest call: inline data of at most
+// maxData bytes, no descriptors attached, no flags but fShmOK. It accepts only
+// messages decodeFrame accepts, and decodes them the same way (see
+// FuzzQuickDecode); ok is false for everything else, which then goes through
+// decodeFrame.
+func quickCall(msg []byte, maxData uint64) (h header, data []byte, ok bool) {
+	if len(msg) < hdrSize || msg[0] != wireVersion || msg[1] != kCall {
+		return h, nil, false
+	}
+	h = header{kind: kCall, flags: binary.NativeEndian.Uint16(msg[2:]), nfds: binary.NativeEndian.Uint16(msg[4:]),
+		rfds: binary.NativeEndian.Uint16(msg[6:]), id: binary.NativeEndian.Uint64(msg[8:]),
+		length: binary.NativeEndian.Uint64(msg[16:]), aux0: binary.NativeEndian.Uint32(msg[24:]),
+		aux1: binary.NativeEndian.Uint32(msg[28:])}
+	if h.flags&^fShmOK != 0 || h.nfds != 0 || h.rfds > maxWireFd || h.id == 0 ||
+		h.length != uint64(len(msg)-hdrSize) || h.length > maxData || h.length > math.MaxInt32 {
+		return h, nil, false
+	}
+	return h, msg[hdrSize:], true
+}
+
 // chunks returns how many body messages follow a split frame of length n.
 func chunks(n uint64) int { return int((n + chunkSize - 1) / chunkSize) }
 
