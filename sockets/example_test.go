@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/sockets"
 )
 
@@ -111,6 +112,37 @@ func ExampleSeqpacketConn_ReadMsgCred() {
 	}
 	fmt.Println(cred.Pid == int32(os.Getpid()), cred.Uid == uint32(os.Getuid()))
 	// Output: true true
+}
+
+// A request/reply server loop: each reply goes out with the wait for the next
+// request (SendReadMsgCred), each request with the wait for its reply (Exchange).
+func ExampleSeqpacketConn_Exchange() {
+	client, server, err := sockets.SeqpacketPair(sockets.WithWait(ipc.WaitKernel), sockets.PassCred())
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	go func() {
+		defer server.Close()
+		req := make([]byte, 64)
+		n, _, cred, err := server.ReadMsgCred(ctx, req, nil)
+		for err == nil {
+			reply := fmt.Appendf(nil, "%s, uid %d", req[:n], cred.Uid)
+			n, _, cred, err = server.SendReadMsgCred(ctx, reply, req, nil)
+		}
+	}()
+	resp := make([]byte, 64)
+	for _, q := range []string{"one", "two"} {
+		n, err := client.Exchange(ctx, []byte(q), resp)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(string(resp[:n]) == fmt.Sprintf("%s, uid %d", q, os.Getuid()))
+	}
+	// Output:
+	// true
+	// true
 }
 
 // Multicast on loopback: every member, the sender included, receives each datagram.

@@ -83,8 +83,9 @@ func (b *base) canFastRecvCtl(ctx context.Context, fds []int) bool {
 		!dgramPolicy(b.sotype, b.cfg)
 }
 
-// fastFds is the most descriptors fastRecvCtl takes; more go the general way.
-const fastFds = 8
+// fastFds is the most descriptors fastRecvCtl takes room for (a door's default,
+// doors.DefaultMaxFds); more go the general way.
+const fastFds = 16
 
 // Control buffer sizes: CMSG_SPACE(sizeof(struct ucred)) on 64-bit systems (the
 // most it is), CMSG_SPACE(4 * fastFds).
@@ -188,45 +189,5 @@ func (b *base) fastSend(p []byte) (n int, ok bool, err error) {
 			return 0, false, nil
 		}
 		return 0, true, errno
-	}
-}
-
-// fastExchange sends req and receives the reply into resp under one announcement in
-// inflight (canFastRecv and canFastSend must hold). sent is false when nothing was
-// sent because the socket had no room (the general path must be taken then); an
-// error with sent true is the receive's.
-func (b *base) fastExchange(req, resp []byte) (r recvResult, sent bool, err error) {
-	b.inflight.Add(1)
-	for {
-		if b.closed.Load() {
-			b.inflight.Add(-1)
-			return r, sent, errClosed
-		}
-		if !sent {
-			_, errno := sys.SendData(b.fd, req, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-			switch errno {
-			case 0:
-				sent = true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				b.inflight.Add(-1)
-				return r, false, nil
-			default:
-				b.inflight.Add(-1)
-				return r, false, errno
-			}
-		}
-		n, rflags, errno := sys.RecvData(b.fd, resp, unix.MSG_CMSG_CLOEXEC)
-		if errno == 0 && n > 0 && rflags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) == 0 {
-			b.inflight.Add(-1)
-			r.n = n
-			return r, true, nil
-		}
-		if errno != unix.EINTR {
-			b.inflight.Add(-1)
-			r, err = b.fastRecvEnd(resp, n, rflags, errno)
-			return r, true, err
-		}
 	}
 }

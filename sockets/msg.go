@@ -175,6 +175,12 @@ func (b *base) send(ctx context.Context, p []byte, fds []int, cred *Cred, to net
 			return n, err
 		}
 	}
+	return b.sendSlow(ctx, p, fds, cred, to, nowait)
+}
+
+// sendSlow is send's general path (under the write op's mutex), for arguments send
+// has checked, once the fast path has been tried or ruled out.
+func (b *base) sendSlow(ctx context.Context, p []byte, fds []int, cred *Cred, to net.Addr, nowait bool) (int, error) {
 	o := &b.wr
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/sys"
 )
 
 // SeqpacketConn is a connected Unix SOCK_SEQPACKET socket: reliable, ordered
@@ -25,8 +27,16 @@ func (c *SeqpacketConn) Send(ctx context.Context, p []byte) error {
 		if _, ok, err := c.fastSend(p); ok {
 			return c.wrapIO("sendmsg", err)
 		}
+		return c.sendFull(ctx, p) // no room: wait for some on the general path
 	}
 	_, err := c.send(ctx, p, nil, nil, nil, false)
+	return c.wrapIO("sendmsg", err)
+}
+
+// sendFull sends p (not empty) on the general path, after a fast send found no
+// room for it.
+func (c *SeqpacketConn) sendFull(ctx context.Context, p []byte) error {
+	_, err := c.sendSlow(ctx, p, nil, nil, nil, false)
 	return c.wrapIO("sendmsg", err)
 }
 
@@ -49,43 +59,82 @@ func (c *SeqpacketConn) Recv(ctx context.Context, p []byte) (int, error) {
 
 // Exchange sends req as one message and receives one message into resp, returning
 // its length: Send followed by Recv, for request/reply protocols, with the errors
-// of each (an error from the receive means req was sent). When ctx cannot end, no
-// deadline is set and the connection waits in the kernel (ipc.WaitKernel), both
-// system calls run on the fast path back to back. It does not allocate.
+// of each (an *ipc.OpError whose Op, "sendmsg" or "recvmsg", says which failed; a
+// failed receive means req was sent). It is not atomic against other receivers on
+// the connection: callers that share one serialise their exchanges. On a
+// kernel-wait connection (ipc.WaitKernel) without PassCred or deadlines, and with a
+// ctx that cannot end, both system calls run on the fast path back to back. It does
+// not allocate.
 func (c *SeqpacketConn) Exchange(ctx context.Context, req, resp []byte) (int, error) {
-	if len(req) > 0 && c.canFastRecv(ctx) && c.wdl.Load() == 0 {
-		r, sent, err := c.fastExchange(req, resp)
-		switch {
-		case !sent && err != nil:
-			return 0, c.wrapIO("sendmsg", err)
-		case sent:
+	if len(req) == 0 || !c.canFastRecv(ctx) || c.wdl.Load() != 0 {
+		if err := c.Send(ctx, req); err != nil {
+			return 0, err
+		}
+		return c.Recv(ctx, resp)
+	}
+	// The fast path (see fastpath.go), written out here: after the peer has run,
+	// every function on the way back from recvmsg costs cache misses.
+	c.inflight.Add(1)
+	sent := false
+	for {
+		if c.closed.Load() {
+			c.inflight.Add(-1)
+			if sent {
+				return 0, c.wrapIO("recvmsg", errClosed)
+			}
+			return 0, c.wrapIO("sendmsg", errClosed)
+		}
+		if !sent {
+			_, errno := sys.SendData(c.fd, req, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+			switch errno {
+			case 0:
+				sent = true
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN: // no room: wait for some on the general path
+				c.inflight.Add(-1)
+				if err := c.sendFull(ctx, req); err != nil {
+					return 0, err
+				}
+				return c.Recv(ctx, resp)
+			default:
+				c.inflight.Add(-1)
+				return 0, c.wrapIO("sendmsg", errno)
+			}
+		}
+		n, rflags, errno := sys.RecvData(c.fd, resp, unix.MSG_CMSG_CLOEXEC)
+		if errno == 0 && n > 0 && rflags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) == 0 {
+			c.inflight.Add(-1)
+			return n, nil
+		}
+		if errno != unix.EINTR {
+			c.inflight.Add(-1)
+			r, err := c.fastRecvEnd(resp, n, rflags, errno)
 			return r.n, c.wrapIO("recvmsg", err)
 		}
 	}
-	if err := c.Send(ctx, req); err != nil {
-		return 0, err
-	}
-	return c.Recv(ctx, resp)
 }
 
 // SendReadMsgCred sends out as one message, then receives as ReadMsgCred does: a
 // server's reply and its wait for the next request in one call (the pattern of
 // door_return). When the send fails, its error (an *ipc.OpError with Op "sendmsg")
 // is returned before anything is received; otherwise the results are
-// ReadMsgCred's. When ctx cannot end, no deadline is set and the connection waits
-// in the kernel (ipc.WaitKernel), both system calls run on the fast path back to
-// back. It does not allocate.
+// ReadMsgCred's. On a kernel-wait connection (ipc.WaitKernel) without deadlines,
+// with a ctx that cannot end and room for at most 16 descriptors, both system calls
+// run on the fast path back to back. It does not allocate.
 func (c *SeqpacketConn) SendReadMsgCred(ctx context.Context, out, p []byte, fds []int) (n, nfds int, cred Cred, err error) {
 	if len(out) > 0 && len(fds) <= c.cfg.maxFds && c.canFastSend(ctx) && c.canFastRecvCtl(ctx, fds) {
 		r, sent, err := c.fastSendRecvCtl(out, p, fds)
 		switch {
-		case !sent && err != nil:
-			return 0, 0, Cred{}, c.wrapIO("sendmsg", err)
 		case sent:
 			return c.credResult(r, fds, err)
+		case err != nil:
+			return 0, 0, Cred{}, c.wrapIO("sendmsg", err)
 		}
-	}
-	if err := c.Send(ctx, out); err != nil {
+		if err := c.sendFull(ctx, out); err != nil {
+			return 0, 0, Cred{}, err
+		}
+	} else if err := c.Send(ctx, out); err != nil {
 		return 0, 0, Cred{}, err
 	}
 	return c.ReadMsgCred(ctx, p, fds)

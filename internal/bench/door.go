@@ -75,7 +75,7 @@ func (t doorTransport) Open(p Params, files []*os.File) (Endpoint, error) {
 		}
 		return &rawDoorEP{fd: fd}, nil
 	}
-	opts := []doors.Option{doors.WithWait(p.Wait), doors.WithMaxData(doorBenchMax), doors.WithMaxFds(0)}
+	opts := []doors.Option{doors.WithWait(p.Wait), doors.WithMaxData(doorBenchMax)}
 	if t.inPlace {
 		opts = append(opts, doors.ShmInPlace())
 	}

@@ -17,7 +17,7 @@ var _ = ipctest.Helper("door-bench-server", func(args []string) int {
 		w = ipc.WaitKernel
 	}
 	d, err := New(func(_ context.Context, c *Call) (*Reply, error) { return &Reply{Data: c.Data}, nil },
-		WithWait(w), WithMaxFds(0))
+		WithWait(w))
 	if err != nil {
 		return helperFail("new: %v", err)
 	}

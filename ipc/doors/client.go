@@ -168,17 +168,69 @@ func (c *Client) Call(ctx context.Context, data []byte, fds []int) ([]byte, []in
 // CallBuf is Call with caller-supplied result buffers: the result goes into buf when
 // it fits, otherwise into a new buffer as large as it needs (the result buffer grows
 // as needed); up to len(rfds) descriptors are stored in rfds and their count
-// returned. With buffers that fit it allocates nothing.
+// returned. With buffers that fit it allocates nothing. A call without descriptors
+// either way (rfds empty), with an argument that goes inline (at most Info().Inline
+// bytes, below the shared-memory threshold) and a ctx that cannot end, is the
+// shortest: one sockets Exchange.
 func (c *Client) CallBuf(ctx context.Context, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {
-	if len(fds) == 0 && len(rfds) == 0 && len(data) <= int(c.fastMax) && ctx.Done() == nil {
-		// fastMax is at most the door's MaxData: none of the checks below applies.
-		if res, ok, err := c.callInline(data, buf); ok {
-			if err != nil {
-				return nil, 0, c.wrap("door call", err)
+	if len(fds) != 0 || len(rfds) != 0 || len(data) > int(c.fastMax) || ctx.Done() != nil {
+		return c.callBuf(ctx, data, fds, buf, rfds)
+	}
+	// The common call, written out here (after the server has run, every function
+	// on the way back from recvmsg costs cache misses): the argument inline in one
+	// message, no descriptors either way, a context that cannot end; the request
+	// and the reply's first message go in one sockets Exchange. fastMax is at most
+	// the door's MaxData: none of callBuf's checks applies.
+	c.mu.Lock()
+	if c.closed || c.revoked || c.gone || c.skip > 0 || c.fastFlags&fShmOK != 0 && c.shm == nil {
+		c.mu.Unlock()
+		return c.callBuf(ctx, data, fds, buf, rfds)
+	}
+	c.next++
+	id := c.next
+	h := header{kind: kCall, flags: c.fastFlags, id: id, length: uint64(len(data)),
+		aux0: uint32(len(c.rbuf) - hdrSize), aux1: uint32(c.cfg.maxResult)}
+	h.put(c.wbuf)
+	n := copy(c.wbuf[hdrSize:], data)
+	m, err := c.sc.Exchange(ctx, c.wbuf[:hdrSize+n], c.rbuf)
+	if err == nil {
+		if res, ok := quickReply(c.rbuf[:m], id, c.cfg.maxResult); ok {
+			if cap(buf) < len(res) {
+				buf = make([]byte, len(res))
 			}
-			return res, 0, nil
+			buf = buf[:len(res)]
+			copy(buf, res)
+			c.mu.Unlock()
+			return buf, 0, nil
 		}
 	}
+	res, err := c.exchanged(ctx, id, m, err, buf)
+	c.mu.Unlock()
+	if err != nil {
+		return nil, 0, c.wrap("door call", err)
+	}
+	return res, 0, nil
+}
+
+// exchanged finishes, under mu, a call of CallBuf's fast path whose exchange
+// failed (err) or brought m bytes of something else than its plain reply, as
+// roundTrip would.
+func (c *Client) exchanged(ctx context.Context, id uint64, m int, err error, buf []byte) ([]byte, error) {
+	if err != nil {
+		if isSendError(err) {
+			return nil, c.sendFailed(err)
+		}
+		return nil, c.recvFailed(ctx, id, err)
+	}
+	res, _, done, err := c.reply(ctx, kCall, id, m, 0, buf, nil)
+	if !done {
+		res, _, err = c.awaitReply(ctx, kCall, id, buf, nil)
+	}
+	return res, err
+}
+
+// callBuf is CallBuf's general path.
+func (c *Client) callBuf(ctx context.Context, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {
 	switch {
 	case len(fds) > 0 && c.info.Attr&AttrRefuseFds != 0:
 		return nil, 0, c.wrap("door call", errFdsRefused)
@@ -237,45 +289,6 @@ func (c *Client) wrap(op string, err error) error {
 
 // useShm reports whether calls may use the shared-memory region.
 func (c *Client) useShm() bool { return c.cfg.threshold > 0 && c.info.Attr&AttrShm != 0 }
-
-// callInline is the common call: an argument that goes inline in one message, no
-// descriptors either way, a context that cannot end. Its request and the reply's
-// first message go in one sockets exchange; the reply is then taken as roundTrip
-// takes it. ok is false when the call must take roundTrip instead (nothing was
-// sent).
-func (c *Client) callInline(data, buf []byte) (res []byte, ok bool, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed || c.revoked || c.gone || c.skip > 0 || c.fastFlags&fShmOK != 0 && c.shm == nil {
-		return nil, false, nil
-	}
-	c.next++
-	h := header{kind: kCall, flags: c.fastFlags, id: c.next, length: uint64(len(data)),
-		aux0: uint32(len(c.rbuf) - hdrSize), aux1: uint32(c.cfg.maxResult)}
-	h.put(c.wbuf)
-	n := copy(c.wbuf[hdrSize:], data)
-	ctx := context.Background()
-	m, err := c.sc.Exchange(ctx, c.wbuf[:hdrSize+n], c.rbuf)
-	if err != nil {
-		if errors.Is(err, ipc.ErrPeerGone) {
-			return nil, true, c.sendFailed(err)
-		}
-		return nil, true, c.recvFailed(ctx, h.id, err)
-	}
-	if data, ok := quickReply(c.rbuf[:m], h.id, c.cfg.maxResult); ok {
-		if cap(buf) < len(data) {
-			buf = make([]byte, len(data))
-		}
-		res = buf[:len(data)]
-		copy(res, data)
-		return res, true, nil
-	}
-	res, _, done, err := c.reply(ctx, kCall, h.id, m, 0, buf, nil)
-	if !done {
-		res, _, err = c.awaitReply(ctx, kCall, h.id, buf, nil)
-	}
-	return res, true, err
-}
 
 // roundTrip sends one request frame and waits for its reply.
 func (c *Client) roundTrip(ctx context.Context, kind uint8, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {

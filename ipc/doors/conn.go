@@ -133,11 +133,11 @@ type conn struct {
 	// CANCEL frame can find it.
 	running atomic.Pointer[Call]
 	revoked atomic.Bool // set under mu
-	// multi is set once a goroutine other than the reading one may write frames
-	// on the connection (a queued call, a takeover); until then the reading
-	// goroutine sends its inline replies from its own buffer without wmu (see
-	// finish).
-	multi     atomic.Bool
+	// others counts the calls of the connection that a goroutine other than its
+	// reading one will finish (queued, or taken over), replies included: while
+	// there are none, the reading goroutine sends its inline replies from its own
+	// buffer without wmu (see finish).
+	others    atomic.Int32
 	wmu       sync.Mutex   // a frame may span several messages
 	threshold atomic.Int64 // shared-region threshold, 0 until the client hands one over
 	wbuf      []byte       // header + inline data, under wmu
@@ -168,8 +168,28 @@ func (c *conn) serve(rb *rbuf) {
 	d := c.d
 	defer d.wg.Done()
 	defer d.bufs.Put(rb)
+	bg := context.Background()
 	for {
-		n, nfds, cred, err := c.read(rb)
+		// Receive the next frame; a reply this goroutine left in rb (see replyOwn)
+		// goes first, in the same sockets call: the door_return pattern, a reply and
+		// the wait for the next call. Written out here: after the client has run,
+		// every function on the way back from recvmsg costs cache misses.
+		var n, nfds int
+		var cred sockets.Cred
+		var err error
+		if rb.out == 0 {
+			n, nfds, cred, err = c.sc.ReadMsgCred(bg, rb.p, rb.fds)
+		} else {
+			out := rb.p[:rb.out]
+			rb.out = 0
+			n, nfds, cred, err = c.sc.SendReadMsgCred(bg, out, rb.p, rb.fds)
+			if err != nil && isSendError(err) {
+				// The reply went nowhere (the client has gone, or revoke shut our
+				// sending side down): as for any reply, that is no error of the
+				// connection's.
+				n, nfds, cred, err = c.sc.ReadMsgCred(bg, rb.p, rb.fds)
+			}
+		}
 		if err != nil {
 			if errors.Is(err, ipc.ErrTruncated) { // longer than any frame may be inline
 				c.sendError(0, codeProtocol, err.Error())
@@ -196,40 +216,23 @@ func (c *conn) serve(rb *rbuf) {
 	}
 }
 
-// read receives the next frame into rb. When the goroutine has left a reply in rb
-// (see replyOwn) it is sent first, in the same sockets call: the door_return
-// pattern, a reply and the wait for the next call.
-func (c *conn) read(rb *rbuf) (n, nfds int, cred sockets.Cred, err error) {
-	bg := context.Background()
-	if rb.out == 0 {
-		return c.sc.ReadMsgCred(bg, rb.p, rb.fds)
-	}
-	out := rb.p[:rb.out]
-	rb.out = 0
-	n, nfds, cred, err = c.sc.SendReadMsgCred(bg, out, rb.p, rb.fds)
-	if err != nil && sendFailed(err) {
-		// The reply went nowhere (the client has gone, or revoke shut our sending
-		// side down): as for any reply, that is no error of the connection's.
-		return c.sc.ReadMsgCred(bg, rb.p, rb.fds)
-	}
-	return n, nfds, cred, err
-}
-
-// sendFailed reports whether err is SendReadMsgCred's error from the send.
-func sendFailed(err error) bool {
+// isSendError reports whether err, from sockets.SeqpacketConn.Exchange or
+// SendReadMsgCred, is the send's.
+func isSendError(err error) bool {
 	var oe *ipc.OpError
 	return errors.As(err, &oe) && oe.Op == "sendmsg"
 }
 
 // admit applies the door's policy to the sender of a frame.
 func (c *conn) admit(cred sockets.Cred) error {
+	err := c.d.cfg.policy(cred)
 	if cred.Pid == 0 {
 		// No credentials were attached (neither socket had SO_PASSCRED when the frame
 		// was sent; the kernel then reports the overflow uid) or the sender is
 		// outside our pid namespace: refuse.
-		return fmt.Errorf("frame without sender credentials: %w", ErrPermission)
+		err = fmt.Errorf("frame without sender credentials: %w", ErrPermission)
 	}
-	return c.d.cfg.policy(cred)
+	return err
 }
 
 // frame handles any frame of n bytes in rb (with nfds descriptors in rb.fds) from
@@ -348,6 +351,9 @@ func (c *conn) abandonRunning(call *Call) bool {
 	}
 	c.abandon(call)
 	c.d.pool.release()
+	if taken {
+		c.others.Add(-1)
+	}
 	return !taken // taken: the new reader owns the connection
 }
 
@@ -358,8 +364,8 @@ func (c *conn) takeover(call *Call) {
 	c.mu.Lock()
 	took := c.running.CompareAndSwap(call, nil)
 	if took {
-		// multi before the new reader starts: from now on every write takes wmu.
-		c.multi.Store(true)
+		// Counted before the new reader starts: see finish.
+		c.others.Add(1)
 		if old, dup := c.calls[call.ID]; dup { // as register does
 			old.ctx.cancel()
 		}
@@ -367,6 +373,7 @@ func (c *conn) takeover(call *Call) {
 	}
 	c.mu.Unlock()
 	if took {
+		c.d.takeovers.Add(1)
 		c.d.wg.Add(1)
 		go c.serve(c.d.bufs.Get().(*rbuf))
 	}
@@ -403,7 +410,7 @@ func (c *conn) register(call *Call) bool {
 	if c.revoked.Load() {
 		return false
 	}
-	c.multi.Store(true) // a pool goroutine will reply
+	c.others.Add(1) // a pool goroutine will reply: see finish
 	if old, dup := c.calls[call.ID]; dup {
 		old.ctx.cancel()
 	}
@@ -446,13 +453,13 @@ func (c *conn) finish(call *Call, rep *Reply, herr error, rb *rbuf) (mine bool) 
 	case herr != nil || len(fds) > call.rfds || len(data) > call.rmax:
 		c.refuseReply(call, herr, len(data), len(fds))
 	case mine && rb != nil && len(fds) == 0 && len(data) <= min(call.rcap, len(rb.p)-hdrSize) &&
-		!(call.shmOK && c.shmSized(len(data))) && !c.multi.Load():
+		!(call.shmOK && c.shmSized(len(data))) && c.others.Load() == 0:
 		// The reading goroutine ran the call to the end and no other goroutine
 		// writes on the connection (no call of it is queued or taken over, and
 		// until this goroutine has sent the reply, none can be: it alone registers
 		// calls, and the call is no longer running, so no takeover), except revoke,
 		// whose frame is one message from wmu's buffer: a one-message reply from
-		// the reading goroutine's buffer needs no lock. read sends it.
+		// the reading goroutine's buffer needs no lock. serve sends it.
 		c.replyOwn(rb, call.ID, data)
 	default:
 		c.send(header{kind: kReply, id: call.ID, nfds: uint16(len(fds)), length: uint64(len(data))}, data, fds, call.shmOK, call.rcap)
@@ -464,11 +471,14 @@ func (c *conn) finish(call *Call, rep *Reply, herr error, rb *rbuf) (mine bool) 
 		c.releaseData(call)
 	}
 	call.drop()
+	if !mine {
+		c.others.Add(-1) // its writes are done
+	}
 	return mine
 }
 
 // replyOwn builds an inline reply in rb, the reading goroutine's buffer (data may
-// lie in it: the argument of an echo), for read to send.
+// lie in it: the argument of an echo), for serve to send.
 func (c *conn) replyOwn(rb *rbuf, id uint64, data []byte) {
 	n := copy(rb.p[hdrSize:], data) // data never starts before p[hdrSize:]: see Call.Data
 	h := header{kind: kReply, id: id, length: uint64(n)}

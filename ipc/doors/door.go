@@ -242,6 +242,7 @@ type Door struct {
 	// How large arguments and results travelled (for tests), indexed by path: split
 	// and shm are counted; inline ones, the hot path, are not.
 	argPath, resPath [3]atomic.Int64
+	takeovers        atomic.Int64 // calls handed over by the watchdog (for tests)
 	info             Info
 	bufs             sync.Pool
 
@@ -390,7 +391,7 @@ func (d *Door) tick() bool {
 type rbuf struct {
 	p     []byte
 	fds   []int
-	out   int    // length of the reply frame in p still to send (see conn.read), or 0
+	out   int    // length of the reply frame in p still to send (see conn.serve), or 0
 	calls []Call // the rest of the current slab (see newCall)
 }
 

@@ -89,8 +89,17 @@ var _ = ipctest.Helper("door-open-expect", func(args []string) int {
 	return 0
 })
 
+// TestCallAcrossProcesses: echoes of every size through every data path, served
+// by a door whose connections wait in the poller (the default) and by one whose
+// reading goroutines block in recvmsg (the fast paths: SendReadMsgCred).
 func TestCallAcrossProcesses(t *testing.T) {
-	d, path := attach(t, echo)
+	for _, w := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+		t.Run(w.String(), func(t *testing.T) { callAcrossProcesses(t, w) })
+	}
+}
+
+func callAcrossProcesses(t *testing.T, w ipc.WaitStrategy) {
+	d, path := attach(t, echo, WithWait(w))
 	for _, tc := range []struct {
 		name      string
 		threshold string
@@ -663,6 +672,78 @@ func TestPoolGrowsToLimit(t *testing.T) {
 	if _, pk := d.pool.Stats(); pk != limit || peak.Load() != limit {
 		t.Errorf("peak %d (handlers saw %d), want the limit %d", pk, peak.Load(), limit)
 	}
+}
+
+// door-two-conns opens args[0] twice, calls "slow" on the first connection and,
+// once the test says its handler runs, "quick" on the second; then it tells the
+// test, waits, and calls each connection again.
+var _ = ipctest.Helper("door-two-conns", func(args []string) int {
+	var cs [2]*Client
+	for i := range cs {
+		c, err := Open(bg, args[0], ClientWait(ipc.WaitKernel))
+		if err != nil {
+			return helperFail("open: %v", err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	call := func(c *Client, what string) error {
+		res, _, err := c.CallBuf(bg, []byte(what), nil, nil, nil)
+		if err == nil && string(res) != what {
+			err = fmt.Errorf("echo %q", res)
+		}
+		if err != nil {
+			return fmt.Errorf("%s call: %w", what, err)
+		}
+		return nil
+	}
+	slow := make(chan error, 1)
+	go func() { slow <- call(cs[0], "slow") }()
+	ipctest.Await()
+	if err := errors.Join(call(cs[1], "quick"), <-slow); err != nil {
+		return helperFail("%v", err)
+	}
+	ipctest.Signal()
+	ipctest.Await()
+	for _, c := range cs {
+		if err := call(c, "again"); err != nil {
+			return helperFail("%v", err)
+		}
+	}
+	return 0
+})
+
+// TestOthersSettle: a call taken over by the watchdog, and one queued for the
+// pool, are finished by goroutines other than their connections' readers; once
+// they are done, the readers send their replies without the write lock again.
+func TestOthersSettle(t *testing.T) {
+	started := make(chan struct{}, 1)
+	d, path := attach(t, func(ctx context.Context, c *Call) (*Reply, error) {
+		if string(c.Data) == "slow" {
+			started <- struct{}{}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return c.Return(c.Data, nil), nil
+	}, WithWait(ipc.WaitKernel), PrivatePool(1))
+	p := ipctest.Start(t, "door-two-conns", ipctest.WithArgs(path))
+	within(t, time.Minute, "slow call", started)
+	p.Signal()
+	p.Await()
+	if n := d.takeovers.Load(); n != 1 {
+		t.Errorf("%d calls taken over, want the slow one", n)
+	}
+	d.mu.Lock()
+	if len(d.conns) != 2 {
+		t.Errorf("%d connections, want 2", len(d.conns))
+	}
+	for c := range d.conns {
+		if n := c.others.Load(); n != 0 {
+			t.Errorf("a connection still counts %d calls of other goroutines", n)
+		}
+	}
+	d.mu.Unlock()
+	p.Signal()
+	p.MustSucceed()
 }
 
 // A late reply must be dropped by the client, descriptors and body included:
