@@ -98,75 +98,60 @@ const (
 // descriptors and, with wantCred, the sender's credentials. What it returns is what
 // the general path (recv) returns for the same message.
 func (b *base) fastRecvCtl(p []byte, fds []int) (recvResult, error) {
-	r, _, err := b.fastSendRecvCtl(nil, p, fds)
-	return r, err
-}
-
-// fastSendRecvCtl is fastRecvCtl preceded, when out is not nil, by a send of out
-// (canFastSend must hold too), both under one announcement in inflight. sent is
-// false when out was not sent: with a nil error because the socket had no room
-// (the general path must be taken then), otherwise with the send's error. With sent
-// true (or out nil) the results are fastRecvCtl's.
-func (b *base) fastSendRecvCtl(out, p []byte, fds []int) (r recvResult, sent bool, err error) {
 	var buf [credSpace + fastFdSpace]byte
-	size := 0
-	if len(fds) > 0 {
-		size = unix.CmsgSpace(4 * len(fds))
-	}
-	if b.wantCred.Load() {
-		size += unix.CmsgSpace(unix.SizeofUcred)
-	}
-	oob := buf[:size]
+	oob := buf[:b.ctlSize(len(fds))]
 	b.inflight.Add(1)
 	for {
 		if b.closed.Load() {
 			b.inflight.Add(-1)
-			return r, sent, errClosed
-		}
-		if out != nil && !sent {
-			_, errno := sys.SendData(b.fd, out, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-			switch errno {
-			case 0:
-				sent = true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				b.inflight.Add(-1)
-				return r, false, nil
-			default:
-				b.inflight.Add(-1)
-				return r, false, errno
-			}
+			return recvResult{}, errClosed
 		}
 		n, oobn, rflags, e := sys.Recvmsg(b.fd, p, oob, nil, unix.MSG_CMSG_CLOEXEC)
-		if e == unix.EINTR {
-			continue
+		if e != unix.EINTR {
+			b.inflight.Add(-1)
+			return b.ctlResult(p, fds, oob[:oobn], n, rflags, e)
 		}
-		b.inflight.Add(-1)
-		if e != nil {
-			errno, _ := e.(unix.Errno) // sys.Recvmsg fails only with an errno
-			r, err = b.fastRecvEnd(p, 0, 0, errno)
-			return r, sent, err
-		}
-		var extra bool
-		r.nfds, extra, r.cred, r.hasCred = parseControl(oob[:oobn], fds)
-		switch {
-		case rflags&unix.MSG_CTRUNC != 0:
-			closeFds(fds[:r.nfds])
-			b.poison()
-			return recvResult{}, sent, ErrControlTruncated
-		case extra:
-			closeFds(fds[:r.nfds])
-			b.poison()
-			return recvResult{}, sent, ErrUnexpectedFds
-		case rflags&unix.MSG_TRUNC != 0 || (n == 0 && (b.closed.Load() || len(p) > 0 && b.sotype != unix.SOCK_DGRAM)):
-			closeFds(fds[:r.nfds])
-			r, err = b.fastRecvEnd(p, n, rflags, 0)
-			return r, sent, err
-		}
-		r.n = n
-		return r, sent, nil
 	}
+}
+
+// ctlSize is the control buffer a fast receive needs for nfds descriptors (at most
+// fastFds) and, with wantCred, the sender's credentials.
+func (b *base) ctlSize(nfds int) int {
+	size := 0
+	if nfds > 0 {
+		size = unix.CmsgSpace(4 * nfds)
+	}
+	if b.wantCred.Load() {
+		size += unix.CmsgSpace(unix.SizeofUcred)
+	}
+	return size
+}
+
+// ctlResult finishes a fast receive with a control buffer: what recvmsg returned
+// (n bytes, control data oob, flags rflags, error e, never EINTR) becomes what the
+// general path (recv) returns for the same message.
+func (b *base) ctlResult(p []byte, fds []int, oob []byte, n, rflags int, e error) (r recvResult, err error) {
+	if e != nil {
+		errno, _ := e.(unix.Errno) // sys.Recvmsg fails only with an errno
+		return b.fastRecvEnd(p, 0, 0, errno)
+	}
+	var extra bool
+	r.nfds, extra, r.cred, r.hasCred = parseControl(oob, fds)
+	switch {
+	case rflags&unix.MSG_CTRUNC != 0:
+		closeFds(fds[:r.nfds])
+		b.poison()
+		return recvResult{}, ErrControlTruncated
+	case extra:
+		closeFds(fds[:r.nfds])
+		b.poison()
+		return recvResult{}, ErrUnexpectedFds
+	case rflags&unix.MSG_TRUNC != 0 || (n == 0 && (b.closed.Load() || len(p) > 0 && b.sotype != unix.SOCK_DGRAM)):
+		closeFds(fds[:r.nfds])
+		return b.fastRecvEnd(p, n, rflags, 0)
+	}
+	r.n = n
+	return r, nil
 }
 
 // fastSend sends p if it fits now (canFastSend must hold); ok is false when the

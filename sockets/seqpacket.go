@@ -123,21 +123,51 @@ func (c *SeqpacketConn) Exchange(ctx context.Context, req, resp []byte) (int, er
 // with a ctx that cannot end and room for at most 16 descriptors, both system calls
 // run on the fast path back to back. It does not allocate.
 func (c *SeqpacketConn) SendReadMsgCred(ctx context.Context, out, p []byte, fds []int) (n, nfds int, cred Cred, err error) {
-	if len(out) > 0 && len(fds) <= c.cfg.maxFds && c.canFastSend(ctx) && c.canFastRecvCtl(ctx, fds) {
-		r, sent, err := c.fastSendRecvCtl(out, p, fds)
-		switch {
-		case sent:
-			return c.credResult(r, fds, err)
-		case err != nil:
-			return 0, 0, Cred{}, c.wrapIO("sendmsg", err)
-		}
-		if err := c.sendFull(ctx, out); err != nil {
+	if len(out) == 0 || len(fds) > c.cfg.maxFds || !c.canFastSend(ctx) || !c.canFastRecvCtl(ctx, fds) {
+		if err := c.Send(ctx, out); err != nil {
 			return 0, 0, Cred{}, err
 		}
-	} else if err := c.Send(ctx, out); err != nil {
-		return 0, 0, Cred{}, err
+		return c.ReadMsgCred(ctx, p, fds)
 	}
-	return c.ReadMsgCred(ctx, p, fds)
+	// The fast path (see fastpath.go), written out here: after the peer has run,
+	// every function on the way back from recvmsg costs cache misses.
+	var buf [credSpace + fastFdSpace]byte
+	oob := buf[:c.ctlSize(len(fds))]
+	c.inflight.Add(1)
+	sent := false
+	for {
+		if c.closed.Load() {
+			c.inflight.Add(-1)
+			if sent {
+				return 0, 0, Cred{}, c.wrapIO("recvmsg", errClosed)
+			}
+			return 0, 0, Cred{}, c.wrapIO("sendmsg", errClosed)
+		}
+		if !sent {
+			_, errno := sys.SendData(c.fd, out, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+			switch errno {
+			case 0:
+				sent = true
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN: // no room: wait for some on the general path
+				c.inflight.Add(-1)
+				if err := c.sendFull(ctx, out); err != nil {
+					return 0, 0, Cred{}, err
+				}
+				return c.ReadMsgCred(ctx, p, fds)
+			default:
+				c.inflight.Add(-1)
+				return 0, 0, Cred{}, c.wrapIO("sendmsg", errno)
+			}
+		}
+		n, oobn, rflags, e := sys.Recvmsg(c.fd, p, oob, nil, unix.MSG_CMSG_CLOEXEC)
+		if e != unix.EINTR {
+			c.inflight.Add(-1)
+			r, err := c.ctlResult(p, fds, oob[:oobn], n, rflags, e)
+			return c.credResult(r, fds, err)
+		}
+	}
 }
 
 // TryRecv receives one message without waiting: ipc.ErrWouldBlock if none is queued.
