@@ -117,11 +117,16 @@ func ExampleSeqpacketConn_ReadMsgCred() {
 // A request/reply server loop: each reply goes out with the wait for the next
 // request (SendReadMsgCred), each request with the wait for its reply (Exchange).
 func ExampleSeqpacketConn_Exchange() {
-	client, server, err := sockets.SeqpacketPair(sockets.WithWait(ipc.WaitKernel), sockets.PassCred())
+	client, server, err := sockets.SeqpacketPair(sockets.WithWait(ipc.WaitKernel))
 	if err != nil {
 		panic(err)
 	}
 	defer client.Close()
+	// The receiver's SO_PASSCRED is enough for the kernel to attach the sender's
+	// credentials; set it before the first request is sent.
+	if err := server.SetPassCred(true); err != nil {
+		panic(err)
+	}
 	ctx := context.Background()
 	go func() {
 		defer server.Close()

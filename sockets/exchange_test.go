@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/internal/sys"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -145,5 +148,51 @@ func TestExchangeClosed(t *testing.T) {
 	}
 	if _, err := b.TryRecv(make([]byte, 4)); !errors.Is(err, io.EOF) {
 		t.Fatalf("peer received %v; want io.EOF", err)
+	}
+}
+
+// TestFastControl: on the kernel-wait fast path, a receive with room for 16
+// descriptors (a door's default) gives what the general path gives: 9 and 16
+// descriptors arrive whole, with the sender's credentials; 17 are a truncated
+// control message (ErrControlTruncated), and no descriptor stays open.
+func TestFastControl(t *testing.T) {
+	for _, w := range []ipc.WaitStrategy{ipc.WaitKernel, ipc.WaitPoller} {
+		for _, n := range []int{9, 16, 17} {
+			t.Run(fmt.Sprintf("%v/%d", w, n), func(t *testing.T) {
+				a, b := seqPair(t, WithWait(w), WithMaxFds(16))
+				if err := b.SetPassCred(true); err != nil {
+					t.Fatal(err)
+				}
+				f := tempFile(t, "x")
+				oob := make([]byte, unix.CmsgSpace(4*n))
+				d := sys.PutCmsg(oob, unix.SOL_SOCKET, unix.SCM_RIGHTS, 4*n)
+				for i := range n {
+					putFd(d[4*i:], int(f.Fd()))
+				}
+				before := openFdCount(t)
+				if _, err := sys.Sendmsg(a.Fd(), []byte("m"), oob, nil, unix.MSG_NOSIGNAL); err != nil {
+					t.Fatal(err)
+				}
+				buf, fds := make([]byte, 4), make([]int, 16)
+				m, nfds, cred, err := b.SendReadMsgCred(bg, []byte("reply"), buf, fds)
+				if n > 16 {
+					if !errors.Is(err, ErrControlTruncated) {
+						t.Fatalf("%d descriptors into room for 16: %v, want ErrControlTruncated", n, err)
+					}
+				} else {
+					if err != nil || nfds != n || string(buf[:m]) != "m" || cred.Pid != int32(os.Getpid()) {
+						t.Fatalf("got %q, %d descriptors, %+v, %v; want m, %d, our pid", buf[:m], nfds, cred, err, n)
+					}
+					closeFds(fds[:nfds])
+				}
+				if after := openFdCount(t); after != before {
+					t.Errorf("descriptors: %d before, %d after", before, after)
+				}
+				reply := make([]byte, 8)
+				if m, err := a.Recv(bg, reply); err != nil || string(reply[:m]) != "reply" {
+					t.Errorf("the reply: %q, %v", reply[:m], err)
+				}
+			})
+		}
 	}
 }

@@ -60,7 +60,8 @@ func (c *SeqpacketConn) Recv(ctx context.Context, p []byte) (int, error) {
 // Exchange sends req as one message and receives one message into resp, returning
 // its length: Send followed by Recv, for request/reply protocols, with the errors
 // of each (an *ipc.OpError whose Op, "sendmsg" or "recvmsg", says which failed; a
-// failed receive means req was sent). It is not atomic against other receivers on
+// failed receive means req was sent; end of file is a bare io.EOF, as from Recv).
+// It is not atomic against other receivers on
 // the connection: callers that share one serialise their exchanges. On a
 // kernel-wait connection (ipc.WaitKernel) without PassCred or deadlines, and with a
 // ctx that cannot end, both system calls run on the fast path back to back. It does

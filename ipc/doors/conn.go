@@ -484,7 +484,14 @@ func (c *conn) replyOwn(rb *rbuf, id uint64, data []byte) {
 	h := header{kind: kReply, id: id, length: uint64(n)}
 	h.put(rb.p)
 	rb.out = hdrSize + n
+	if countOwnReplies {
+		c.d.ownReplies.Add(1)
+	}
 }
+
+// countOwnReplies makes replyOwn count in Door.ownReplies; the tests set it before
+// they start any door.
+var countOwnReplies bool
 
 // refuseReply answers call with an error frame instead of its reply: the handler
 // failed (herr), or its reply is larger than the caller accepts.

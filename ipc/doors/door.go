@@ -243,6 +243,7 @@ type Door struct {
 	// and shm are counted; inline ones, the hot path, are not.
 	argPath, resPath [3]atomic.Int64
 	takeovers        atomic.Int64 // calls handed over by the watchdog (for tests)
+	ownReplies       atomic.Int64 // lock-free inline replies (for tests; see conn.finish)
 	info             Info
 	bufs             sync.Pool
 

@@ -13,7 +13,10 @@ import (
 	"github.com/ipclab/ipclab/internal/ipctest"
 )
 
-func TestMain(m *testing.M) { ipctest.Main(m) }
+func TestMain(m *testing.M) {
+	countOwnReplies = true
+	ipctest.Main(m)
+}
 
 var bg = context.Background()
 
