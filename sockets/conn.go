@@ -33,7 +33,7 @@ type base struct {
 	// Deadlines set with Set*Deadline, as Unix nanoseconds (0: none). The poller
 	// keeps its own copy; these restore it after a context-bound call and bound
 	// kernel-mode calls.
-	rdl, wdl atomic.Int64
+	dl wait.Deadlines
 
 	name   string // used in errors
 	family int

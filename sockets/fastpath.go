@@ -22,12 +22,12 @@ import (
 
 // canFastRecv reports whether a plain receive under ctx may take the fast path.
 func (b *base) canFastRecv(ctx context.Context) bool {
-	return b.hot && ctx.Done() == nil && b.rdl.Load() == 0 && !b.wantCred.Load()
+	return b.hot && ctx.Done() == nil && b.dl.Read.Load() == 0 && !b.wantCred.Load()
 }
 
 // canFastSend reports whether a plain send under ctx may take the fast path.
 func (b *base) canFastSend(ctx context.Context) bool {
-	return b.hot && ctx.Done() == nil && b.wdl.Load() == 0
+	return b.hot && ctx.Done() == nil && b.dl.Write.Load() == 0
 }
 
 // fastRecv receives into p (canFastRecv must hold) and returns what the general path
@@ -79,7 +79,7 @@ func (b *base) fastRecvEnd(p []byte, n, rflags int, errno unix.Errno) (r recvRes
 // the sender's credentials may take the fast path (fastRecvCtl). Datagram sockets
 // with a peer policy take the general path, which applies it.
 func (b *base) canFastRecvCtl(ctx context.Context, fds []int) bool {
-	return b.hot && len(fds) <= fastFds && ctx.Done() == nil && b.rdl.Load() == 0 &&
+	return b.hot && len(fds) <= fastFds && ctx.Done() == nil && b.dl.Read.Load() == 0 &&
 		!dgramPolicy(b.sotype, b.cfg)
 }
 
@@ -157,22 +157,30 @@ func (b *base) ctlResult(p []byte, fds []int, oob []byte, n, rflags int, e error
 // fastSend sends p if it fits now (canFastSend must hold); ok is false when the
 // general path must be taken (no room: EAGAIN).
 func (b *base) fastSend(p []byte) (n int, ok bool, err error) {
+	b.inflight.Add(1)
+	n, err = b.sendAnnounced(p)
+	b.inflight.Add(-1)
+	if err == unix.EAGAIN {
+		return 0, false, nil
+	}
+	return n, true, err
+}
+
+// sendAnnounced sends p without waiting (MSG_DONTWAIT) for a fast path that has
+// announced itself in inflight, again after EINTR while the connection is open. Its
+// error is unix.EAGAIN when there is no room, errClosed once Close has begun.
+func (b *base) sendAnnounced(p []byte) (int, error) {
 	for {
-		b.inflight.Add(1)
 		if b.closed.Load() {
-			b.inflight.Add(-1)
-			return 0, true, errClosed
+			return 0, errClosed
 		}
 		n, errno := sys.SendData(b.fd, p, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-		b.inflight.Add(-1)
 		switch errno {
 		case 0:
-			return n, true, nil
+			return n, nil
 		case unix.EINTR:
 			continue
-		case unix.EAGAIN:
-			return 0, false, nil
 		}
-		return 0, true, errno
+		return 0, errno
 	}
 }

@@ -34,15 +34,7 @@ func ListenTCP(addr string, opts ...Option) (*StreamListener, error) {
 
 // DialTCP connects to addr, a loopback "127.x.y.z:port", with TCP_NODELAY set.
 func DialTCP(ctx context.Context, addr string, opts ...Option) (*StreamConn, error) {
-	c, err := buildConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	var a sys.Addr
-	if err := setInet4(&a, addr, false); err != nil {
-		return nil, &ipc.OpError{Op: "connect", Object: addr, Err: err}
-	}
-	b, err := dial(ctx, unix.AF_INET, unix.SOCK_STREAM, &a, addr, c)
+	b, err := dialInet4(ctx, unix.SOCK_STREAM, addr, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +60,15 @@ func ListenUDP(addr string, opts ...Option) (*DgramConn, error) {
 
 // DialUDP connects a UDP socket to addr, a loopback "127.x.y.z:port".
 func DialUDP(ctx context.Context, addr string, opts ...Option) (*DgramConn, error) {
+	b, err := dialInet4(ctx, unix.SOCK_DGRAM, addr, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newDgram(b), nil
+}
+
+// dialInet4 connects a socket of sotype to addr, a loopback "127.x.y.z:port".
+func dialInet4(ctx context.Context, sotype int, addr string, opts []Option) (*base, error) {
 	c, err := buildConfig(opts)
 	if err != nil {
 		return nil, err
@@ -76,11 +77,7 @@ func DialUDP(ctx context.Context, addr string, opts ...Option) (*DgramConn, erro
 	if err := setInet4(&a, addr, false); err != nil {
 		return nil, &ipc.OpError{Op: "connect", Object: addr, Err: err}
 	}
-	b, err := dial(ctx, unix.AF_INET, unix.SOCK_DGRAM, &a, addr, c)
-	if err != nil {
-		return nil, err
-	}
-	return newDgram(b), nil
+	return dial(ctx, unix.AF_INET, sotype, &a, addr, c)
 }
 
 // bindInet4 makes a close-on-exec IPv4 socket of sotype bound to addr, a loopback

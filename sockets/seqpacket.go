@@ -67,41 +67,29 @@ func (c *SeqpacketConn) Recv(ctx context.Context, p []byte) (int, error) {
 // ctx that cannot end, both system calls run on the fast path back to back. It does
 // not allocate.
 func (c *SeqpacketConn) Exchange(ctx context.Context, req, resp []byte) (int, error) {
-	if len(req) == 0 || !c.canFastRecv(ctx) || c.wdl.Load() != 0 {
+	if len(req) == 0 || !c.canFastRecv(ctx) || c.dl.Write.Load() != 0 {
 		if err := c.Send(ctx, req); err != nil {
 			return 0, err
 		}
 		return c.Recv(ctx, resp)
 	}
-	// The fast path (see fastpath.go), written out here: after the peer has run,
-	// every function on the way back from recvmsg costs cache misses.
+	// The fast path (see fastpath.go), the receive written out here: after the
+	// peer has run, every function on the way back from recvmsg costs cache misses.
 	c.inflight.Add(1)
-	sent := false
+	if _, err := c.sendAnnounced(req); err != nil {
+		c.inflight.Add(-1)
+		if err != unix.EAGAIN {
+			return 0, c.wrapIO("sendmsg", err)
+		}
+		if err := c.sendFull(ctx, req); err != nil { // no room: wait for some
+			return 0, err
+		}
+		return c.Recv(ctx, resp)
+	}
 	for {
 		if c.closed.Load() {
 			c.inflight.Add(-1)
-			if sent {
-				return 0, c.wrapIO("recvmsg", errClosed)
-			}
-			return 0, c.wrapIO("sendmsg", errClosed)
-		}
-		if !sent {
-			_, errno := sys.SendData(c.fd, req, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-			switch errno {
-			case 0:
-				sent = true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN: // no room: wait for some on the general path
-				c.inflight.Add(-1)
-				if err := c.sendFull(ctx, req); err != nil {
-					return 0, err
-				}
-				return c.Recv(ctx, resp)
-			default:
-				c.inflight.Add(-1)
-				return 0, c.wrapIO("sendmsg", errno)
-			}
+			return 0, c.wrapIO("recvmsg", errClosed)
 		}
 		n, rflags, errno := sys.RecvData(c.fd, resp, unix.MSG_CMSG_CLOEXEC)
 		if errno == 0 && n > 0 && rflags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) == 0 {
@@ -130,37 +118,25 @@ func (c *SeqpacketConn) SendReadMsgCred(ctx context.Context, out, p []byte, fds 
 		}
 		return c.ReadMsgCred(ctx, p, fds)
 	}
-	// The fast path (see fastpath.go), written out here: after the peer has run,
-	// every function on the way back from recvmsg costs cache misses.
+	// The fast path (see fastpath.go), the receive written out here: after the
+	// peer has run, every function on the way back from recvmsg costs cache misses.
 	var buf [credSpace + fastFdSpace]byte
 	oob := buf[:c.ctlSize(len(fds))]
 	c.inflight.Add(1)
-	sent := false
+	if _, err := c.sendAnnounced(out); err != nil {
+		c.inflight.Add(-1)
+		if err != unix.EAGAIN {
+			return 0, 0, Cred{}, c.wrapIO("sendmsg", err)
+		}
+		if err := c.sendFull(ctx, out); err != nil { // no room: wait for some
+			return 0, 0, Cred{}, err
+		}
+		return c.ReadMsgCred(ctx, p, fds)
+	}
 	for {
 		if c.closed.Load() {
 			c.inflight.Add(-1)
-			if sent {
-				return 0, 0, Cred{}, c.wrapIO("recvmsg", errClosed)
-			}
-			return 0, 0, Cred{}, c.wrapIO("sendmsg", errClosed)
-		}
-		if !sent {
-			_, errno := sys.SendData(c.fd, out, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-			switch errno {
-			case 0:
-				sent = true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN: // no room: wait for some on the general path
-				c.inflight.Add(-1)
-				if err := c.sendFull(ctx, out); err != nil {
-					return 0, 0, Cred{}, err
-				}
-				return c.ReadMsgCred(ctx, p, fds)
-			default:
-				c.inflight.Add(-1)
-				return 0, 0, Cred{}, c.wrapIO("sendmsg", errno)
-			}
+			return 0, 0, Cred{}, c.wrapIO("recvmsg", errClosed)
 		}
 		n, oobn, rflags, e := sys.Recvmsg(c.fd, p, oob, nil, unix.MSG_CMSG_CLOEXEC)
 		if e != unix.EINTR {

@@ -31,7 +31,7 @@ func (b *base) exec(ctx context.Context, o *op, nowait bool) error {
 			b.waiters.Release()
 			return err
 		}
-		if (ctx == background || ctx.Done() == nil) && b.deadline(o.write).IsZero() {
+		if (ctx == background || ctx.Done() == nil) && b.dl.Get(o.write).IsZero() {
 			if !o.write {
 				return b.direct(o)
 			}
@@ -45,16 +45,7 @@ func (b *base) exec(ctx context.Context, o *op, nowait bool) error {
 				return err
 			}
 		}
-		kctx, cancel, fromDL := b.kernelCtx(ctx, o.write)
-		err := b.waiters.Do(kctx, o.kernFn)
-		cancel()
-		if err == os.ErrClosed {
-			return errClosed
-		}
-		if fromDL && errors.Is(err, context.DeadlineExceeded) && context.Cause(kctx) == os.ErrDeadlineExceeded {
-			return os.ErrDeadlineExceeded
-		}
-		return err
+		return b.kernelWait(ctx, o.write, o.kernFn)
 	}
 	if nowait {
 		if err := b.rc.Control(o.ctlFn); err != nil {
@@ -98,16 +89,7 @@ func (b *base) pollErr(err error) error {
 // deadlines. It allocates; the hot path uses exec.
 func (b *base) waitIO(ctx context.Context, write bool, attempt func(fd int) error) error {
 	if b.file == nil {
-		kctx, cancel, fromDL := b.kernelCtx(ctx, write)
-		err := b.waiters.Do(kctx, func() error { return attempt(b.fd) })
-		cancel()
-		if err == os.ErrClosed {
-			return errClosed
-		}
-		if fromDL && errors.Is(err, context.DeadlineExceeded) && context.Cause(kctx) == os.ErrDeadlineExceeded {
-			return os.ErrDeadlineExceeded
-		}
-		return err
+		return b.kernelWait(ctx, write, func() error { return attempt(b.fd) })
 	}
 	var aerr error
 	fn := func(fd uintptr) bool {
@@ -145,19 +127,19 @@ func (b *base) pollerCtx(ctx context.Context, write bool, io func() error) error
 		}
 		return nil
 	}
-	return wait.ViaDeadline(ctx, b.deadline(write), set, io)
+	return wait.ViaDeadline(ctx, b.dl.Get(write), set, io)
 }
 
-// deadline returns the read or write deadline set with Set*Deadline.
-func (b *base) deadline(write bool) time.Time {
-	ns := b.rdl.Load()
-	if write {
-		ns = b.wdl.Load()
+// kernelWait makes call (kernel mode) with the thread registered in b.waiters, so
+// that ctx, the read (or write) deadline and Close can interrupt it.
+func (b *base) kernelWait(ctx context.Context, write bool, call func() error) error {
+	kctx, cancel, bounded := b.dl.Bound(ctx, write)
+	err := b.waiters.Do(kctx, call)
+	cancel()
+	if err == os.ErrClosed {
+		return errClosed
 	}
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
+	return wait.BoundErr(kctx, err, bounded)
 }
 
 // direct makes o's system call in kernel mode without registering the thread in
@@ -180,16 +162,6 @@ func (b *base) direct(o *op) error {
 	}
 }
 
-// kernelCtx bounds ctx by the deadline set with Set*Deadline, if any.
-func (b *base) kernelCtx(ctx context.Context, write bool) (context.Context, context.CancelFunc, bool) {
-	dl := b.deadline(write)
-	if dl.IsZero() {
-		return ctx, func() {}, false
-	}
-	c, cancel := context.WithDeadlineCause(ctx, dl, os.ErrDeadlineExceeded)
-	return c, cancel, true
-}
-
 // SetDeadline sets the read and write deadlines (see net.Conn). A zero time means
 // none. Calls past the deadline fail with an error matching os.ErrDeadlineExceeded
 // whose Timeout method reports true.
@@ -205,27 +177,9 @@ func (b *base) setDeadline(t time.Time, read, write bool) error {
 	if b.closed.Load() {
 		return b.wrap("set deadline", errClosed)
 	}
-	var ns int64
-	if !t.IsZero() {
-		ns = max(t.UnixNano(), 1)
-	}
-	if read {
-		b.rdl.Store(ns)
-	}
-	if write {
-		b.wdl.Store(ns)
-	}
+	b.dl.Set(t, read, write)
 	if b.file == nil {
 		return nil
 	}
-	var err error
-	switch {
-	case read && write:
-		err = b.file.SetDeadline(t)
-	case read:
-		err = b.file.SetReadDeadline(t)
-	default:
-		err = b.file.SetWriteDeadline(t)
-	}
-	return b.wrap("set deadline", b.pollErr(err))
+	return b.wrap("set deadline", b.pollErr(wait.SetFileDeadline(b.file, t, read, write)))
 }

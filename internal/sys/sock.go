@@ -122,21 +122,15 @@ func Connect(fd int, a *Addr) error {
 }
 
 // Getsockname stores the socket's own address in a.
-func Getsockname(fd int, a *Addr) error {
-	l := uint32(unix.SizeofSockaddrAny)
-	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&a.raw)), uintptr(unsafe.Pointer(&l)))
-	if e != 0 {
-		a.len = 0
-		return e
-	}
-	a.len = l
-	return nil
-}
+func Getsockname(fd int, a *Addr) error { return sockaddr(unix.SYS_GETSOCKNAME, fd, a) }
 
 // Getpeername stores the connected peer's address in a.
-func Getpeername(fd int, a *Addr) error {
+func Getpeername(fd int, a *Addr) error { return sockaddr(unix.SYS_GETPEERNAME, fd, a) }
+
+// sockaddr is getsockname(2) or getpeername(2) (trap) into a.
+func sockaddr(trap uintptr, fd int, a *Addr) error {
 	l := uint32(unix.SizeofSockaddrAny)
-	_, _, e := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&a.raw)), uintptr(unsafe.Pointer(&l)))
+	_, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&a.raw)), uintptr(unsafe.Pointer(&l)))
 	if e != 0 {
 		a.len = 0
 		return e

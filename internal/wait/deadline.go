@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,4 +52,72 @@ func ViaDeadline(ctx context.Context, user time.Time, set func(time.Time) error,
 		return ctx.Err()
 	}
 	return err
+}
+
+// Deadlines are a descriptor's read and write deadlines as Set*Deadline set them,
+// in Unix nanoseconds (0: none). Kernel-mode calls are bounded by them (Bound); in
+// poller mode they restore the *os.File's own after a context-bound call
+// (ViaDeadline). A fast path reads Read or Write directly: zero means no deadline.
+type Deadlines struct {
+	Read, Write atomic.Int64
+}
+
+// Set stores t (zero: none) as the read and/or write deadline.
+func (d *Deadlines) Set(t time.Time, read, write bool) {
+	var ns int64
+	if !t.IsZero() {
+		ns = max(t.UnixNano(), 1)
+	}
+	if read {
+		d.Read.Store(ns)
+	}
+	if write {
+		d.Write.Store(ns)
+	}
+}
+
+// Get returns the read (or write) deadline, zero for none.
+func (d *Deadlines) Get(write bool) time.Time {
+	ns := d.Read.Load()
+	if write {
+		ns = d.Write.Load()
+	}
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// Bound returns the context a kernel-mode call waits under: ctx, bounded by the read
+// (or write) deadline if one is set (bounded reports it; the deadline's cause is
+// os.ErrDeadlineExceeded), and the function that releases it.
+func (d *Deadlines) Bound(ctx context.Context, write bool) (c context.Context, cancel context.CancelFunc, bounded bool) {
+	dl := d.Get(write)
+	if dl.IsZero() {
+		return ctx, noCancel, false
+	}
+	c, cancel = context.WithDeadlineCause(ctx, dl, os.ErrDeadlineExceeded)
+	return c, cancel, true
+}
+
+func noCancel() {}
+
+// BoundErr is the error a call that waited under Bound's context c ends with: a
+// deadline that was the descriptor's, not ctx's, is os.ErrDeadlineExceeded.
+func BoundErr(c context.Context, err error, bounded bool) error {
+	if bounded && errors.Is(err, context.DeadlineExceeded) && context.Cause(c) == os.ErrDeadlineExceeded {
+		return os.ErrDeadlineExceeded
+	}
+	return err
+}
+
+// SetFileDeadline sets t as f's read and/or write deadline (in the runtime poller).
+func SetFileDeadline(f *os.File, t time.Time, read, write bool) error {
+	switch {
+	case read && write:
+		return f.SetDeadline(t)
+	case read:
+		return f.SetReadDeadline(t)
+	}
+	return f.SetWriteDeadline(t)
 }

@@ -80,7 +80,7 @@ func (ns *Namespace) ListenLink(name string, end End, opts ...Option) (*LinkList
 		return nil, err
 	}
 	path := filepath.Join(ns.dir, name+".link")
-	rec := Record{Name: name, Kind: "link", Backend: "seqpacket", Object: path,
+	rec := Record{Name: name, Kind: linkKind, Backend: "seqpacket", Object: path,
 		MaxPayload: c.maxPayload, Owner: owner, End: end.String()}
 	// Claim the name first, so a live link's socket is never touched.
 	ent, err := ns.register(rec)
@@ -129,18 +129,12 @@ func (l *LinkListener) Close() error {
 // if another process took the link first.
 func (ns *Namespace) DialLink(ctx context.Context, name string, opts ...Option) (*Link, error) {
 	c := newConfig(opts)
-	if err := c.check("dial link", name); err != nil {
-		return nil, err
-	}
-	ent, err := ns.lookup(name, false)
+	ent, err := ns.open("dial link", name, linkKind, c)
 	if err != nil {
 		return nil, err
 	}
 	rec := ent.rec
 	ent.release(false)
-	if rec.Kind != "link" {
-		return nil, &ipc.OpError{Op: "dial link", Object: name, Err: errors.New("name is a " + rec.Kind + ", not a link")}
-	}
 	end := SendEnd
 	if rec.End == SendEnd.String() {
 		end = RecvEnd

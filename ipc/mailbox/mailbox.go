@@ -3,8 +3,6 @@ package mailbox
 import (
 	"errors"
 	"sync"
-
-	"github.com/ipclab/ipclab/ipc"
 )
 
 // Mailbox is a named queue with many senders and many receivers, in any processes:
@@ -31,45 +29,48 @@ type Mailbox struct {
 // if a live mailbox, port or link has that name (a stale one is reaped and replaced).
 func (ns *Namespace) CreateMailbox(name string, opts ...Option) (*Mailbox, error) {
 	c := newConfig(opts)
-	if err := checkName("create mailbox", name, false); err != nil {
+	ent, q, err := ns.createQueued("create mailbox", name, mailboxKind, c)
+	if err != nil {
 		return nil, err
 	}
-	if err := c.check("create mailbox", name); err != nil {
-		return nil, err
+	return ns.newMailbox(ent, q, c), nil
+}
+
+// createQueued creates the queue of a mailbox or port (kind) named name, with c's
+// options, and registers it; op names the caller's operation in errors.
+func (ns *Namespace) createQueued(op, name, kind string, c config) (*entry, carrier, error) {
+	if err := checkName(op, name, false); err != nil {
+		return nil, nil, err
+	}
+	if err := c.check(op, name); err != nil {
+		return nil, nil, err
 	}
 	owner, err := self()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	q, obj, err := createQueue(c.backend, c.maxMsgs, c.maxFrame(), c.wait, false)
+	q, obj, err := createQueue(c.backend, c.maxMsgs, c.maxFrame(), c.wait, kind == portKind)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	rec := Record{Name: name, Kind: "mailbox", Backend: c.backend.String(), Object: obj,
-		Persistent: c.persistent, MaxMsgs: c.maxMsgs, MaxPayload: c.maxPayload, Owner: owner}
+	rec := Record{Name: name, Kind: kind, Backend: c.backend.String(), Object: obj,
+		Persistent: c.persistent && kind == mailboxKind, MaxMsgs: c.maxMsgs, MaxPayload: c.maxPayload, Owner: owner}
 	ent, err := ns.register(rec)
 	if err != nil {
 		q.close()
 		destroyObject(rec)
-		return nil, err
+		return nil, nil, err
 	}
-	return ns.newMailbox(ent, q, c), nil
+	return ent, q, nil
 }
 
 // OpenMailbox opens the existing mailbox name (unix.ENOENT if there is none). Its
 // backend, persistence and capacity come from the namespace entry.
 func (ns *Namespace) OpenMailbox(name string, opts ...Option) (*Mailbox, error) {
 	c := newConfig(opts)
-	if err := c.check("open mailbox", name); err != nil {
-		return nil, err
-	}
-	ent, err := ns.lookup(name, false)
+	ent, err := ns.open("open mailbox", name, mailboxKind, c)
 	if err != nil {
 		return nil, err
-	}
-	if ent.rec.Kind != "mailbox" {
-		ent.release(false)
-		return nil, &ipc.OpError{Op: "open mailbox", Object: name, Err: errors.New("name is a " + ent.rec.Kind + ", not a mailbox")}
 	}
 	q, err := openQueue(ent.rec, c.wait, false)
 	if err != nil {

@@ -207,6 +207,23 @@ func (ns *Namespace) register(rec Record) (*entry, error) {
 	return nil, ipc.Wrap("register", rec.Name, err)
 }
 
+// open looks name up for op, which needs an object of kind, with c's options
+// checked first; the entry comes back held (release it).
+func (ns *Namespace) open(op, name, kind string, c config) (*entry, error) {
+	if err := c.check(op, name); err != nil {
+		return nil, err
+	}
+	ent, err := ns.lookup(name, false)
+	if err != nil {
+		return nil, err
+	}
+	if ent.rec.Kind != kind {
+		ent.release(false)
+		return nil, &ipc.OpError{Op: op, Object: name, Err: errors.New("name is a " + ent.rec.Kind + ", not a " + kind)}
+	}
+	return ent, nil
+}
+
 // lookup opens the entry of name and takes a shared lock on it. The entry must be a
 // regular file owned by the effective uid with no access for others; it fails with an
 // error matching unix.ENOENT if there is none.

@@ -37,31 +37,18 @@ type Port struct {
 	closeEr error
 }
 
-const portKind = "port"
+// Kinds of namespace entries (Record.Kind).
+const (
+	mailboxKind = "mailbox"
+	portKind    = "port"
+	linkKind    = "link"
+)
 
 // CreatePort creates the port name and returns its receive right.
 func (ns *Namespace) CreatePort(name string, opts ...Option) (*Port, error) {
 	c := newConfig(opts)
-	if err := checkName("create port", name, false); err != nil {
-		return nil, err
-	}
-	if err := c.check("create port", name); err != nil {
-		return nil, err
-	}
-	owner, err := self()
+	ent, q, err := ns.createQueued("create port", name, portKind, c)
 	if err != nil {
-		return nil, err
-	}
-	q, obj, err := createQueue(c.backend, c.maxMsgs, c.maxFrame(), c.wait, true)
-	if err != nil {
-		return nil, err
-	}
-	rec := Record{Name: name, Kind: portKind, Backend: c.backend.String(), Object: obj,
-		MaxMsgs: c.maxMsgs, MaxPayload: c.maxPayload, Owner: owner}
-	ent, err := ns.register(rec)
-	if err != nil {
-		q.close()
-		destroyObject(rec)
 		return nil, err
 	}
 	return ns.newPort(ent, q, c), nil
@@ -78,18 +65,12 @@ func (ns *Namespace) newPort(ent *entry, q carrier, c config) *Port {
 // nobody and vanishes with the last descriptor.
 func (ns *Namespace) OpenPort(name string, opts ...Option) (*Sender, error) {
 	c := newConfig(opts)
-	if err := c.check("open port", name); err != nil {
-		return nil, err
-	}
-	ent, err := ns.lookup(name, false)
+	ent, err := ns.open("open port", name, portKind, c)
 	if err != nil {
 		return nil, err
 	}
 	rec := ent.rec
 	ent.release(false) // senders do not keep a port alive
-	if rec.Kind != portKind {
-		return nil, &ipc.OpError{Op: "open port", Object: name, Err: errors.New("name is a " + rec.Kind + ", not a port")}
-	}
 	q, err := openQueue(rec, c.wait, true)
 	if err != nil {
 		return nil, err

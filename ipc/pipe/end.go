@@ -28,9 +28,9 @@ type end struct {
 	fd      int
 	waiters wait.Set
 
-	// Deadlines set with SetReadDeadline/SetWriteDeadline, as UnixNano (0: none).
-	// Kernel mode enforces them itself; poller mode also hands them to the *os.File.
-	readDL, writeDL atomic.Int64
+	// Deadlines set with SetReadDeadline/SetWriteDeadline. Kernel mode enforces them
+	// itself; poller mode also hands them to the *os.File.
+	dl wait.Deadlines
 
 	// Poller mode: the descriptor lives in an *os.File registered with the poller, and
 	// rc reaches it for non-blocking attempts.
@@ -378,40 +378,6 @@ func (e *end) wrap(op string, err error) error {
 	return &ipc.OpError{Op: op, Object: e.name, Err: err}
 }
 
-// kernelCtx returns the context a kernel-mode call waits under: ctx, bounded by the
-// deadline set with SetReadDeadline/SetWriteDeadline if any. The returned cancel must
-// be called; fromDeadline reports whether the deadline (not ctx) can end it.
-func (e *end) kernelCtx(ctx context.Context, write bool) (context.Context, context.CancelFunc, bool) {
-	dl := e.deadline(write)
-	if dl.IsZero() {
-		return ctx, noCancel, false
-	}
-	c, cancel := context.WithDeadlineCause(ctx, dl, os.ErrDeadlineExceeded)
-	return c, cancel, true
-}
-
-func noCancel() {}
-
-// deadline returns the read (or write) deadline set by the caller, zero for none.
-func (e *end) deadline(write bool) time.Time {
-	ns := e.readDL.Load()
-	if write {
-		ns = e.writeDL.Load()
-	}
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
-}
-
-// ctxErr converts the error a kernel-mode wait ended with into the one callers expect.
-func ctxErr(ctx context.Context, err error, fromDeadline bool) error {
-	if fromDeadline && errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == os.ErrDeadlineExceeded {
-		return os.ErrDeadlineExceeded
-	}
-	return err
-}
-
 // ioCtx performs one read or write (op) of p through the poller under ctx: it applies
 // ctx's deadline and cancellation as a deadline on the *os.File, then restores the
 // deadline set by the caller.
@@ -424,7 +390,7 @@ func (e *end) pollerCtx(ctx context.Context, write bool, do func() (int, error))
 		set = e.file.SetWriteDeadline
 	}
 	var n int
-	err := wait.ViaDeadline(ctx, e.deadline(write), set, func() (err error) {
+	err := wait.ViaDeadline(ctx, e.dl.Get(write), set, func() (err error) {
 		n, err = do()
 		return err
 	})
@@ -432,27 +398,9 @@ func (e *end) pollerCtx(ctx context.Context, write bool, do func() (int, error))
 }
 
 func (e *end) setDeadline(t time.Time, read, write bool) error {
-	var ns int64
-	if !t.IsZero() {
-		ns = max(t.UnixNano(), 1)
-	}
-	if read {
-		e.readDL.Store(ns)
-	}
-	if write {
-		e.writeDL.Store(ns)
-	}
+	e.dl.Set(t, read, write)
 	if e.file == nil {
 		return nil
 	}
-	var err error
-	switch {
-	case read && write:
-		err = e.file.SetDeadline(t)
-	case read:
-		err = e.file.SetReadDeadline(t)
-	default:
-		err = e.file.SetWriteDeadline(t)
-	}
-	return e.wrap("set deadline", err)
+	return e.wrap("set deadline", wait.SetFileDeadline(e.file, t, read, write))
 }

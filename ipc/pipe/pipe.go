@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -126,7 +127,7 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if !r.fast(ctx, &r.readDL) {
+	if !r.fast(ctx, &r.dl.Read) {
 		if r.file != nil {
 			return r.readPoller(ctx, p)
 		}
@@ -152,7 +153,7 @@ func (r *Reader) readPoller(ctx context.Context, p []byte) (int, error) {
 
 // readKernel is a kernel-mode read that a context or deadline can end.
 func (r *Reader) readKernel(ctx context.Context, p []byte) (int, error) {
-	kctx, cancel, fromDL := r.kernelCtx(ctx, false)
+	kctx, cancel, bounded := r.dl.Bound(ctx, false)
 	defer cancel()
 	var n int
 	err := r.waiters.Do(kctx, func() error {
@@ -161,7 +162,7 @@ func (r *Reader) readKernel(ctx context.Context, p []byte) (int, error) {
 		return e
 	})
 	if err != nil {
-		return 0, r.wrap("read", ctxErr(kctx, err, fromDL))
+		return 0, r.wrap("read", wait.BoundErr(kctx, err, bounded))
 	}
 	if n == 0 {
 		return 0, io.EOF
@@ -241,7 +242,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 // WriteContext is Write that also returns when ctx ends. It may then have written part
 // of p; the count says how much.
 func (w *Writer) WriteContext(ctx context.Context, p []byte) (int, error) {
-	if !w.fast(ctx, &w.writeDL) {
+	if !w.fast(ctx, &w.dl.Write) {
 		if w.file != nil {
 			n, err := w.pollerCtx(ctx, true, func() (int, error) { return w.file.Write(p) })
 			return n, w.wrap("write", err)
@@ -261,7 +262,7 @@ func (w *Writer) WriteContext(ctx context.Context, p []byte) (int, error) {
 
 // writeKernel is a kernel-mode write that a context or deadline can end.
 func (w *Writer) writeKernel(ctx context.Context, p []byte) (int, error) {
-	kctx, cancel, fromDL := w.kernelCtx(ctx, true)
+	kctx, cancel, bounded := w.dl.Bound(ctx, true)
 	defer cancel()
 	done := 0
 	for done < len(p) || len(p) == 0 {
@@ -273,7 +274,7 @@ func (w *Writer) writeKernel(ctx context.Context, p []byte) (int, error) {
 		})
 		done += n
 		if err != nil {
-			return done, w.wrap("write", ctxErr(kctx, err, fromDL))
+			return done, w.wrap("write", wait.BoundErr(kctx, err, bounded))
 		}
 		if len(p) == 0 {
 			break

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -98,7 +99,7 @@ func (w *Writer) Vmsplice(ctx context.Context, p []byte) (int, error) {
 // other descriptor is written to (so its wait is for writability).
 func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error), other syscall.RawConn, otherIsDst bool) (int, error) {
 	if e.file == nil {
-		kctx, cancel, fromDL := e.kernelCtx(ctx, !otherIsDst)
+		kctx, cancel, bounded := e.dl.Bound(ctx, !otherIsDst)
 		defer cancel()
 		var n int
 		err := e.waiters.Do(kctx, func() error {
@@ -106,7 +107,7 @@ func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error)
 			n, err = attempt(e.fd, unix.SPLICE_F_MOVE)
 			return err
 		})
-		return n, ctxErr(kctx, err, fromDL)
+		return n, wait.BoundErr(kctx, err, bounded)
 	}
 	const flags = unix.SPLICE_F_NONBLOCK | unix.SPLICE_F_MOVE
 	isReader := otherIsDst

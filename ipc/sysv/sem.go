@@ -156,18 +156,7 @@ func (s *SemSet) Op(ctx context.Context, ops ...SemOp) error {
 	id := s.id
 	// First try without waiting, on a copy with NoWait on every operation.
 	var local [maxLocalOps]SemOp
-	var try []SemOp
-	if len(ops) <= maxLocalOps {
-		try = local[:len(ops)]
-	} else {
-		try = make([]SemOp, len(ops))
-	}
-	allNoWait := true
-	for i, op := range ops {
-		allNoWait = allNoWait && op.Flags&NoWait != 0
-		op.Flags |= NoWait
-		try[i] = op
-	}
+	try, allNoWait := noWait(&local, ops)
 	err := sys.Semtimedop(s.id, try, nil)
 	if err != unix.EAGAIN || allNoWait {
 		return s.fail("semop", err)
@@ -203,17 +192,25 @@ func (s *SemSet) TryOp(ops ...SemOp) error {
 		return err
 	}
 	var local [maxLocalOps]SemOp
-	var try []SemOp
+	try, _ := noWait(&local, ops)
+	return s.fail("semop", sys.Semtimedop(s.id, try, nil))
+}
+
+// noWait returns ops with NoWait set on each, in local when they fit, and whether
+// every one of ops had it already.
+func noWait(local *[maxLocalOps]SemOp, ops []SemOp) (try []SemOp, all bool) {
 	if len(ops) <= maxLocalOps {
 		try = local[:len(ops)]
 	} else {
 		try = make([]SemOp, len(ops))
 	}
+	all = true
 	for i, op := range ops {
+		all = all && op.Flags&NoWait != 0
 		op.Flags |= NoWait
 		try[i] = op
 	}
-	return s.fail("semop", sys.Semtimedop(s.id, try, nil))
+	return try, all
 }
 
 func (s *SemSet) checkOps(ops []SemOp) error {
