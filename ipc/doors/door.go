@@ -131,8 +131,8 @@ func ShmInPlace() Option { return func(c *config) { c.inPlace = true } }
 
 // Pool is a set of server goroutines that grows on demand up to a limit. A call is
 // run by the goroutine that read it, so that a short call costs no hand-off and no
-// timer; a per-door watchdog, ticking every 200µs only while such handlers run,
-// gives a connection whose handler has been running for a tick a new reading
+// timer; a per-door watchdog, ticking every 200µs while such handlers run (it
+// sleeps after 50 ticks that found none), gives a connection whose handler has been running for a tick a new reading
 // goroutine, which is how concurrent calls and cancellations get through. When
 // the pool's limit of running handlers is reached, calls wait in a queue for the
 // next free slot.
