@@ -2,6 +2,7 @@ package mailbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -60,6 +61,47 @@ var _ = ipctest.Helper("bsend-bursts", func(args []string) int {
 	}
 	check(mb.Flush(hctx()))
 	ipctest.Signal()
+	return 0
+})
+
+// link-bsend-bursts: dir name count size wait. Dials the link name (this end sends)
+// and sends count messages, numbered from 0 and padded to size bytes: first with
+// TrySend until the link is full, then signals and Bsends the rest in bursts three
+// times that capacity, Flushing after every other burst. Signals once everything is
+// flushed and waits for the test.
+var _ = ipctest.Helper("link-bsend-bursts", func(args []string) int {
+	ns := helperNS(args)
+	n, size := atoi(args[2]), atoi(args[3])
+	w, err := ipc.ParseWaitStrategy(args[4])
+	check(err)
+	l, err := ns.DialLink(hctx(), args[1], mailbox.WithWait(w))
+	check(err)
+	defer l.Close()
+	msg := make([]byte, size)
+	i := 0
+	for ; i < n; i++ {
+		copy(msg, fmt.Sprintf("%08d", i))
+		err := l.Tx.TrySend(msg)
+		if errors.Is(err, ipc.ErrWouldBlock) {
+			break
+		}
+		check(err)
+	}
+	if i == 0 || i == n {
+		panic(fmt.Sprintf("the link took %d of %d messages", i, n))
+	}
+	ipctest.Signal()
+	burst := 3 * i
+	for k := 0; i < n; i, k = i+1, k+1 {
+		copy(msg, fmt.Sprintf("%08d", i))
+		check(l.Tx.Bsend(hctx(), msg))
+		if k%(2*burst) == burst-1 {
+			check(l.Tx.Flush(hctx()))
+		}
+	}
+	check(l.Tx.Flush(hctx()))
+	ipctest.Signal()
+	ipctest.Await()
 	return 0
 })
 
@@ -172,6 +214,44 @@ func TestBsendOrder(t *testing.T) {
 			if extra := drain(t, mb); len(extra) != 0 {
 				t.Errorf("%d messages beyond the %d sent", len(extra), n)
 			}
+		})
+	}
+}
+
+// TestBsendOrderLink/FI-06: TestBsendOrder over a link (a seqpacket connection, whose
+// capacity the sender measures by filling it).
+func TestBsendOrderLink(t *testing.T) {
+	for _, w := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+		t.Run(w.String()+"/FI-06", func(t *testing.T) {
+			ns, ctx := newNS(t), ctxT(t)
+			const n, size = 3000, 1000
+			ln, err := ns.ListenLink("blink", mailbox.RecvEnd, mailbox.WithCapacity(1, size))
+			must(t, err)
+			defer ln.Close()
+			h := start(t, "link-bsend-bursts", ipctest.WithArgs(ns.Dir(), "blink", strconv.Itoa(n), strconv.Itoa(size), w.String()))
+			l, err := ln.Accept(ctx)
+			must(t, err)
+			defer l.Close()
+			h.Await() // the link is full
+			buf := make([]byte, size)
+			for i := 0; i < n; i++ {
+				m, err := l.Rx.Recv(ctx, buf)
+				must(t, err)
+				if m.N != size {
+					t.Fatalf("message %d: %d bytes, want %d", i, m.N, size)
+				}
+				got, err := strconv.Atoi(string(buf[:8]))
+				must(t, err)
+				if got != i {
+					t.Fatalf("message %d of %d is number %d", i, n, got)
+				}
+			}
+			h.Await() // flushed
+			if m, err := l.Rx.TryRecv(buf); !errors.Is(err, ipc.ErrWouldBlock) {
+				t.Errorf("after the last message: %v, %v", m, err)
+			}
+			h.Signal()
+			h.MustSucceed()
 		})
 	}
 }
