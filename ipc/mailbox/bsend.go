@@ -2,13 +2,22 @@ package mailbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ipclab/ipclab/ipc"
 )
 
-// bsender is a Sender's send buffer: preallocated frame slots that Bsend fills and a
-// goroutine flushes to the kernel object with blocking sends, in order.
+// bsender is a Sender's send buffer: preallocated frame slots that Bsend fills. A
+// message the kernel object has room for, with nothing buffered before it, goes
+// straight to the object in the caller's own non-blocking send; only the others wait in
+// slots, which a goroutine flushes to the object with blocking sends, in order. The
+// caller therefore never waits for that goroutine to be scheduled while the object has
+// room: with the thread that would run it busy (GOMAXPROCS=1, or both Ps' threads on
+// one CPU with one of them blocked in a kernel-mode receive) the runtime hands its P
+// to another thread only after sysmon notices, tens of microseconds or more later.
 type bsender struct {
 	out     carrier
 	slots   [][]byte
@@ -16,10 +25,14 @@ type bsender struct {
 	free    chan int
 	queue   chan int
 	drained chan struct{} // a value after each flushed message
-	pending atomic.Int64
+	pending atomic.Int64  // messages handed to the flusher and not yet flushed
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	// submit orders Bsends: a message is sent directly or queued to the flusher under
+	// it, so a message never overtakes one buffered before it.
+	submit sync.Mutex
 
 	mu  sync.Mutex
 	err error // first flush failure; later messages are dropped
@@ -80,13 +93,18 @@ func (b *bsender) close() error {
 	return b.failed()
 }
 
-// Bsend sends data with the Buffered discipline (MPI's buffered send): it copies the
-// message into this Sender's send buffer (WithSendBuffer slots), waiting only while
-// the buffer is full, and returns; a goroutine moves buffered messages to the kernel
-// object in order. The message is lost if this process dies or Closes before it is
-// flushed: Flush waits until everything buffered is stored. A flush failure is
-// returned by the next Bsend or Flush. Bsend does not allocate after its first call,
-// which allocates the buffer and starts the goroutine.
+// Bsend sends data with the Buffered discipline (MPI's buffered send): it never waits
+// for a receiver. If nothing this Sender buffered is still waiting and the kernel
+// object has room, Bsend stores the message there with a non-blocking send before it
+// returns, as TrySend does; otherwise it copies the message into this Sender's send
+// buffer (WithSendBuffer slots), waiting only while the buffer is full, and returns,
+// and a goroutine moves buffered messages to the kernel object in order. Messages
+// reach the object in the order of their Bsend calls: none overtakes one that is
+// buffered. A buffered message is lost if this process dies or Closes before it is
+// flushed: Flush waits until everything buffered is stored. A failure of the direct
+// send is returned at once (the message was not sent); a flush failure is returned by
+// the next Bsend or Flush. Bsend does not allocate after its first call, which
+// allocates the buffer and starts the goroutine.
 func (s *Sender) Bsend(ctx context.Context, data []byte) error {
 	if err := s.checkPayload("bsend", data); err != nil {
 		return err
@@ -115,15 +133,33 @@ func (s *Sender) Bsend(ctx context.Context, data []byte) error {
 			return s.opErr("bsend", errClosedSender)
 		}
 	}
+	b.submit.Lock()
 	n, err := EncodeFrame(b.slots[i], Frame{Kind: KindData, Discipline: Buffered, Seq: s.seq.Add(1), Payload: data})
-	if err != nil {
+	queued := false
+	if err == nil {
+		queued, err = b.put(i, n)
+	}
+	b.submit.Unlock()
+	if !queued {
 		b.free <- i
-		return s.opErr("bsend", err)
+	}
+	return s.opErr("bsend", err)
+}
+
+// put stores the n-byte frame in slot i in the kernel object if nothing is buffered
+// before it and the object has room, and otherwise hands the slot to the flusher,
+// reporting that it did. The caller holds b.submit.
+func (b *bsender) put(i, n int) (queued bool, err error) {
+	if b.pending.Load() == 0 {
+		err := b.out.trySend(b.slots[i][:n])
+		if err == nil || !errors.Is(err, ipc.ErrWouldBlock) {
+			return false, err
+		}
 	}
 	b.lens[i] = n
 	b.pending.Add(1)
-	b.queue <- i
-	return nil
+	b.queue <- i // never blocks: it has room for every slot
+	return true, nil
 }
 
 // Flush waits until every message Bsend buffered has been stored in the kernel object

@@ -8,7 +8,10 @@ import "fmt"
 //	discipline   MPI call  returns when                            survives the sender's death
 //	NonBlocking  -         at once: stored in the kernel, or        yes (if stored)
 //	                       ipc.ErrWouldBlock if that would wait
-//	Buffered     Bsend     copied into this handle's send buffer    no: flushed by a goroutine
+//	Buffered     Bsend     stored in the kernel, if it has room     yes if stored; no while
+//	                       and nothing is buffered before it;       buffered (a goroutine
+//	                       otherwise copied into this handle's      flushes the buffer)
+//	                       send buffer
 //	Receipt      Send      the kernel object (mailbox queue or the  yes
 //	                       receiver's socket) has stored it
 //	Delivery     Ssend     a receiver has taken it (its Recv        yes

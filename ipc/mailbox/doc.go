@@ -48,7 +48,9 @@
 //
 //   - Delivery and Response cost a frame back: the first such send of a Sender
 //     creates its reply port (a queue and a namespace entry), removed by Close.
-//   - Bsend's messages live in this process until flushed: a crash loses them.
+//   - Bsend stores a message in the kernel object at once when it has room and
+//     nothing is buffered; the others live in this process until flushed, and a crash
+//     loses them.
 //   - A blocked System V call holds an OS thread (see ipc/sysv).
 //   - systemd-logind's RemoveIPC= removes a user's System V and POSIX objects at
 //     logout, and $XDG_RUNTIME_DIR goes with the last session: "persistent" means
