@@ -238,9 +238,8 @@ type objStat struct {
 // Identity is what tells a System V object from another that later gets the same id
 // (conformance S4). The kernel builds an id as seq*32768 + index and hands both out in
 // cycles, so once an object is removed its id comes back: unprompted after 64×65536 ≈
-// 4.2 million creations of that kind in the IPC namespace (about 18 s of back-to-back
-// create/remove on the 2-CPU machine ipclab is tested on), and sooner for a process
-// that advanced the counter in advance (see the package doc). The new object's
+// 4.2 million creations of that kind in the IPC namespace, and sooner for a process
+// that advanced the counter beforehand (see the package doc). The new object's
 // ipc_perm.__seq (Perm.Seq) is then the old one's too, since it is the recycled part of
 // the id, so it is not compared.
 //
