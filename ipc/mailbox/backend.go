@@ -127,9 +127,43 @@ func createQueue(b Backend, maxMsgs, maxFrame int, w ipc.WaitStrategy, receiveRi
 		if err != nil {
 			return nil, "", err
 		}
-		return sysvCarrier{q}, strconv.Itoa(q.ID()), nil
+		// The handle kept is one opened with Expect, which compares the queue's
+		// change time too: nothing changes a mailbox queue's attributes, so a
+		// different time means another queue under the same id (S4).
+		strict, err := sysv.OpenQueueID(q.ID(), sysv.Expect(q.Identity()))
+		if err != nil {
+			q.Remove()
+			q.Close()
+			return nil, "", err
+		}
+		q.Close()
+		return sysvCarrier{strict}, strconv.Itoa(strict.ID()), nil
 	}
 	return nil, "", fmt.Errorf("backend %v: %w", b, errInvalid)
+}
+
+// sysvIdentity returns what tells the System V queue behind q from a later one given
+// the same id, for its record (nil for other carriers).
+func sysvIdentity(q carrier) *sysv.Identity {
+	if c, ok := q.(sysvCarrier); ok {
+		id := c.q.Identity()
+		return &id
+	}
+	return nil
+}
+
+// sysvOpen opens the System V queue a record names: with the identity the record
+// keeps, a queue that got the id after the record's was removed is refused
+// (ipc.ErrRemoved), never used or removed (S4).
+func sysvOpen(rec Record) (*sysv.Queue, error) {
+	id, err := strconv.Atoi(rec.Object)
+	if err != nil {
+		return nil, &ipc.OpError{Op: "open", Object: rec.Object, Err: errInvalid}
+	}
+	if rec.SysV == nil {
+		return sysv.OpenQueueID(id)
+	}
+	return sysv.OpenQueueID(id, sysv.Expect(*rec.SysV))
 }
 
 // openQueue opens the queue a record names, refusing one not owned by the effective
@@ -157,11 +191,7 @@ func openQueue(rec Record, w ipc.WaitStrategy, sendOnly bool) (carrier, error) {
 		}
 		return mqCarrier{q}, nil
 	case "sysv":
-		id, err := strconv.Atoi(rec.Object)
-		if err != nil {
-			return nil, &ipc.OpError{Op: "open", Object: rec.Object, Err: errInvalid}
-		}
-		q, err := sysv.OpenQueueID(id)
+		q, err := sysvOpen(rec)
 		if err != nil {
 			return nil, err
 		}
@@ -178,11 +208,7 @@ func destroyObject(rec Record) error {
 			return err
 		}
 	case "sysv":
-		id, err := strconv.Atoi(rec.Object)
-		if err != nil {
-			return nil
-		}
-		q, err := sysv.OpenQueueID(id)
+		q, err := sysvOpen(rec)
 		if err != nil {
 			return nil // gone (or no longer ours: never remove someone else's)
 		}
@@ -212,11 +238,10 @@ func objectExists(rec Record) (bool, error) {
 		q.Close()
 		return true, nil
 	case "sysv":
-		id, err := strconv.Atoi(rec.Object)
-		if err != nil {
+		if _, err := strconv.Atoi(rec.Object); err != nil {
 			return false, nil
 		}
-		q, err := sysv.OpenQueueID(id)
+		q, err := sysvOpen(rec)
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, ipc.ErrRemoved) {
 			return false, nil
 		}

@@ -53,7 +53,7 @@ func (ns *Namespace) createQueued(op, name, kind string, c config) (*entry, carr
 	if err != nil {
 		return nil, nil, err
 	}
-	rec := Record{Name: name, Kind: kind, Backend: c.backend.String(), Object: obj,
+	rec := Record{Name: name, Kind: kind, Backend: c.backend.String(), Object: obj, SysV: sysvIdentity(q),
 		Persistent: c.persistent && kind == mailboxKind, MaxMsgs: c.maxMsgs, MaxPayload: c.maxPayload, Owner: owner}
 	ent, err := ns.register(rec)
 	if err != nil {

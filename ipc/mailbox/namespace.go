@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/sysv"
 )
 
 // Namespace maps names to kernel objects. It is a directory owned by the user, mode
@@ -49,6 +50,9 @@ type Record struct {
 	// Object is the kernel object: a POSIX queue name, a System V queue id or a
 	// socket path.
 	Object string `json:"object"`
+	// SysV is, for a System V queue, what tells it from a queue given the same id
+	// after it was removed (entries written before it was recorded have none).
+	SysV *sysv.Identity `json:"sysv,omitempty"`
 	// Persistent objects outlive their processes; transient ones go with their last
 	// user.
 	Persistent bool `json:"persistent"`

@@ -63,6 +63,7 @@ type config struct {
 	readOnly   bool
 	locked     bool
 	hugePages  bool
+	expect     *Identity
 }
 
 // WithMode sets the permission bits (default 0600) an object is created with, in one
@@ -96,6 +97,16 @@ func Locked() Option { return func(c *config) { c.locked = true } }
 // HugePages backs a created segment with huge pages (SHM_HUGETLB); its size must be a
 // multiple of the huge page size.
 func HugePages() Option { return func(c *config) { c.hugePages = true } }
+
+// Expect opens an object only if it has identity id, as returned by Identity on a
+// handle for it (or stored from one), ChangeTime included unless zero; otherwise the
+// open fails with ipc.ErrRemoved: the id names another object now (S4). A queue opened
+// so compares ChangeTime on every later check too, which tells a queue from one
+// created under the same id by the same user in another second; use it only for
+// queues whose attributes nobody changes (IPC_SET: SetAttr), since such a change
+// makes every handle opened with Expect see a different queue (its own SetAttr
+// excepted).
+func Expect(id Identity) Option { return func(c *config) { c.expect = &id } }
 
 func buildConfig(op string, opts []Option) (config, error) {
 	c := config{mode: 0o600, access: 0o600, owner: os.Geteuid()}
@@ -134,36 +145,37 @@ func (c *config) verify(uid, cuid, mode uint32) error {
 	return nil
 }
 
-// procPerm reads the owner, creator and mode of object id from /proc/sysvipc/kind,
-// which anyone may read: the fallback when IPC_STAT is not permitted.
-func procPerm(kind string, id int) (uid, cuid, mode uint32, err error) {
+// procStat reads what IPC_STAT would give about object id from /proc/sysvipc/kind,
+// which anyone may read: the fallback when IPC_STAT is not permitted (no read access).
+func procStat(kind string, id int) (objStat, error) {
 	rows, err := procRows(kind)
 	if err != nil {
-		return 0, 0, 0, err
+		return objStat{}, err
 	}
 	idcol := map[string]string{"msg": "msqid", "sem": "semid", "shm": "shmid"}[kind]
 	for _, r := range rows {
 		if r[idcol] != strconv.Itoa(id) {
 			continue
 		}
-		u, _ := strconv.ParseUint(r["uid"], 10, 32)
-		cu, _ := strconv.ParseUint(r["cuid"], 10, 32)
-		m, _ := strconv.ParseUint(r["perms"], 8, 32)
-		return uint32(u), uint32(cu), uint32(m), nil
-	}
-	return 0, 0, 0, unix.EINVAL
-}
-
-// procNsems returns the size of semaphore set id from /proc/sysvipc/sem (0 if absent).
-func procNsems(id int) int {
-	rows, _ := procRows("sem")
-	for _, r := range rows {
-		if r["semid"] == strconv.Itoa(id) {
-			n, _ := strconv.Atoi(r["nsems"])
-			return n
+		num := func(col string, base int) uint64 {
+			v, _ := strconv.ParseUint(r[col], base, 64)
+			return v
 		}
+		key, _ := strconv.ParseInt(r["key"], 10, 64)
+		st := objStat{
+			ident: Identity{Key: Key(int32(key)), CUID: uint32(num("cuid", 10)), CGID: uint32(num("cgid", 10)),
+				ChangeTime: int64(num("ctime", 10))},
+			uid: uint32(num("uid", 10)), mode: uint32(num("perms", 8)),
+		}
+		switch kind {
+		case "sem":
+			st.size = int(num("nsems", 10))
+		case "shm":
+			st.size = int(num("size", 10))
+		}
+		return st, nil
 	}
-	return 0
+	return objStat{}, unix.EINVAL
 }
 
 // procRows parses /proc/sysvipc/kind into one map (column name -> value) per object.
@@ -191,13 +203,14 @@ func procRows(kind string) ([]map[string]string, error) {
 	return out, nil
 }
 
-// object is what every handle holds: the id, a description for errors, and the
-// threads blocked on it.
+// object is what every handle holds: the id, what the id named when the handle was
+// made (its Identity), a description for errors, and the threads blocked on it.
 type object struct {
 	// What every call touches comes first, in one cache line.
 	id      int
 	closed  atomic.Bool
 	removed atomic.Bool
+	recheck atomic.Bool  // the identity is due to be confirmed before the next call
 	blocked atomic.Int32 // calls in flight under a context that never ends
 
 	key     Key
@@ -205,13 +218,148 @@ type object struct {
 	cfg     config
 	waiters wait.Set
 	kick    func() // interrupts blocked calls on close (nil: SIGURG to every thread)
-	// stat re-reads the object's state; used to tell a stale id from a bad argument.
-	alive func() error
+
+	// stat re-reads the object (IPC_STAT, or /proc/sysvipc without read access).
+	stat   func() (objStat, error)
+	ident  Identity     // what the id named when the handle was made
+	size   int          // semaphores in the set (compared too); 0 for the other kinds
+	strict bool         // compare ChangeTime too (Expect on a queue)
+	ctime  atomic.Int64 // ChangeTime, as adopted after this handle's own IPC_SET
+	timer  *time.Timer  // sets recheck recheckEvery after the last confirmation
 }
 
-func (o *object) init(kind string, id int, key Key, cfg config, alive func() error) {
-	o.id, o.key, o.cfg, o.alive = id, key, cfg, alive
+// objStat is what identifies an object and what opening checks (S2).
+type objStat struct {
+	ident     Identity
+	uid, mode uint32
+	size      int // semaphores in a set, bytes in a segment
+}
+
+// Identity is what tells a System V object from another that later gets the same id
+// (conformance S4). The kernel builds an id as seq*32768 + index and hands both out in
+// cycles, so once an object is removed its id comes back: unprompted after 64×65536 ≈
+// 4.2 million creations of that kind in the IPC namespace, and sooner for a process
+// that advanced the counter beforehand (see the package doc). The new object's
+// ipc_perm.__seq (Perm.Seq) is then the old one's too, since it is the recycled part of
+// the id, so it is not compared.
+//
+// A handle compares Key, CUID and CGID, which no IPC_SET changes, and for a semaphore
+// set its size. ChangeTime (msg_ctime, sem_ctime, shm_ctime, seconds) is the creation
+// time until an IPC_SET (for a semaphore set also a Set or SetAll) moves it, so a
+// handle compares it only when opened with Expect, and only for queues.
+type Identity struct {
+	Key        Key    `json:"key"`
+	CUID       uint32 `json:"cuid"`
+	CGID       uint32 `json:"cgid"`
+	ChangeTime int64  `json:"ctime"`
+}
+
+// recheckEvery is how long a handle's identity stays confirmed: the first call after
+// that re-reads it (one IPC_STAT) before it touches the object.
+const recheckEvery = time.Millisecond
+
+// errReplaced is the cause when the id names another object now.
+var errReplaced = fmt.Errorf("%w: the id now names another object", ipc.ErrRemoved)
+
+func (o *object) init(kind string, id int, key Key, cfg config, stat func() (objStat, error)) {
+	o.id, o.key, o.cfg, o.stat = id, key, cfg, stat
 	o.name = fmt.Sprintf("%s id=%d key=%v", kind, id, key)
+}
+
+// adopt records st as what the handle opened (checking it against an Expect given
+// with the options) and, unless pinned (an attached segment cannot lose its id),
+// starts the recheck timer.
+func (o *object) adopt(op string, st objStat, pinned bool) error {
+	if want := o.cfg.expect; want != nil {
+		if st.ident.Key != want.Key || st.ident.CUID != want.CUID || st.ident.CGID != want.CGID ||
+			want.ChangeTime != 0 && st.ident.ChangeTime != want.ChangeTime {
+			return ipc.Wrap(op, o.name, errReplaced)
+		}
+	}
+	o.ident, o.size = st.ident, st.size
+	o.ctime.Store(st.ident.ChangeTime)
+	if !pinned {
+		o.timer = time.AfterFunc(recheckEvery, func() { o.recheck.Store(true) })
+	}
+	return nil
+}
+
+// Identity returns what the handle's id named when the handle was made (ChangeTime
+// as this handle's own attribute changes left it).
+func (o *object) Identity() Identity {
+	id := o.ident
+	id.ChangeTime = o.ctime.Load()
+	return id
+}
+
+// same reports whether st describes the object the handle opened.
+func (o *object) same(st objStat) bool {
+	return o.sameCreation(st) && (!o.strict || st.ident.ChangeTime == o.ctime.Load())
+}
+
+// sameCreation compares what no change of attributes can alter.
+func (o *object) sameCreation(st objStat) bool {
+	return st.ident.Key == o.ident.Key && st.ident.CUID == o.ident.CUID && st.ident.CGID == o.ident.CGID &&
+		st.size == o.size
+}
+
+// ready is usable plus, once recheckEvery has passed since the last confirmation, a
+// check: the guard of calls that deliver to, take from or read the object.
+func (o *object) ready(op string) error {
+	if err := o.usable(op); err != nil {
+		return err
+	}
+	if o.recheck.Load() {
+		return o.check(op)
+	}
+	return nil
+}
+
+// check confirms that the id still names the object the handle opened (one IPC_STAT):
+// the guard of calls that change or destroy it. A different object is ipc.ErrRemoved,
+// and the handle stays removed.
+func (o *object) check(op string) error {
+	if err := o.usable(op); err != nil {
+		return err
+	}
+	st, err := o.stat()
+	if err != nil {
+		return o.fail(op, err)
+	}
+	return o.confirm(op, st)
+}
+
+// confirm compares st, just read, with what the handle opened.
+func (o *object) confirm(op string, st objStat) error {
+	if !o.same(st) {
+		o.removed.Store(true)
+		return ipc.Wrap(op, o.name, errReplaced)
+	}
+	if o.recheck.Swap(false) && o.timer != nil {
+		o.timer.Reset(recheckEvery)
+	}
+	return nil
+}
+
+// created records what an object this process just created is (an Expect among the
+// options plays no part: there is nothing to compare yet).
+func created[T any](h *T, o *object, op string) (*T, error) {
+	o.cfg.expect = nil
+	st, err := o.stat()
+	if err == nil {
+		err = o.adopt(op, st, false)
+	}
+	if err != nil {
+		return nil, ipc.Wrap(op, o.name, err)
+	}
+	return h, nil
+}
+
+// changed adopts the ChangeTime an IPC_SET by this handle gave the object.
+func (o *object) changed() {
+	if st, err := o.stat(); err == nil && o.sameCreation(st) {
+		o.ctime.Store(st.ident.ChangeTime)
+	}
 }
 
 // ID returns the kernel's identifier of the object, which a peer can open.
@@ -244,11 +392,15 @@ func (o *object) fail(op string, err error) error {
 		o.removed.Store(true)
 		err = ipc.ErrRemoved
 	case unix.EINVAL:
-		// A stale id answers EINVAL (S4): find out whether the object is gone.
-		if o.alive != nil {
-			if e := o.alive(); e == unix.EINVAL || e == unix.EIDRM {
+		// A stale id answers EINVAL (S4): find out whether the object is gone, or the
+		// id names another one now.
+		if o.stat != nil {
+			if st, e := o.stat(); e == unix.EINVAL || e == unix.EIDRM {
 				o.removed.Store(true)
 				err = &errnoSentinel{ipc.ErrRemoved, unix.EINVAL}
+			} else if e == nil && !o.same(st) {
+				o.removed.Store(true)
+				err = errReplaced
 			}
 		}
 	case unix.ENOMSG:
@@ -302,6 +454,9 @@ func (o *object) leave() { o.blocked.Add(-1) }
 func (o *object) close() bool {
 	if o.closed.Swap(true) {
 		return false
+	}
+	if o.timer != nil {
+		o.timer.Stop()
 	}
 	o.waiters.Close()
 	delay := 10 * time.Microsecond

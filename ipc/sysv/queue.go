@@ -72,7 +72,8 @@ func CreateQueue(key Key, opts ...Option) (*Queue, error) {
 	if err != nil {
 		return nil, ipc.Wrap("msgget", key.String(), err)
 	}
-	return newQueue(id, key, c), nil
+	q := newQueue(id, key, c)
+	return created(q, &q.object, "msgget")
 }
 
 // OpenQueue opens the existing queue with key (unix.ENOENT if there is none) and
@@ -108,34 +109,38 @@ func OpenQueueID(id int, opts ...Option) (*Queue, error) {
 
 func openQueue(id int, key Key, c config) (*Queue, error) {
 	q := newQueue(id, key, c)
-	var ds sys.MsqidDS
-	_, err := sys.MsgctlStat(id, unix.IPC_STAT, &ds)
-	var uid, cuid, mode uint32
-	switch err {
-	case nil:
-		uid, cuid, mode = ds.Perm.Uid, ds.Perm.Cuid, ds.Perm.Mode
-	case unix.EACCES:
-		uid, cuid, mode, err = procPerm("msg", id)
-	}
+	st, err := q.stat()
 	if err != nil {
 		return nil, ipc.Wrap("msgctl IPC_STAT", q.name, err)
 	}
-	if err := c.verify(uid, cuid, mode); err != nil {
+	if err := c.verify(st.uid, st.ident.CUID, st.mode); err != nil {
 		return nil, ipc.Wrap("open", q.name, err)
+	}
+	q.strict = c.expect != nil && c.expect.ChangeTime != 0
+	if err := q.adopt("open", st, false); err != nil {
+		return nil, err
 	}
 	return q, nil
 }
 
 func newQueue(id int, key Key, c config) *Queue {
 	q := &Queue{}
-	q.init("msg", id, key, c, func() error {
+	q.init("msg", id, key, c, func() (objStat, error) {
 		var ds sys.MsqidDS
 		_, err := sys.MsgctlStat(id, unix.IPC_STAT, &ds)
-		return err
+		if err == unix.EACCES {
+			return procStat("msg", id)
+		}
+		return queueIdent(&ds), err
 	})
 	q.msgmax.Store(8192)
 	q.refreshMsgmax()
 	return q
+}
+
+func queueIdent(ds *sys.MsqidDS) objStat {
+	return objStat{ident: Identity{Key: Key(ds.Perm.Key), CUID: ds.Perm.Cuid, CGID: ds.Perm.Cgid, ChangeTime: ds.Ctime},
+		uid: ds.Perm.Uid, mode: ds.Perm.Mode}
 }
 
 // refreshMsgmax re-reads /proc/sys/kernel/msgmax (alone: ReadLimits reads every
@@ -197,7 +202,7 @@ func getBuf(n int) *msgBuf {
 }
 
 func (q *Queue) checkSend(mtype int64, data []byte) error {
-	if err := q.usable("msgsnd"); err != nil {
+	if err := q.ready("msgsnd"); err != nil {
 		return err
 	}
 	if mtype <= 0 {
@@ -215,9 +220,10 @@ func (q *Queue) checkSend(mtype int64, data []byte) error {
 // Send queues a message of type mtype (> 0) with text data (at most msgmax bytes),
 // waiting while the queue is full until ctx ends (msgsnd(2)).
 func (q *Queue) Send(ctx context.Context, mtype int64, data []byte) error {
-	if mtype > 0 && len(data) <= smallMsg && ctx.Done() == nil && len(data) <= int(q.msgmax.Load()) {
+	if mtype > 0 && len(data) <= smallMsg && ctx.Done() == nil && len(data) <= int(q.msgmax.Load()) && !q.recheck.Load() {
 		// The hot path: a short message, built on the stack, sent under a context
-		// that cannot end (only Close interrupts it).
+		// that cannot end (only Close interrupts it), with the identity confirmed
+		// less than recheckEvery ago.
 		var b [sys.MsgHeaderSize + smallMsg]byte
 		binary.NativeEndian.PutUint64(b[:], uint64(mtype))
 		n := sys.MsgHeaderSize + copy(b[sys.MsgHeaderSize:], data)
@@ -273,7 +279,7 @@ func (q *Queue) TrySend(mtype int64, data []byte) error {
 // than buf stays queued (unix.E2BIG) unless sel.Truncate() was used, in which case buf
 // is filled and the error matches ipc.ErrTruncated.
 func (q *Queue) Recv(ctx context.Context, buf []byte, sel Selector) (int, int64, error) {
-	if len(buf) <= smallMsg && ctx.Done() == nil && !sel.bad && !sel.truncate {
+	if len(buf) <= smallMsg && ctx.Done() == nil && !sel.bad && !sel.truncate && !q.recheck.Load() {
 		// The hot path, as in Send: a short message received on the stack.
 		var b [sys.MsgHeaderSize + smallMsg]byte
 		for q.enter() {
@@ -308,7 +314,7 @@ func (q *Queue) Peek(buf []byte, index int) (int, int64, error) {
 }
 
 func (q *Queue) recv(ctx context.Context, buf []byte, sel Selector, block bool) (int, int64, error) {
-	if err := q.usable("msgrcv"); err != nil {
+	if err := q.ready("msgrcv"); err != nil {
 		return 0, 0, err
 	}
 	if sel.bad {
@@ -372,6 +378,9 @@ func (q *Queue) Stat() (QueueStat, error) {
 	if _, err := sys.MsgctlStat(q.id, unix.IPC_STAT, &ds); err != nil {
 		return QueueStat{}, q.fail("msgctl IPC_STAT", err)
 	}
+	if err := q.confirm("msgctl IPC_STAT", queueIdent(&ds)); err != nil {
+		return QueueStat{}, err
+	}
 	return QueueStat{
 		Perm:     permOf(&ds.Perm),
 		SendTime: unixTime(ds.Stime), RecvTime: unixTime(ds.Rtime), ChangeTime: unixTime(ds.Ctime),
@@ -396,8 +405,9 @@ func (q *Queue) Attr() (QueueAttr, error) {
 	return QueueAttr{UID: st.Perm.UID, GID: st.Perm.GID, Mode: os.FileMode(st.Perm.Mode & 0o777), MaxBytes: st.MaxBytes}, nil
 }
 
-// SetAttr changes the queue's owner, mode and capacity (msgctl IPC_SET). Only the
-// owner, the creator or a privileged process may.
+// SetAttr changes the queue's owner, mode and capacity (msgctl IPC_SET), after
+// confirming that the id still names this queue (S4). Only the owner, the creator or
+// a privileged process may.
 func (q *Queue) SetAttr(a QueueAttr) error {
 	if err := q.usable("msgctl IPC_SET"); err != nil {
 		return err
@@ -405,17 +415,25 @@ func (q *Queue) SetAttr(a QueueAttr) error {
 	if err := q.cfg.checkMode(uint32(a.Mode)); err != nil {
 		return ipc.Wrap("msgctl IPC_SET", q.name, err)
 	}
+	if err := q.check("msgctl IPC_SET"); err != nil {
+		return err
+	}
 	var ds sys.MsqidDS
 	ds.Perm.Uid, ds.Perm.Gid, ds.Perm.Mode, ds.Qbytes = a.UID, a.GID, uint32(a.Mode.Perm()), a.MaxBytes
-	_, err := sys.MsgctlStat(q.id, unix.IPC_SET, &ds)
-	return q.fail("msgctl IPC_SET", err)
+	if _, err := sys.MsgctlStat(q.id, unix.IPC_SET, &ds); err != nil {
+		return q.fail("msgctl IPC_SET", err)
+	}
+	q.changed()
+	return nil
 }
 
 // Remove destroys the queue (msgctl IPC_RMID): queued messages are discarded and
 // every blocked sender and receiver, in any process, fails with ipc.ErrRemoved. The
-// handle stays open (later calls fail with ipc.ErrRemoved) until Close.
+// handle stays open (later calls fail with ipc.ErrRemoved) until Close. It first
+// confirms that the id still names this queue: if it names another one now, Remove
+// leaves it alone and returns ipc.ErrRemoved (S4).
 func (q *Queue) Remove() error {
-	if err := q.usable("msgctl IPC_RMID"); err != nil {
+	if err := q.check("msgctl IPC_RMID"); err != nil {
 		return err
 	}
 	_, err := sys.Msgctl(q.id, unix.IPC_RMID)

@@ -59,7 +59,7 @@ func CreateSemSet(key Key, n int, opts ...Option) (*SemSet, error) {
 	}
 	s := newSemSet(id, key, c)
 	s.n = n
-	return s, nil
+	return created(s, &s.object, "semget")
 }
 
 // OpenSemSet opens the existing set with key and checks its owner and mode (see the
@@ -93,32 +93,36 @@ func OpenSemSetID(id int, opts ...Option) (*SemSet, error) {
 
 func openSemSet(id int, key Key, c config) (*SemSet, error) {
 	s := newSemSet(id, key, c)
-	var ds sys.SemidDS
-	_, err := sys.SemctlStat(id, unix.IPC_STAT, &ds)
-	uid, cuid, mode, nsems := ds.Perm.Uid, ds.Perm.Cuid, ds.Perm.Mode, int(ds.Nsems)
-	if err == unix.EACCES {
-		// no read permission: take what /proc/sysvipc/sem shows anyone
-		uid, cuid, mode, err = procPerm("sem", id)
-		nsems = procNsems(id)
-	}
+	st, err := s.stat()
 	if err != nil {
 		return nil, ipc.Wrap("semctl IPC_STAT", s.name, err)
 	}
-	if err := c.verify(uid, cuid, mode); err != nil {
+	if err := c.verify(st.uid, st.ident.CUID, st.mode); err != nil {
 		return nil, ipc.Wrap("open", s.name, err)
 	}
-	s.n = nsems
+	if err := s.adopt("open", st, false); err != nil {
+		return nil, err
+	}
+	s.n = st.size
 	return s, nil
 }
 
 func newSemSet(id int, key Key, c config) *SemSet {
 	s := &SemSet{}
-	s.init("sem", id, key, c, func() error {
+	s.init("sem", id, key, c, func() (objStat, error) {
 		var ds sys.SemidDS
 		_, err := sys.SemctlStat(id, unix.IPC_STAT, &ds)
-		return err
+		if err == unix.EACCES {
+			return procStat("sem", id)
+		}
+		return semIdent(&ds), err
 	})
 	return s
+}
+
+func semIdent(ds *sys.SemidDS) objStat {
+	return objStat{ident: Identity{Key: Key(ds.Perm.Key), CUID: ds.Perm.Cuid, CGID: ds.Perm.Cgid, ChangeTime: ds.Ctime},
+		uid: ds.Perm.Uid, mode: ds.Perm.Mode, size: int(ds.Nsems)}
 }
 
 // Len returns the number of semaphores in the set.
@@ -214,7 +218,7 @@ func noWait(local *[maxLocalOps]SemOp, ops []SemOp) (try []SemOp, all bool) {
 }
 
 func (s *SemSet) checkOps(ops []SemOp) error {
-	if err := s.usable("semop"); err != nil {
+	if err := s.ready("semop"); err != nil {
 		return err
 	}
 	if len(ops) == 0 {
@@ -232,7 +236,8 @@ func (s *SemSet) checkOps(ops []SemOp) error {
 func (s *SemSet) Get(i int) (int, error) { return s.ctlInt("semctl GETVAL", i, sys.GETVAL, 0) }
 
 // Set sets semaphore i's value (semctl SETVAL); values outside 0..32767 fail with
-// unix.ERANGE. Waiters are woken and undo records for it are cleared.
+// unix.ERANGE. Waiters are woken and undo records for it are cleared. It first
+// confirms that the id still names this set (S4).
 func (s *SemSet) Set(i, v int) error {
 	_, err := s.ctlInt("semctl SETVAL", i, sys.SETVAL, v)
 	return err
@@ -258,6 +263,9 @@ func (s *SemSet) ctlInt(op string, i, cmd, arg int) (int, error) {
 	if i < 0 || i >= 1<<16 {
 		return 0, ipc.Wrap(op, s.name, ipc.ErrInvalid)
 	}
+	if err := s.guard(op, cmd == sys.SETVAL); err != nil {
+		return 0, err
+	}
 	v, err := sys.SemctlInt(s.id, i, cmd, arg)
 	if err != nil {
 		return 0, s.fail(op, err)
@@ -268,7 +276,8 @@ func (s *SemSet) ctlInt(op string, i, cmd, arg int) (int, error) {
 // GetAll fills vals (len(vals) == Len()) with every semaphore's value (GETALL).
 func (s *SemSet) GetAll(vals []uint16) error { return s.ctlArray("semctl GETALL", sys.GETALL, vals) }
 
-// SetAll sets every semaphore's value from vals (len(vals) == Len()) (SETALL).
+// SetAll sets every semaphore's value from vals (len(vals) == Len()) (SETALL), after
+// confirming that the id still names this set (S4).
 func (s *SemSet) SetAll(vals []uint16) error { return s.ctlArray("semctl SETALL", sys.SETALL, vals) }
 
 func (s *SemSet) ctlArray(op string, cmd int, vals []uint16) error {
@@ -278,7 +287,18 @@ func (s *SemSet) ctlArray(op string, cmd int, vals []uint16) error {
 	if len(vals) != s.n {
 		return ipc.Wrap(op, s.name, ipc.ErrInvalid)
 	}
+	if err := s.guard(op, cmd == sys.SETALL); err != nil {
+		return err
+	}
 	return s.fail(op, sys.SemctlArray(s.id, cmd, vals))
+}
+
+// guard is check for a call that changes the set, ready for one that reads it.
+func (s *SemSet) guard(op string, changes bool) error {
+	if changes {
+		return s.check(op)
+	}
+	return s.ready(op)
 }
 
 // Stat returns the set's state (semctl IPC_STAT).
@@ -290,11 +310,15 @@ func (s *SemSet) Stat() (SemStat, error) {
 	if _, err := sys.SemctlStat(s.id, unix.IPC_STAT, &ds); err != nil {
 		return SemStat{}, s.fail("semctl IPC_STAT", err)
 	}
+	if err := s.confirm("semctl IPC_STAT", semIdent(&ds)); err != nil {
+		return SemStat{}, err
+	}
 	return SemStat{Perm: permOf(&ds.Perm), OpTime: unixTime(ds.Otime), ChangeTime: unixTime(ds.Ctime), Len: int(ds.Nsems)}, nil
 }
 
-// SetPerm changes the set's owner and mode (semctl IPC_SET); the mode is checked as
-// WithMode's. Only the owner, the creator or a privileged process may.
+// SetPerm changes the set's owner and mode (semctl IPC_SET), after confirming that the
+// id still names this set (S4); the mode is checked as WithMode's. Only the owner, the
+// creator or a privileged process may.
 func (s *SemSet) SetPerm(uid, gid uint32, mode uint32) error {
 	if err := s.usable("semctl IPC_SET"); err != nil {
 		return err
@@ -302,16 +326,24 @@ func (s *SemSet) SetPerm(uid, gid uint32, mode uint32) error {
 	if err := s.cfg.checkMode(mode); err != nil {
 		return ipc.Wrap("semctl IPC_SET", s.name, err)
 	}
+	if err := s.check("semctl IPC_SET"); err != nil {
+		return err
+	}
 	var ds sys.SemidDS
 	ds.Perm.Uid, ds.Perm.Gid, ds.Perm.Mode = uid, gid, mode
-	_, err := sys.SemctlStat(s.id, unix.IPC_SET, &ds)
-	return s.fail("semctl IPC_SET", err)
+	if _, err := sys.SemctlStat(s.id, unix.IPC_SET, &ds); err != nil {
+		return s.fail("semctl IPC_SET", err)
+	}
+	s.changed()
+	return nil
 }
 
 // Remove destroys the set (semctl IPC_RMID); every blocked Op, in any process, fails
-// with ipc.ErrRemoved. The handle stays open until Close.
+// with ipc.ErrRemoved. The handle stays open until Close. It first confirms that the
+// id still names this set: if it names another one now, Remove leaves it alone and
+// returns ipc.ErrRemoved (S4).
 func (s *SemSet) Remove() error {
-	if err := s.usable("semctl IPC_RMID"); err != nil {
+	if err := s.check("semctl IPC_RMID"); err != nil {
 		return err
 	}
 	_, err := sys.SemctlInt(s.id, 0, unix.IPC_RMID, 0)

@@ -62,7 +62,7 @@ func CreateSegment(key Key, size int, opts ...Option) (*Segment, error) {
 	if err != nil {
 		return nil, ipc.Wrap("shmget", key.String(), err)
 	}
-	s, err := attach(id, key, c)
+	s, err := newSegment(id, key, c).attach(nil)
 	if err != nil {
 		_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 		return nil, err
@@ -109,31 +109,60 @@ func OpenSegmentID(id int, opts ...Option) (*Segment, error) {
 }
 
 func openSegment(id int, key Key, c config) (*Segment, error) {
-	var ds unix.SysvShmDesc
-	name := fmt.Sprintf("shm id=%d key=%v", id, key)
-	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err != nil {
-		return nil, ipc.Wrap("shmctl IPC_STAT", name, err)
+	s := newSegment(id, key, c)
+	st, err := s.stat()
+	if err != nil {
+		return nil, ipc.Wrap("shmctl IPC_STAT", s.name, err)
 	}
-	if err := c.verify(ds.Perm.Uid, ds.Perm.Cuid, ds.Perm.Mode); err != nil {
-		return nil, ipc.Wrap("open", name, err)
+	if err := c.verify(st.uid, st.ident.CUID, st.mode); err != nil {
+		return nil, ipc.Wrap("open", s.name, err)
 	}
-	return attach(id, key, c)
+	return s.attach(&st)
 }
 
-func attach(id int, key Key, c config) (*Segment, error) {
+func newSegment(id int, key Key, c config) *Segment {
 	s := &Segment{ro: c.readOnly}
-	s.init("shm", id, key, c, func() error {
+	s.init("shm", id, key, c, func() (objStat, error) {
 		var ds unix.SysvShmDesc
 		_, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds)
-		return err
+		if err == unix.EACCES {
+			return procStat("shm", id)
+		}
+		return objStat{ident: Identity{Key: Key(ds.Perm.Key), CUID: ds.Perm.Cuid, CGID: ds.Perm.Cgid, ChangeTime: ds.Ctime},
+			uid: ds.Perm.Uid, mode: ds.Perm.Mode, size: int(ds.Segsz)}, err
 	})
+	return s
+}
+
+// attach attaches the segment. An attachment pins the id: a segment removed while
+// attached stays in the kernel's table (SHM_DEST) until the last detach, so its id
+// cannot be given to another segment while this handle lasts, and no later call needs
+// to check it. The id was checked before (want: what the caller verified; nil for a
+// segment just created) but could have been recycled before shmat, so it is checked
+// once more now that it cannot change (S4).
+func (s *Segment) attach(want *objStat) (*Segment, error) {
 	flags := 0
-	if c.readOnly {
+	if s.cfg.readOnly {
 		flags |= unix.SHM_RDONLY
 	}
-	mem, err := unix.SysvShmAttach(id, 0, flags)
+	mem, err := unix.SysvShmAttach(s.id, 0, flags)
 	if err != nil {
 		return nil, s.fail("shmat", err)
+	}
+	st, err := s.stat()
+	if err == nil && want != nil && (st.ident.Key != want.ident.Key || st.ident.CUID != want.ident.CUID ||
+		st.ident.CGID != want.ident.CGID || st.size != want.size) {
+		err = errReplaced
+	}
+	if err == nil {
+		if want == nil {
+			s.cfg.expect = nil
+		}
+		err = s.adopt("shmat", st, true)
+	}
+	if err != nil {
+		_ = unix.SysvShmDetach(mem)
+		return nil, ipc.Wrap("shmat", s.name, err)
 	}
 	s.mem, s.size = mem, len(mem)
 	return s, nil
