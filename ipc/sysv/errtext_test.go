@@ -14,6 +14,9 @@ import (
 	"github.com/ipclab/ipclab/ipc"
 )
 
+// recvErr is a receive's error.
+func recvErr(_ int, _ int64, err error) error { return err }
+
 // TestSendErrorText is issue 14 §5 for MSG-08 and MSG-09: a message over msgmax and
 // a message type that is not positive are both EINVAL to the kernel, but their
 // errors say which: the limit and the size, or the type. Both match unix.EINVAL and
@@ -44,6 +47,7 @@ func TestSendErrorText(t *testing.T) {
 		{"MSG-09/Send", q.Send(ctx, 1, big), fmt.Sprintf("%d-byte message over msgmax (%d bytes", msgmax+1, msgmax)},
 		{"MSG-08/mtype0", q.TrySend(0, []byte("x")), "message type 0, want > 0"},
 		{"MSG-08/mtype-5", q.Send(context.Background(), -5, []byte("x")), "message type -5, want > 0"},
+		{"MSG-12/OfType(0)", recvErr(q.TryRecv(make([]byte, 8), OfType(0))), "selector's message type not > 0"},
 	}
 	for _, c := range cases {
 		wantErr(t, c.err, unix.EINVAL, ipc.ErrInvalid)

@@ -314,7 +314,7 @@ func (q *Queue) recv(ctx context.Context, buf []byte, sel Selector, block bool) 
 		return 0, 0, err
 	}
 	if sel.bad {
-		return 0, 0, ipc.Wrap("msgrcv", q.name, ipc.ErrInvalid)
+		return 0, 0, ipc.Wrap("msgrcv", q.name, fmt.Errorf("selector's message type not > 0: %w", ipc.ErrInvalid))
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, 0, q.fail("msgrcv", err)
