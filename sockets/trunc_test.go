@@ -79,7 +79,7 @@ func TestTruncatedLength(t *testing.T) {
 				if cred {
 					name += "/passcred"
 				}
-				t.Run(name, func(t *testing.T) { testTruncated(t, kind, w, cred) })
+				t.Run("SOCK-09/"+name, func(t *testing.T) { testTruncated(t, kind, w, cred) })
 			}
 		}
 	}
