@@ -39,5 +39,13 @@
 // errors.Is(err, ipc.ErrWouldBlock) are both true for a full non-blocking pipe.
 // Cancellation wraps context.Canceled or context.DeadlineExceeded; a deadline set with
 // SetDeadline wraps os.ErrDeadlineExceeded; a call on (or interrupted by) Close wraps
-// os.ErrClosed.
+// os.ErrClosed. Error texts are one line: none contains a newline.
+//
+// # Nil handles and nil arguments
+//
+// A nil handle (a nil *sysv.Queue, *sockets.StreamConn, *doors.Client and so on)
+// is a programming error: its methods panic, as those of most standard-library
+// types do. A nil argument (a nil *os.File, connection, address or handler passed
+// to a constructor or method) is bad input like any other: an *OpError matching
+// ErrInvalid, returned before any system call, never a panic.
 package ipc

@@ -30,6 +30,9 @@ type base struct {
 	// receives need a control buffer.
 	wantCred atomic.Bool
 	hot      bool // kernel mode: plain sends and receives may take the fast path
+	// recvFlags are the flags every receive passes: MSG_CMSG_CLOEXEC, and on
+	// message sockets MSG_TRUNC, so that a truncated message's real length is known.
+	recvFlags int32
 	// Deadlines set with Set*Deadline, as Unix nanoseconds (0: none). The poller
 	// keeps its own copy; these restore it after a context-bound call and bound
 	// kernel-mode calls.
@@ -98,6 +101,18 @@ func (o *op) init(write bool, fd int, oobSize int) {
 	o.kernFn = func() error { return o.do(o.fd) }
 }
 
+// recvFlags returns the flags a receive on a socket of sotype passes. On datagram
+// and seqpacket sockets (Unix and UDP) MSG_TRUNC makes recvmsg return a message's
+// real length even when it did not fit, so a truncation error can name it; callers
+// clamp that length to the buffer for the bytes actually copied. Streams never get
+// it: on TCP it would discard the data instead of copying it.
+func recvFlags(sotype int) int32 {
+	if sotype == unix.SOCK_STREAM {
+		return unix.MSG_CMSG_CLOEXEC
+	}
+	return unix.MSG_CMSG_CLOEXEC | unix.MSG_TRUNC
+}
+
 // oobSize is the control buffer a socket needs: room for the fd cap and credentials.
 func oobSize(c config) int {
 	n := unix.CmsgSpace(unix.SizeofUcred)
@@ -110,7 +125,7 @@ func oobSize(c config) int {
 // newBase takes ownership of fd, a socket, and sets it up for the configured wait
 // strategy. On error fd is closed.
 func newBase(fd, family, sotype int, c config) (*base, error) {
-	b := &base{family: family, sotype: sotype, cfg: c, fd: fd}
+	b := &base{family: family, sotype: sotype, cfg: c, fd: fd, recvFlags: recvFlags(sotype)}
 	b.local, b.remote, b.connected = sockAddrs(fd, sotype)
 	b.name = describe(family, sotype, b.local, b.remote)
 	if err := unix.SetNonblock(fd, c.wait == ipc.WaitPoller); err != nil {

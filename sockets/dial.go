@@ -2,6 +2,7 @@ package sockets
 
 import (
 	"context"
+	"fmt"
 
 	"golang.org/x/sys/unix"
 
@@ -87,7 +88,7 @@ func dialUnix(ctx context.Context, sotype int, name string, opts []Option) (*bas
 		return nil, &ipc.OpError{Op: "connect", Object: name, Err: err}
 	}
 	if name == "" {
-		return nil, &ipc.OpError{Op: "connect", Object: name, Err: ipc.ErrInvalid}
+		return nil, &ipc.OpError{Op: "connect", Err: fmt.Errorf("empty socket name: %w", ipc.ErrInvalid)}
 	}
 	return dial(ctx, unix.AF_UNIX, sotype, &a, name, c)
 }

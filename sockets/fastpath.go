@@ -39,7 +39,7 @@ func (b *base) fastRecv(p []byte) (r recvResult, err error) {
 			b.inflight.Add(-1)
 			return r, errClosed
 		}
-		n, rflags, errno := sys.RecvData(b.fd, p, unix.MSG_CMSG_CLOEXEC)
+		n, rflags, errno := sys.RecvData(b.fd, p, int(b.recvFlags))
 		b.inflight.Add(-1)
 		if errno == 0 && n > 0 && rflags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) == 0 {
 			r.n = n
@@ -67,12 +67,23 @@ func (b *base) fastRecvEnd(p []byte, n, rflags int, errno unix.Errno) (r recvRes
 		b.poison()
 		return r, ErrControlTruncated
 	case rflags&unix.MSG_TRUNC != 0:
-		return recvResult{n: len(p)}, fmt.Errorf("%d-byte message into a %d-byte buffer: %w", n, len(p), ipc.ErrTruncated)
+		return recvResult{n: len(p)}, truncated(n, len(p))
 	case n == 0 && len(p) > 0 && b.sotype != unix.SOCK_DGRAM:
 		return r, io.EOF
 	}
 	r.n = n
 	return r, nil
+}
+
+// truncated is the error for a message of n bytes (its real length, with MSG_TRUNC
+// passed to recvmsg) received into a buffer of size bytes: the buffer holds its
+// first size bytes, the rest is lost. A kernel that returned only the copied length
+// gets no made-up figure.
+func truncated(n, size int) error {
+	if n > size {
+		return fmt.Errorf("%d-byte message into a %d-byte buffer, %d bytes lost: %w", n, size, n-size, ipc.ErrTruncated)
+	}
+	return fmt.Errorf("message longer than the %d-byte buffer: %w", size, ipc.ErrTruncated)
 }
 
 // canFastRecvCtl reports whether a receive under ctx that collects descriptors or
@@ -106,7 +117,7 @@ func (b *base) fastRecvCtl(p []byte, fds []int) (recvResult, error) {
 			b.inflight.Add(-1)
 			return recvResult{}, errClosed
 		}
-		n, oobn, rflags, e := sys.Recvmsg(b.fd, p, oob, nil, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, rflags, e := sys.Recvmsg(b.fd, p, oob, nil, int(b.recvFlags))
 		if e != unix.EINTR {
 			b.inflight.Add(-1)
 			return b.ctlResult(p, fds, oob[:oobn], n, rflags, e)

@@ -10,8 +10,12 @@ import (
 )
 
 // fromFile duplicates f's descriptor (close-on-exec) after checking it is a socket of
-// the wanted type; f stays the caller's to close.
+// the wanted type; f stays the caller's to close. A nil f is an error matching
+// ipc.ErrInvalid.
 func fromFile(f *os.File, sotype int, opts []Option) (*base, error) {
+	if f == nil {
+		return nil, &ipc.OpError{Op: "file", Err: fmt.Errorf("nil *os.File: %w", ipc.ErrInvalid)}
+	}
 	c, err := buildConfig(opts)
 	if err != nil {
 		return nil, err
@@ -39,7 +43,10 @@ func fromFile(f *os.File, sotype int, opts []Option) (*base, error) {
 }
 
 // FileStreamConn makes a *StreamConn of a duplicate of f, a connected stream socket
-// (inherited from a parent or received with ReadMsg). f remains open.
+// (inherited from a parent or received with ReadMsg). f remains open. A nil f, or
+// one that is not a stream socket, is an error matching ipc.ErrInvalid (or the
+// errno, such as unix.ENOTSOCK), never a panic; the same holds for the other File
+// constructors.
 func FileStreamConn(f *os.File, opts ...Option) (*StreamConn, error) {
 	b, err := fromFile(f, unix.SOCK_STREAM, opts)
 	if err != nil {

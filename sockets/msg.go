@@ -21,11 +21,13 @@ type recvResult struct {
 	hasCred bool
 }
 
-// recv is the one receive path: recvmsg(2) with MSG_CMSG_CLOEXEC into p, with a
-// control buffer sized for len(fds) descriptors (plus credentials with PassCred). It
-// walks every control message; descriptors beyond len(fds), a truncated control
-// buffer (MSG_CTRUNC) or truncated data (MSG_TRUNC) close every descriptor that
-// arrived and return an error. It allocates nothing unless wantFrom.
+// recv is the one receive path: recvmsg(2) with MSG_CMSG_CLOEXEC (and MSG_TRUNC on
+// message sockets: see recvFlags) into p, with a control buffer sized for len(fds)
+// descriptors (plus credentials with PassCred). It walks every control message;
+// descriptors beyond len(fds), a truncated control buffer (MSG_CTRUNC) or truncated
+// data (MSG_TRUNC) close every descriptor that arrived and return an error. A
+// truncated message returns len(p) bytes, the data actually copied, and an error
+// naming its real length. It allocates nothing unless wantFrom.
 func (b *base) recv(ctx context.Context, p []byte, fds []int, nowait, wantFrom bool) (r recvResult, from net.Addr, err error) {
 	if len(fds) > b.cfg.maxFds {
 		return r, nil, fmt.Errorf("fd buffer of %d exceeds the cap of %d: %w", len(fds), b.cfg.maxFds, ipc.ErrInvalid)
@@ -50,7 +52,7 @@ func (b *base) recv(ctx context.Context, p []byte, fds []int, nowait, wantFrom b
 		oob += unix.CmsgSpace(unix.SizeofUcred)
 	}
 	o.p, o.oob = p, o.buf[:oob]
-	o.flags = unix.MSG_CMSG_CLOEXEC
+	o.flags = int(b.recvFlags)
 	if nowait {
 		o.flags |= unix.MSG_DONTWAIT
 	}
@@ -77,7 +79,7 @@ func (b *base) recv(ctx context.Context, p []byte, fds []int, nowait, wantFrom b
 		return recvResult{}, nil, ErrUnexpectedFds
 	case o.rflags&unix.MSG_TRUNC != 0:
 		closeFds(fds[:r.nfds])
-		return recvResult{n: len(p)}, nil, fmt.Errorf("%d-byte message into a %d-byte buffer: %w", o.n, len(p), ipc.ErrTruncated)
+		return recvResult{n: len(p)}, nil, truncated(o.n, len(p))
 	}
 	if dgramPolicy(b.sotype, b.cfg) {
 		if !r.hasCred {

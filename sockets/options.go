@@ -73,25 +73,35 @@ func RefuseFds() Option { return func(c *config) { c.noFds = true } }
 // WithBacklog sets the listen(2) backlog (default 128).
 func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 
+// buildConfig applies opts to the defaults and checks the result; bad options are
+// an *ipc.OpError matching ipc.ErrInvalid, before any system call.
 func buildConfig(opts []Option) (config, error) {
 	c := config{maxFds: DefaultMaxFds, mode: 0o600, backlog: 128}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return c, optErr("option %d is nil: %w", i, ipc.ErrInvalid)
+		}
 		o(&c)
 	}
 	if c.wait != ipc.WaitPoller && c.wait != ipc.WaitKernel {
-		return c, fmt.Errorf("sockets: wait strategy %v not supported (want poller or kernel): %w", c.wait, ipc.ErrInvalid)
+		return c, optErr("wait strategy %v not supported (want poller or kernel): %w", c.wait, ipc.ErrInvalid)
 	}
 	if c.maxFds < 0 || c.maxFds > maxFdsLimit {
-		return c, fmt.Errorf("sockets: max fds %d out of range [0,%d]: %w", c.maxFds, maxFdsLimit, ipc.ErrInvalid)
+		return c, optErr("max fds %d out of range [0,%d]: %w", c.maxFds, maxFdsLimit, ipc.ErrInvalid)
 	}
 	if c.abstract && c.policy == nil {
-		return c, fmt.Errorf("sockets: abstract names need a peer policy: %w", ipc.ErrInvalid)
+		return c, optErr("abstract names need a peer policy: %w", ipc.ErrInvalid)
 	}
 	if c.mode&^fs.ModePerm != 0 {
-		return c, fmt.Errorf("sockets: mode %v has bits other than permissions: %w", c.mode, ipc.ErrInvalid)
+		return c, optErr("mode %v has bits other than permissions: %w", c.mode, ipc.ErrInvalid)
 	}
 	if c.backlog <= 0 {
-		return c, fmt.Errorf("sockets: backlog %d: %w", c.backlog, ipc.ErrInvalid)
+		return c, optErr("backlog %d: %w", c.backlog, ipc.ErrInvalid)
 	}
 	return c, nil
+}
+
+// optErr is the error for bad options: format and args describe the problem.
+func optErr(format string, args ...any) error {
+	return &ipc.OpError{Op: "sockets options", Err: fmt.Errorf(format, args...)}
 }

@@ -91,7 +91,7 @@ func (c *SeqpacketConn) Exchange(ctx context.Context, req, resp []byte) (int, er
 			c.inflight.Add(-1)
 			return 0, c.wrapIO("recvmsg", errClosed)
 		}
-		n, rflags, errno := sys.RecvData(c.fd, resp, unix.MSG_CMSG_CLOEXEC)
+		n, rflags, errno := sys.RecvData(c.fd, resp, unix.MSG_CMSG_CLOEXEC|unix.MSG_TRUNC)
 		if errno == 0 && n > 0 && rflags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) == 0 {
 			c.inflight.Add(-1)
 			return n, nil
@@ -138,7 +138,7 @@ func (c *SeqpacketConn) SendReadMsgCred(ctx context.Context, out, p []byte, fds 
 			c.inflight.Add(-1)
 			return 0, 0, Cred{}, c.wrapIO("recvmsg", errClosed)
 		}
-		n, oobn, rflags, e := sys.Recvmsg(c.fd, p, oob, nil, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, rflags, e := sys.Recvmsg(c.fd, p, oob, nil, unix.MSG_CMSG_CLOEXEC|unix.MSG_TRUNC)
 		if e != unix.EINTR {
 			c.inflight.Add(-1)
 			r, err := c.ctlResult(p, fds, oob[:oobn], n, rflags, e)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 
@@ -72,7 +73,11 @@ type Client struct {
 	cbuf [hdrSize]byte
 }
 
-// Open opens the door attached at path (door_open), waiting until ctx ends.
+// Open opens the door attached at path (door_open), waiting until ctx ends. A path
+// that is no socket, a socket of another type, or a seqpacket server that does not
+// answer as a door gives an error matching ErrNotDoor ("not a door (a regular
+// file): connection refused"). A server that never answers holds Open until ctx
+// ends.
 func Open(ctx context.Context, path string, opts ...ClientOption) (*Client, error) {
 	cfg, err := clientCfg(opts)
 	if err != nil {
@@ -80,21 +85,88 @@ func Open(ctx context.Context, path string, opts ...ClientOption) (*Client, erro
 	}
 	sc, err := sockets.DialSeqpacket(ctx, path, cfg.sockOpts()...)
 	if err != nil {
-		return nil, err
+		return nil, dialError(path, err)
 	}
 	return newClient(ctx, sc, cfg, path)
 }
 
+// dialError names an object at path that cannot be a door (connect(2) answers
+// ECONNREFUSED for a path that is no socket, EPROTOTYPE for a socket of another
+// type); other failures, a door whose server has gone among them, keep their own
+// error.
+func dialError(path string, err error) error {
+	var what string
+	var errno unix.Errno
+	switch {
+	case errors.Is(err, unix.EPROTOTYPE):
+		what, errno = "a socket of another type than seqpacket", unix.EPROTOTYPE
+	case errors.Is(err, unix.ECONNREFUSED):
+		fi, serr := os.Stat(path)
+		if serr != nil || fi.Mode().Type() == fs.ModeSocket {
+			return err
+		}
+		what, errno = fileKind(fi.Mode()), unix.ECONNREFUSED
+	default:
+		return err
+	}
+	return &ipc.OpError{Op: "door open", Object: path, Err: &notDoorError{what, errno}}
+}
+
+// fileKind describes a file that is not a socket.
+func fileKind(m fs.FileMode) string {
+	switch m.Type() {
+	case 0:
+		return "a regular file"
+	case fs.ModeDir:
+		return "a directory"
+	case fs.ModeNamedPipe:
+		return "a FIFO"
+	case fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
+		return "a device"
+	}
+	return "not a socket"
+}
+
+// notDoorError says that an object is not a door: what it is instead, and the
+// cause, the errno or protocol error that showed it (which errors.Is matches
+// besides ErrNotDoor).
+type notDoorError struct {
+	what  string
+	cause error
+}
+
+func (e *notDoorError) Error() string   { return "not a door (" + e.what + "): " + e.cause.Error() }
+func (e *notDoorError) Unwrap() []error { return []error{ErrNotDoor, e.cause} }
+
 // NewClient opens the door behind f, a door descriptor received from another
 // process or made by Door.NewClientFile or Client.Dup. f stays the caller's (close
-// it when it is no longer needed); the client uses a duplicate.
+// it when it is no longer needed); the client uses a duplicate. A nil f is an error
+// matching ipc.ErrInvalid; a descriptor that is no door one matching ErrNotDoor.
 func NewClient(ctx context.Context, f *os.File, opts ...ClientOption) (*Client, error) {
+	if f == nil {
+		return nil, &ipc.OpError{Op: "door open", Err: fmt.Errorf("nil *os.File: %w", ipc.ErrInvalid)}
+	}
 	cfg, err := clientCfg(opts)
 	if err != nil {
 		return nil, err
 	}
 	sc, err := sockets.FileSeqpacketConn(f, cfg.sockOpts()...)
 	if err != nil {
+		// The options are valid, so ErrInvalid means a socket of another type.
+		switch {
+		case errors.Is(err, unix.ENOTSOCK):
+			what := "not a socket"
+			if fi, serr := f.Stat(); serr == nil {
+				what = fileKind(fi.Mode())
+			}
+			err = &ipc.OpError{Op: "door open", Object: f.Name(), Err: &notDoorError{what, unix.ENOTSOCK}}
+		case errors.Is(err, ipc.ErrInvalid):
+			cause := err
+			if oe := (*ipc.OpError)(nil); errors.As(err, &oe) {
+				cause = oe.Err // "socket is ..., want ...: invalid argument"
+			}
+			err = &ipc.OpError{Op: "door open", Object: f.Name(), Err: &notDoorError{"a socket of another type", cause}}
+		}
 		return nil, err
 	}
 	return newClient(ctx, sc, cfg, f.Name())
@@ -102,7 +174,10 @@ func NewClient(ctx context.Context, f *os.File, opts ...ClientOption) (*Client, 
 
 func clientCfg(opts []ClientOption) (clientConfig, error) {
 	c := clientConfig{maxResult: DefaultMaxData, maxFds: DefaultMaxFds, threshold: DefaultShmThreshold}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return c, &ipc.OpError{Op: "door open", Err: fmt.Errorf("client option %d is nil: %w", i, ipc.ErrInvalid)}
+		}
 		o(&c)
 	}
 	switch {
@@ -139,6 +214,10 @@ func newClient(ctx context.Context, sc *sockets.SeqpacketConn, cfg clientConfig,
 	}
 	if err != nil {
 		sc.Close()
+		if errors.Is(err, ErrProtocol) {
+			// A seqpacket server that does not answer as a door does.
+			err = &notDoorError{"its server did not answer the door handshake", err}
+		}
 		return nil, c.wrap("door open", err)
 	}
 	c.wbuf = make([]byte, hdrSize+c.info.Inline)
@@ -345,7 +424,7 @@ func (c *Client) reply(ctx context.Context, kind uint8, id uint64, n, nfds int, 
 		closeFds(rfds[:nfds])
 		c.gone = true
 		c.sc.Close()
-		return nil, 0, true, errors.Join(errProtocol, err)
+		return nil, 0, true, fmt.Errorf("%w: %w", errProtocol, err) // one line, unlike errors.Join
 	}
 	switch {
 	case rh.kind == kRevoked:

@@ -32,6 +32,13 @@ var (
 	// ErrProtocol is returned when the peer sent a malformed frame; the connection
 	// is closed. It matches unix.EPROTO.
 	ErrProtocol = errors.New("door protocol violation")
+
+	// ErrNotDoor is returned by Open and NewClient for an object that is not a
+	// door: a path that is no socket, a socket of another type than seqpacket, or
+	// a seqpacket server that does not answer the door handshake. The error also
+	// matches what showed it (unix.ECONNREFUSED, unix.EPROTOTYPE, unix.ENOTSOCK,
+	// ipc.ErrInvalid or ErrProtocol).
+	ErrNotDoor = errors.New("not a door")
 )
 
 // HandlerError carries the text of an error a door's handler returned.

@@ -3,6 +3,7 @@ package sysv
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -206,12 +207,13 @@ func (q *Queue) checkSend(mtype int64, data []byte) error {
 		return err
 	}
 	if mtype <= 0 {
-		return ipc.Wrap("msgsnd", q.name, ipc.ErrInvalid)
+		return ipc.Wrap("msgsnd", q.name, fmt.Errorf("message type %d, want > 0: %w", mtype, ipc.ErrInvalid))
 	}
 	if len(data) > int(q.msgmax.Load()) {
 		q.refreshMsgmax() // the limit may have been raised since
-		if len(data) > int(q.msgmax.Load()) {
-			return ipc.Wrap("msgsnd", q.name, ipc.ErrInvalid)
+		if limit := q.msgmax.Load(); len(data) > int(limit) {
+			return ipc.Wrap("msgsnd", q.name, fmt.Errorf("%d-byte message over msgmax (%d bytes, /proc/sys/kernel/msgmax): %w",
+				len(data), limit, ipc.ErrInvalid))
 		}
 	}
 	return nil
@@ -318,7 +320,7 @@ func (q *Queue) recv(ctx context.Context, buf []byte, sel Selector, block bool) 
 		return 0, 0, err
 	}
 	if sel.bad {
-		return 0, 0, ipc.Wrap("msgrcv", q.name, ipc.ErrInvalid)
+		return 0, 0, ipc.Wrap("msgrcv", q.name, fmt.Errorf("selector's message type not > 0: %w", ipc.ErrInvalid))
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, 0, q.fail("msgrcv", err)
