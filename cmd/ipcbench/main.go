@@ -8,7 +8,8 @@
 //	ipcbench run [flags]          a chosen measurement (ipcbench run -h for the flags)
 //	ipcbench list                 the primitives and whether they work here
 //	ipcbench compare A.json B.json...   results of several machines side by side
-//	ipcbench report -o report.html A.json...   a self-contained HTML report
+//	ipcbench report [-o report.html] A.json...  a self-contained HTML report (without
+//	                              -o, report.html, which is never overwritten)
 //
 // Every measurement runs the primitive through ipclab ("impl ipclab", in each wait
 // strategy it offers) and through bare system calls ("impl raw"), so the library's own
@@ -61,18 +62,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "run":
 		return runBench(ctx, args[1:], stdout, stderr, false)
 	case "list":
-		return list(stdout)
+		return list(args[1:], stdout, stderr)
 	case "compare":
-		return compare(args[1:], stdout)
+		return compare(args[1:], stdout, stderr)
 	case "report":
-		return htmlReport(args[1:], stdout)
+		return htmlReport(args[1:], stdout, stderr)
 	case "trace":
 		return trace(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return usageError{fmt.Errorf("unknown command %q\n%s", args[0], usage)}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Errorf("unknown command %q (see the usage above)", args[0])}
+}
+
+// parseFlags parses args into fs, whose messages go to stderr. help is true when -h or
+// --help asked for the flags' description, which fs has printed: the command then
+// does nothing and succeeds.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (help bool, err error) {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		// The flag package quotes values but not flag names: keep the message one line.
+		return false, usageError{errors.New(strings.ReplaceAll(err.Error(), "\n", `\n`))}
+	}
+	return false, nil
 }
 
 const usage = `usage:
@@ -93,15 +110,35 @@ type runFlags struct {
 	ebpf                       bool
 }
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defaults bool) error {
+// runPlan is what the run flags ask for, checked.
+type runPlan struct {
+	cfg       bench.Config // Scenario unset: see scenarios
+	scenarios []string
+	format    string
+	output    string
+	ebpf      bool
+	peers     int
+}
+
+// parseRunFlags parses and checks the flags of run (or of the default suite, whose
+// phases are shorter). Nothing runs and no kernel object is made: a bad value is a
+// usageError naming the flag. help is true when -h asked for the flags' description.
+func parseRunFlags(args []string, stderr io.Writer, defaults bool) (rp runPlan, help bool, err error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		if defaults {
+			fmt.Fprintln(fs.Output(), "usage: ipcbench [flags]: the default suite")
+		} else {
+			fmt.Fprintln(fs.Output(), "usage: ipcbench run [flags]")
+		}
+		fs.PrintDefaults()
+	}
 	var f runFlags
 	fs.StringVar(&f.prims, "prim", "", "primitives, comma-separated (default: all available; see 'ipcbench list')")
-	fs.StringVar(&f.sizes, "size", "64,4K,64K", "message sizes, comma-separated (64, 4K, 1M)")
+	fs.StringVar(&f.sizes, "size", "64,4K,64K", "message sizes, comma-separated (64, 4K, 1M); a size above a primitive's limit skips it, with the limit named")
 	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency), stream (one-way throughput), fanin (-peers senders, one receiver), fdpass (a descriptor with every message), call (door calls); several: pingpong,stream")
 	fs.IntVar(&f.iters, "iters", 0, "timed iterations per measurement (default: as many as fit in -duration)")
-	fs.IntVar(&f.peers, "peers", bench.DefaultPeers, "sender processes in the fanin scenario")
+	fs.IntVar(&f.peers, "peers", bench.DefaultPeers, fmt.Sprintf("sender processes in the fanin scenario (1 to %d)", bench.MaxPeers))
 	fs.IntVar(&f.rounds, "rounds", 1, "measure everything this many times, interleaved, and merge: a case and its raw baseline then share the machine's drift")
 	fs.DurationVar(&f.duration, "duration", time.Second, "length of each timed phase when -iters is not given")
 	fs.DurationVar(&f.warmup, "warmup", 200*time.Millisecond, "untimed warm-up before each timed phase")
@@ -118,55 +155,92 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 		fs.Lookup("duration").DefValue = f.duration.String()
 		fs.Lookup("warmup").DefValue = f.warmup.String()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if help, err := parseFlags(fs, args, stderr); help || err != nil {
+		return rp, help, err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
+		return rp, false, usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
 	}
-	cfg := bench.Config{
+	bad := func(format string, a ...any) (runPlan, bool, error) {
+		return rp, false, usageError{fmt.Errorf(format, a...)}
+	}
+	switch {
+	case f.iters < 0:
+		return bad("--iters %d: must be positive (or 0: as many as fit in --duration)", f.iters)
+	case f.duration <= 0 || f.duration > bench.MaxPhase:
+		return bad("--duration %v: must be positive and at most %v", f.duration, bench.MaxPhase)
+	case f.warmup < 0 || f.warmup > bench.MaxPhase:
+		return bad("--warmup %v: must be 0 or positive and at most %v", f.warmup, bench.MaxPhase)
+	case f.rounds < 1:
+		return bad("--rounds %d: must be 1 or more", f.rounds)
+	case f.peers < 1 || f.peers > bench.MaxPeers:
+		return bad("--peers %d: must be between 1 and %d", f.peers, bench.MaxPeers)
+	}
+	rp = runPlan{format: f.format, output: f.output, ebpf: f.ebpf, peers: f.peers}
+	rp.cfg = bench.Config{
 		Iters: f.iters, Rounds: f.rounds, Peers: f.peers, Duration: f.duration, Warmup: f.warmup,
 		Pin: f.pin, Progress: stderr,
 	}
-	scenarios := split(f.scenario)
-	if len(scenarios) == 0 {
-		return usageError{errors.New("no scenario given")}
+	if rp.scenarios = split(f.scenario); len(rp.scenarios) == 0 {
+		return bad("--scenario: no scenario given")
 	}
-	var err error
-	if cfg.Sizes, err = parseSizes(f.sizes); err != nil {
-		return usageError{err}
+	for _, sc := range rp.scenarios {
+		if !slices.Contains(bench.Scenarios, sc) {
+			return bad("--scenario: unknown scenario %q (want %s)", sc, strings.Join(bench.Scenarios, ", "))
+		}
 	}
-	cfg.Primitives = split(f.prims)
-	cfg.Impls = split(f.impls)
-	for _, impl := range cfg.Impls {
+	if rp.cfg.Sizes, err = parseSizes(f.sizes); err != nil {
+		return bad("--size: %v", err)
+	}
+	rp.cfg.Primitives = split(f.prims)
+	rp.cfg.Impls = split(f.impls)
+	for _, impl := range rp.cfg.Impls {
 		if impl != bench.ImplIpclab && impl != bench.ImplRaw {
-			return usageError{fmt.Errorf("unknown -impl %q (want ipclab or raw)", impl)}
+			return bad("--impl: unknown implementation %q (want ipclab or raw)", impl)
 		}
 	}
 	for _, w := range split(f.waits) {
 		ws, err := ipc.ParseWaitStrategy(w)
 		if err != nil {
-			return usageError{err}
+			return bad("--wait: %v", err)
 		}
-		cfg.Waits = append(cfg.Waits, ws)
+		rp.cfg.Waits = append(rp.cfg.Waits, ws)
 	}
 	switch f.format {
 	case "table", "json", "csv", "bench":
 	default:
-		return usageError{fmt.Errorf("unknown -format %q (want table, json, csv or bench)", f.format)}
+		return bad("--format: unknown format %q (want table, json, csv or bench)", f.format)
 	}
-	for _, sc := range scenarios {
+	return rp, false, nil
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defaults bool) error {
+	rp, help, err := parseRunFlags(args, stderr, defaults)
+	if help || err != nil {
+		return err
+	}
+	cfg := rp.cfg
+	// Plan every scenario before anything runs: a size no chosen primitive can carry,
+	// a plan with nothing in it or one that would not fit in memory is refused here.
+	for _, sc := range rp.scenarios {
 		cfg.Scenario = sc
 		if _, _, err := bench.Plan(cfg); err != nil {
 			return usageError{err}
 		}
 	}
 
+	w := stdout
+	if rp.output != "" {
+		// Opened now, so that a path that cannot be written fails before the run.
+		file, err := os.Create(rp.output)
+		if err != nil {
+			return usageError{err}
+		}
+		defer file.Close()
+		w = file
+	}
 	probeOpts := ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true}
-	if f.ebpf {
+	if rp.ebpf {
 		// Fail now rather than after the untraced pass; the probes are attached for
 		// real only once that pass is over.
 		probes, err := ebpf.Load(probeOpts)
@@ -178,8 +252,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	start := time.Now()
 	var results []report.Result
 	var runErrs []error
-	perScenario := make([][]report.Result, len(scenarios))
-	for i, sc := range scenarios {
+	perScenario := make([][]report.Result, len(rp.scenarios))
+	for i, sc := range rp.scenarios {
 		cfg.Scenario = sc
 		rs, err := bench.Run(ctx, cfg)
 		perScenario[i] = rs
@@ -187,7 +261,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 			runErrs = append(runErrs, err)
 		}
 	}
-	if f.ebpf {
+	if rp.ebpf {
 		// Attached only now, so that the untraced pass above really was untraced.
 		probes, err := ebpf.Load(probeOpts)
 		if err != nil {
@@ -195,7 +269,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 		}
 		defer probes.Close()
 		fmt.Fprintf(stderr, "eBPF probes attached (%s); every case runs again, traced\n", probes.Attach())
-		for i, sc := range scenarios {
+		for i, sc := range rp.scenarios {
 			cfg.Scenario = sc
 			if err := bench.Trace(ctx, cfg, probes, perScenario[i]); err != nil {
 				runErrs = append(runErrs, err)
@@ -208,19 +282,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	runErr := errors.Join(runErrs...)
 	fmt.Fprintf(stderr, "done in %.1fs\n", time.Since(start).Seconds())
 	out := report.File{Machine: bench.Machine(cfg.Pin), Results: results}
-	if slices.Contains(scenarios, bench.ScenarioFanIn) {
-		out.Machine.Extra = map[string]any{"fanin_peers": f.peers}
+	if slices.Contains(rp.scenarios, bench.ScenarioFanIn) {
+		out.Machine.Extra = map[string]any{"fanin_peers": rp.peers}
 	}
-	w := stdout
-	if f.output != "" {
-		file, err := os.Create(f.output)
-		if err != nil {
-			return err
-		}
-		defer file.Close()
-		w = file
-	}
-	if err := write(w, f.format, out); err != nil {
+	if err := write(w, rp.format, out); err != nil {
 		return err
 	}
 	return runErr
@@ -268,7 +333,17 @@ func split(s string) []string {
 	return out
 }
 
-func list(w io.Writer) error {
+func list(args []string, w, stderr io.Writer) error {
+	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ipcbench list (no flags): the primitives and whether they work here")
+	}
+	if help, err := parseFlags(fs, args, stderr); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("list takes no arguments, got %q", fs.Args())}
+	}
 	fmt.Fprintf(w, "%-16s %-10s %-22s %s\n", "PRIMITIVE", "STATUS", "WAIT STRATEGIES", "NOTES")
 	for _, t := range bench.Transports() {
 		var waits []string
@@ -287,15 +362,22 @@ func list(w io.Writer) error {
 	return nil
 }
 
-func compare(args []string, w io.Writer) error {
+func compare(args []string, w, stderr io.Writer) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	format := fs.String("format", "text", "text, markdown or bench (Go benchmark format, one configuration per machine)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ipcbench compare [-format text|markdown|bench] A.json B.json...")
+		fs.PrintDefaults()
+	}
+	if help, err := parseFlags(fs, args, stderr); help || err != nil {
+		return err
 	}
 	ff, err := report.ParseFormat(*format)
 	if err != nil {
 		return usageError{err}
+	}
+	if fs.NArg() == 0 {
+		return usageError{errors.New("compare needs at least one results file (ipcbench run --format json)")}
 	}
 	runs, err := report.LoadFiles(fs.Args()...)
 	if err != nil {
@@ -304,11 +386,22 @@ func compare(args []string, w io.Writer) error {
 	return report.Compare(w, runs, ff)
 }
 
-func htmlReport(args []string, stdout io.Writer) error {
+// defaultReport is the file report writes when -o is not given; it is never
+// overwritten.
+const defaultReport = "report.html"
+
+func htmlReport(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	out := fs.String("o", "report.html", "the HTML file to write (- for standard output)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	out := fs.String("o", "", "the HTML file to write, replaced if it exists (- for standard output; default "+defaultReport+", which is never replaced)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ipcbench report [-o report.html] A.json B.json...")
+		fs.PrintDefaults()
+	}
+	if help, err := parseFlags(fs, args, stderr); help || err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{errors.New("report needs at least one results file (ipcbench run --format json)")}
 	}
 	runs, err := report.LoadFiles(fs.Args()...)
 	if err != nil {
@@ -317,12 +410,22 @@ func htmlReport(args []string, stdout io.Writer) error {
 	if *out == "-" {
 		return report.HTML(stdout, runs)
 	}
-	file, err := os.Create(*out)
+	path, flags := *out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC
+	if path == "" {
+		path, flags = defaultReport, os.O_WRONLY|os.O_CREATE|os.O_EXCL
+	}
+	file, err := os.OpenFile(path, flags, 0o666)
+	if errors.Is(err, os.ErrExist) {
+		return usageError{fmt.Errorf("%s exists: give -o %s to replace it, or another name", path, path)}
+	}
 	if err != nil {
 		return err
 	}
 	if err := report.HTML(file, runs); err != nil {
 		file.Close()
+		if *out == "" {
+			os.Remove(path) // made here, and incomplete
+		}
 		return err
 	}
 	return file.Close()

@@ -88,10 +88,28 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--impl", "fast"},
 		{"run", "--pin", "left"},
 		{"run", "extra"},
+		{"run", "--duration", "0"},
+		{"run", "--duration", "-1s"},
+		{"run", "--warmup", "-1s"},
+		{"run", "--rounds", "0"},
+		{"run", "--rounds", "-3"},
+		{"run", "--iters", "-5"},
+		{"run", "--peers", "0"},
+		{"run", "--prim", "door"},
+		{"list", "--bogus"},
+		{"list", "extra"},
+		{"compare", "--bogus"},
+		{"report", "--bogus"},
 	} {
 		_, _, err := runCLI(t, args...)
 		var ue usageError
-		assert.ErrorAs(t, err, &ue, "%v", args)
+		if assert.ErrorAs(t, err, &ue, "%v", args) {
+			assert.NotContains(t, err.Error(), "\n", "%v", args)
+		}
+	}
+	for _, args := range [][]string{{"run", "-h"}, {"list", "-h"}, {"compare", "-h"}, {"report", "-h"}, {"trace", "-h"}} {
+		_, _, err := runCLI(t, args...)
+		assert.NoError(t, err, "%v", args)
 	}
 }
 

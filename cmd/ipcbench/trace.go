@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/ebpf"
 )
@@ -15,16 +18,28 @@ import (
 // interrupted or when the process exits.
 func trace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	pid := fs.Int("p", 0, "the process to trace (required)")
 	interval := fs.Duration("interval", time.Second, "print what happened in each interval of this length (0: only at the end)")
 	format := fs.String("format", "text", "text (histograms), table (side by side), json or prometheus")
 	count := fs.Int("count", 0, "stop after this many intervals (0: until interrupted or the process exits)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ipcbench trace -p PID [-interval 1s] [-count N] [-format text|table|json|prometheus]")
+		fs.PrintDefaults()
 	}
-	if *pid <= 0 {
+	if help, err := parseFlags(fs, args, stderr); help || err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
+	case *pid <= 0:
 		return usageError{fmt.Errorf("trace needs -p PID")}
+	case *interval < 0:
+		return usageError{fmt.Errorf("-interval %v: must not be negative", *interval)}
+	case *count < 0:
+		return usageError{fmt.Errorf("-count %d: must not be negative", *count)}
+	case !alive(*pid):
+		return usageError{fmt.Errorf("-p %d: no such process", *pid)}
 	}
 	render, err := renderer(*format)
 	if err != nil {
@@ -112,6 +127,9 @@ func processGone(ctx context.Context, pid int) <-chan struct{} {
 	return ch
 }
 
+// alive reports whether pid exists (a process of another user, which signal 0 may
+// not reach, exists too).
 func alive(pid int) bool {
-	return syscallKill(pid) == nil
+	err := syscallKill(pid)
+	return err == nil || errors.Is(err, unix.EPERM)
 }

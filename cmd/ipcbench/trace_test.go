@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -54,4 +55,21 @@ func TestTrace(t *testing.T) {
 	assert.ErrorAs(t, err, &ue, "trace without -p")
 	_, _, err = runCLI(t, "trace", "-p", "1", "-format", "xml")
 	assert.ErrorAs(t, err, &ue)
+}
+
+// alive-check exits 0 when alive reports that the pid in its argument exists.
+var _ = ipctest.Helper("alive-check", func(args []string) int {
+	pid, err := strconv.Atoi(args[0])
+	if err != nil || !alive(pid) {
+		return 1
+	}
+	return 0
+})
+
+// TestAliveOtherUser: a process of another user exists although signal 0 cannot reach
+// it (EPERM): trace must not take it for gone.
+func TestAliveOtherUser(t *testing.T) {
+	ipctest.RequireRoot(t)
+	ipctest.Start(t, "alive-check", ipctest.AsUser(ipctest.Nobody), ipctest.WithArgs(strconv.Itoa(os.Getpid()))).MustSucceed()
+	assert.False(t, alive(procInt(t, "/proc/sys/kernel/pid_max")+1))
 }

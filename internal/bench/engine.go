@@ -118,9 +118,16 @@ type Case struct {
 	Params    Params
 }
 
-// Plan expands cfg into the cases Run measures, in order, and the transports that
-// were skipped because they are not available here (with the reason).
+// Plan expands cfg into the cases Run measures, in order, and what was skipped, with
+// the reason: transports not available here, transports chosen in cfg.Primitives that
+// do not run the scenario, and sizes above a transport's MaxSize. It refuses, before
+// anything runs, a configuration with a bad value, a size that no chosen transport can
+// carry, a plan with no case at all, and a plan whose buffers would need more than half
+// of this machine's available memory.
 func Plan(cfg Config) ([]Case, map[string]error, error) {
+	if err := validate(cfg); err != nil {
+		return nil, nil, err
+	}
 	if !slices.Contains(Scenarios, cfg.Scenario) {
 		return nil, nil, fmt.Errorf("unknown scenario %q (want %s)", cfg.Scenario, strings.Join(Scenarios, " or "))
 	}
@@ -144,6 +151,8 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 		impls = []string{ImplIpclab, ImplRaw}
 	}
 	skipped := map[string]error{}
+	cuts := sizeCuts{}
+	perSize := map[int]int{}
 	var cases []Case
 	for _, t := range ts {
 		if err := t.Available(); err != nil {
@@ -152,22 +161,24 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 		}
 		if !supports(t, cfg.Scenario) {
 			if len(cfg.Primitives) > 0 {
-				skipped[t.Name()] = fmt.Errorf("does not support scenario %s", cfg.Scenario)
+				skipped[t.Name()] = unsupported(t, cfg.Scenario)
 			}
 			continue
 		}
 		sizes := cfg.Sizes
 		if payloadFree(t) && len(sizes) > 1 {
+			var rest []string
+			for _, s := range sizes[1:] {
+				rest = append(rest, FormatSize(s))
+			}
+			skipped[t.Name()+" at "+strings.Join(rest, ",")] = fmt.Errorf("moves no payload; measured at %s only", FormatSize(sizes[0]))
 			sizes = sizes[:1]
 		}
 		for _, size := range sizes {
-			if size <= 0 {
-				return nil, nil, fmt.Errorf("message size %d: must be positive", size)
-			}
 			if m := t.MaxSize(); m > 0 && size > m {
-				if len(cfg.Primitives) > 0 {
-					skipped[t.Name()+" at "+FormatSize(size)] = fmt.Errorf("larger than its maximum message size %s", FormatSize(m))
-				}
+				why := sizeCut(t, size, m)
+				skipped[t.Name()+" at "+FormatSize(size)] = why
+				cuts.add(t, size, why)
 				continue
 			}
 			for _, impl := range impls {
@@ -179,14 +190,27 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 							waits = append(waits, w)
 						}
 					}
+					if len(waits) == 0 {
+						skipped[t.Name()+"/"+impl] = waitsMissing(t, cfg.Waits)
+					}
 				}
 				for _, w := range waits {
+					perSize[size]++
 					cases = append(cases, Case{Transport: t, Params: Params{
 						Primitive: t.Name(), Impl: impl, Scenario: cfg.Scenario, Size: size, Wait: w,
 					}})
 				}
 			}
 		}
+	}
+	if err := cuts.refuse(cfg.Sizes, perSize); err != nil {
+		return nil, skipped, err
+	}
+	if len(cases) == 0 {
+		return nil, skipped, nothingToRun(cfg, skipped)
+	}
+	if err := checkMemory(cfg, cases); err != nil {
+		return nil, skipped, err
 	}
 	return cases, skipped, nil
 }
@@ -209,9 +233,7 @@ func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
 		return nil, err
 	}
 	pw := progress(cfg)
-	for name, why := range skipped {
-		fmt.Fprintf(pw, "skip %s: %v\n", name, why)
-	}
+	reportSkips(pw, skipped)
 	rounds := max(cfg.Rounds, 1)
 	merged := make([]*tracedResult, len(cases))
 	failed := make([]error, len(cases))

@@ -2,8 +2,10 @@ package bench
 
 import (
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,15 +28,20 @@ func ParseSize(s string) (int, error) {
 		mult, t = 1<<30, t[:len(t)-1]
 	}
 	n, err := strconv.Atoi(t)
-	if err != nil || n <= 0 {
+	switch {
+	case errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(t, "-"), err == nil && n > math.MaxInt/mult:
+		return 0, fmt.Errorf("size %q is too large", s)
+	case err != nil || n <= 0:
 		return 0, fmt.Errorf("bad size %q (want e.g. 64, 4K, 1M)", s)
 	}
 	return n * mult, nil
 }
 
-// FormatSize prints a size the way ParseSize reads it: 64, 4K, 1M.
+// FormatSize prints a size the way ParseSize reads it: 64, 4K, 1M, 2G.
 func FormatSize(n int) string {
 	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dG", n>>30)
 	case n >= 1<<20 && n%(1<<20) == 0:
 		return fmt.Sprintf("%dM", n>>20)
 	case n >= 1<<10 && n%(1<<10) == 0:

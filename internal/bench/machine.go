@@ -73,33 +73,46 @@ func cpuInfo() (model, virt string) {
 	return model, virt
 }
 
-// version is the source revision: $IPCLAB_VERSION when set (a build from a tree
-// without .git, as in a VM), else the module version or VCS revision of the build.
+// version says which code this program was built from, never "": the VCS revision
+// stamped by go build (12 digits, "-dirty" when the tree had changes), else the main
+// module's version when it has one, else $IPCLAB_VERSION (set by scripts that build
+// from a tree without .git, as in a VM), else "unknown".
 func version() string {
-	if v := os.Getenv("IPCLAB_VERSION"); v != "" {
-		return v
-	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return ""
+		bi = nil
 	}
-	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	rev, dirty := "", false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
+	return versionOf(bi, os.Getenv("IPCLAB_VERSION"))
+}
+
+// versionOf is version for the build information bi (nil: none) and the value of
+// $IPCLAB_VERSION.
+func versionOf(bi *debug.BuildInfo, env string) string {
+	if bi != nil {
+		rev, dirty := "", false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if rev != "" {
+			if len(rev) > 12 {
+				rev = rev[:12]
+			}
+			if dirty {
+				rev += "-dirty"
+			}
+			return rev
+		}
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			return v
 		}
 	}
-	if len(rev) > 12 {
-		rev = rev[:12]
+	if env = strings.Join(strings.Fields(env), " "); env != "" {
+		return env
 	}
-	if dirty {
-		rev += "-dirty"
-	}
-	return rev
+	return "unknown"
 }
