@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -258,10 +259,9 @@ const envFault = "IPCLAB_FAULT_AT"
 
 // FaultAt makes the helper raise sig (unix.SIGKILL or unix.SIGSTOP, say) on itself the
 // n-th time (from 1) its code reaches Point(name): a crash or a stop at a chosen point.
-// The helper gets a process group of its own, so that a stopped helper is not
-// continued by the kernel's SIGCONT to an orphaned process group it would otherwise
-// share with the test binary (seen when a process of the test's group exits while
-// the helper is stopped).
+// The helper gets a process group of its own: when a process group with a stopped
+// member becomes orphaned, the kernel sends the group SIGHUP and SIGCONT, and the
+// test binary's own group (shared with go test) is not one the test controls.
 func FaultAt(name string, n int, sig unix.Signal) Option {
 	return func(c *startConfig) {
 		c.env = append(c.env, fmt.Sprintf("%s=%s:%d:%d", envFault, name, n, int(sig)))
@@ -299,9 +299,14 @@ func Point(name string) {
 		return
 	}
 	if fp.hits.Add(1) == fp.n {
-		_ = unix.Kill(os.Getpid(), fp.sig)
+		// A signal sent to the process may be taken by another thread while this
+		// one runs on past the point; sent to this thread, it is acted on when the
+		// system call returns, here.
+		runtime.LockOSThread()
+		_ = unix.Tgkill(os.Getpid(), unix.Gettid(), fp.sig)
+		runtime.UnlockOSThread()
 		if fp.sig == unix.SIGKILL {
-			select {} // the signal is on its way; never run past the point
+			select {} // never run past the point
 		}
 	}
 }

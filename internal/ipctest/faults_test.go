@@ -227,7 +227,12 @@ func TestFaultAt(t *testing.T) {
 	}
 
 	p = ipctest.Start(t, "fault-point", ipctest.FaultAt("loop", 2, unix.SIGSTOP))
-	waitStopped(t, p.Pid())
+	waitStopped(t, p)
+	// The helper's output reaches us through a pipe and a copying goroutine: give it
+	// the moment it needs.
+	for i := 0; i < 1000 && p.Output() != "0\n1\n"; i++ {
+		time.Sleep(time.Millisecond)
+	}
 	if out := p.Output(); out != "0\n1\n" {
 		t.Fatalf("stopped at the wrong point: %q", out)
 	}
@@ -242,12 +247,12 @@ func TestFaultAt(t *testing.T) {
 
 // waitStopped waits until process pid is stopped (state T in /proc/PID/stat), without
 // reaping it: the harness's own wait stays the one that does.
-func waitStopped(t *testing.T, pid int) {
+func waitStopped(t *testing.T, p *ipctest.Proc) {
 	t.Helper()
 	for range 10000 {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.Pid()) + "/stat")
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("helper gone before it stopped: %v (exit: %v, output %q)", err, p.Wait(), p.Output())
 		}
 		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'T' {
 			return
