@@ -39,6 +39,8 @@ type startConfig struct {
 	env    []string
 	stdout *os.File
 	owned  []*os.File
+	clone  uintptr
+	ownPG  bool
 }
 
 // Handover passes files to the helper like WithFiles and closes the test's copies once
@@ -75,6 +77,13 @@ func WithEnv(env ...string) Option {
 // be running as root; use RequireRoot first.
 func AsUser(uid uint32) Option {
 	return func(c *startConfig) { c.uid = &uid }
+}
+
+// InNewNamespaces starts the helper in new namespaces, flags being CLONE_NEW* bits
+// (unix.CLONE_NEWIPC, unix.CLONE_NEWNET, ...): a second "container" or "host". It needs
+// root (CAP_SYS_ADMIN).
+func InNewNamespaces(flags uintptr) Option {
+	return func(c *startConfig) { c.clone |= flags }
 }
 
 // Nobody is the uid of the unprivileged second identity.
@@ -119,7 +128,7 @@ func Start(t testing.TB, name string, opts ...Option) *Proc {
 	if c.stdout != nil {
 		cmd.Stdout = c.stdout
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: c.clone, Setpgid: c.ownPG}
 	if c.uid != nil {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: *c.uid, Gid: *c.uid}
 	}
