@@ -46,6 +46,9 @@ type end struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// closed is set by Close (poller mode: before the file is closed), so that the
+	// errors the file's RawConn gives for a closed file read as os.ErrClosed.
+	closed atomic.Bool
 
 	// Poller-mode Try calls reuse one callback so that they do not allocate.
 	tryMu  sync.Mutex
@@ -159,7 +162,7 @@ func initEnd(e *end, fd int, c config) error {
 	}
 	if c.strategy == ipc.WaitKernel {
 		e.fd = fd
-		e.waiters.Identify(uintptr(fd), unix.SYS_READ, unix.SYS_WRITE, unix.SYS_SPLICE, unix.SYS_TEE, unix.SYS_VMSPLICE)
+		e.waiters.Identify(uintptr(fd), unix.SYS_READ, unix.SYS_READV, unix.SYS_WRITE, unix.SYS_SPLICE, unix.SYS_TEE, unix.SYS_VMSPLICE)
 		return nil
 	}
 	e.file = os.NewFile(uintptr(fd), e.name)
@@ -218,7 +221,7 @@ func (e *end) control(f func(fd int) error) error {
 	if e.file != nil {
 		var ferr error
 		if err := e.rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
-			return err
+			return e.rawErr(err)
 		}
 		return ferr
 	}
@@ -243,9 +246,18 @@ func (e *end) tryPoller(p []byte, write bool) (int, error) {
 	}
 	e.tryBuf = nil
 	if err != nil {
-		return 0, err
+		return 0, e.rawErr(err)
 	}
 	return e.tryN, e.tryErr
+}
+
+// rawErr turns the error of a poller-mode RawConn call into os.ErrClosed once the end
+// is closed (the RawConn reports a closed file with an error of its own).
+func (e *end) rawErr(err error) error {
+	if err != nil && e.closed.Load() {
+		return os.ErrClosed
+	}
+	return err
 }
 
 // fastRead is the kernel-mode hot path for a read only Close can end: one read(2) on
@@ -349,6 +361,7 @@ func (e *end) String() string { return e.name }
 // then return an error matching os.ErrClosed) before releasing the descriptor.
 func (e *end) close() error {
 	e.closeOnce.Do(func() {
+		e.closed.Store(true)
 		if e.file != nil {
 			e.closeErr = e.file.Close()
 			return

@@ -192,7 +192,7 @@ func (r *Reader) readPollerPacket(ctx context.Context, p []byte) (int, error) {
 				return n, err
 			}
 			if err := r.rc.Read(readable); err != nil {
-				return 0, err
+				return 0, r.rawErr(err)
 			}
 		}
 	})

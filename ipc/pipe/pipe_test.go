@@ -884,6 +884,10 @@ func TestCloseUnblocks(t *testing.T) {
 			assert.NoError(t, r.Close(), "Close is idempotent")
 			_, err := r.Read(make([]byte, 1))
 			assert.ErrorIs(t, err, os.ErrClosed)
+			_, err = r.TryRead(make([]byte, 1))
+			assert.ErrorIs(t, err, os.ErrClosed, "TryRead after Close")
+			_, err = r.Buffered()
+			assert.ErrorIs(t, err, os.ErrClosed, "Buffered after Close")
 
 			r2, w2 := newPipe(t, pipe.WithWait(ws))
 			_ = r2
@@ -949,5 +953,49 @@ func TestNoStaleDeadlineAfterCancel(t *testing.T) {
 			require.NoError(t, err, "iteration %d: a stale deadline", i)
 			got += m
 		}
+	}
+}
+
+// TestPacketWaits: a packet-mode read into a buffer shorter than a page (which takes
+// the truncation-checking path) waits, and stops waiting, like any other read:
+// FI-16 (Close → os.ErrClosed), deadlines and contexts.
+func TestPacketWaits(t *testing.T) {
+	for _, ws := range strategies {
+		t.Run("FI-16/"+ws.String(), func(t *testing.T) {
+			r, w := newPipe(t, pipe.WithWait(ws), pipe.Packet())
+			buf := make([]byte, 1)
+
+			require.NoError(t, r.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
+			_, err := r.Read(buf)
+			assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
+			require.NoError(t, r.SetReadDeadline(time.Time{}))
+
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			_, err = r.ReadContext(ctx, buf)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+			// A packet arriving while the read waits is read (and its loss reported).
+			done := make(chan error, 1)
+			go func() {
+				n, err := r.Read(buf)
+				if n != 1 || buf[0] != 'p' {
+					err = fmt.Errorf("read %d %q, %w", n, buf[:n], err)
+				}
+				done <- err
+			}()
+			time.Sleep(20 * time.Millisecond)
+			_, err = w.Write([]byte("pq"))
+			require.NoError(t, err)
+			assert.ErrorIs(t, <-done, ipc.ErrTruncated)
+
+			go func() {
+				_, err := r.Read(buf)
+				done <- err
+			}()
+			time.Sleep(20 * time.Millisecond)
+			require.NoError(t, r.Close())
+			assert.ErrorIs(t, <-done, os.ErrClosed)
+		})
 	}
 }
