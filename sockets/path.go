@@ -117,7 +117,7 @@ func bindName(fd, sotype int, name string, c config) (*socketFile, error) {
 		err = replaceStale(dfd, fd, name, &a)
 	}
 	if err != nil {
-		return nil, &ipc.OpError{Op: "bind", Object: name, Err: err}
+		return nil, ipc.Wrap("bind", name, err)
 	}
 	f := &socketFile{path: name}
 	var st unix.Stat_t
@@ -128,7 +128,7 @@ func bindName(fd, sotype int, name string, c config) (*socketFile, error) {
 	// bind honours the umask; set the mode asked for. The directory is private, so
 	// nobody can reach the file in between.
 	if err := unix.Fchmodat(dfd, filepath.Base(name), uint32(c.mode), 0); err != nil {
-		f.remove()
+		f.removeAt(dfd) // through dfd: it may hold the lock already
 		return nil, ipc.Wrap("chmod", name, err)
 	}
 	return f, nil
@@ -280,6 +280,13 @@ func (f *socketFile) remove() {
 		return // the directory is gone, and the file with it
 	}
 	defer unix.Close(dfd)
+	f.removeAt(dfd)
+}
+
+// removeAt is remove with the directory open at dfd. It takes the lock through dfd,
+// which is a no-op if dfd holds it already (a second descriptor of the same process
+// would wait for the first).
+func (f *socketFile) removeAt(dfd int) {
 	if lockDir(dfd) != nil {
 		return
 	}
