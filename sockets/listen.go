@@ -115,9 +115,11 @@ var _ net.Listener = (*StreamListener)(nil)
 // ListenStream listens for Unix stream connections at name. A path must lie in a
 // directory owned by the caller that nobody else can write to (else the error matches
 // ipc.ErrUntrustedObject); a stale socket file left there by a crashed run of ours is
-// replaced only if it is a socket we own and a connect to it is refused, otherwise
-// bind fails with unix.EADDRINUSE. The file gets mode 0600 (WithMode). An abstract
-// "@name", or "" for an autobound name, needs AllowAbstract.
+// replaced only if it is a socket we own to which the kernel has no socket bound,
+// otherwise bind fails with unix.EADDRINUSE: of several processes listening on one
+// path at once exactly one wins, and a socket that is bound but not yet listening is
+// never taken. The file gets mode 0600 (WithMode). An abstract "@name", or "" for an
+// autobound name, needs AllowAbstract.
 func ListenStream(name string, opts ...Option) (*StreamListener, error) {
 	l, err := listenUnix(unix.SOCK_STREAM, name, opts)
 	if err != nil {

@@ -1,12 +1,17 @@
 package sockets
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -35,6 +40,15 @@ func TestSocketPaths(t *testing.T) {
 		// Our own stale socket file is replaced; the new file has mode 0600 whatever
 		// the umask; Close removes it.
 		staleFile(t, path)
+		if err := sockDiag(); err != nil {
+			// Without sock_diag a stale file cannot be told from a bound socket, so it
+			// is left alone, and the error says why.
+			if _, lerr := ListenStream(path); !errors.Is(lerr, unix.EADDRINUSE) {
+				t.Errorf("Listen over a stale file without sock_diag: %v, want EADDRINUSE", lerr)
+			}
+			t.Logf("no sock_diag for Unix sockets (%v): stale files stay", err)
+			os.Remove(path)
+		}
 		old := unix.Umask(0)
 		l, err := ListenStream(path)
 		unix.Umask(old)
@@ -340,4 +354,300 @@ func TestUnixgram(t *testing.T) {
 			t.Errorf("TryRead on empty: %v, want EAGAIN", err)
 		}
 	})
+}
+
+// Helper: binds a raw socket of type args[1] ("stream" or "seqpacket") at args[0],
+// listens only if args[2] is "listen", signals, and holds it until killed or told to
+// go. A program that is not ipclab (socat, say) binds and listens the same way.
+var _ = ipctest.Helper("raw-bind", func(args []string) int {
+	typ := unix.SOCK_STREAM
+	if args[1] == "seqpacket" {
+		typ = unix.SOCK_SEQPACKET
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err == nil {
+		err = unix.Bind(fd, &unix.SockaddrUnix{Name: args[0]})
+	}
+	if err == nil && args[2] == "listen" {
+		err = unix.Listen(fd, 8)
+	}
+	if err != nil {
+		fmt.Println("raw-bind:", err)
+		return 1
+	}
+	ipctest.Signal()
+	ipctest.Await()
+	unix.Close(fd)
+	return 0
+})
+
+// sockDiag reports whether this kernel answers sock_diag for Unix sockets
+// (CONFIG_UNIX_DIAG), which telling a stale socket file from a bound one needs.
+func sockDiag() error {
+	_, err := boundToFile(0, 0)
+	return err
+}
+
+func requireSockDiag(t *testing.T) {
+	t.Helper()
+	if err := sockDiag(); err != nil {
+		t.Skipf("no sock_diag for Unix sockets (%v): stale socket files are never replaced here", err)
+	}
+}
+
+// TestStaleSocketFile: S6 and FI-15. A socket file is replaced only when the kernel
+// has no socket bound to it; a socket that is bound but not yet listening (which
+// refuses a connect exactly as a stale file does) is never taken.
+func TestStaleSocketFile(t *testing.T) {
+	t.Run("FI-15/KilledListener", func(t *testing.T) {
+		requireSockDiag(t)
+		// A listener's process is SIGKILLed: its socket file stays, bound to nothing.
+		for _, typ := range []string{"stream", "seqpacket"} {
+			path := sockPath(t, "killed")
+			p := startHelper(t, "raw-bind", ipctest.WithArgs(path, typ, "listen"))
+			p.Await()
+			p.Kill()
+			_ = p.Wait()
+			if _, err := os.Lstat(path); err != nil {
+				t.Fatalf("the killed listener's socket file is gone already: %v", err)
+			}
+			var l interface{ Close() error }
+			var err error
+			if typ == "stream" {
+				l, err = ListenStream(path)
+			} else {
+				l, err = ListenSeqpacket(path)
+			}
+			if err != nil {
+				t.Fatalf("%s: listen over a dead process's socket file: %v", typ, err)
+			}
+			if typ == "stream" {
+				c, err := DialStream(bg, path)
+				if err != nil {
+					t.Errorf("the new %s listener is unreachable: %v", typ, err)
+				} else {
+					c.Close()
+				}
+			} else {
+				c, err := DialSeqpacket(bg, path)
+				if err != nil {
+					t.Errorf("the new %s listener is unreachable: %v", typ, err)
+				} else {
+					c.Close()
+				}
+			}
+			l.Close()
+		}
+	})
+	t.Run("S6/BoundNotListening", func(t *testing.T) {
+		// Another program has bound the path and not yet called listen: a connect is
+		// refused, as for a stale file, but the name is taken.
+		path := sockPath(t, "bound")
+		p := startHelper(t, "raw-bind", ipctest.WithArgs(path, "stream", "bound"))
+		p.Await()
+		if _, err := DialStream(bg, path); !errors.Is(err, unix.ECONNREFUSED) {
+			t.Errorf("connect to a bound, not listening socket: %v, want ECONNREFUSED", err)
+		}
+		for _, listen := range []func() (interface{ Close() error }, error){
+			func() (interface{ Close() error }, error) { return ListenStream(path) },
+			func() (interface{ Close() error }, error) { return ListenSeqpacket(path) },
+			func() (interface{ Close() error }, error) { return ListenDgram(path) },
+		} {
+			l, err := listen()
+			if !errors.Is(err, unix.EADDRINUSE) {
+				if err == nil {
+					l.Close()
+				}
+				t.Errorf("listen over a bound socket: %v, want EADDRINUSE", err)
+			}
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); err != nil {
+			t.Errorf("the bound socket's file was removed: %v", err)
+		}
+		p.Signal()
+		p.MustSucceed()
+		os.Remove(path)
+	})
+}
+
+// Helper: one racer of TestListenRace. For every byte read from the gate (file 0) it
+// listens at args[1] (stream for even ids, seqpacket for odd) and writes a 4-byte
+// record to file 1: its id, 'W' (won), 'U' (EADDRINUSE) or 'E' (other error), and
+// 's' or 'q' for its socket type. A winner then accepts one connection, writes its
+// id on it, closes the listener and writes a second record with 'C'.
+var _ = ipctest.Helper("listen-racer", func(args []string) int {
+	id, _ := strconv.Atoi(args[0])
+	path := args[1]
+	gate, res := ipctest.File(0), ipctest.File(1)
+	seq := id%2 == 1
+	kind := byte('s')
+	if seq {
+		kind = 'q'
+	}
+	report := func(outcome byte) bool {
+		_, err := res.Write([]byte{byte(id), outcome, kind, 0})
+		return err == nil
+	}
+	b := make([]byte, 1)
+	for {
+		if _, err := io.ReadFull(gate, b); err != nil {
+			return 0 // the test closed the gate: done
+		}
+		var err error
+		var sl *StreamListener
+		var ql *SeqpacketListener
+		if seq {
+			ql, err = ListenSeqpacket(path)
+		} else {
+			sl, err = ListenStream(path)
+		}
+		switch {
+		case errors.Is(err, unix.EADDRINUSE):
+			if !report('U') {
+				return 1
+			}
+			continue
+		case err != nil:
+			fmt.Println("racer", id, "listen:", err)
+			report('E')
+			return 1
+		}
+		if !report('W') {
+			return 1
+		}
+		if seq {
+			c, err := ql.Accept(bg)
+			if err == nil {
+				err = c.Send(bg, []byte{byte(id)})
+				c.Close()
+			}
+			ql.Close()
+			if err != nil {
+				fmt.Println("racer", id, "serve:", err)
+				return 1
+			}
+		} else {
+			c, err := sl.AcceptStream(bg)
+			if err == nil {
+				_, err = c.Write([]byte{byte(id)})
+				c.Close()
+			}
+			sl.Close()
+			if err != nil {
+				fmt.Println("racer", id, "serve:", err)
+				return 1
+			}
+		}
+		if !report('C') {
+			return 1
+		}
+	}
+})
+
+// TestListenRace: S6, issue 16 item 2. Racing processes listen on one path at the
+// same moment, half of the rounds over a stale socket file (bound, then closed with
+// nobody listening: what a killed process leaves). Every round has exactly one
+// winner, every loser gets EADDRINUSE, and the winner is the one a client reaches.
+// -short shrinks the run.
+func TestListenRace(t *testing.T) {
+	racers, rounds := 16, 1000
+	if testing.Short() {
+		racers, rounds = 8, 100
+	}
+	path := sockPath(t, "race")
+	gateR, gateW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resR, resW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resR.Close()
+	procs := make([]*ipctest.Proc, racers)
+	for i := range procs {
+		procs[i] = startHelper(t, "listen-racer", ipctest.WithArgs(strconv.Itoa(i), path), ipctest.WithFiles(gateR, resW))
+	}
+	gateR.Close()
+	resW.Close()
+	closeGate := sync.OnceFunc(func() { gateW.Close() })
+	defer closeGate()
+
+	rec := make([]byte, 4)
+	next := func() []byte {
+		t.Helper()
+		_ = resR.SetReadDeadline(time.Now().Add(time.Minute))
+		if _, err := io.ReadFull(resR, rec); err != nil {
+			t.Fatalf("racers stopped reporting: %v", err)
+		}
+		return rec
+	}
+	go1 := bytes.Repeat([]byte{1}, racers)
+	staleRounds := 0
+	diagErr := sockDiag()
+	if diagErr != nil {
+		t.Logf("no sock_diag for Unix sockets (%v): no rounds over a stale file", diagErr)
+	}
+	for round := range rounds {
+		if round%2 == 1 && diagErr == nil {
+			staleFile(t, path)
+			staleRounds++
+		}
+		if _, err := gateW.Write(go1); err != nil { // one write: every racer wakes at once
+			t.Fatal(err)
+		}
+		winner, kind, winners, inUse := -1, byte(0), 0, 0
+		for range racers {
+			r := next()
+			switch r[1] {
+			case 'W':
+				winners++
+				winner, kind = int(r[0]), r[2]
+			case 'U':
+				inUse++
+			default:
+				t.Fatalf("round %d: racer %d failed with something other than EADDRINUSE", round, r[0])
+			}
+		}
+		if winners != 1 || inUse != racers-1 {
+			t.Fatalf("round %d: %d winners, %d EADDRINUSE; want exactly 1 winner", round, winners, inUse)
+		}
+		got := make([]byte, 1)
+		if kind == 's' {
+			c, err := DialStream(bg, path)
+			if err != nil {
+				t.Fatalf("round %d: the winner is unreachable: %v", round, err)
+			}
+			_, err = io.ReadFull(c, got)
+			c.Close()
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		} else {
+			c, err := DialSeqpacket(bg, path)
+			if err != nil {
+				t.Fatalf("round %d: the winner is unreachable: %v", round, err)
+			}
+			_, err = c.Recv(bg, got)
+			c.Close()
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if int(got[0]) != winner {
+			t.Fatalf("round %d: a client reached racer %d, but racer %d won", round, got[0], winner)
+		}
+		if r := next(); r[1] != 'C' || int(r[0]) != winner {
+			t.Fatalf("round %d: want the winner's close, got %q", round, r)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("round %d: the winner's Close left its socket file: %v", round, err)
+		}
+	}
+	closeGate()
+	for _, p := range procs {
+		p.MustSucceed()
+	}
+	t.Logf("%d racers × %d rounds (%d over a stale file): one winner each", racers, rounds, staleRounds)
 }

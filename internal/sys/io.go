@@ -94,3 +94,44 @@ func WriteErrno(fd int, p []byte) (int, unix.Errno) {
 	n, _, e := unix.Syscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	return int(n), e
 }
+
+// ReadSpill is readv(2) into p and then spill, returning the count and the raw errno.
+// A packet-mode pipe reader uses it to see a packet longer than p: the kernel puts
+// the rest of the packet in spill instead of discarding it unseen. It does not
+// allocate. With nowait set it is preadv2(RWF_NOWAIT), which does not wait whatever
+// the descriptor's O_NONBLOCK flag.
+func ReadSpill(fd int, p, spill []byte, nowait bool) (int, unix.Errno) {
+	var iov [2]unix.Iovec
+	iov[0].Base = unsafe.SliceData(p)
+	iov[0].SetLen(len(p))
+	iov[1].Base = unsafe.SliceData(spill)
+	iov[1].SetLen(len(spill))
+	var n uintptr
+	var e unix.Errno
+	if nowait {
+		off := int64(-1)
+		n, _, e = unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), 2,
+			uintptr(off), uintptr(off), unix.RWF_NOWAIT)
+	} else {
+		n, _, e = unix.Syscall(unix.SYS_READV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), 2)
+	}
+	return int(n), e
+}
+
+// Readable reports whether a read of fd would not wait now: poll(2) for POLLIN with a
+// zero timeout (POLLHUP and POLLERR count, as the read returns at once). It does not
+// allocate.
+func Readable(fd int) (bool, error) {
+	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	var ts unix.Timespec
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return false, e
+		}
+		return n > 0, nil
+	}
+}

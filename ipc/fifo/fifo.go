@@ -17,11 +17,14 @@
 // # Opening
 //
 // Opening a FIFO for reading blocks until a writer opens it and vice versa. The Open
-// calls take a context: when it ends, ipclab opens the FIFO itself (O_RDWR, which counts
-// as both a reader and a writer) to release the blocked open, holds that descriptor
-// until the open has returned, then closes both: no goroutine or descriptor outlives
-// the call. TryOpenWriter does not wait and returns ipc.ErrNoReader (ENXIO) when no
-// process has the FIFO open for reading; TryOpenReader never needs to wait.
+// calls take a context, and FIFO.Close ends them too: the blocked open(2) is
+// interrupted with a signal aimed at its thread (internal/wait, DESIGN §3), so it
+// returns ctx.Err() or os.ErrClosed without ipclab opening the FIFO itself, which a
+// peer could notice, and it works even once the name is gone (Close or Remove unlinks
+// it). Cost: one OS thread per blocked open, which open(2) takes anyway. No goroutine
+// or descriptor outlives the call. TryOpenWriter does not wait and returns
+// ipc.ErrNoReader (ENXIO) when no process has the FIFO open for reading; TryOpenReader
+// never needs to wait.
 //
 // A reader sees io.EOF once every writer has closed; a writer gets ipc.ErrPeerGone once
 // every reader has closed.
@@ -37,6 +40,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/ipc/pipe"
 )
@@ -54,6 +58,10 @@ type FIFO struct {
 	dev   uint64
 	ino   uint64
 	uid   uint32
+
+	// calls tracks the calls that use dir: Close interrupts the blocked opens among
+	// them and waits for all to leave before it releases dir.
+	calls wait.Set
 
 	closeOnce sync.Once
 	closeErr  error
@@ -197,7 +205,8 @@ func (f *FIFO) Path() string { return f.path }
 // String returns the FIFO's path.
 func (f *FIFO) String() string { return f.path }
 
-// OpenReader opens the FIFO for reading, waiting until a writer opens it or ctx ends.
+// OpenReader opens the FIFO for reading, waiting until a writer opens it, ctx ends
+// (the error wraps ctx.Err()) or the FIFO is closed (the error matches os.ErrClosed).
 func (f *FIFO) OpenReader(ctx context.Context, opts ...Option) (*pipe.Reader, error) {
 	fd, c, err := f.open(ctx, true, unix.O_RDONLY, opts)
 	if err != nil {
@@ -206,7 +215,8 @@ func (f *FIFO) OpenReader(ctx context.Context, opts ...Option) (*pipe.Reader, er
 	return pipe.ReaderFromFd(fd, append(c.opts, pipe.WithName(f.path))...)
 }
 
-// OpenWriter opens the FIFO for writing, waiting until a reader opens it or ctx ends.
+// OpenWriter opens the FIFO for writing, waiting until a reader opens it, ctx ends or
+// the FIFO is closed, as OpenReader does.
 func (f *FIFO) OpenWriter(ctx context.Context, opts ...Option) (*pipe.Writer, error) {
 	fd, c, err := f.open(ctx, true, unix.O_WRONLY, opts)
 	if err != nil {
@@ -274,16 +284,20 @@ func (f *FIFO) open(ctx context.Context, wait bool, flags int, opts []Option) (i
 	if err != nil {
 		return -1, c, &ipc.OpError{Op: "open", Object: f.path, Err: err}
 	}
-	if f.dir == nil {
-		return -1, c, &ipc.OpError{Op: "open", Object: f.path, Err: os.ErrClosed}
-	}
-	dfd := int(f.dir.Fd())
 	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
 	var fd int
 	if wait {
-		fd, err = f.openCtx(ctx, dfd, flags)
+		// Do registers the call (and its thread, for Close to interrupt) before dir
+		// is touched; Close releases dir only once every call has left.
+		err = f.calls.Do(ctx, func() (err error) {
+			fd, err = unix.Openat(int(f.dir.Fd()), f.name, flags, 0)
+			return err
+		})
 	} else {
-		fd, err = unix.Openat(dfd, f.name, flags, 0)
+		err = f.withDir(func(dfd int) (err error) {
+			fd, err = unix.Openat(dfd, f.name, flags, 0)
+			return err
+		})
 	}
 	if err != nil {
 		return -1, c, ipc.Wrap("open", f.path, err)
@@ -303,70 +317,28 @@ func (f *FIFO) open(ctx context.Context, wait bool, flags int, opts []Option) (i
 	return fd, c, nil
 }
 
-// openCtx makes a blocking open that ends early when ctx does, by opening the FIFO
-// O_RDWR on the caller's behalf (which satisfies a waiting reader or writer) and
-// keeping that descriptor until the blocked open has returned, so that an open which
-// had not yet started when ctx ended cannot block afterwards.
-func (f *FIFO) openCtx(ctx context.Context, dfd, flags int) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return -1, err
+// withDir runs call with the directory descriptor unless the FIFO is closed (then
+// it returns os.ErrClosed); Close waits for it.
+func (f *FIFO) withDir(call func(dfd int) error) error {
+	if !f.calls.Acquire() {
+		return os.ErrClosed
 	}
-	if ctx.Done() == nil {
-		return openEINTR(dfd, f.name, flags)
-	}
-	var (
-		mu       sync.Mutex
-		returned bool
-		partner  = -1
-		released = make(chan struct{})
-	)
-	stop := context.AfterFunc(ctx, func() {
-		defer close(released)
-		mu.Lock()
-		defer mu.Unlock()
-		if returned {
-			return
-		}
-		fd, err := unix.Openat(dfd, f.name, unix.O_RDWR|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err == nil {
-			partner = fd
-		}
-	})
-	fd, err := openEINTR(dfd, f.name, flags)
-	mu.Lock()
-	returned = true
-	mu.Unlock()
-	if !stop() {
-		<-released
-		mu.Lock()
-		if partner >= 0 {
-			unix.Close(partner)
-		}
-		mu.Unlock()
-		if err == nil {
-			unix.Close(fd)
-		}
-		return -1, ctx.Err()
-	}
-	return fd, err
-}
-
-func openEINTR(dfd int, name string, flags int) (int, error) {
-	for {
-		fd, err := unix.Openat(dfd, name, flags, 0)
-		if err != unix.EINTR {
-			return fd, err
-		}
-	}
+	defer f.calls.Release()
+	return call(int(f.dir.Fd()))
 }
 
 // Remove unlinks the FIFO, after checking that the name still refers to the FIFO this
-// value was made for. Open descriptors keep working. It is idempotent.
+// value was made for. Open descriptors keep working. It is idempotent, and does
+// nothing after Close.
 func (f *FIFO) Remove() error {
-	if f.dir == nil {
+	err := f.withDir(f.remove)
+	if err == os.ErrClosed {
 		return nil
 	}
-	dfd := int(f.dir.Fd())
+	return err
+}
+
+func (f *FIFO) remove(dfd int) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(dfd, f.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if err == unix.ENOENT {
@@ -385,14 +357,16 @@ func (f *FIFO) Remove() error {
 }
 
 // Close releases the FIFO's directory handle and, for a FIFO made by Create, removes
-// it. Ends already opened keep working. It is idempotent.
+// it. Opens blocked in OpenReader or OpenWriter return an error matching os.ErrClosed
+// (they would otherwise wait for ever: once the FIFO is removed no peer can arrive),
+// and so do later calls. Ends already opened keep working. It is idempotent.
 func (f *FIFO) Close() error {
 	f.closeOnce.Do(func() {
+		f.calls.Close() // interrupts blocked opens and waits for every call to leave
 		if f.owner {
-			f.closeErr = f.Remove()
+			f.closeErr = f.remove(int(f.dir.Fd()))
 		}
 		f.dir.Close()
-		f.dir = nil
 	})
 	return f.closeErr
 }

@@ -400,3 +400,90 @@ func TestRemove(t *testing.T) {
 	assert.ErrorIs(t, g.Remove(), ipc.ErrUntrustedObject)
 	os.Remove(g.Path())
 }
+
+// TestCloseUnblocksOpen: FI-16. FIFO.Close ends an OpenReader or OpenWriter that
+// waits under a context that can never end: Close removes the FIFO, so no peer could
+// ever arrive to release it. The FIFO of an Open (not ours to remove) stays.
+func TestCloseUnblocksOpen(t *testing.T) {
+	for _, owner := range []bool{true, false} {
+		for _, kind := range []string{"reader", "writer"} {
+			name := "FI-16/" + kind + "/open"
+			if owner {
+				name = "FI-16/" + kind + "/create"
+			}
+			t.Run(name, func(t *testing.T) {
+				c := create(t)
+				f := c
+				if !owner {
+					var err error
+					f, err = fifo.Open(c.Path())
+					require.NoError(t, err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- openEnd(f, kind, context.Background()) }()
+				time.Sleep(20 * time.Millisecond) // let it block; not needed for correctness
+				require.NoError(t, f.Close())
+				select {
+				case err := <-done:
+					assert.ErrorIs(t, err, os.ErrClosed)
+					var op *ipc.OpError
+					assert.ErrorAs(t, err, &op)
+				case <-time.After(30 * time.Second):
+					t.Fatal("Close left the open blocked")
+				}
+				assert.ErrorIs(t, openEnd(f, kind, context.Background()), os.ErrClosed, "an open after Close")
+				_, err := os.Lstat(c.Path())
+				if owner {
+					assert.ErrorIs(t, err, os.ErrNotExist, "Close removes the FIFO it created")
+				} else {
+					assert.NoError(t, err, "Close of an opened FIFO leaves it")
+				}
+			})
+		}
+	}
+	t.Run("FI-16/race", func(t *testing.T) {
+		// Close racing opens that are starting, blocked, or about to be: each ends
+		// with os.ErrClosed, and nothing is left behind (the leak check in TestMain).
+		for i := range 200 {
+			f, err := fifo.Create(filepath.Join(t.TempDir(), "r"))
+			require.NoError(t, err)
+			const n = 4
+			errs := make(chan error, n)
+			for j := range n {
+				kind := []string{"reader", "writer"}[j%2]
+				go func() { errs <- openEnd(f, kind, context.Background()) }()
+			}
+			if i%2 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			require.NoError(t, f.Close())
+			for range n {
+				select {
+				case err := <-errs:
+					// A reader and a writer may meet before Close: then both opened.
+					if err != nil {
+						require.ErrorIs(t, err, os.ErrClosed, "round %d", i)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatalf("round %d: an open is still blocked after Close", i)
+				}
+			}
+		}
+	})
+}
+
+// openEnd opens a reader or writer of f under ctx and closes it again.
+func openEnd(f *fifo.FIFO, kind string, ctx context.Context) error {
+	if kind == "reader" {
+		r, err := f.OpenReader(ctx)
+		if err == nil {
+			r.Close()
+		}
+		return err
+	}
+	w, err := f.OpenWriter(ctx)
+	if err == nil {
+		w.Close()
+	}
+	return err
+}

@@ -22,10 +22,15 @@
 //     process is not killed by SIGPIPE (Go ignores it for descriptors other than 1 and 2).
 //   - A write of at most PIPE_BUF (4096) bytes is atomic: concurrent writers, even in
 //     different processes, never interleave within it. Larger writes may interleave.
-//   - In packet mode every write of up to PIPE_BUF bytes is one packet, larger writes are
-//     split into PIPE_BUF packets, and a read returns at most one packet: a read buffer
-//     shorter than the packet discards the rest of it. Read packet pipes with buffers of
-//     at least PIPE_BUF bytes.
+//   - In packet mode every write of up to a page (4096 bytes on most machines, PIPE_BUF)
+//     is one packet, larger writes are split into page-sized packets, and a read returns
+//     at most one packet. The kernel discards the rest of a packet read into a shorter
+//     buffer and calls that a success; ipclab does not: such a read returns the first
+//     len(buf) bytes and an error matching ipc.ErrTruncated. It sees the loss by reading
+//     with readv(2) into the caller's buffer and a shared spill area that together hold
+//     a page, so a buffer shorter than a page costs one extra iovec, and a buffer of a
+//     page or more is read as in stream mode. Every writer of a packet pipe should be in
+//     packet mode: stream bytes read through the spill area count as truncated too.
 //   - An end's wait strategy is a property of its open file description, which every
 //     process holding the same descriptor shares. File hands a child a new description
 //     of its own.

@@ -40,8 +40,15 @@ type end struct {
 	name     string
 	strategy ipc.WaitStrategy
 
+	// spill is set on the read end of a packet pipe: a read with a buffer shorter
+	// than the longest packet reads the rest of the packet into it (see readErrno).
+	spill []byte
+
 	closeOnce sync.Once
 	closeErr  error
+	// closed is set by Close (poller mode: before the file is closed), so that the
+	// errors the file's RawConn gives for a closed file read as os.ErrClosed.
+	closed atomic.Bool
 
 	// Poller-mode Try calls reuse one callback so that they do not allocate.
 	tryMu  sync.Mutex
@@ -67,13 +74,19 @@ type Option func(*config)
 // offered by pipes.
 func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.strategy = w } }
 
-// Packet makes the pipe a packet pipe (O_DIRECT): each write is a packet that a read
-// returns whole or truncated, never merged with the next.
+// Packet makes the pipe a packet pipe (O_DIRECT): each write of up to a page is a
+// packet that a read returns whole, never merged with the next. A read into a buffer
+// shorter than the packet returns the first len(buf) bytes with an error matching
+// ipc.ErrTruncated: the kernel discards the rest of the packet, and ipclab does not
+// let that pass unseen. A Reader adopted from a descriptor that has O_DIRECT set is
+// a packet reader without this option.
 func Packet() Option { return func(c *config) { c.packet = true } }
 
 // WithCapacity asks for a capacity of at least n bytes (F_SETPIPE_SZ). The kernel
 // rounds it up to a power-of-two number of pages; Capacity reports what was granted.
-// Unprivileged callers are limited to /proc/sys/fs/pipe-max-size.
+// Unprivileged callers are limited to /proc/sys/fs/pipe-max-size. n must lie in
+// [0, 1<<31] (0 keeps the default), as for SetCapacity; New and the FromFd calls
+// refuse anything else with ipc.ErrInvalid before any system call.
 func WithCapacity(n int) Option { return func(c *config) { c.capacity = n } }
 
 // WithName sets the name used in errors (default "pipe:[inode]").
@@ -87,10 +100,49 @@ func buildConfig(opts []Option) (config, error) {
 	if c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
 		return c, fmt.Errorf("pipe: wait strategy %v not supported (want poller or kernel): %w", c.strategy, ipc.ErrInvalid)
 	}
-	if c.capacity < 0 {
-		return c, fmt.Errorf("pipe: negative capacity %d: %w", c.capacity, ipc.ErrInvalid)
+	if err := checkCapacity(c.capacity); err != nil {
+		return c, err
 	}
 	return c, nil
+}
+
+// maxCapacity is the largest capacity F_SETPIPE_SZ takes: the kernel truncates its
+// argument to 32 bits (so 1<<32 + 4096 would quietly ask for 4096) and rejects
+// anything above 1<<31.
+const maxCapacity = 1 << 31
+
+// checkCapacity is the range check of every capacity request (WithCapacity,
+// SetCapacity), made before the system call.
+func checkCapacity(n int) error {
+	if n < 0 || n > maxCapacity {
+		return fmt.Errorf("capacity %d out of range [0, %d]: %w", n, maxCapacity, ipc.ErrInvalid)
+	}
+	return nil
+}
+
+// spillArea is what packet readers read the rest of an over-long packet into. Its
+// contents are never looked at, so every reader shares one, whatever runs at once.
+// A packet is at most a page (the kernel splits longer writes into page-sized
+// packets), which a buffer of a page plus the spill area always holds.
+var spillArea = sync.OnceValue(func() []byte { return make([]byte, os.Getpagesize()) })
+
+// readErrno reads into p from fd, and in packet mode catches the part of a packet
+// that does not fit in p: the count it returns is then the packet's length, more
+// than len(p) (see truncated). nowait makes the read not wait (RWF_NOWAIT).
+func (e *end) readErrno(fd int, p []byte, nowait bool) (int, unix.Errno) {
+	if e.spill != nil && len(p) < len(e.spill) {
+		return sys.ReadSpill(fd, p, e.spill[len(p):], nowait)
+	}
+	if nowait {
+		return sys.ReadSpill(fd, p, nil, true)
+	}
+	return sys.ReadErrno(fd, p)
+}
+
+// truncated is the error for a packet of n bytes read into a buffer of size bytes.
+func (e *end) truncated(n, size int) error {
+	return &ipc.OpError{Op: "read", Object: e.name, Err: fmt.Errorf(
+		"packet of %d bytes, buffer of %d: the rest of the packet was discarded: %w", n, size, ipc.ErrTruncated)}
 }
 
 // initEnd takes ownership of fd, an end of a pipe or FIFO, and sets e up in place to use
@@ -110,7 +162,7 @@ func initEnd(e *end, fd int, c config) error {
 	}
 	if c.strategy == ipc.WaitKernel {
 		e.fd = fd
-		e.waiters.Identify(uintptr(fd), unix.SYS_READ, unix.SYS_WRITE, unix.SYS_SPLICE, unix.SYS_TEE, unix.SYS_VMSPLICE)
+		e.waiters.Identify(uintptr(fd), unix.SYS_READ, unix.SYS_READV, unix.SYS_WRITE, unix.SYS_SPLICE, unix.SYS_TEE, unix.SYS_VMSPLICE)
 		return nil
 	}
 	e.file = os.NewFile(uintptr(fd), e.name)
@@ -121,7 +173,12 @@ func initEnd(e *end, fd int, c config) error {
 	}
 	e.rc = rc
 	e.tryRd = func(fd uintptr) bool {
-		e.tryN, e.tryErr = sys.Read(int(fd), e.tryBuf)
+		var errno unix.Errno
+		e.tryN, errno = e.readErrno(int(fd), e.tryBuf, false)
+		e.tryErr = nil
+		if errno != 0 {
+			e.tryN, e.tryErr = 0, errno
+		}
 		return true
 	}
 	e.tryWr = func(fd uintptr) bool {
@@ -140,23 +197,23 @@ func describe(fd int) string {
 }
 
 // checkPipe verifies that fd is a pipe or FIFO open for access (unix.O_RDONLY or
-// unix.O_WRONLY; O_RDWR qualifies for both).
-func checkPipe(fd, access int) error {
+// unix.O_WRONLY; O_RDWR qualifies for both) and returns its file status flags.
+func checkPipe(fd, access int) (int, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return err
+		return 0, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
-		return fmt.Errorf("descriptor %d is not a pipe or FIFO (mode %#o): %w", fd, st.Mode, ipc.ErrInvalid)
+		return 0, fmt.Errorf("descriptor %d is not a pipe or FIFO (mode %#o): %w", fd, st.Mode, ipc.ErrInvalid)
 	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if mode := fl & unix.O_ACCMODE; mode != access && mode != unix.O_RDWR {
-		return fmt.Errorf("descriptor %d is not open for %s: %w", fd, map[int]string{unix.O_RDONLY: "reading", unix.O_WRONLY: "writing"}[access], unix.EBADF)
+		return 0, fmt.Errorf("descriptor %d is not open for %s: %w", fd, map[int]string{unix.O_RDONLY: "reading", unix.O_WRONLY: "writing"}[access], unix.EBADF)
 	}
-	return nil
+	return fl, nil
 }
 
 // control runs f with the descriptor, guarding against a concurrent Close.
@@ -164,7 +221,7 @@ func (e *end) control(f func(fd int) error) error {
 	if e.file != nil {
 		var ferr error
 		if err := e.rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
-			return err
+			return e.rawErr(err)
 		}
 		return ferr
 	}
@@ -189,9 +246,18 @@ func (e *end) tryPoller(p []byte, write bool) (int, error) {
 	}
 	e.tryBuf = nil
 	if err != nil {
-		return 0, err
+		return 0, e.rawErr(err)
 	}
 	return e.tryN, e.tryErr
+}
+
+// rawErr turns the error of a poller-mode RawConn call into os.ErrClosed once the end
+// is closed (the RawConn reports a closed file with an error of its own).
+func (e *end) rawErr(err error) error {
+	if err != nil && e.closed.Load() {
+		return os.ErrClosed
+	}
+	return err
 }
 
 // fastRead is the kernel-mode hot path for a read only Close can end: one read(2) on
@@ -202,7 +268,7 @@ func (e *end) fastRead(p []byte) (int, error) {
 	if !e.waiters.Acquire() {
 		return 0, os.ErrClosed
 	}
-	n, errno := sys.ReadErrno(e.fd, p)
+	n, errno := e.readErrno(e.fd, p, false)
 	e.waiters.Release()
 	if errno != 0 {
 		return e.blockingIO(p, false, errno)
@@ -237,7 +303,7 @@ func (e *end) blockingIO(p []byte, write bool, errno unix.Errno) (n int, err err
 		if write {
 			n, errno = sys.WriteErrno(e.fd, p)
 		} else {
-			n, errno = sys.ReadErrno(e.fd, p)
+			n, errno = e.readErrno(e.fd, p, false)
 		}
 		switch {
 		case errno == 0:
@@ -267,7 +333,11 @@ func (e *end) tryKernel(p []byte, write bool) (int, error) {
 	if write {
 		return sys.WriteNowait(e.fd, p)
 	}
-	return sys.ReadNowait(e.fd, p)
+	n, errno := e.readErrno(e.fd, p, true)
+	if errno != 0 {
+		return 0, errno
+	}
+	return n, nil
 }
 
 // Fd returns the descriptor number. It stays valid until Close; do not close it or
@@ -291,6 +361,7 @@ func (e *end) String() string { return e.name }
 // then return an error matching os.ErrClosed) before releasing the descriptor.
 func (e *end) close() error {
 	e.closeOnce.Do(func() {
+		e.closed.Store(true)
 		if e.file != nil {
 			e.closeErr = e.file.Close()
 			return
@@ -329,8 +400,8 @@ func (e *end) Capacity() (int, error) {
 // page). The kernel refuses with EBUSY to shrink below the bytes queued, and with EPERM
 // to exceed /proc/sys/fs/pipe-max-size without CAP_SYS_RESOURCE.
 func (e *end) SetCapacity(n int) (int, error) {
-	if n < 0 || n > 1<<31 {
-		return 0, e.wrap("fcntl F_SETPIPE_SZ", fmt.Errorf("capacity %d out of range: %w", n, ipc.ErrInvalid))
+	if err := checkCapacity(n); err != nil {
+		return 0, e.wrap("fcntl F_SETPIPE_SZ", err)
 	}
 	var got int
 	err := e.control(func(fd int) (err error) {
@@ -340,16 +411,24 @@ func (e *end) SetCapacity(n int) (int, error) {
 	return got, e.wrap("fcntl F_SETPIPE_SZ", err)
 }
 
-// file returns a new open file description of this end (reopened through
-// /proc/self/fd), blocking and close-on-exec, for handing to another process.
+// reopen returns a new open file description of this end (reopened through
+// /proc/self/fd), blocking and close-on-exec, in packet mode if this end is, for
+// handing to another process.
 func (e *end) reopen(access int) (*os.File, error) {
 	var f *os.File
 	err := e.control(func(fd int) error {
+		// Packet mode (O_DIRECT) is a property of the open file description: carry
+		// it over, or a child's writes would not be packets.
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err != nil {
+			return err
+		}
 		nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), access|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
-		if err := unix.SetNonblock(nfd, false); err != nil {
+		// open(2) refuses O_DIRECT here; F_SETFL takes it.
+		if _, err := unix.FcntlInt(uintptr(nfd), unix.F_SETFL, fl&unix.O_DIRECT); err != nil {
 			unix.Close(nfd)
 			return err
 		}

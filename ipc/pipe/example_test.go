@@ -47,6 +47,23 @@ func ExamplePacket() {
 	// Output: one
 }
 
+// A packet read into a shorter buffer loses the rest of the packet, and says so.
+func ExamplePacket_truncated() {
+	r, w, _ := pipe.New(pipe.Packet())
+	defer r.Close()
+	defer w.Close()
+	w.Write([]byte("AAAAaaaa"))
+	w.Write([]byte("BBBB"))
+	buf := make([]byte, 4)
+	n, err := r.Read(buf)
+	fmt.Println(string(buf[:n]), errors.Is(err, ipc.ErrTruncated))
+	n, err = r.Read(buf)
+	fmt.Println(string(buf[:n]), err)
+	// Output:
+	// AAAA true
+	// BBBB <nil>
+}
+
 func ExampleWithWait() {
 	// The reading thread sleeps inside read(2), where eBPF probes see it, and is
 	// still cancellable.

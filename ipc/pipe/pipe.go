@@ -2,6 +2,7 @@ package pipe
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -19,12 +20,12 @@ type Reader struct{ end }
 // Writer is the write end of a pipe or FIFO.
 type Writer struct{ end }
 
-// New creates a pipe (pipe2(2) with O_CLOEXEC, plus O_DIRECT for Packet) and returns
-// its two ends.
+// New creates a pipe (pipe2(2) with O_CLOEXEC, plus O_DIRECT on both ends for Packet)
+// and returns its two ends.
 func New(opts ...Option) (*Reader, *Writer, error) {
 	c, err := buildConfig(opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, &ipc.OpError{Op: "pipe2", Object: "pipe", Err: err}
 	}
 	flags := unix.O_CLOEXEC
 	if c.packet {
@@ -33,6 +34,16 @@ func New(opts ...Option) (*Reader, *Writer, error) {
 	var p [2]int
 	if err := unix.Pipe2(p[:], flags); err != nil {
 		return nil, nil, ipc.Wrap("pipe2", "pipe", err)
+	}
+	if c.packet {
+		// pipe2 sets O_DIRECT on the write end only, where it makes packets. On the
+		// read end it changes nothing in the kernel but marks the end as a packet
+		// reader for a process that adopts it (ReaderFromFd, Reader.File).
+		if err := setFlag(p[0], unix.O_DIRECT); err != nil {
+			unix.Close(p[0])
+			unix.Close(p[1])
+			return nil, nil, ipc.Wrap("fcntl O_DIRECT", "pipe", err)
+		}
 	}
 	if c.capacity > 0 {
 		if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, c.capacity); err != nil {
@@ -50,6 +61,9 @@ func New(opts ...Option) (*Reader, *Writer, error) {
 		unix.Close(p[1])
 		return nil, nil, err
 	}
+	if c.packet {
+		r.spill = spillArea()
+	}
 	if err := initEnd(&w.end, p[1], wc); err != nil {
 		r.close()
 		return nil, nil, err
@@ -59,11 +73,17 @@ func New(opts ...Option) (*Reader, *Writer, error) {
 
 // ReaderFromFd takes ownership of fd, the read end of a pipe or a FIFO (inherited from a
 // parent, received over a socket, or opened by ipc/fifo), and returns it as a Reader
-// that waits as the options say. It makes fd close-on-exec. On error fd is closed.
+// that waits as the options say. It makes fd close-on-exec. A read end with O_DIRECT
+// set (as New and Reader.File leave a packet pipe's) is read in packet mode, as with
+// Packet. On error fd is closed.
 func ReaderFromFd(fd int, opts ...Option) (*Reader, error) {
 	r := new(Reader)
-	if err := fromFd(&r.end, fd, unix.O_RDONLY, opts); err != nil {
+	packet, err := fromFd(&r.end, fd, unix.O_RDONLY, opts)
+	if err != nil {
 		return nil, err
+	}
+	if packet {
+		r.spill = spillArea()
 	}
 	return r, nil
 }
@@ -71,39 +91,42 @@ func ReaderFromFd(fd int, opts ...Option) (*Reader, error) {
 // WriterFromFd is ReaderFromFd for a write end.
 func WriterFromFd(fd int, opts ...Option) (*Writer, error) {
 	w := new(Writer)
-	if err := fromFd(&w.end, fd, unix.O_WRONLY, opts); err != nil {
+	if _, err := fromFd(&w.end, fd, unix.O_WRONLY, opts); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-func fromFd(e *end, fd, access int, opts []Option) error {
+// fromFd sets e up with fd, as ReaderFromFd and WriterFromFd describe, and reports
+// whether the end is in packet mode (asked for, or O_DIRECT already set on fd).
+func fromFd(e *end, fd, access int, opts []Option) (packet bool, err error) {
 	c, err := buildConfig(opts)
 	if err != nil {
 		unix.Close(fd)
-		return err
+		return false, &ipc.OpError{Op: "adopt", Object: fmt.Sprintf("fd %d", fd), Err: err}
 	}
 	name := c.name
 	if name == "" {
 		name = describe(fd)
 	}
-	if err := checkPipe(fd, access); err != nil {
+	fl, err := checkPipe(fd, access)
+	if err != nil {
 		unix.Close(fd)
-		return ipc.Wrap("adopt", name, err)
+		return false, ipc.Wrap("adopt", name, err)
 	}
-	if c.packet {
+	if c.packet && fl&unix.O_DIRECT == 0 {
 		if err := setFlag(fd, unix.O_DIRECT); err != nil {
 			unix.Close(fd)
-			return ipc.Wrap("fcntl O_DIRECT", name, err)
+			return false, ipc.Wrap("fcntl O_DIRECT", name, err)
 		}
 	}
 	if c.capacity > 0 {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, c.capacity); err != nil {
 			unix.Close(fd)
-			return ipc.Wrap("fcntl F_SETPIPE_SZ", name, err)
+			return false, ipc.Wrap("fcntl F_SETPIPE_SZ", name, err)
 		}
 	}
-	return initEnd(e, fd, c)
+	return c.packet || fl&unix.O_DIRECT != 0, initEnd(e, fd, c)
 }
 
 func setFlag(fd, flag int) error {
@@ -140,15 +163,56 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if n == 0 {
 		return 0, io.EOF
 	}
+	if n > len(p) {
+		return len(p), r.truncated(n, len(p))
+	}
 	return n, nil
 }
 
 func (r *Reader) readPoller(ctx context.Context, p []byte) (int, error) {
+	if r.spill != nil && len(p) < len(r.spill) {
+		return r.readPollerPacket(ctx, p)
+	}
 	n, err := r.pollerCtx(ctx, false, func() (int, error) { return r.file.Read(p) })
 	if err == io.EOF {
 		return 0, io.EOF
 	}
 	return n, r.wrap("read", err)
+}
+
+// readPollerPacket is a poller-mode read of a packet pipe into a buffer shorter than
+// a page: *os.File cannot readv, so it makes non-blocking attempts (tryPoller, which
+// catches an over-long packet) and waits for the descriptor to become readable in
+// between, through the poller and under its deadlines.
+func (r *Reader) readPollerPacket(ctx context.Context, p []byte) (int, error) {
+	n, err := r.pollerCtx(ctx, false, func() (int, error) {
+		for {
+			n, err := r.tryPoller(p, false)
+			if err != unix.EAGAIN {
+				return n, err
+			}
+			if err := r.rc.Read(readable); err != nil {
+				return 0, r.rawErr(err)
+			}
+		}
+	})
+	if err != nil {
+		return 0, r.wrap("read", err)
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	if n > len(p) {
+		return len(p), r.truncated(n, len(p))
+	}
+	return n, nil
+}
+
+// readable is the poller callback of readPollerPacket: it reports whether fd can be
+// read (or is at EOF) now, so that the poller waits only when it cannot.
+func readable(fd uintptr) bool {
+	ready, err := sys.Readable(int(fd))
+	return ready || err != nil
 }
 
 // readKernel is a kernel-mode read that a context or deadline can end.
@@ -157,15 +221,20 @@ func (r *Reader) readKernel(ctx context.Context, p []byte) (int, error) {
 	defer cancel()
 	var n int
 	err := r.waiters.Do(kctx, func() error {
-		var e error
-		n, e = sys.Read(r.fd, p)
-		return e
+		var errno unix.Errno
+		if n, errno = r.readErrno(r.fd, p, false); errno != 0 {
+			return errno
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, r.wrap("read", wait.BoundErr(kctx, err, bounded))
 	}
 	if n == 0 {
 		return 0, io.EOF
+	}
+	if n > len(p) {
+		return len(p), r.truncated(n, len(p))
 	}
 	return n, nil
 }
@@ -188,6 +257,9 @@ func (r *Reader) TryRead(p []byte) (int, error) {
 	}
 	if n == 0 {
 		return 0, io.EOF
+	}
+	if n > len(p) {
+		return len(p), r.truncated(n, len(p))
 	}
 	return n, nil
 }
