@@ -107,7 +107,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	fs.DurationVar(&f.warmup, "warmup", 200*time.Millisecond, "untimed warm-up before each timed phase")
 	fs.StringVar(&f.pin, "pin", bench.PinSame, "same (both processes on one CPU), cross (one CPU each) or none")
 	fs.StringVar(&f.waits, "wait", "", "wait strategies for the ipclab runs: poller,kernel,spin (default: all a primitive supports)")
-	fs.StringVar(&f.impls, "impl", "", "implementations: ipclab,raw (default: both)")
+	fs.StringVar(&f.impls, "impl", "", "implementations: ipclab,std,raw (default: all; std, the Go standard library's way, only for pipe, unix-stream and udp)")
 	fs.StringVar(&f.format, "format", "table", "output: table, json, csv or bench (Go benchmark format, for benchstat)")
 	fs.StringVar(&f.output, "o", "", "write the results to this file instead of standard output")
 	fs.BoolVar(&f.ebpf, "ebpf", false, "also measure every case with eBPF probes attached: where the time goes, copy cost per byte, probe overhead (needs CAP_BPF and CAP_PERFMON)")
@@ -142,8 +142,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	cfg.Primitives = split(f.prims)
 	cfg.Impls = split(f.impls)
 	for _, impl := range cfg.Impls {
-		if impl != bench.ImplIpclab && impl != bench.ImplRaw {
-			return usageError{fmt.Errorf("unknown -impl %q (want ipclab or raw)", impl)}
+		if !slices.Contains(bench.Impls, impl) {
+			return usageError{fmt.Errorf("unknown -impl %q (want %s)", impl, strings.Join(bench.Impls, ", "))}
 		}
 	}
 	for _, w := range split(f.waits) {

@@ -136,7 +136,7 @@ func (m Machine) ExtraKeys() []string {
 // strategy and pinning.
 type Result struct {
 	Primitive  string  `json:"primitive"`  // "pipe", "sysv-msg", ...
-	Impl       string  `json:"impl"`       // "ipclab" or "raw"
+	Impl       string  `json:"impl"`       // "ipclab", "std" (Go standard library) or "raw"
 	Scenario   string  `json:"scenario"`   // "pingpong", "stream", ...
 	Size       int     `json:"size"`       // message size in bytes
 	Wait       string  `json:"wait"`       // "poller", "kernel" or "spin"
