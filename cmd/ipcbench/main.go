@@ -167,13 +167,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 
 	probeOpts := ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true}
 	if f.ebpf {
-		// Fail now rather than after the untraced pass; the probes are attached for
-		// real only once that pass is over.
+		// Fail now rather than in the first traced pass. Run attaches the probes for
+		// each traced pass and detaches them for each untraced one.
 		probes, err := ebpf.Load(probeOpts)
 		if err != nil {
 			return fmt.Errorf("--ebpf: %w", err)
 		}
+		fmt.Fprintf(stderr, "eBPF probes attach with %s; every round measures each case untraced and traced (at least %d rounds)\n",
+			probes.Attach(), bench.MinTracedRounds)
 		probes.Close()
+		cfg.Probes = func() (bench.TracerCloser, error) { return ebpf.Load(probeOpts) }
 	}
 	start := time.Now()
 	var results []report.Result
@@ -185,21 +188,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 		perScenario[i] = rs
 		if err != nil {
 			runErrs = append(runErrs, err)
-		}
-	}
-	if f.ebpf {
-		// Attached only now, so that the untraced pass above really was untraced.
-		probes, err := ebpf.Load(probeOpts)
-		if err != nil {
-			return fmt.Errorf("--ebpf: %w", err)
-		}
-		defer probes.Close()
-		fmt.Fprintf(stderr, "eBPF probes attached (%s); every case runs again, traced\n", probes.Attach())
-		for i, sc := range scenarios {
-			cfg.Scenario = sc
-			if err := bench.Trace(ctx, cfg, probes, perScenario[i]); err != nil {
-				runErrs = append(runErrs, err)
-			}
 		}
 	}
 	for _, rs := range perScenario {

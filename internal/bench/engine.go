@@ -108,9 +108,22 @@ type Config struct {
 	// rounds (default 1).
 	Rounds int
 	// Tracer, when set, is reset before each timed phase and read after it, and the
-	// result carries the breakdown (see Trace).
+	// result carries the breakdown. Run sets it for its traced passes (see Probes).
 	Tracer Tracer
+	// Probes, when set, makes Run measure the probes' overhead and where the time
+	// goes: every round measures the plan twice, once untraced and once with the
+	// probes Probes attaches (closed again before the next untraced pass), in
+	// alternating order, so that a drift of the machine hits both alike. Each result
+	// then carries its traced breakdown and the overhead: its traced over its
+	// untraced p50, with the spread of that ratio over the rounds. The latencies
+	// stay the untraced ones. With Probes, Run measures at least MinTracedRounds
+	// rounds.
+	Probes func() (TracerCloser, error)
 }
+
+// MinTracedRounds is the fewest rounds Run measures when it traces: the probes'
+// overhead is reported with its spread over the rounds.
+const MinTracedRounds = 3
 
 // Case is one measurement to make.
 type Case struct {
@@ -215,8 +228,8 @@ func progress(cfg Config) io.Writer {
 // Run measures every case of cfg's plan and returns the results in plan order. With
 // Rounds > 1 it measures the whole plan that many times, interleaved, and merges each
 // case's rounds, so that a slow drift of the machine hits a case and its raw baseline
-// alike. A case that fails is reported on Progress and left out; the error lists the
-// failures.
+// alike. With Probes it also traces (see Config.Probes). A case that fails is
+// reported on Progress and left out; the error lists the failures.
 func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
 	cases, skipped, err := Plan(cfg)
 	if err != nil {
@@ -227,40 +240,87 @@ func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
 		fmt.Fprintf(pw, "skip %s: %v\n", name, why)
 	}
 	rounds := max(cfg.Rounds, 1)
+	if cfg.Probes != nil {
+		rounds = max(rounds, MinTracedRounds)
+	}
 	merged := make([]*tracedResult, len(cases))
 	failed := make([]error, len(cases))
+	tr := newTracing(len(cases))
 	for round := 1; round <= rounds; round++ {
-		for i, c := range cases {
-			if err := ctx.Err(); err != nil {
+		passes := []bool{false}
+		if cfg.Probes != nil {
+			// untraced first in odd rounds, traced first in even ones
+			passes = []bool{round%2 == 0, round%2 == 1}
+		}
+		p50 := [2][]float64{make([]float64, len(cases)), make([]float64, len(cases))}
+		for _, traced := range passes {
+			var err error
+			if traced {
+				probes, perr := cfg.Probes()
+				if perr != nil {
+					return nil, fmt.Errorf("attach probes: %w", perr)
+				}
+				pcfg := cfg
+				pcfg.Tracer = probes
+				err = runPass(ctx, pcfg, cases, round, rounds, "traced ", failed, func(i int, r tracedResult) {
+					p50[1][i] = r.RTT.P50
+					tr.add(i, r)
+				})
+				probes.Close()
+			} else {
+				err = runPass(ctx, cfg, cases, round, rounds, "", failed, func(i int, r tracedResult) {
+					p50[0][i] = r.RTT.P50
+					if merged[i] == nil {
+						merged[i] = &r
+						return
+					}
+					m := merged[i]
+					m.hist.Merge(r.hist)
+					m.elapsed += r.elapsed
+					m.finish(m.Iterations + r.Iterations)
+				})
+			}
+			if err != nil {
 				return collect(merged, failed, cases, rounds)
 			}
-			if failed[i] != nil {
-				continue
-			}
-			prefix := ""
-			if rounds > 1 {
-				prefix = fmt.Sprintf("round %d/%d ", round, rounds)
-			}
-			fmt.Fprintf(pw, "%s[%d/%d] %s %s/%s %s size=%s pin=%s ... ", prefix, i+1, len(cases), c.Params.Scenario,
-				c.Params.Primitive, c.Params.Impl, c.Params.Wait, FormatSize(c.Params.Size), cfg.Pin)
-			r, err := runCase(ctx, cfg, c)
-			if err != nil {
-				fmt.Fprintf(pw, "FAILED: %v\n", err)
-				failed[i] = err
-				continue
-			}
-			fmt.Fprintf(pw, "p50 %s\n", formatNs(r.RTT.P50))
-			if merged[i] == nil {
-				merged[i] = &r
-				continue
-			}
-			m := merged[i]
-			m.hist.Merge(r.hist)
-			m.elapsed += r.elapsed
-			m.finish(m.Iterations + r.Iterations)
 		}
+		tr.pair(p50[0], p50[1])
+	}
+	if cfg.Probes != nil {
+		tr.attach(merged)
 	}
 	return collect(merged, failed, cases, rounds)
+}
+
+// runPass measures every case that has not failed once, reporting each result to
+// done; a case that fails is marked in failed. It returns ctx's error if ctx ends.
+func runPass(ctx context.Context, cfg Config, cases []Case, round, rounds int, label string, failed []error, done func(int, tracedResult)) error {
+	pw := progress(cfg)
+	for i, c := range cases {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if failed[i] != nil {
+			continue
+		}
+		prefix := label
+		if rounds > 1 {
+			prefix = fmt.Sprintf("round %d/%d %s", round, rounds, label)
+		}
+		fmt.Fprintf(pw, "%s[%d/%d] %s %s/%s %s size=%s pin=%s ... ", prefix, i+1, len(cases), c.Params.Scenario,
+			c.Params.Primitive, c.Params.Impl, c.Params.Wait, FormatSize(c.Params.Size), cfg.Pin)
+		r, err := runCase(ctx, cfg, c)
+		if err != nil {
+			fmt.Fprintf(pw, "FAILED: %v\n", err)
+			if cfg.Tracer == nil {
+				failed[i] = err
+			}
+			continue
+		}
+		fmt.Fprintf(pw, "p50 %s\n", formatNs(r.RTT.P50))
+		done(i, r)
+	}
+	return nil
 }
 
 // collect returns the measured results in plan order and an error naming the failures.
@@ -598,9 +658,9 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrls []*os
 		if err != nil {
 			return fmt.Errorf("read probes: %w", err)
 		}
-		if b, bpc := breakdown(snap); b != nil {
+		if b, calls, bpc := breakdown(snap); b != nil {
 			out.EBPF = &report.EBPF{Probes: true, Breakdown: b}
-			out.bytesPerCall = bpc
+			out.calls, out.bytesPerCall = calls, bpc
 		}
 	}
 	out.elapsed = total
