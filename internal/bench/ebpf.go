@@ -67,7 +67,9 @@ func breakdown(rep *ebpf.Report) (*report.Breakdown, float64, float64) {
 }
 
 // tracing gathers what Run's traced passes saw, per case: the traced results merged
-// over the rounds, and each round's overhead (traced over untraced p50).
+// over the rounds, and each round's overhead (traced over untraced p50 of that
+// round). The overhead reported is the median of the rounds' ratios, with their
+// lowest and highest as its spread.
 type tracing struct {
 	traced []*tracedResult
 	ratios [][]float64
@@ -123,11 +125,11 @@ func (t *tracing) attach(results []*tracedResult) {
 			continue
 		}
 		e := tr.EBPF
-		if r.RTT.P50 > 0 {
-			e.OverheadRatio = tr.RTT.P50 / r.RTT.P50
-		}
-		if rs := t.ratios[i]; len(rs) > 0 {
-			e.OverheadMin, e.OverheadMax, e.OverheadRounds = slices.Min(rs), slices.Max(rs), len(rs)
+		if rs := slices.Sorted(slices.Values(t.ratios[i])); len(rs) > 0 {
+			// The median of the rounds' ratios, not the ratio of the merged p50s:
+			// it always lies within the spread reported beside it.
+			e.OverheadRatio = (rs[(len(rs)-1)/2] + rs[len(rs)/2]) / 2
+			e.OverheadMin, e.OverheadMax, e.OverheadRounds = rs[0], rs[len(rs)-1], len(rs)
 		}
 		r.EBPF = e
 		k := key{r.Primitive, r.Impl, r.Wait, r.Scenario}
@@ -184,8 +186,8 @@ func WriteEBPFTable(w io.Writer, results []report.Result) error {
 		return err
 	}
 	_, err := fmt.Fprintln(w, "Latencies above are from the untraced rounds. Every round measured each case untraced and traced (probes attached only\n"+
-		"for the traced pass; the order alternates by round): probe overhead is traced/untraced p50 over all rounds, and the spread\n"+
-		"is the lowest and highest of that ratio within single rounds.\n"+
+		"for the traced pass; the order alternates by round): probe overhead is the median over the rounds of traced/untraced p50\n"+
+		"within a round, and the spread is the lowest and highest of those ratios.\n"+
 		"Poller-mode waits happen in epoll_wait on another thread and are not in these figures; use --wait kernel to see blocking inside the call.")
 	return err
 }

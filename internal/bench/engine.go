@@ -114,8 +114,9 @@ type Config struct {
 	// goes: every round measures the plan twice, once untraced and once with the
 	// probes Probes attaches (closed again before the next untraced pass), in
 	// alternating order, so that a drift of the machine hits both alike. Each result
-	// then carries its traced breakdown and the overhead: its traced over its
-	// untraced p50, with the spread of that ratio over the rounds. The latencies
+	// then carries its traced breakdown and the overhead: the median over the rounds
+	// of its traced over its untraced p50, with the lowest and highest of those
+	// ratios as the spread (report.EBPF.OverheadMin, OverheadMax). The latencies
 	// stay the untraced ones. With Probes, Run measures at least MinTracedRounds
 	// rounds.
 	Probes func() (TracerCloser, error)

@@ -166,14 +166,14 @@ type EBPF struct {
 	// Probes says whether probes were attached while this result was measured.
 	Probes bool `json:"probes"`
 	// OverheadRatio is the result's p50 with probes over its p50 without (1.3: probes
-	// made it 30% slower), each over all rounds; ipcbench interleaves traced and
-	// untraced rounds. Zero when not measured. (Results written before the rounds
-	// were interleaved hold a ratio of means from one traced pass after the
-	// untraced one.)
+	// made it 30% slower): ipcbench measures every round untraced and traced,
+	// interleaved, and this is the median of the rounds' ratios. Zero when not
+	// measured. (Results written before the rounds were interleaved hold a ratio of
+	// means from one traced pass after the untraced one.)
 	OverheadRatio float64 `json:"overhead_ratio,omitempty"`
-	// OverheadMin and OverheadMax are the lowest and highest traced/untraced p50
-	// ratio within single rounds, over OverheadRounds rounds: the spread of
-	// OverheadRatio. Zero (absent) when not measured.
+	// OverheadMin and OverheadMax are the lowest and highest of the rounds' ratios,
+	// over OverheadRounds rounds: the spread of OverheadRatio. Zero (absent) when not
+	// measured.
 	OverheadMin    float64 `json:"overhead_min,omitempty"`
 	OverheadMax    float64 `json:"overhead_max,omitempty"`
 	OverheadRounds int     `json:"overhead_rounds,omitempty"`
