@@ -486,12 +486,13 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 // the peer) must own its OS thread. Only the modes that wait on the thread itself do:
 // WaitKernel (and raw, which is WaitKernel), where the thread blocks inside the system
 // call, and WaitSpin, which spins on it. A poller-mode goroutine (ipclab's WaitPoller
-// and std) runs unlocked, as in any Go program: locked, every park in the poller would
-// hand its P away and every wake-up would have to wake that one thread again, which
-// measured a plain os.Pipe ping-pong 2.1x slower (6.4 instead of 2.4 context switches
-// and 6.6 instead of 0.2 futex calls per round trip). CPU pinning does not need the
-// lock: pinProcess pins every thread of the process, and threads the runtime starts
-// later inherit the mask from the thread that creates them.
+// and std) runs unlocked, as in any Go program. Locked, every park in the poller
+// hands its P away and every wake-up has to wake that one thread again: in a 64 B
+// pipe ping-pong pinned to one CPU, 2.7 instead of 1.1 voluntary context switches per
+// round trip on each side (TestPollerRowsRunUnlocked), and 1.8-2.7x the p50 in the
+// std and ipclab poller rows of pipe, unix-stream and udp. CPU pinning does not need
+// the lock: pinProcess pins every thread of the process, and threads the runtime
+// starts later inherit the mask from the thread that creates them.
 func lockThread(w ipc.WaitStrategy) bool { return w != ipc.WaitPoller }
 
 // peerProc is one running peer.
