@@ -144,7 +144,7 @@ func parseRunFlags(args []string, stderr io.Writer, defaults bool) (rp runPlan, 
 	fs.DurationVar(&f.warmup, "warmup", 200*time.Millisecond, "untimed warm-up before each timed phase")
 	fs.StringVar(&f.pin, "pin", bench.PinSame, "same (both processes on one CPU), cross (one CPU each) or none")
 	fs.StringVar(&f.waits, "wait", "", "wait strategies for the ipclab runs: poller,kernel,spin (default: all a primitive supports)")
-	fs.StringVar(&f.impls, "impl", "", "implementations: ipclab,raw (default: both)")
+	fs.StringVar(&f.impls, "impl", "", "implementations: ipclab,std,raw (default: all; std, the Go standard library's way, only for pipe, unix-stream and udp)")
 	fs.StringVar(&f.format, "format", "table", "output: table, json, csv or bench (Go benchmark format, for benchstat)")
 	fs.StringVar(&f.output, "o", "", "write the results to this file instead of standard output")
 	fs.BoolVar(&f.ebpf, "ebpf", false, "also measure every case with eBPF probes attached: where the time goes, copy cost per byte, probe overhead (needs CAP_BPF and CAP_PERFMON)")
@@ -195,8 +195,8 @@ func parseRunFlags(args []string, stderr io.Writer, defaults bool) (rp runPlan, 
 	rp.cfg.Primitives = split(f.prims)
 	rp.cfg.Impls = split(f.impls)
 	for _, impl := range rp.cfg.Impls {
-		if impl != bench.ImplIpclab && impl != bench.ImplRaw {
-			return bad("--impl: unknown implementation %q (want ipclab or raw)", impl)
+		if !slices.Contains(bench.Impls, impl) {
+			return bad("--impl: unknown implementation %q (want %s)", impl, strings.Join(bench.Impls, ", "))
 		}
 	}
 	for _, w := range split(f.waits) {
@@ -241,13 +241,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	}
 	probeOpts := ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true}
 	if rp.ebpf {
-		// Fail now rather than after the untraced pass; the probes are attached for
-		// real only once that pass is over.
+		// Fail now rather than in the first traced pass. Run attaches the probes for
+		// each traced pass and detaches them for each untraced one.
 		probes, err := ebpf.Load(probeOpts)
 		if err != nil {
 			return fmt.Errorf("--ebpf: %w", err)
 		}
+		fmt.Fprintf(stderr, "eBPF probes attach with %s; every round measures each case untraced and traced (at least %d rounds)\n",
+			probes.Attach(), bench.MinTracedRounds)
 		probes.Close()
+		cfg.Probes = func() (bench.TracerCloser, error) { return ebpf.Load(probeOpts) }
 	}
 	start := time.Now()
 	var results []report.Result
@@ -259,21 +262,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 		perScenario[i] = rs
 		if err != nil {
 			runErrs = append(runErrs, err)
-		}
-	}
-	if rp.ebpf {
-		// Attached only now, so that the untraced pass above really was untraced.
-		probes, err := ebpf.Load(probeOpts)
-		if err != nil {
-			return fmt.Errorf("--ebpf: %w", err)
-		}
-		defer probes.Close()
-		fmt.Fprintf(stderr, "eBPF probes attached (%s); every case runs again, traced\n", probes.Attach())
-		for i, sc := range rp.scenarios {
-			cfg.Scenario = sc
-			if err := bench.Trace(ctx, cfg, probes, perScenario[i]); err != nil {
-				runErrs = append(runErrs, err)
-			}
 		}
 	}
 	for _, rs := range perScenario {

@@ -35,16 +35,18 @@ func runCLI(t *testing.T, args ...string) (string, string, error) {
 func TestRunJSON(t *testing.T) {
 	out, progress, err := runCLI(t, "run", "--prim", "pipe,fifo", "--size", "64,4K", "--iters", "200", "--warmup", "1ms", "--format", "json")
 	require.NoError(t, err, progress)
-	assert.Contains(t, progress, "[1/12] pingpong pipe/ipclab poller size=64 pin=same")
+	// pipe: ipclab poller and kernel, std, raw; fifo: the same without std; two sizes.
+	assert.Contains(t, progress, "[1/14] pingpong pipe/ipclab poller size=64 pin=same")
+	assert.Contains(t, progress, "[3/14] pingpong pipe/std poller size=64 pin=same")
 	f, err := report.Decode(strings.NewReader(out))
 	require.NoError(t, err)
-	require.Len(t, f.Results, 12)
+	require.Len(t, f.Results, 14)
 	assert.NotEmpty(t, f.Machine.Kernel)
 	assert.NotEmpty(t, f.Machine.GoVersion)
 	assert.Equal(t, "same", f.Machine.Pin)
 	for _, r := range f.Results {
 		assert.Equal(t, 200, r.Iterations)
-		assert.Contains(t, []string{"ipclab", "raw"}, r.Impl)
+		assert.Contains(t, []string{"ipclab", "std", "raw"}, r.Impl)
 		assert.Greater(t, r.RTT.P50, 0.0)
 	}
 	// The documented keys are all there.

@@ -1,9 +1,9 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -19,6 +19,12 @@ type Tracer interface {
 	Snapshot() (*ebpf.Report, error)
 }
 
+// TracerCloser is a Tracer whose Close detaches its probes (*ebpf.Probes is one).
+type TracerCloser interface {
+	Tracer
+	Close() error
+}
+
 // controlLabel marks the engine's own control pipe, so that its traffic is not
 // counted as the primitive's.
 const controlLabel = "control"
@@ -31,8 +37,8 @@ func traceRow(r *ebpf.Row) bool {
 }
 
 // breakdown turns a snapshot of the timed phase into per-call means, and returns the
-// mean bytes per call for the size sweep.
-func breakdown(rep *ebpf.Report) (*report.Breakdown, float64) {
+// number of calls and the mean bytes per call for the size sweep.
+func breakdown(rep *ebpf.Report) (*report.Breakdown, float64, float64) {
 	var calls, bytes, ok uint64
 	var sum [ebpf.NumMetrics]uint64
 	for i := range rep.Rows {
@@ -48,7 +54,7 @@ func breakdown(rep *ebpf.Report) (*report.Breakdown, float64) {
 		}
 	}
 	if calls == 0 {
-		return nil, 0
+		return nil, 0, 0
 	}
 	c := float64(calls)
 	b := &report.Breakdown{
@@ -57,71 +63,87 @@ func breakdown(rep *ebpf.Report) (*report.Breakdown, float64) {
 		OffCPUPeerNs: float64(sum[ebpf.MetricOffPeer]) / c,
 		OffCPURunqNs: float64(sum[ebpf.MetricOffCPU]) / c,
 	}
-	return b, float64(bytes) / float64(max(ok, 1))
+	return b, c, float64(bytes) / float64(max(ok, 1))
 }
 
-// Trace measures again, with tracer attached, every case of cfg that Run measured
-// into results (untraced: the probes must not be attached yet when Run runs), and
-// adds to each result what the probes saw: the per-call breakdown of system-call
-// time, the probes' overhead (mean round trip traced over untraced, from the same
-// invocation), and, over the sizes of a size sweep, the fit of on-CPU time per call
-// to fixed + per-byte cost. The latencies reported stay the untraced ones.
-func Trace(ctx context.Context, cfg Config, tracer Tracer, results []report.Result) error {
-	cases, _, err := Plan(cfg)
-	if err != nil {
-		return err
+// tracing gathers what Run's traced passes saw, per case: the traced results merged
+// over the rounds, and each round's overhead (traced over untraced p50 of that
+// round). The overhead reported is the median of the rounds' ratios, with their
+// lowest and highest as its spread.
+type tracing struct {
+	traced []*tracedResult
+	ratios [][]float64
+}
+
+func newTracing(n int) *tracing {
+	return &tracing{traced: make([]*tracedResult, n), ratios: make([][]float64, n)}
+}
+
+// add merges a traced result of case i: its histogram, and its breakdown and bytes
+// per call weighted by the calls the probes counted.
+func (t *tracing) add(i int, r tracedResult) {
+	if r.EBPF == nil || r.EBPF.Breakdown == nil {
+		return
 	}
-	pw := progress(cfg)
-	traced := cfg
-	traced.Tracer = tracer
+	m := t.traced[i]
+	if m == nil {
+		t.traced[i] = &r
+		return
+	}
+	m.hist.Merge(r.hist)
+	m.elapsed += r.elapsed
+	m.finish(m.Iterations + r.Iterations)
+	a, b := m.EBPF.Breakdown, r.EBPF.Breakdown
+	wa, wb := m.calls/(m.calls+r.calls), r.calls/(m.calls+r.calls)
+	a.SyscallNs = a.SyscallNs*wa + b.SyscallNs*wb
+	a.OnCPUNs = a.OnCPUNs*wa + b.OnCPUNs*wb
+	a.OffCPUPeerNs = a.OffCPUPeerNs*wa + b.OffCPUPeerNs*wb
+	a.OffCPURunqNs = a.OffCPURunqNs*wa + b.OffCPURunqNs*wb
+	m.bytesPerCall = m.bytesPerCall*wa + r.bytesPerCall*wb
+	m.calls += r.calls
+}
+
+// pair records one round's overhead for every case measured both ways in it.
+func (t *tracing) pair(untraced, traced []float64) {
+	for i := range untraced {
+		if untraced[i] > 0 && traced[i] > 0 {
+			t.ratios[i] = append(t.ratios[i], traced[i]/untraced[i])
+		}
+	}
+}
+
+// attach gives each untraced result its traced breakdown and overhead, and, over the
+// sizes of a size sweep, the fit of on-CPU time per call to fixed + per-byte cost.
+func (t *tracing) attach(results []*tracedResult) {
 	type key struct {
 		prim, impl, wait, scenario string
 	}
 	points := map[key][]ebpf.CostPoint{}
-	for i := range results {
-		r := &results[i]
-		var c *Case
-		for j := range cases {
-			p := cases[j].Params
-			if p.Primitive == r.Primitive && p.Impl == r.Impl && p.Wait.String() == r.Wait && p.Size == r.Size {
-				c = &cases[j]
-				break
-			}
-		}
-		if c == nil {
-			continue
-		}
-		fmt.Fprintf(pw, "[traced %d/%d] %s %s/%s %s size=%s ... ", i+1, len(results), r.Scenario, r.Primitive, r.Impl, r.Wait, FormatSize(r.Size))
-		tr, err := runCase(ctx, traced, *c)
-		if err != nil {
-			fmt.Fprintf(pw, "FAILED: %v\n", err)
-			continue
-		}
-		if tr.EBPF == nil {
-			fmt.Fprintln(pw, "no system calls seen")
+	for i, r := range results {
+		tr := t.traced[i]
+		if r == nil || tr == nil {
 			continue
 		}
 		e := tr.EBPF
-		if r.RTT.Mean > 0 {
-			e.OverheadRatio = tr.RTT.Mean / r.RTT.Mean
+		if rs := slices.Sorted(slices.Values(t.ratios[i])); len(rs) > 0 {
+			// The median of the rounds' ratios, not the ratio of the merged p50s:
+			// it always lies within the spread reported beside it.
+			e.OverheadRatio = (rs[(len(rs)-1)/2] + rs[len(rs)/2]) / 2
+			e.OverheadMin, e.OverheadMax, e.OverheadRounds = rs[0], rs[len(rs)-1], len(rs)
 		}
 		r.EBPF = e
-		fmt.Fprintf(pw, "overhead %.2fx\n", e.OverheadRatio)
 		k := key{r.Primitive, r.Impl, r.Wait, r.Scenario}
 		points[k] = append(points[k], ebpf.CostPoint{Bytes: tr.bytesPerCall, Ns: e.Breakdown.OnCPUNs})
 	}
-	for i := range results {
-		r := &results[i]
-		if r.EBPF == nil {
+	for _, r := range results {
+		if r == nil || r.EBPF == nil {
 			continue
 		}
-		pts := points[key{r.Primitive, r.Impl, r.Wait, r.Scenario}]
-		if cost, err := ebpf.FitCost(pts); err == nil {
+		if cost, err := ebpf.FitCost(points[key{r.Primitive, r.Impl, r.Wait, r.Scenario}]); err == nil {
 			r.EBPF.CopyCostNsPerByte = max(cost.PerByteNs, 0)
 			r.EBPF.FixedCostNs = max(cost.FixedNs, 0)
 		}
 	}
-	return nil
 }
 
 // tracedResult is a report.Result with what went into it: the latency histogram, the
@@ -130,6 +152,7 @@ type tracedResult struct {
 	report.Result
 	hist         *Histogram
 	elapsed      time.Duration
+	calls        float64 // system calls the probes attributed to the primitive
 	bytesPerCall float64
 }
 
@@ -142,23 +165,29 @@ func WriteEBPFTable(w io.Writer, results []report.Result) error {
 	if !any {
 		return nil
 	}
-	fmt.Fprintln(w, "\nwhere the time of the primitive's system calls goes (eBPF, mean per call, measured in a second, traced run):")
+	fmt.Fprintln(w, "\nwhere the time of the primitive's system calls goes (eBPF, mean per call, from the traced rounds):")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "primitive\timpl\twait\tsize\tin call\ton-CPU\tblocked on peer\twaiting for CPU\tcopy ns/B\tfixed ns\tprobe overhead\t")
+	fmt.Fprintln(tw, "primitive\timpl\twait\tsize\tin call\ton-CPU\tblocked on peer\twaiting for CPU\tcopy ns/B\tfixed ns\tprobe overhead (p50)\tspread over rounds\t")
 	for _, r := range results {
 		e := r.EBPF
 		if e == nil || e.Breakdown == nil {
 			continue
 		}
 		b := e.Breakdown
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%.0f\t%.2fx\t\n", r.Primitive, r.Impl, r.Wait, FormatSize(r.Size),
+		spread := ""
+		if e.OverheadRounds > 0 {
+			spread = fmt.Sprintf("%.2fx-%.2fx in %d", e.OverheadMin, e.OverheadMax, e.OverheadRounds)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%.0f\t%.2fx\t%s\t\n", r.Primitive, r.Impl, r.Wait, FormatSize(r.Size),
 			formatNs(b.SyscallNs), formatNs(b.OnCPUNs), formatNs(b.OffCPUPeerNs), formatNs(b.OffCPURunqNs),
-			e.CopyCostNsPerByte, e.FixedCostNs, e.OverheadRatio)
+			e.CopyCostNsPerByte, e.FixedCostNs, e.OverheadRatio, spread)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, "Latencies above are from the untraced run; the overhead column is traced/untraced mean round trip.\n"+
+	_, err := fmt.Fprintln(w, "Latencies above are from the untraced rounds. Every round measured each case untraced and traced (probes attached only\n"+
+		"for the traced pass; the order alternates by round): probe overhead is the median over the rounds of traced/untraced p50\n"+
+		"within a round, and the spread is the lowest and highest of those ratios.\n"+
 		"Poller-mode waits happen in epoll_wait on another thread and are not in these figures; use --wait kernel to see blocking inside the call.")
 	return err
 }

@@ -95,7 +95,7 @@ type Config struct {
 	Warmup     time.Duration      // untimed phase before it
 	Pin        string             // PinSame, PinCross or PinNone
 	Waits      []ipc.WaitStrategy // empty: every strategy a transport supports
-	Impls      []string           // empty: ImplIpclab and ImplRaw
+	Impls      []string           // empty: all of Impls (std only where a primitive has one)
 	Progress   io.Writer          // progress lines (nil: none)
 	// Exe is the program started as the peer; it must call PeerMain first thing.
 	// Default: this program (os.Executable).
@@ -108,9 +108,23 @@ type Config struct {
 	// rounds (default 1).
 	Rounds int
 	// Tracer, when set, is reset before each timed phase and read after it, and the
-	// result carries the breakdown (see Trace).
+	// result carries the breakdown. Run sets it for its traced passes (see Probes).
 	Tracer Tracer
+	// Probes, when set, makes Run measure the probes' overhead and where the time
+	// goes: every round measures the plan twice, once untraced and once with the
+	// probes Probes attaches (closed again before the next untraced pass), in
+	// alternating order, so that a drift of the machine hits both alike. Each result
+	// then carries its traced breakdown and the overhead: the median over the rounds
+	// of its traced over its untraced p50, with the lowest and highest of those
+	// ratios as the spread (report.EBPF.OverheadMin, OverheadMax). The latencies
+	// stay the untraced ones. With Probes, Run measures at least MinTracedRounds
+	// rounds.
+	Probes func() (TracerCloser, error)
 }
+
+// MinTracedRounds is the fewest rounds Run measures when it traces: the probes'
+// overhead is reported with its spread over the rounds.
+const MinTracedRounds = 3
 
 // Case is one measurement to make.
 type Case struct {
@@ -148,7 +162,12 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 	}
 	impls := cfg.Impls
 	if len(impls) == 0 {
-		impls = []string{ImplIpclab, ImplRaw}
+		impls = Impls
+	}
+	for _, impl := range impls {
+		if !slices.Contains(Impls, impl) {
+			return nil, nil, fmt.Errorf("unknown implementation %q (want %s)", impl, strings.Join(Impls, ", "))
+		}
 	}
 	skipped := map[string]error{}
 	cuts := sizeCuts{}
@@ -182,7 +201,16 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 				continue
 			}
 			for _, impl := range impls {
+				if !hasImpl(t, impl, cfg.Scenario) {
+					if len(cfg.Impls) > 0 && len(cfg.Primitives) > 0 {
+						skipped[t.Name()+"/"+impl] = fmt.Errorf("has no %s implementation in scenario %s", impl, cfg.Scenario)
+					}
+					continue
+				}
 				waits := []ipc.WaitStrategy{ipc.WaitKernel}
+				if impl == ImplStd {
+					waits = []ipc.WaitStrategy{ipc.WaitPoller}
+				}
 				if impl == ImplIpclab {
 					waits = nil
 					for _, w := range t.Waits() {
@@ -225,8 +253,8 @@ func progress(cfg Config) io.Writer {
 // Run measures every case of cfg's plan and returns the results in plan order. With
 // Rounds > 1 it measures the whole plan that many times, interleaved, and merges each
 // case's rounds, so that a slow drift of the machine hits a case and its raw baseline
-// alike. A case that fails is reported on Progress and left out; the error lists the
-// failures.
+// alike. With Probes it also traces (see Config.Probes). A case that fails is
+// reported on Progress and left out; the error lists the failures.
 func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
 	cases, skipped, err := Plan(cfg)
 	if err != nil {
@@ -235,40 +263,87 @@ func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
 	pw := progress(cfg)
 	reportSkips(pw, skipped)
 	rounds := max(cfg.Rounds, 1)
+	if cfg.Probes != nil {
+		rounds = max(rounds, MinTracedRounds)
+	}
 	merged := make([]*tracedResult, len(cases))
 	failed := make([]error, len(cases))
+	tr := newTracing(len(cases))
 	for round := 1; round <= rounds; round++ {
-		for i, c := range cases {
-			if err := ctx.Err(); err != nil {
+		passes := []bool{false}
+		if cfg.Probes != nil {
+			// untraced first in odd rounds, traced first in even ones
+			passes = []bool{round%2 == 0, round%2 == 1}
+		}
+		p50 := [2][]float64{make([]float64, len(cases)), make([]float64, len(cases))}
+		for _, traced := range passes {
+			var err error
+			if traced {
+				probes, perr := cfg.Probes()
+				if perr != nil {
+					return nil, fmt.Errorf("attach probes: %w", perr)
+				}
+				pcfg := cfg
+				pcfg.Tracer = probes
+				err = runPass(ctx, pcfg, cases, round, rounds, "traced ", failed, func(i int, r tracedResult) {
+					p50[1][i] = r.RTT.P50
+					tr.add(i, r)
+				})
+				probes.Close()
+			} else {
+				err = runPass(ctx, cfg, cases, round, rounds, "", failed, func(i int, r tracedResult) {
+					p50[0][i] = r.RTT.P50
+					if merged[i] == nil {
+						merged[i] = &r
+						return
+					}
+					m := merged[i]
+					m.hist.Merge(r.hist)
+					m.elapsed += r.elapsed
+					m.finish(m.Iterations + r.Iterations)
+				})
+			}
+			if err != nil {
 				return collect(merged, failed, cases, rounds)
 			}
-			if failed[i] != nil {
-				continue
-			}
-			prefix := ""
-			if rounds > 1 {
-				prefix = fmt.Sprintf("round %d/%d ", round, rounds)
-			}
-			fmt.Fprintf(pw, "%s[%d/%d] %s %s/%s %s size=%s pin=%s ... ", prefix, i+1, len(cases), c.Params.Scenario,
-				c.Params.Primitive, c.Params.Impl, c.Params.Wait, FormatSize(c.Params.Size), cfg.Pin)
-			r, err := runCase(ctx, cfg, c)
-			if err != nil {
-				fmt.Fprintf(pw, "FAILED: %v\n", err)
-				failed[i] = err
-				continue
-			}
-			fmt.Fprintf(pw, "p50 %s\n", formatNs(r.RTT.P50))
-			if merged[i] == nil {
-				merged[i] = &r
-				continue
-			}
-			m := merged[i]
-			m.hist.Merge(r.hist)
-			m.elapsed += r.elapsed
-			m.finish(m.Iterations + r.Iterations)
 		}
+		tr.pair(p50[0], p50[1])
+	}
+	if cfg.Probes != nil {
+		tr.attach(merged)
 	}
 	return collect(merged, failed, cases, rounds)
+}
+
+// runPass measures every case that has not failed once, reporting each result to
+// done; a case that fails is marked in failed. It returns ctx's error if ctx ends.
+func runPass(ctx context.Context, cfg Config, cases []Case, round, rounds int, label string, failed []error, done func(int, tracedResult)) error {
+	pw := progress(cfg)
+	for i, c := range cases {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if failed[i] != nil {
+			continue
+		}
+		prefix := label
+		if rounds > 1 {
+			prefix = fmt.Sprintf("round %d/%d %s", round, rounds, label)
+		}
+		fmt.Fprintf(pw, "%s[%d/%d] %s %s/%s %s size=%s pin=%s ... ", prefix, i+1, len(cases), c.Params.Scenario,
+			c.Params.Primitive, c.Params.Impl, c.Params.Wait, FormatSize(c.Params.Size), cfg.Pin)
+		r, err := runCase(ctx, cfg, c)
+		if err != nil {
+			fmt.Fprintf(pw, "FAILED: %v\n", err)
+			if cfg.Tracer == nil {
+				failed[i] = err
+			}
+			continue
+		}
+		fmt.Fprintf(pw, "p50 %s\n", formatNs(r.RTT.P50))
+		done(i, r)
+	}
+	return nil
 }
 
 // collect returns the measured results in plan order and an error naming the failures.
@@ -377,8 +452,10 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		if lockThread(p.Wait) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+		}
 		done <- measure(ctx, cfg, p, ep, ctrls, out)
 	}()
 	abandon := func() {
@@ -426,6 +503,19 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 	}
 	return *out, nil
 }
+
+// lockThread reports whether the goroutine that drives a case (in the parent and in
+// the peer) must own its OS thread. Only the modes that wait on the thread itself do:
+// WaitKernel (and raw, which is WaitKernel), where the thread blocks inside the system
+// call, and WaitSpin, which spins on it. A poller-mode goroutine (ipclab's WaitPoller
+// and std) runs unlocked, as in any Go program. Locked, every park in the poller
+// hands its P away and every wake-up has to wake that one thread again: in a 64 B
+// pipe ping-pong pinned to one CPU, 2.7 instead of 1.1 voluntary context switches per
+// round trip on each side (TestPollerRowsRunUnlocked), and 1.8-2.7x the p50 in the
+// std and ipclab poller rows of pipe, unix-stream and udp. CPU pinning does not need
+// the lock: pinProcess pins every thread of the process, and threads the runtime
+// starts later inherit the mask from the thread that creates them.
+func lockThread(w ipc.WaitStrategy) bool { return w != ipc.WaitPoller }
 
 // peerProc is one running peer.
 type peerProc struct {
@@ -592,9 +682,9 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrls []*os
 		if err != nil {
 			return fmt.Errorf("read probes: %w", err)
 		}
-		if b, bpc := breakdown(snap); b != nil {
+		if b, calls, bpc := breakdown(snap); b != nil {
 			out.EBPF = &report.EBPF{Probes: true, Breakdown: b}
-			out.bytesPerCall = bpc
+			out.calls, out.bytesPerCall = calls, bpc
 		}
 	}
 	out.elapsed = total
@@ -710,7 +800,9 @@ func runPeer(specJSON string) error {
 	if _, err := pinProcess(spec.CPU); err != nil {
 		return err
 	}
-	runtime.LockOSThread()
+	if lockThread(spec.Params.Wait) {
+		runtime.LockOSThread()
+	}
 	t, err := Lookup(spec.Params.Primitive)
 	if err != nil {
 		return err

@@ -70,7 +70,23 @@ func TestPlan(t *testing.T) {
 	for _, c := range cases {
 		got = append(got, c.Params.Impl+"/"+c.Params.Wait.String())
 	}
-	assert.Equal(t, []string{"ipclab/poller", "ipclab/kernel", "raw/kernel"}, got)
+	assert.Equal(t, []string{"ipclab/poller", "ipclab/kernel", "std/poller", "raw/kernel"}, got)
+
+	// std only where the primitive has one: asked for by name, the others say why.
+	cases, skipped, err := Plan(Config{Scenario: ScenarioPingPong, Sizes: []int{64}, Impls: []string{ImplStd},
+		Primitives: []string{"pipe", "unix-stream", "udp", "sysv-msg"}})
+	require.NoError(t, err)
+	got = nil
+	for _, c := range cases {
+		got = append(got, c.Params.Primitive+"/"+c.Params.Impl+"/"+c.Params.Wait.String())
+	}
+	assert.Equal(t, []string{"pipe/std/poller", "unix-stream/std/poller", "udp/std/poller"}, got)
+	assert.ErrorContains(t, skipped["sysv-msg/std"], "no std implementation")
+	cases, _, err = Plan(Config{Scenario: ScenarioFdPass, Sizes: []int{64}, Impls: []string{ImplStd}, Primitives: []string{"unix-stream"}})
+	require.NoError(t, err)
+	assert.Empty(t, cases, "std does not pass descriptors")
+	_, _, err = Plan(Config{Scenario: ScenarioPingPong, Sizes: []int{64}, Impls: []string{"fast"}})
+	assert.ErrorContains(t, err, "unknown implementation")
 }
 
 func TestHistogram(t *testing.T) {

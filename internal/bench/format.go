@@ -118,20 +118,46 @@ func writeScenario(w io.Writer, results []report.Result) error {
 	}
 	fmt.Fprintf(w, "\nscenario %s: %s; pin=%s (%s)\n\n", r0.Scenario, what, r0.Pin, pinMeaning(r0.Pin))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "primitive\timpl\twait\tsize\titers\tmin\tp50\tp90\tp99\tmax\tmsgs/s\tthroughput\tvs raw (p50)\t")
+	withStd := slices.ContainsFunc(results, func(r report.Result) bool { return r.Impl == ImplStd })
+	head := "primitive\timpl\twait\tsize\titers\tmin\tp50\tp90\tp99\tmax\tmsgs/s\tthroughput\tvs raw (p50)\t"
+	if withStd {
+		head += "vs std (p50)\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range results {
-		vs := ""
-		if r.Impl != ImplRaw {
-			if base, ok := rawFor(results, r); ok && base.RTT.P50 > 0 {
-				vs = fmt.Sprintf("%+.1f%%", (r.RTT.P50/base.RTT.P50-1)*100)
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t",
 			r.Primitive, r.Impl, r.Wait, FormatSize(r.Size), r.Iterations,
 			formatNs(r.RTT.Min), formatNs(r.RTT.P50), formatNs(r.RTT.P90), formatNs(r.RTT.P99), formatNs(r.RTT.Max),
-			r.MsgsPerSec, formatRate(r.BytesPerSec), vs)
+			r.MsgsPerSec, formatRate(r.BytesPerSec), versus(results, r, ImplRaw))
+		if withStd {
+			vs := ""
+			if r.Impl == ImplIpclab {
+				vs = versus(results, r, ImplStd)
+			}
+			fmt.Fprintf(tw, "%s\t", vs)
+		}
+		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if withStd {
+		_, err := fmt.Fprintln(w, "std is the Go standard library's way (os.Pipe, net.UnixConn, net.UDPConn), waiting in the runtime's poller like ipclab's poller rows.")
+		return err
+	}
+	return nil
+}
+
+// versus returns r's p50 against the baseline of implementation impl measured beside
+// it ("+12.3%"), or "" when r is that implementation or there is none.
+func versus(results []report.Result, r report.Result, impl string) string {
+	if r.Impl == impl {
+		return ""
+	}
+	if base, ok := baseFor(results, r, impl); ok && base.RTT.P50 > 0 {
+		return fmt.Sprintf("%+.1f%%", (r.RTT.P50/base.RTT.P50-1)*100)
+	}
+	return ""
 }
 
 func pinMeaning(pin string) string {
@@ -144,10 +170,10 @@ func pinMeaning(pin string) string {
 	return "not pinned: the scheduler decides"
 }
 
-// rawFor finds the raw baseline measured beside r.
-func rawFor(results []report.Result, r report.Result) (report.Result, bool) {
+// baseFor finds the result of implementation impl measured beside r.
+func baseFor(results []report.Result, r report.Result, impl string) (report.Result, bool) {
 	for _, b := range results {
-		if b.Impl == ImplRaw && b.Primitive == r.Primitive && b.Size == r.Size && b.Scenario == r.Scenario && b.Pin == r.Pin {
+		if b.Impl == impl && b.Primitive == r.Primitive && b.Size == r.Size && b.Scenario == r.Scenario && b.Pin == r.Pin {
 			return b, true
 		}
 	}

@@ -93,8 +93,63 @@ func (e *rawStream) Close() error {
 	return nil
 }
 
+// stdEndpoint is what a Go program writes without ipclab: Read and Write on an
+// *os.File or a net.Conn, waiting in the runtime's poller. Byte streams read until p
+// is full; a message socket must deliver exactly len(p) bytes in one Read.
+type stdEndpoint struct {
+	r      io.Reader
+	w      io.Writer
+	stream bool
+	closer []io.Closer
+}
+
+func (e *stdEndpoint) Send(p []byte) error {
+	_, err := e.w.Write(p) // os.File and net.Conn write all of p or fail
+	return err
+}
+
+func (e *stdEndpoint) Recv(p []byte) error {
+	if e.stream {
+		_, err := io.ReadFull(e.r, p)
+		return err
+	}
+	n, err := e.r.Read(p)
+	if err == nil && n != len(p) {
+		err = fmt.Errorf("short message: %d of %d bytes", n, len(p))
+	}
+	return err
+}
+
+func (e *stdEndpoint) Close() error {
+	var errs []error
+	for _, c := range e.closer {
+		errs = append(errs, c.Close())
+	}
+	e.closer = nil
+	return errors.Join(errs...)
+}
+
+// pollableFile returns a new *os.File for a duplicate of an inherited descriptor,
+// made non-blocking first so that os.NewFile puts it in the runtime's poller, as
+// os.Pipe's ends are (an inherited descriptor is blocking, and os.NewFile would leave
+// it out of the poller: every Read would then hold a thread).
+func pollableFile(f *os.File) (*os.File, error) {
+	fd, err := dupFile(f)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
 // pipeTransport: two anonymous pipes, one each way, handed to the peer by inheritance.
 type pipeTransport struct{}
+
+// Impls: pipes also run as std (os.Pipe), in every scenario.
+func (pipeTransport) Impls(string) []string { return Impls }
 
 func (pipeTransport) Name() string { return "pipe" }
 func (pipeTransport) Waits() []ipc.WaitStrategy {
@@ -111,6 +166,20 @@ func (pipeTransport) Scenarios() []string {
 }
 
 func (pipeTransport) Setup(p *Params) (Endpoint, []*os.File, error) {
+	if p.Impl == ImplStd {
+		toR, toW, err := os.Pipe()
+		if err != nil {
+			return nil, nil, err
+		}
+		fromR, fromW, err := os.Pipe()
+		if err != nil {
+			toR.Close()
+			toW.Close()
+			return nil, nil, err
+		}
+		return &stdEndpoint{r: fromR, w: toW, stream: true, closer: []io.Closer{fromR, toW}},
+			[]*os.File{toR, fromW}, nil
+	}
 	if p.Impl == ImplRaw {
 		var to, from [2]int
 		if err := unix.Pipe2(to[:], unix.O_CLOEXEC); err != nil {
@@ -152,6 +221,18 @@ func (pipeTransport) Setup(p *Params) (Endpoint, []*os.File, error) {
 func (pipeTransport) Open(p Params, files []*os.File) (Endpoint, error) {
 	if len(files) != 2 {
 		return nil, fmt.Errorf("pipe peer needs 2 files, got %d", len(files))
+	}
+	if p.Impl == ImplStd {
+		r, err := pollableFile(files[0])
+		if err != nil {
+			return nil, err
+		}
+		w, err := pollableFile(files[1])
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		return &stdEndpoint{r: r, w: w, stream: true, closer: []io.Closer{r, w}}, nil
 	}
 	rfd, err := dupFile(files[0])
 	if err != nil {

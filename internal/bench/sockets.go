@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -16,7 +18,8 @@ import (
 // The socket transports: unix-stream, unix-seqpacket, unix-dgram (socketpair), tcp and
 // udp (a loopback connection made in the parent, one end handed to the peer). Each
 // runs as Impl "ipclab" (package sockets, either wait strategy) or "raw" (blocking
-// descriptors and bare sendmsg/recvmsg with MSG_NOSIGNAL, see sockets_raw.go).
+// descriptors and bare sendmsg/recvmsg with MSG_NOSIGNAL, see sockets_raw.go);
+// unix-stream and udp also as "std" (net.UnixConn, net.UDPConn).
 //
 // Unix endpoints also implement FdEndpoint, for a descriptor-passing scenario.
 
@@ -88,7 +91,42 @@ func (t sockTransport) Available() error { return nil }
 
 func (t sockTransport) Cleanup(Params) error { return nil }
 
+// Impls: unix-stream and udp also run as std (net.UnixConn, net.UDPConn), in every
+// scenario but descriptor passing.
+func (t sockTransport) Impls(scenario string) []string {
+	if scenario != ScenarioFdPass && (t.name == "unix-stream" || t.name == "udp") {
+		return Impls
+	}
+	return []string{ImplIpclab, ImplRaw}
+}
+
+// stdConn wraps one end of a connected pair as a net.Conn: the *net.UnixConn or
+// *net.UDPConn a Go program gets from net.FileConn, in the runtime's poller.
+func stdConn(f *os.File, stream bool) (Endpoint, error) {
+	c, err := net.FileConn(f) // a non-blocking duplicate; f stays the caller's
+	if err != nil {
+		return nil, err
+	}
+	return &stdEndpoint{r: c, w: c, stream: stream, closer: []io.Closer{c}}, nil
+}
+
 func (t sockTransport) Setup(p *Params) (Endpoint, []*os.File, error) {
+	if p.Impl == ImplStd {
+		// A Go program that shares a connection with a child makes the pair the same
+		// way (net has no socketpair) and wraps its end with net.FileConn.
+		fds, err := rawSockPair(t.family, t.sotype)
+		if err != nil {
+			return nil, nil, err
+		}
+		ours := os.NewFile(uintptr(fds[0]), t.name)
+		ep, err := stdConn(ours, t.sotype == unix.SOCK_STREAM)
+		ours.Close()
+		if err != nil {
+			unix.Close(fds[1])
+			return nil, nil, err
+		}
+		return ep, []*os.File{os.NewFile(uintptr(fds[1]), t.name)}, nil
+	}
 	if p.Impl == ImplRaw {
 		fds, err := rawSockPair(t.family, t.sotype)
 		if err != nil {
@@ -127,6 +165,9 @@ func (t sockTransport) Setup(p *Params) (Endpoint, []*os.File, error) {
 func (t sockTransport) Open(p Params, files []*os.File) (Endpoint, error) {
 	if len(files) != 1 {
 		return nil, fmt.Errorf("%s: want 1 file, got %d", t.name, len(files))
+	}
+	if p.Impl == ImplStd {
+		return stdConn(files[0], t.sotype == unix.SOCK_STREAM)
 	}
 	if p.Impl == ImplRaw {
 		fd, err := unix.FcntlInt(files[0].Fd(), unix.F_DUPFD_CLOEXEC, 0) // Fd() made it blocking

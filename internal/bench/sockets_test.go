@@ -19,9 +19,12 @@ func TestSocketTransports(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, impl := range []string{ImplIpclab, ImplRaw} {
+		for _, impl := range Impls {
+			if !hasImpl(tr, impl, ScenarioPingPong) {
+				continue
+			}
 			for _, w := range tr.Waits() {
-				if impl == ImplRaw && w != ipc.WaitKernel {
+				if impl == ImplRaw && w != ipc.WaitKernel || impl == ImplStd && w != ipc.WaitPoller {
 					continue
 				}
 				t.Run(name+"/"+impl+"/"+w.String(), func(t *testing.T) {

@@ -1,12 +1,23 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ipclab/ipclab/internal/ipctest"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -121,4 +132,85 @@ func TestSysVTransports(t *testing.T) {
 	if after := sysvObjects(); after != before {
 		t.Errorf("System V objects left behind:\n%s", after)
 	}
+}
+
+// shmSemHelper runs one shm-sem ping-pong case (implementation args[0], strace
+// watching from outside) once the test says go.
+var shmSemHelper = ipctest.Helper("bench-shm-sem-case", func(args []string) int {
+	ipctest.Await()
+	tr, err := Lookup("shm-sem")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	p := Params{Primitive: "shm-sem", Impl: args[0], Scenario: ScenarioPingPong, Size: 64, Wait: ipc.WaitKernel}
+	if _, err := RunCase(context.Background(), shmSemCountConfig, Case{Transport: tr, Params: p}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+})
+
+// shmSemCountConfig: one warm-up batch of 16 round trips (any warm-up time is over by
+// then), then 500 timed ones.
+var shmSemCountConfig = Config{Scenario: ScenarioPingPong, Iters: 500, Warmup: time.Nanosecond, Pin: PinSame, Timeout: 2 * time.Minute}
+
+// semopCalls runs the shm-sem case of impl in a helper process under strace and
+// returns the semop and semtimedop calls that the helper and its peer made.
+func semopCalls(t *testing.T, impl string) int {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "strace")
+	proc := ipctest.Start(t, shmSemHelper, ipctest.WithArgs(impl))
+	cmd := exec.Command("strace", "-f", "-c", "-e", "trace=semop,semtimedop", "-o", out, "-p", strconv.Itoa(proc.Pid()))
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	// strace reports on stderr once it has attached to the helper's threads.
+	attached, err := bufio.NewReader(stderr).ReadString('\n')
+	require.NoError(t, err, "strace: %s", attached)
+	require.Contains(t, attached, "attached")
+	proc.Signal()
+	require.NoError(t, proc.Wait())
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	require.NoError(t, cmd.Wait())
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	calls := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && (f[len(f)-1] == "semop" || f[len(f)-1] == "semtimedop") {
+			n, err := strconv.Atoi(f[3])
+			require.NoError(t, err, line)
+			calls += n
+		}
+	}
+	t.Logf("%s: %d semaphore calls\n%s", impl, calls, b)
+	return calls
+}
+
+// TestShmSemRawIsTheFloor (issue 14 §6: ipclab's shm-sem measured faster than its
+// raw baseline) counts, with strace, the semaphore system calls of an shm-sem
+// ping-pong in both implementations. The raw baseline must do the work ipclab does
+// and no more: a semop only to sleep and to wake a sleeper. The old baseline's
+// full/empty semaphores made 8 calls per round trip whatever happened, ipclab's Ring
+// and the new baseline about 2.3 under strace (a post only when the peer sleeps).
+func TestShmSemRawIsTheFloor(t *testing.T) {
+	if _, err := exec.LookPath("strace"); err != nil {
+		t.Skip("needs strace")
+	}
+	ipctest.RequireRoot(t) // ptrace of the helper and its peer
+	tr, _ := Lookup("shm-sem")
+	if err := tr.Available(); err != nil {
+		t.Skip(err)
+	}
+	roundTrips := float64(16 + shmSemCountConfig.Iters)
+	lib := float64(semopCalls(t, ImplIpclab)) / roundTrips
+	raw := float64(semopCalls(t, ImplRaw)) / roundTrips
+	t.Logf("semaphore calls per round trip: ipclab %.2f, raw %.2f", lib, raw)
+	assert.Greater(t, lib, 0.0)
+	// Which messages find their peer asleep depends on timing (strace's stops shift
+	// it), so the counts vary by some percent between runs: the floor may not exceed
+	// ipclab by more than that.
+	assert.LessOrEqual(t, raw, 1.25*lib, "the raw baseline makes more semaphore calls than ipclab")
+	assert.LessOrEqual(t, raw, 4.5, "raw: at most a wait and a wake-up per message")
 }

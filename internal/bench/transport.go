@@ -1,15 +1,17 @@
 // Package bench is ipcbench's engine: scenarios (ping-pong, stream) run between two real
 // processes over every registered transport, timed into preallocated histograms.
 //
-// A transport is one primitive in one implementation: "ipclab" (the library's API) or
-// "raw" (the same exchange with bare system calls, the baseline that shows the
-// library's overhead). Each primitive registers its transports from its own file with
-// Register.
+// A transport is one primitive in one implementation: "ipclab" (the library's API),
+// "std" (what a Go program would write without ipclab: os.Pipe, net.UnixConn,
+// net.UDPConn, in the runtime's poller; only some primitives have one) or "raw" (the
+// same exchange with bare system calls, the baseline that shows the library's
+// overhead). Each primitive registers its transports from its own file with Register.
 package bench
 
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 
@@ -19,8 +21,29 @@ import (
 // Impl names an implementation of a transport.
 const (
 	ImplIpclab = "ipclab"
-	ImplRaw    = "raw"
+	// ImplStd is the Go standard library's way of doing the same exchange, waiting in
+	// the runtime's poller (Wait is always ipc.WaitPoller).
+	ImplStd = "std"
+	ImplRaw = "raw"
 )
+
+// Impls lists the implementation names, in the order a report shows them.
+var Impls = []string{ImplIpclab, ImplStd, ImplRaw}
+
+// ImplLister is implemented by transports that do not run every implementation in
+// every scenario; the others run ImplIpclab and ImplRaw.
+type ImplLister interface {
+	// Impls returns the implementations the transport runs in scenario.
+	Impls(scenario string) []string
+}
+
+// hasImpl reports whether t runs impl in scenario.
+func hasImpl(t Transport, impl, scenario string) bool {
+	if il, ok := t.(ImplLister); ok {
+		return slices.Contains(il.Impls(scenario), impl)
+	}
+	return impl == ImplIpclab || impl == ImplRaw
+}
 
 // Params is what both processes know about one run.
 type Params struct {
@@ -46,7 +69,8 @@ type Transport interface {
 	// Name is the primitive's name on the command line ("pipe", "sysv-msg").
 	Name() string
 	// Waits lists the wait strategies the ipclab implementation supports; the raw
-	// implementation always blocks in the kernel.
+	// implementation always blocks in the kernel, the std one always waits in the
+	// runtime's poller.
 	Waits() []ipc.WaitStrategy
 	// MaxSize is the largest message size supported (0: no limit).
 	MaxSize() int

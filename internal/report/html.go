@@ -409,11 +409,15 @@ func ebpfSection(runs []Run, names []string) string {
 	for i, run := range runs {
 		var res []Result
 		var overhead []float64
+		lo, hi := math.Inf(1), math.Inf(-1) // the per-round spread, when recorded
 		for _, r := range run.Results {
 			if r.EBPF != nil && r.EBPF.Breakdown != nil {
 				res = append(res, r)
 				if r.EBPF.OverheadRatio > 0 {
 					overhead = append(overhead, r.EBPF.OverheadRatio)
+				}
+				if r.EBPF.OverheadRounds > 0 {
+					lo, hi = math.Min(lo, r.EBPF.OverheadMin), math.Max(hi, r.EBPF.OverheadMax)
 				}
 			}
 		}
@@ -439,6 +443,9 @@ func ebpfSection(runs []Run, names []string) string {
 		note := "probes on, overhead not measured"
 		if len(overhead) > 0 {
 			note = fmt.Sprintf("probes on, median overhead ×%.2f", median(overhead))
+			if lo <= hi {
+				note += fmt.Sprintf(", ×%.2f–×%.2f within single rounds", lo, hi)
+			}
 		}
 		for _, sc := range scenarios {
 			b.WriteString(ebpfChart(fmt.Sprintf("ebpf-%d-%s", i, sc), fmt.Sprintf("System call time, %s: %s (%s)", sc, names[i], note), names[i], byScenario[sc]))

@@ -136,7 +136,7 @@ func (m Machine) ExtraKeys() []string {
 // strategy and pinning.
 type Result struct {
 	Primitive  string  `json:"primitive"`  // "pipe", "sysv-msg", ...
-	Impl       string  `json:"impl"`       // "ipclab" or "raw"
+	Impl       string  `json:"impl"`       // "ipclab", "std" (Go standard library) or "raw"
 	Scenario   string  `json:"scenario"`   // "pingpong", "stream", ...
 	Size       int     `json:"size"`       // message size in bytes
 	Wait       string  `json:"wait"`       // "poller", "kernel" or "spin"
@@ -165,9 +165,18 @@ type Latency struct {
 type EBPF struct {
 	// Probes says whether probes were attached while this result was measured.
 	Probes bool `json:"probes"`
-	// OverheadRatio is the run's time with probes over its time without (1.3: probes
-	// made it 30% slower). Zero when not measured.
+	// OverheadRatio is the result's p50 with probes over its p50 without (1.3: probes
+	// made it 30% slower): ipcbench measures every round untraced and traced,
+	// interleaved, and this is the median of the rounds' ratios. Zero when not
+	// measured. (Results written before the rounds were interleaved hold a ratio of
+	// means from one traced pass after the untraced one.)
 	OverheadRatio float64 `json:"overhead_ratio,omitempty"`
+	// OverheadMin and OverheadMax are the lowest and highest of the rounds' ratios,
+	// over OverheadRounds rounds: the spread of OverheadRatio. Zero (absent) when not
+	// measured.
+	OverheadMin    float64 `json:"overhead_min,omitempty"`
+	OverheadMax    float64 `json:"overhead_max,omitempty"`
+	OverheadRounds int     `json:"overhead_rounds,omitempty"`
 	// Breakdown splits the time spent in system calls, as means per operation.
 	Breakdown *Breakdown `json:"breakdown,omitempty"`
 	// CopyCostNsPerByte and FixedCostNs fit on-CPU syscall time per operation to
@@ -250,7 +259,7 @@ func (f File) Validate() error {
 		}
 		vals := []float64{r.RTT.Min, r.RTT.P50, r.RTT.P90, r.RTT.P99, r.RTT.P999, r.RTT.Max, r.RTT.Mean, r.BytesPerSec, r.MsgsPerSec}
 		if e := r.EBPF; e != nil {
-			vals = append(vals, e.OverheadRatio, e.CopyCostNsPerByte)
+			vals = append(vals, e.OverheadRatio, e.OverheadMin, e.OverheadMax, float64(e.OverheadRounds), e.CopyCostNsPerByte)
 			if b := e.Breakdown; b != nil {
 				vals = append(vals, b.SyscallNs, b.OnCPUNs, b.OffCPUPeerNs, b.OffCPURunqNs)
 			}
