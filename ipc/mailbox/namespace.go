@@ -288,8 +288,19 @@ func readRecord(f *os.File) (Record, error) {
 	if err != nil && err != io.EOF {
 		return Record{}, err
 	}
+	return decodeRecord(buf[:n])
+}
+
+// decodeRecord reads an entry's record as encodeRecord wrote it (JSON, then a newline
+// and spaces up to recordSize). An entry file is written by processes of the same
+// user only (see openEntry's checks), but a crash or another program can leave
+// anything in it: a record that does not decode is an error, never a panic.
+func decodeRecord(b []byte) (Record, error) {
 	var rec Record
-	if err := json.Unmarshal(bytes.TrimRight(buf[:n], " \n"), &rec); err != nil {
+	if len(b) > recordSize {
+		return Record{}, fmt.Errorf("bad entry: %d bytes, more than %d", len(b), recordSize)
+	}
+	if err := json.Unmarshal(bytes.TrimRight(b, " \n"), &rec); err != nil {
 		return Record{}, fmt.Errorf("bad entry: %w", err)
 	}
 	return rec, nil
