@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/ebpf/bpf"
+	"github.com/ipclab/ipclab/ipc"
 )
 
 // Probes are the loaded and attached programs and their maps. Its methods are safe
@@ -60,7 +61,7 @@ func Load(o Options) (*Probes, error) {
 		}
 		return vs.Set(b)
 	}
-	if err := errors.Join(
+	if err := ipc.Join(
 		set(bpf.IpcprobeVarFilterPids, len(o.PIDs) > 0 || o.FilterPIDs),
 		set(bpf.IpcprobeVarFollowForks, o.FollowForks),
 		set(bpf.IpcprobeVarClassify, !o.OnlyRegistered),
@@ -87,7 +88,7 @@ func Load(o Options) (*Probes, error) {
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", mode, err))
 	}
-	return nil, fmt.Errorf("ebpf: load: no way to attach the probes: %w", errors.Join(errs...))
+	return nil, fmt.Errorf("ebpf: load: no way to attach the probes: %w", ipc.Join(errs...))
 }
 
 type progAttach struct {
@@ -413,5 +414,5 @@ func (p *Probes) Close() error {
 	}
 	p.links = nil
 	p.coll.Close()
-	return errors.Join(errs...)
+	return ipc.Join(errs...)
 }

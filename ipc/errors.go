@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -148,3 +149,42 @@ type errnoSentinel struct {
 func (e *errnoSentinel) Error() string        { return e.s.msg + " (" + e.errno.Error() + ")" }
 func (e *errnoSentinel) Is(target error) bool { return target == e.s || target == e.errno }
 func (e *errnoSentinel) Unwrap() error        { return e.errno }
+
+// Join returns an error that wraps every non-nil error of errs, or nil if there is
+// none, like errors.Join, but its text is one line: the texts joined with "; ". Use it
+// where a call has several steps that can each fail (Close, cleanup), so errors.Is and
+// errors.As see every one and no error text holds a newline.
+func Join(errs ...error) error {
+	n := 0
+	for _, err := range errs {
+		if err != nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	j := &joinError{errs: make([]error, 0, n)}
+	for _, err := range errs {
+		if err != nil {
+			j.errs = append(j.errs, err)
+		}
+	}
+	return j
+}
+
+type joinError struct{ errs []error }
+
+func (e *joinError) Error() string {
+	var b strings.Builder
+	for i, err := range e.errs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		// An error joined elsewhere with errors.Join has lines: keep it one line.
+		b.WriteString(strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return b.String()
+}
+
+func (e *joinError) Unwrap() []error { return e.errs }

@@ -567,7 +567,7 @@ func (c *conn) readCall(rb *rbuf, h header, body []byte, fds []int, cred sockets
 		c.shmMu.Unlock()
 		if err != nil {
 			closeFds(call.Fds)
-			return nil, fmt.Errorf("shared region: %w", errors.Join(err, errProtocol))
+			return nil, fmt.Errorf("shared region: %w", ipc.Join(err, errProtocol))
 		}
 		return call, nil
 	}
@@ -594,7 +594,7 @@ func (c *conn) readCall(rb *rbuf, h header, body []byte, fds []int, cred sockets
 		if err != nil {
 			c.freeBig(call)
 			closeFds(call.Fds)
-			return nil, fmt.Errorf("shared region: %w", errors.Join(err, errProtocol))
+			return nil, fmt.Errorf("shared region: %w", ipc.Join(err, errProtocol))
 		}
 	default:
 		call.Data = body

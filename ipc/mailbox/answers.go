@@ -72,7 +72,7 @@ func (p *replyPort) close() error {
 	}
 	err := p.in.close()
 	// A reply port has one user: its Sender. Remove it whatever others hold.
-	return errors.Join(err, p.ent.remove(), p.ent.release(false))
+	return ipc.Join(err, p.ent.remove(), p.ent.release(false))
 }
 
 // nsAnswers sends answers to reply ports found in the namespace, keeping a few open.

@@ -2,7 +2,6 @@ package mailbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -121,7 +120,7 @@ func (l *LinkListener) Close() error {
 		return nil
 	}
 	err := l.ln.Close()
-	return errors.Join(err, l.ent.remove(), l.ent.release(false))
+	return ipc.Join(err, l.ent.remove(), l.ent.release(false))
 }
 
 // DialLink joins the link name at the end its creator left free. It fails with an
@@ -182,7 +181,7 @@ func (l *Link) Close() error {
 	if l.Rx != nil {
 		err = l.Rx.Close()
 	}
-	return errors.Join(err, l.conn.Close())
+	return ipc.Join(err, l.conn.Close())
 }
 
 // connCarrier carries frames over a seqpacket connection.

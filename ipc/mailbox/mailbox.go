@@ -1,8 +1,9 @@
 package mailbox
 
 import (
-	"errors"
 	"sync"
+
+	"github.com/ipclab/ipclab/ipc"
 )
 
 // Mailbox is a named queue with many senders and many receivers, in any processes:
@@ -135,7 +136,7 @@ func (m *Mailbox) close(remove bool) error {
 			errs = append(errs, m.ent.remove())
 		}
 		errs = append(errs, m.Sender.out.close(), m.ent.release(!m.ent.rec.Persistent && !remove))
-		m.err = errors.Join(errs...)
+		m.err = ipc.Join(errs...)
 	})
 	return m.err
 }

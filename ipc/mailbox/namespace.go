@@ -420,7 +420,7 @@ func (ns *Namespace) Reap() ([]Reaped, error) {
 			out = append(out, *r)
 		}
 	}
-	return out, errors.Join(errs...)
+	return out, ipc.Join(errs...)
 }
 
 // reapOne reaps the entry name if it is stale, returning nil if it is not.

@@ -3,7 +3,6 @@ package mailbox
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -93,9 +92,9 @@ func (p *Port) Close() error {
 	p.closed = true
 	err := p.Receiver.Close()
 	if !p.handed {
-		err = errors.Join(err, p.ent.remove())
+		err = ipc.Join(err, p.ent.remove())
 	}
-	p.closeEr = errors.Join(err, p.ent.release(false))
+	p.closeEr = ipc.Join(err, p.ent.release(false))
 	return p.closeEr
 }
 
@@ -146,7 +145,7 @@ func (p *Port) Handover(ctx context.Context, conn *sockets.SeqpacketConn) error 
 		return &ipc.OpError{Op: "handover", Object: p.name, Err: fmt.Errorf("refused: %s", ans[:n])}
 	}
 	p.handed, p.closed = true, true
-	p.closeEr = errors.Join(p.Receiver.Close(), p.ent.release(false))
+	p.closeEr = ipc.Join(p.Receiver.Close(), p.ent.release(false))
 	return p.closeEr
 }
 

@@ -243,7 +243,7 @@ func (r *Receiver) Close() error {
 		if r.answers != nil {
 			errs = append(errs, r.answers.close())
 		}
-		r.closeErr = errors.Join(errs...)
+		r.closeErr = ipc.Join(errs...)
 	})
 	return r.closeErr
 }

@@ -224,7 +224,7 @@ func (s *Sender) Close() error {
 		if s.ownsOut {
 			errs = append(errs, s.out.close())
 		}
-		s.closeErr = errors.Join(errs...)
+		s.closeErr = ipc.Join(errs...)
 	})
 	return s.closeErr
 }
