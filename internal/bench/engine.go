@@ -100,7 +100,8 @@ type Config struct {
 	// Exe is the program started as the peer; it must call PeerMain first thing.
 	// Default: this program (os.Executable).
 	Exe string
-	// Timeout bounds one measurement (default: 30s + 5×(Warmup+Duration)).
+	// Timeout bounds one measurement (default: 30s + 5×(Warmup+Duration), plus time
+	// for large messages; see defaultTimeout).
 	Timeout time.Duration
 	// Peers is the number of sender processes in ScenarioFanIn (default DefaultPeers).
 	Peers int
@@ -448,7 +449,7 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 
 	timeout := cfg.Timeout
 	if timeout == 0 {
-		timeout = 30*time.Second + 5*(cfg.Warmup+cfg.Duration)
+		timeout = defaultTimeout(cfg, p.Size)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -631,8 +632,9 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrls []*os
 	}
 
 	// Warm up in growing batches until Warmup has passed; the last batch gives the
-	// rate used to size the timed phase.
-	n, perOp := 16, time.Duration(0)
+	// rate used to size the timed phase. The first batch is one message, so that a
+	// huge message (a round trip of seconds) does not spend minutes warming up.
+	n, perOp := 1, time.Duration(0)
 	for start := time.Now(); ; {
 		d, err := phase(n, false)
 		if err != nil {
@@ -647,7 +649,7 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrls []*os
 	iters := cfg.Iters
 	if iters <= 0 {
 		iters = int(cfg.Duration / max(perOp, time.Nanosecond))
-		iters = min(max(iters, 100), 50_000_000)
+		iters = min(max(iters, minIters(cfg.Duration, perOp)), 50_000_000)
 	}
 	h.Reset()
 	if cfg.Tracer != nil {
@@ -690,6 +692,23 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrls []*os
 	out.elapsed = total
 	out.finish(iters)
 	return nil
+}
+
+// minIters is the fewest timed iterations of a measurement: 100, or as many as fit in
+// twice the Duration when a message takes that long, but never fewer than 10.
+func minIters(d, perOp time.Duration) int {
+	if perOp <= 0 || 100*perOp <= 2*d {
+		return 100
+	}
+	return max(int(2*d/perOp), 10)
+}
+
+// defaultTimeout bounds one measurement: 30 s, five times the warm-up and timed
+// phases, and for large messages the time to move 40 round trips' bytes at 20 MB/s
+// (warm-up batches and the shortest timed phase on a slow, busy machine).
+func defaultTimeout(cfg Config, size int) time.Duration {
+	const slow = 20e6 // bytes per second
+	return 30*time.Second + 5*(cfg.Warmup+cfg.Duration) + time.Duration(40*2*float64(size)/slow*float64(time.Second))
 }
 
 // finish fills the result's figures from the histogram and the time taken for iters

@@ -164,3 +164,22 @@ func TestRounds(t *testing.T) {
 	require.Len(t, rs, 1)
 	assert.Equal(t, 120, rs[0].Iterations, "three rounds of 40 merged")
 }
+
+// TestLargeMessageBudget: a message whose round trip takes seconds gets a timed phase
+// of at least 10 iterations that fits in about twice the Duration, and a timeout that
+// leaves room for the warm-up and that phase even at 20 MB/s.
+func TestLargeMessageBudget(t *testing.T) {
+	assert.Equal(t, 100, minIters(time.Second, time.Microsecond))
+	assert.Equal(t, 10, minIters(time.Second, 3*time.Second))
+	assert.Equal(t, 40, minIters(time.Second, 50*time.Millisecond))
+	cfg := Config{Warmup: 200 * time.Millisecond, Duration: time.Second}
+	size := 256 << 20
+	// 10 timed and up to 3 warm-up round trips of 2×256 MiB at 20 MB/s.
+	need := time.Duration(13 * 2 * float64(size) / 20e6 * float64(time.Second))
+	if got := defaultTimeout(cfg, size); got < need {
+		t.Errorf("timeout %v for 256 MiB messages, want at least %v", got, need)
+	}
+	if got := defaultTimeout(cfg, 64); got > 37*time.Second {
+		t.Errorf("timeout %v for 64 B messages", got)
+	}
+}
