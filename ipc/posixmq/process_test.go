@@ -19,7 +19,7 @@ import (
 )
 
 func TestCrossProcess(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := patientContext(t)
 	defer cancel()
 
 	t.Run("Exchange", func(t *testing.T) {
@@ -150,7 +150,7 @@ func TestKernelWaitSignalStorm(t *testing.T) {
 	defer func() { close(stop); stormWG.Wait() }()
 
 	const total = 200
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := patientContext(t)
 	defer cancel()
 	recvErr := make(chan error, 1)
 	go func() {

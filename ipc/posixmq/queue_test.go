@@ -189,7 +189,7 @@ func TestConcurrentReceivers(t *testing.T) {
 			var wg sync.WaitGroup
 			seen := make([]int, total)
 			var mu sync.Mutex
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := patientContext(t)
 			defer cancel()
 			for range 4 {
 				wg.Add(1)

@@ -1,11 +1,9 @@
 package posixmq_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -48,7 +46,7 @@ func descriptorsOf(t *testing.T, name string) int {
 // still this process's registration on q: it fires, and the message stays queued.
 func stillRegistered(t *testing.T, q *posixmq.Queue, kn *posixmq.KernelNotification) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := patientContext(t)
 	defer cancel()
 	start(t, "mq-send", ipctest.WithArgs(q.Name(), "from a peer")).MustSucceed()
 	if err := kn.Wait(ctx); err != nil {
