@@ -3,6 +3,9 @@ package posixmq_test
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -188,4 +191,102 @@ func TestNotifyKernelKept(t *testing.T) {
 			t.Errorf("%d descriptors of the queue once the registration ended, want %d", n, before)
 		}
 	})
+}
+
+// mq-send-rounds: open the queue write-only; args[1] times, wait for the test's go,
+// send one message, and tell the test.
+var _ = ipctest.Helper("mq-send-rounds", func(args []string) int {
+	q, err := posixmq.Open(args[0], posixmq.WriteOnly())
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer q.Close()
+	rounds, _ := strconv.Atoi(args[1])
+	for i := range rounds {
+		ipctest.Await()
+		if err := q.TrySend([]byte(strconv.Itoa(i)), 1); err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		ipctest.Signal()
+	}
+	return 0
+})
+
+// TestNotifyKernelKeptConcurrently (OP-04): registrations made and ended over and over
+// while other goroutines keep calling Status on a write-only handle, StatusOf and
+// Notify/Stop on the same queue: every registration still fires on the message another
+// process sends, so no call of the package closes a descriptor between a check and a
+// registration; and no descriptor is left over.
+func TestNotifyKernelKeptConcurrently(t *testing.T) {
+	q := newQueue(t, posixmq.WithAttr(4, 64))
+	wq, err := posixmq.Open(q.Name(), posixmq.WriteOnly())
+	must(t, err)
+	defer wq.Close()
+	_, statErr := os.Stat("/dev/mqueue")
+	before := descriptorsOf(t, q.Name())
+	const rounds = 200
+	p := start(t, "mq-send-rounds", ipctest.WithArgs(q.Name(), strconv.Itoa(rounds)))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var calls atomic.Int64
+	hammer := func(what string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := f(); err != nil {
+					t.Errorf("%s: %v", what, err)
+					return
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	hammer("write-only Status", func() error { _, err := wq.Status(); return err })
+	if statErr == nil {
+		hammer("StatusOf", func() error { _, err := posixmq.StatusOf("/dev/mqueue", q.Name()); return err })
+	}
+	hammer("Notify and Stop", func() error {
+		n, err := q.Notify()
+		if err != nil {
+			return err
+		}
+		n.Stop()
+		return nil
+	})
+
+	ctx, cancel := patientContext(t)
+	defer cancel()
+	buf := make([]byte, 64)
+	for i := range rounds {
+		kn, err := q.NotifyKernel()
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		p.Signal()
+		p.Await()
+		if err := kn.Wait(ctx); err != nil {
+			t.Fatalf("round %d (after %d concurrent calls): registration lost: %v", i, calls.Load(), err)
+		}
+		must(t, kn.Cancel())
+		n, _, err := q.TryRecv(buf)
+		if err != nil || string(buf[:n]) != strconv.Itoa(i) {
+			t.Fatalf("round %d: message %q %v", i, buf[:n], err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	p.MustSucceed()
+	t.Logf("%d rounds, %d concurrent calls", rounds, calls.Load())
+	if n := descriptorsOf(t, q.Name()); n != before {
+		t.Errorf("%d descriptors of the queue at the end, want %d", n, before)
+	}
 }
