@@ -162,10 +162,9 @@ func (n *Notifier) Err() error {
 func (n *Notifier) Done() <-chan struct{} { return n.done }
 
 // Stop stops the Notifier and waits for its goroutine to end; no notification is
-// delivered after it returns. It never removes a NotifyKernel registration (see
-// Notifier). If the NotifyFunc callback is running (for example
+// delivered after it returns. If the NotifyFunc callback is running (for example
 // because it called Stop), Stop does not wait for it, but it is never called again.
-// Stop is idempotent.
+// Stop is idempotent, and never removes a NotifyKernel registration (see Notifier).
 func (n *Notifier) Stop() {
 	if !n.stopped.Swap(true) {
 		// Wake the goroutine without waiting for it: a deadline in the past.
