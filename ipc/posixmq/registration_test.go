@@ -231,6 +231,9 @@ func TestNotifyKernelKeptConcurrently(t *testing.T) {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	stopAll := func() { stopOnce.Do(func() { close(stop); wg.Wait() }) }
+	defer stopAll() // also when a round fails
 	var calls atomic.Int64
 	hammer := func(what string, f func() error) {
 		wg.Add(1)
@@ -282,8 +285,7 @@ func TestNotifyKernelKeptConcurrently(t *testing.T) {
 			t.Fatalf("round %d: message %q %v", i, buf[:n], err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stopAll()
 	p.MustSucceed()
 	t.Logf("%d rounds, %d concurrent calls", rounds, calls.Load())
 	if n := descriptorsOf(t, q.Name()); n != before {
