@@ -222,8 +222,10 @@ func checkOwner(fd int, mode os.FileMode) error {
 // FromFd takes ownership of fd, a message queue descriptor (inherited from a parent or
 // received over a socket), and returns it as a Queue that waits as the options say.
 // It makes fd close-on-exec. A descriptor that is not a message queue is refused with
-// an error matching unix.EBADF. On error fd is closed. Note that a descriptor shares
-// its O_NONBLOCK flag with every duplicate of it: hand other processes File instead.
+// an error matching unix.EBADF. On error fd is closed. A descriptor owned by an
+// *os.File must be duplicated first (and the file closed), or the file closes the
+// number again, whatever it names by then. Note that a descriptor shares its
+// O_NONBLOCK flag with every duplicate of it: hand other processes File instead.
 func FromFd(fd int, opts ...Option) (*Queue, error) {
 	c, err := buildConfig(opts)
 	name := describe(fd)
@@ -556,7 +558,7 @@ func (q *Queue) sendKernel(ctx context.Context, data []byte, prio uint, block bo
 	// A send usually finds room: try without sleeping first, and only then pay for
 	// a cancellable wait.
 	var abs unix.Timespec
-	err := nowaitErr(sys.MqTimedsend(q.fd, data, prio, &abs))
+	err := q.nowait(func() error { return sys.MqTimedsend(q.fd, data, prio, &abs) })
 	if !block || err != unix.EAGAIN {
 		return err
 	}
@@ -583,8 +585,11 @@ func (q *Queue) recvKernel(ctx context.Context, buf []byte, block bool) (n int, 
 	var abs unix.Timespec
 	cerr := ctx.Err()
 	if !block || cerr != nil {
-		n, prio, err = sys.MqTimedreceive(q.fd, buf, &abs)
-		return n, prio, endedErr(nowaitErr(err), block, cerr)
+		err = q.nowait(func() (e error) {
+			n, prio, e = sys.MqTimedreceive(q.fd, buf, &abs)
+			return e
+		})
+		return n, prio, endedErr(err, block, cerr)
 	}
 	ts, hasDL := kernelTimeout(ctx, &abs)
 	err = q.waiters.Do(ctx, func() (e error) {
@@ -604,11 +609,24 @@ func kernelTimeout(ctx context.Context, abs *unix.Timespec) (*unix.Timespec, boo
 	return abs, true
 }
 
-func nowaitErr(err error) error {
-	if err == unix.ETIMEDOUT {
-		return unix.EAGAIN
+// nowait makes an attempt that cannot sleep (its timeout has expired) and returns its
+// error, ETIMEDOUT turned into EAGAIN. A signal that lands during the attempt (a
+// cancellation or Close interrupting another call, a profiler) makes it fail with
+// EINTR although it had nothing to wait for: it is made again, unless the queue was
+// closed meanwhile (os.ErrClosed).
+func (q *Queue) nowait(attempt func() error) error {
+	for {
+		switch err := attempt(); err {
+		case unix.ETIMEDOUT:
+			return unix.EAGAIN
+		case unix.EINTR:
+			if q.waiters.Closed() {
+				return os.ErrClosed
+			}
+		default:
+			return err
+		}
 	}
-	return err
 }
 
 // endedErr is the error of a blocking call whose context had already ended, so that
