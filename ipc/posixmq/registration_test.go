@@ -291,4 +291,7 @@ func TestNotifyKernelKeptConcurrently(t *testing.T) {
 	if n := descriptorsOf(t, q.Name()); n != before {
 		t.Errorf("%d descriptors of the queue at the end, want %d", n, before)
 	}
+	if n := posixmq.QueueRecords(); n != 0 {
+		t.Errorf("%d queue records left with no registration live", n)
+	}
 }
