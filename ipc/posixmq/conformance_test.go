@@ -668,8 +668,8 @@ func TestOP(t *testing.T) {
 // message is held back): it polls the thread states of this process.
 func waitBlockedReceiver(t *testing.T, q *posixmq.Queue) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	giveUp := patience(t)
+	for {
 		ents, _ := os.ReadDir("/proc/self/task")
 		for _, e := range ents {
 			if b, err := os.ReadFile("/proc/self/task/" + e.Name() + "/syscall"); err == nil {
@@ -678,7 +678,10 @@ func waitBlockedReceiver(t *testing.T, q *posixmq.Queue) {
 				}
 			}
 		}
-		time.Sleep(time.Millisecond)
+		select {
+		case <-giveUp:
+			t.Fatal("no thread blocked in mq_timedreceive")
+		case <-time.After(time.Millisecond):
+		}
 	}
-	t.Fatal("no thread blocked in mq_timedreceive")
 }

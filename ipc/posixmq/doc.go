@@ -41,4 +41,8 @@
 //     context has already ended; the context matters only when the call would wait.
 //   - Unprivileged creators are limited by /proc/sys/fs/mqueue (msg_max, msgsize_max,
 //     queues_max) and RLIMIT_MSGQUEUE.
+//   - The kernel removes a process's mq_notify registration when the process closes any
+//     descriptor of the queue. The package's own descriptors never do that while a
+//     NotifyKernel registration is live (they are closed once it ends), and File
+//     refuses meanwhile (ErrRegistered); the caller's own closes still do.
 package posixmq

@@ -17,17 +17,40 @@ import (
 )
 
 // ErrUnregistered is returned by KernelNotification.Wait when the registration ended
-// without a notification: it was cancelled, or the descriptor that made it was
-// closed.
+// without a notification: it was cancelled, or this process closed a descriptor of
+// the queue.
 var ErrUnregistered = errors.New("mq_notify registration removed")
+
+// ErrRegistered is returned by Queue.File while this process holds a live NotifyKernel
+// registration on the queue: closing the file would remove the registration (see
+// KernelNotification). Cancel the registration, or let it fire, first. It matches
+// unix.EBUSY.
+var ErrRegistered error = registeredError{}
+
+type registeredError struct{}
+
+func (registeredError) Error() string {
+	return "this process holds the queue's mq_notify registration, which closing another descriptor of the queue would remove"
+}
+
+func (registeredError) Is(target error) bool { return target == unix.EBUSY }
 
 // KernelNotification is a registration with the kernel's own mq_notify(2), with its
 // exact semantics: a queue has at most one registered process (another registration
 // fails with unix.EBUSY, in any process); the notification fires once, when a message
 // arrives in an empty queue and no receiver is blocked waiting for it (a blocked
 // receiver takes the message and the registration stays); and the registration is
-// removed when it fires, when cancelled, and when the descriptor that made it is
-// closed.
+// removed when it fires, when cancelled, and when this process closes a descriptor of
+// the queue.
+//
+// That last rule is the kernel's (mqueue's flush on close): the registration belongs
+// to the process, and closing any descriptor of the queue in that process removes it,
+// not only the one that made it. The closes a caller makes itself therefore end it:
+// Close of the registering Queue, Close of another Queue of the same queue, closing a
+// file Queue.File returned (File refuses while the registration is live, with
+// ErrRegistered), and the end of the process. The package's own calls never do:
+// Status on a write-only handle, StatusOf and a stopped Notifier keep the descriptor
+// they opened until the registration ends, then close it.
 //
 // It is delivered without a signal and without a thread: the kernel's SIGEV_THREAD
 // mechanism underneath glibc's (a cookie sent to a netlink socket) is used directly,
@@ -53,16 +76,22 @@ func (q *Queue) NotifyKernel() (*KernelNotification, error) {
 	if err != nil {
 		return nil, q.wrap("socket", err)
 	}
-	var cookie [sys.NotifyCookieLen]byte
-	copy(cookie[:], "ipclab")
-	err = q.control(func(fd int) error { return sys.MqNotifyThread(fd, sfd, cookie) })
-	if err != nil {
-		unix.Close(sfd)
-		return nil, q.wrap("mq_notify", err)
-	}
 	k := &KernelNotification{q: q, sock: os.NewFile(uintptr(sfd), q.name+" (mq_notify)")}
 	if k.rc, err = k.sock.SyscallConn(); err != nil {
-		k.Cancel()
+		k.sock.Close()
+		return nil, q.wrap("mq_notify", err)
+	}
+	var cookie [sys.NotifyCookieLen]byte
+	copy(cookie[:], "ipclab")
+	r := lockQueue(q.id)
+	r.liveLocked() // forget a registration the kernel has ended
+	err = q.control(func(fd int) error { return sys.MqNotifyThread(fd, sfd, cookie) })
+	if err == nil {
+		r.live = k
+	}
+	r.unlock()
+	if err != nil {
+		k.sock.Close()
 		return nil, q.wrap("mq_notify", err)
 	}
 	q.notifMu.Lock()
@@ -121,6 +150,10 @@ func (k *KernelNotification) Wait(ctx context.Context) error {
 	} else {
 		k.end = ErrUnregistered
 	}
+	// The kernel has removed the registration: close what waited for it.
+	r := lockQueue(k.q.id)
+	r.endLockedIf(k)
+	r.unlock()
 	return k.result()
 }
 
@@ -138,19 +171,22 @@ func (k *KernelNotification) result() error {
 // sigevent) and releases the socket. It is idempotent; a Wait in progress returns
 // ErrUnregistered. Closing the queue cancels its registrations.
 //
-// The kernel knows registrations by process, not by object: a Cancel racing with the
-// notification and with a new NotifyKernel on the same queue in this process can
-// remove the new registration.
+// The kernel knows registrations by process, not by object; the package serialises
+// its registrations on one queue with Cancel, so a Cancel racing with the
+// notification never removes a newer registration made through the package.
 func (k *KernelNotification) Cancel() error {
 	var err error
 	k.once.Do(func() {
 		k.cancelled.Store(true)
+		r := lockQueue(k.q.id)
 		if !k.fired() {
 			cerr := k.q.control(func(fd int) error { return sys.MqNotify(fd, nil) })
 			if cerr != nil && !errors.Is(cerr, os.ErrClosed) {
 				err = k.q.wrap("mq_notify", cerr)
 			}
 		}
+		r.endLockedIf(k)
+		r.unlock()
 		k.sock.Close()
 		k.q.notifMu.Lock()
 		delete(k.q.kernelNotes, k)

@@ -1,6 +1,7 @@
 package posixmq_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -81,6 +83,26 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// patience returns a channel that fires when a test has waited long enough for
+// something that must happen (a notification, a blocked call) to conclude that it
+// never will: after half the time the test binary has left (go test -timeout), so that
+// however slow or loaded the machine, only an event that never comes fails the test.
+// Without a timeout it never fires.
+func patience(t *testing.T) <-chan time.Time {
+	if dl, ok := t.Deadline(); ok {
+		return time.After(time.Until(dl) / 2)
+	}
+	return nil
+}
+
+// patientContext is a context whose deadline is patience's.
+func patientContext(t *testing.T) (context.Context, context.CancelFunc) {
+	if dl, ok := t.Deadline(); ok {
+		return context.WithTimeout(context.Background(), time.Until(dl)/2)
+	}
+	return context.WithCancel(context.Background())
 }
 
 // start is ipctest.Start with the race detector's one-second pause at exit turned off

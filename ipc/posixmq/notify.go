@@ -22,6 +22,10 @@ import (
 // each wake-up: a wake-up that arrives while it is busy is kept by the poller, none is
 // lost. Each time it finds the queue non-empty it notifies, so a message that arrives
 // after the last check always produces a notification; notifications coalesce.
+//
+// A Notifier takes no mq_notify registration and never ends one: while this process
+// holds a NotifyKernel registration on the queue, a stopped Notifier's descriptor stays
+// open until that registration ends (closing it would remove the registration).
 type Notifier struct {
 	// C receives a value when the queue holds messages: once at the start if it is not
 	// empty, then after arrivals. It has a buffer of one, so a burst of arrivals may
@@ -79,14 +83,14 @@ func (q *Queue) startNotifier(c chan struct{}, fn func()) (*Notifier, error) {
 	n := &Notifier{c: c, fn: fn, q: q, done: make(chan struct{})}
 	n.file = os.NewFile(uintptr(nfd), q.name+" (notifier)")
 	if n.rc, err = n.file.SyscallConn(); err != nil {
-		n.file.Close()
+		n.release()
 		return nil, q.wrap("notify", err)
 	}
 	n.cb = n.check
 	q.notifMu.Lock()
 	if q.closed.Load() {
 		q.notifMu.Unlock()
-		n.file.Close()
+		n.release()
 		return nil, q.wrap("notify", os.ErrClosed)
 	}
 	if q.notifiers == nil {
@@ -104,10 +108,16 @@ func (n *Notifier) run() {
 	if err != nil && !n.stopped.Load() {
 		n.err = n.q.wrap("notify", err)
 	}
-	n.file.Close()
+	n.release()
 	if n.c != nil {
 		close(n.c)
 	}
+}
+
+// release closes the Notifier's descriptor, or keeps it until this process's
+// registration on the queue ends (registry.go).
+func (n *Notifier) release() {
+	closeQueueFd(n.q.id, keptFd{file: n.file})
 }
 
 // check is the RawConn.Read callback: it runs at the start and after every readiness
@@ -154,7 +164,7 @@ func (n *Notifier) Done() <-chan struct{} { return n.done }
 // Stop stops the Notifier and waits for its goroutine to end; no notification is
 // delivered after it returns. If the NotifyFunc callback is running (for example
 // because it called Stop), Stop does not wait for it, but it is never called again.
-// Stop is idempotent.
+// Stop is idempotent, and never removes a NotifyKernel registration (see Notifier).
 func (n *Notifier) Stop() {
 	if !n.stopped.Swap(true) {
 		// Wake the goroutine without waiting for it: a deadline in the past.

@@ -12,7 +12,7 @@ import (
 	"github.com/ipclab/ipclab/ipc/posixmq"
 )
 
-// waitNotified waits up to a few seconds for one value on c.
+// waitNotified waits for one value on c (see patience).
 func waitNotified(t *testing.T, c <-chan struct{}, what string) {
 	t.Helper()
 	select {
@@ -20,7 +20,7 @@ func waitNotified(t *testing.T, c <-chan struct{}, what string) {
 		if !ok {
 			t.Fatalf("%s: notifier channel closed", what)
 		}
-	case <-time.After(5 * time.Second):
+	case <-patience(t):
 		t.Fatalf("%s: no notification", what)
 	}
 }
@@ -136,7 +136,7 @@ func TestNotifyFunc(t *testing.T) {
 	}
 	select {
 	case <-n.Done():
-	case <-time.After(5 * time.Second):
+	case <-patience(t):
 		t.Fatal("notifier did not end after Stop from its callback")
 	}
 	before := calls.Load()
@@ -160,7 +160,7 @@ func TestNotifyStoppedByClose(t *testing.T) {
 	must(t, q.Close())
 	select {
 	case <-n.Done():
-	case <-time.After(5 * time.Second):
+	case <-patience(t):
 		t.Fatal("Close did not stop the notifier")
 	}
 	if _, err := q.Notify(); !errors.Is(err, os.ErrClosed) {

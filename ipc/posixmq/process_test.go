@@ -2,8 +2,10 @@ package posixmq_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,13 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/internal/sys"
 	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/ipc/posixmq"
 )
 
 func TestCrossProcess(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := patientContext(t)
 	defer cancel()
 
 	t.Run("Exchange", func(t *testing.T) {
@@ -150,7 +153,7 @@ func TestKernelWaitSignalStorm(t *testing.T) {
 	defer func() { close(stop); stormWG.Wait() }()
 
 	const total = 200
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := patientContext(t)
 	defer cancel()
 	recvErr := make(chan error, 1)
 	go func() {
@@ -187,5 +190,59 @@ func TestKernelWaitSignalStorm(t *testing.T) {
 	wantErr(t, "Recv under the storm", err, context.DeadlineExceeded)
 	if sent.Load() == 0 {
 		t.Fatal("no signal was sent")
+	}
+}
+
+// TestKernelTryUnderSignals (FI-05): in kernel mode, TrySend on a full queue and TryRecv
+// on an empty one make an attempt that cannot sleep; a signal landing during it (here
+// a storm of wait.Signal at the calling thread, with SA_RESTART cleared as the package
+// clears it) must not surface as EINTR: they report ipc.ErrWouldBlock, always. The test
+// goes on until the same storm has interrupted 50 raw mq_timedsend attempts made
+// alongside, so the library calls have been hit as often.
+func TestKernelTryUnderSignals(t *testing.T) {
+	full := newQueue(t, posixmq.WithAttr(1, 16), posixmq.WithWait(ipc.WaitKernel))
+	must(t, full.TrySend([]byte("x"), 0))
+	empty := newQueue(t, posixmq.WithAttr(1, 16), posixmq.WithWait(ipc.WaitKernel))
+	if ok, err := sys.ClearRestart(wait.Signal); !ok || err != nil {
+		t.Skipf("no handler for wait.Signal (%v): the package sends no signal", err)
+	}
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	pid, tid := unix.Getpid(), unix.Gettid()
+	stop := make(chan struct{})
+	var stormWG sync.WaitGroup
+	stormWG.Add(1)
+	go func() {
+		defer stormWG.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = unix.Tgkill(pid, tid, wait.Signal)
+			time.Sleep(time.Microsecond)
+		}
+	}()
+	defer func() { close(stop); stormWG.Wait() }()
+
+	const wantRaw, maxTries = 50, 5_000_000
+	buf := make([]byte, 16)
+	raw, tries := 0, 0
+	for ; raw < wantRaw && tries < maxTries; tries++ {
+		if err := sys.MqTimedsend(full.Fd(), []byte("y"), 0, &unix.Timespec{}); err == unix.EINTR {
+			raw++
+		}
+		if err := full.TrySend([]byte("y"), 0); !errors.Is(err, ipc.ErrWouldBlock) {
+			t.Fatalf("TrySend on a full queue, attempt %d under signals: %v", tries, err)
+		}
+		if _, _, err := empty.TryRecv(buf); !errors.Is(err, ipc.ErrWouldBlock) {
+			t.Fatalf("TryRecv on an empty queue, attempt %d under signals: %v", tries, err)
+		}
+	}
+	t.Logf("%d attempts of each; %d raw attempts interrupted", tries, raw)
+	if raw < wantRaw {
+		t.Skipf("the storm interrupted only %d of %d raw attempts (no second CPU free?)", raw, tries)
 	}
 }

@@ -34,6 +34,7 @@ type Queue struct {
 	name     string
 	strategy ipc.WaitStrategy
 	access   int // unix.O_RDONLY, O_WRONLY or O_RDWR
+	id       qid // the queue's identity, for its record (registry.go)
 
 	// Poller mode: the non-blocking descriptor lives in an *os.File registered with
 	// the runtime poller.
@@ -191,7 +192,11 @@ func open(name string, create int, opts []Option) (*Queue, error) {
 	}
 	if create == unix.O_CREAT && !c.allowOtherOwners {
 		if err := checkOwner(fd, c.mode); err != nil {
-			unix.Close(fd)
+			if id, ierr := queueID(fd); ierr == nil {
+				closeQueueFd(id, keptFd{fd: fd}) // this process may hold its registration
+			} else {
+				unix.Close(fd)
+			}
 			return nil, &ipc.OpError{Op: "mq_open", Object: name, Err: err}
 		}
 	}
@@ -217,8 +222,10 @@ func checkOwner(fd int, mode os.FileMode) error {
 // FromFd takes ownership of fd, a message queue descriptor (inherited from a parent or
 // received over a socket), and returns it as a Queue that waits as the options say.
 // It makes fd close-on-exec. A descriptor that is not a message queue is refused with
-// an error matching unix.EBADF. On error fd is closed. Note that a descriptor shares
-// its O_NONBLOCK flag with every duplicate of it: hand other processes File instead.
+// an error matching unix.EBADF. On error fd is closed. A descriptor owned by an
+// *os.File must be duplicated first (and the file closed), or the file closes the
+// number again, whatever it names by then. Note that a descriptor shares its
+// O_NONBLOCK flag with every duplicate of it: hand other processes File instead.
 func FromFd(fd int, opts ...Option) (*Queue, error) {
 	c, err := buildConfig(opts)
 	name := describe(fd)
@@ -255,7 +262,12 @@ func describe(fd int) string {
 }
 
 func newQueue(fd int, name string, c config) (*Queue, error) {
-	q := &Queue{name: name, strategy: c.strategy, access: c.access, fd: -1}
+	id, err := queueID(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, ipc.Wrap("fstat", name, err)
+	}
+	q := &Queue{name: name, strategy: c.strategy, access: c.access, id: id, fd: -1}
 	q.nonblock.Store(c.nonblock)
 	if c.strategy == ipc.WaitKernel {
 		q.fd = fd
@@ -546,7 +558,7 @@ func (q *Queue) sendKernel(ctx context.Context, data []byte, prio uint, block bo
 	// A send usually finds room: try without sleeping first, and only then pay for
 	// a cancellable wait.
 	var abs unix.Timespec
-	err := nowaitErr(sys.MqTimedsend(q.fd, data, prio, &abs))
+	err := q.nowait(func() error { return sys.MqTimedsend(q.fd, data, prio, &abs) })
 	if !block || err != unix.EAGAIN {
 		return err
 	}
@@ -573,8 +585,11 @@ func (q *Queue) recvKernel(ctx context.Context, buf []byte, block bool) (n int, 
 	var abs unix.Timespec
 	cerr := ctx.Err()
 	if !block || cerr != nil {
-		n, prio, err = sys.MqTimedreceive(q.fd, buf, &abs)
-		return n, prio, endedErr(nowaitErr(err), block, cerr)
+		err = q.nowait(func() (e error) {
+			n, prio, e = sys.MqTimedreceive(q.fd, buf, &abs)
+			return e
+		})
+		return n, prio, endedErr(err, block, cerr)
 	}
 	ts, hasDL := kernelTimeout(ctx, &abs)
 	err = q.waiters.Do(ctx, func() (e error) {
@@ -594,11 +609,24 @@ func kernelTimeout(ctx context.Context, abs *unix.Timespec) (*unix.Timespec, boo
 	return abs, true
 }
 
-func nowaitErr(err error) error {
-	if err == unix.ETIMEDOUT {
-		return unix.EAGAIN
+// nowait makes an attempt that cannot sleep (its timeout has expired) and returns its
+// error, ETIMEDOUT turned into EAGAIN. A signal that lands during the attempt (a
+// cancellation or Close interrupting another call, a profiler) makes it fail with
+// EINTR although it had nothing to wait for: it is made again, unless the queue was
+// closed meanwhile (os.ErrClosed).
+func (q *Queue) nowait(attempt func() error) error {
+	for {
+		switch err := attempt(); err {
+		case unix.ETIMEDOUT:
+			return unix.EAGAIN
+		case unix.EINTR:
+			if q.waiters.Closed() {
+				return os.ErrClosed
+			}
+		default:
+			return err
+		}
 	}
-	return err
 }
 
 // endedErr is the error of a blocking call whose context had already ended, so that
@@ -670,52 +698,107 @@ type Status struct {
 
 // Status reads the queue's status line from the kernel ("QSIZE:... NOTIFY:...
 // SIGNO:... NOTIFY_PID:..."). It needs no mqueue mount: the text comes from read(2) on
-// the descriptor (a write-only handle reopens it read-only through /proc/self/fd).
+// the descriptor. A write-only handle cannot read its own descriptor, so it reopens
+// the queue read-only through /proc/self/fd; while this process holds a NotifyKernel
+// registration on the queue, that descriptor stays open (and serves later calls) until
+// the registration ends, because closing it would remove the registration.
 func (q *Queue) Status() (Status, error) {
-	var buf [128]byte
-	var n int
-	err := q.control(func(fd int) (err error) {
-		rfd := fd
-		if q.access == unix.O_WRONLY {
-			rfd, err = unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-			if err != nil {
+	var text string
+	var err error
+	if q.access != unix.O_WRONLY {
+		err = q.control(func(fd int) (err error) {
+			text, err = readStatus(fd)
+			return err
+		})
+	} else {
+		r := lockQueue(q.id)
+		if kfd := r.readableLocked(); kfd >= 0 {
+			text, err = readStatus(kfd)
+		} else {
+			err = q.control(func(fd int) error {
+				rfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+				if err != nil {
+					return err
+				}
+				text, err = readStatus(rfd)
+				r.closeLocked(keptFd{fd: rfd, read: true})
 				return err
-			}
-			defer unix.Close(rfd)
+			})
 		}
-		n, err = unix.Pread(rfd, buf[:], 0)
-		return err
-	})
+		r.unlock()
+	}
 	if err != nil {
 		return Status{}, q.wrap("read status", err)
 	}
-	s, err := ParseStatus(string(buf[:n]))
+	s, err := ParseStatus(text)
 	if err != nil {
 		return Status{}, q.wrap("read status", err)
 	}
 	return s, nil
 }
 
+// readStatus reads the status line of the queue open for reading at fd.
+func readStatus(fd int) (string, error) {
+	var buf [128]byte
+	n, err := unix.Pread(fd, buf[:], 0)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
 // StatusOf reads the status of the queue name from the mqueue file system mounted at
-// dir (usually "/dev/mqueue"). Reading it needs read permission on the queue.
+// dir (usually "/dev/mqueue"). Reading it needs read permission on the queue. While
+// this process holds a NotifyKernel registration on the queue, the descriptor it
+// opens stays open (and serves later calls) until the registration ends, because
+// closing it would remove the registration.
 func StatusOf(dir, name string) (Status, error) {
 	bare, err := kernelName("read status", name)
 	if err != nil {
 		return Status{}, err
 	}
-	data, err := os.ReadFile(dir + "/" + bare)
+	text, err := statusOf(dir + "/" + bare)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
 		return Status{}, ipc.Wrap("read status", name, err)
 	}
-	s, err := ParseStatus(string(data))
+	s, err := ParseStatus(text)
 	if err != nil {
 		return Status{}, ipc.Wrap("read status", name, err)
 	}
 	return s, nil
+}
+
+func statusOf(path string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return "", err
+	}
+	r := lockQueue(qid{uint64(st.Dev), st.Ino})
+	if kfd := r.readableLocked(); kfd >= 0 {
+		text, err := readStatus(kfd)
+		r.unlock()
+		return text, err
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		r.unlock()
+		return "", err
+	}
+	text, err := readStatus(fd)
+	id, ierr := queueID(fd)
+	switch {
+	case ierr == nil && id == r.id:
+		r.closeLocked(keptFd{fd: fd, read: true})
+		r.unlock()
+	case ierr == nil:
+		// Another queue took the name between the stat and the open.
+		r.unlock()
+		closeQueueFd(id, keptFd{fd: fd, read: true})
+	default:
+		r.unlock()
+		unix.Close(fd)
+	}
+	return text, err
 }
 
 // ParseStatus parses the kernel's status line of a queue.
@@ -767,7 +850,18 @@ func (q *Queue) Fd() int {
 // this handle's flags, for exec.Cmd.ExtraFiles; the child adopts it with FromFd. It
 // works after Unlink too. The caller closes the returned file once the child has
 // started.
+//
+// Closing that file in this process removes this process's mq_notify registration on
+// the queue (the kernel's rule, see KernelNotification), so File refuses with an error
+// matching ErrRegistered (and unix.EBUSY) while a NotifyKernel registration on the
+// queue, made through any handle, is live. Likewise a file obtained before a
+// registration ends it when closed (or when the garbage collector closes it).
 func (q *Queue) File() (*os.File, error) {
+	r := lockQueue(q.id)
+	defer r.unlock()
+	if r.liveLocked() {
+		return nil, &ipc.OpError{Op: "reopen", Object: q.name, Err: ErrRegistered}
+	}
 	var f *os.File
 	err := q.control(func(fd int) error {
 		nfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), q.access|unix.O_CLOEXEC, 0)
@@ -803,7 +897,8 @@ func (q *Queue) control(f func(fd int) error) error {
 // idempotent: calls after the first return nil. Calls blocked on the queue return an
 // error matching os.ErrClosed. The queue itself lives on until unlinked (and, after
 // Unlink, until its last descriptor in any process is closed). Closing also removes
-// a kernel mq_notify registration made through this descriptor.
+// this process's kernel mq_notify registration on the queue, whichever handle of the
+// queue made it (the kernel's rule, see KernelNotification).
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.notifMu.Lock()

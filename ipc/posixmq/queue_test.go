@@ -189,7 +189,7 @@ func TestConcurrentReceivers(t *testing.T) {
 			var wg sync.WaitGroup
 			seen := make([]int, total)
 			var mu sync.Mutex
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := patientContext(t)
 			defer cancel()
 			for range 4 {
 				wg.Add(1)
@@ -399,7 +399,12 @@ func TestFromFd(t *testing.T) {
 	q := newQueue(t, posixmq.WithAttr(2, 16))
 	f, err := q.File()
 	must(t, err)
-	q2, err := posixmq.FromFd(int(f.Fd()), posixmq.WithWait(ipc.WaitKernel))
+	// FromFd takes ownership of its descriptor: hand it one that f does not own
+	// (f's finalizer would otherwise close the number again, whatever it is by then).
+	fd, err := unix.Dup(int(f.Fd()))
+	must(t, err)
+	must(t, f.Close())
+	q2, err := posixmq.FromFd(fd, posixmq.WithWait(ipc.WaitKernel))
 	must(t, err)
 	defer q2.Close()
 	must(t, q.Send(context.Background(), []byte("via fd"), 4))

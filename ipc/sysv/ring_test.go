@@ -112,7 +112,7 @@ func TestRingCancel(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			r := tmpRing(t, 256, WithSignal(sig))
 			const hold = 100 * time.Millisecond
-			var lats []time.Duration
+			var lats []latency
 			for range 5 {
 				lats = append(lats, cancelLatency(t, hold, func(ctx context.Context) error {
 					_, err := r.Recv(ctx, make([]byte, 8))

@@ -495,7 +495,7 @@ func semStatFinds(maxIdx, cmd, id int) bool {
 func TestSemCancel(t *testing.T) {
 	s := tmpSemSet(t, 1)
 	const hold = 100 * time.Millisecond
-	var lats []time.Duration
+	var lats []latency
 	for range 7 {
 		lats = append(lats, cancelLatency(t, hold, func(ctx context.Context) error {
 			return s.Op(ctx, SemOp{0, -1, 0})
