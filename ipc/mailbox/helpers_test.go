@@ -122,12 +122,16 @@ var _ = ipctest.Helper("own-and-hang", func(args []string) int {
 	check(err)
 	l, err := ns.ListenLink("lnk", mailbox.RecvEnd)
 	check(err)
-	// A call nobody answers leaves this process's reply port in the namespace.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	_, err = mb.Sendrecv(ctx, []byte("anyone?"), nil)
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		panic(fmt.Sprint("unanswered call: ", err))
+	// A call nobody answers leaves this process's reply port in the namespace. On a
+	// busy machine a short deadline can pass before the port exists: try again with
+	// a longer one until it is there.
+	for d := time.Millisecond; !hasReplyPort(ns); d *= 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		_, err = mb.Sendrecv(ctx, []byte("anyone?"), nil)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			panic(fmt.Sprint("unanswered call: ", err))
+		}
 	}
 	ipctest.Signal()
 	ipctest.Await()
@@ -136,6 +140,18 @@ var _ = ipctest.Helper("own-and-hang", func(args []string) int {
 	l.Close()
 	return 0
 })
+
+// hasReplyPort reports whether ns lists a reply port.
+func hasReplyPort(ns *mailbox.Namespace) bool {
+	recs, err := ns.Entries()
+	check(err)
+	for _, r := range recs {
+		if r.Kind == "reply" {
+			return true
+		}
+	}
+	return false
+}
 
 // port-owner: dir name backend count. Creates a port, signals, receives count
 // messages (printing them), signals.
