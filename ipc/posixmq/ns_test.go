@@ -1,4 +1,4 @@
-package posixmq
+package posixmq_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/ipc/posixmq"
 )
 
 // In an IPC namespace of its own, the helper opens the test's queue by name, then
@@ -18,14 +19,14 @@ import (
 var _ = ipctest.Helper("fi20-mq-other-ns", func(args []string) int {
 	name := args[0]
 	fail := func(format string, a ...any) int { fmt.Printf(format+"\n", a...); return 1 }
-	if _, err := Open(name); !errors.Is(err, unix.ENOENT) {
+	if _, err := posixmq.Open(name); !errors.Is(err, unix.ENOENT) {
 		return fail("Open of the other namespace's queue: %v, want ENOENT", err)
 	}
-	q, err := Create(name, WithAttr(4, 64))
+	q, err := posixmq.Create(name, posixmq.WithAttr(4, 64))
 	if err != nil {
 		return fail("Create with the same name: %v", err)
 	}
-	defer Unlink(name)
+	defer posixmq.Unlink(name)
 	defer q.Close()
 	if err := q.Send(context.Background(), []byte("mine"), 0); err != nil {
 		return fail("send: %v", err)
@@ -42,11 +43,11 @@ func TestNamespaceIsolation(t *testing.T) {
 		t.Run(id, func(t *testing.T) {
 			ipctest.RequireRoot(t)
 			name := "/ipclab-fi20-" + strconv.Itoa(os.Getpid())
-			q, err := Create(name, WithAttr(4, 64))
+			q, err := posixmq.Create(name, posixmq.WithAttr(4, 64))
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer Unlink(name)
+			defer posixmq.Unlink(name)
 			defer q.Close()
 			p := ipctest.Start(t, "fi20-mq-other-ns", ipctest.WithArgs(name), ipctest.InNewNamespaces(unix.CLONE_NEWIPC))
 			if err := p.Wait(); err != nil {

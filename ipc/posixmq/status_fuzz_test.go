@@ -1,8 +1,10 @@
-package posixmq
+package posixmq_test
 
 import (
 	"fmt"
 	"testing"
+
+	"github.com/ipclab/ipclab/ipc/posixmq"
 )
 
 // FuzzParseStatus reads arbitrary text as a queue's status line (what /dev/mqueue
@@ -14,12 +16,12 @@ func FuzzParseStatus(f *testing.F) {
 	f.Add("QSIZE:x")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, text string) {
-		s, err := ParseStatus(text)
+		s, err := posixmq.ParseStatus(text)
 		if err != nil {
 			return
 		}
 		line := fmt.Sprintf("QSIZE:%-10d NOTIFY:%-5d SIGNO:%-5d NOTIFY_PID:%-6d\n", s.QSize, s.Notify, s.Signo, s.NotifyPID)
-		back, err := ParseStatus(line)
+		back, err := posixmq.ParseStatus(line)
 		if err != nil || back.QSize != s.QSize || back.Notify != s.Notify || back.Signo != s.Signo || back.NotifyPID != s.NotifyPID {
 			t.Fatalf("%q parsed as %+v; printed %q parses as %+v, %v", text, s, line, back, err)
 		}
