@@ -98,17 +98,21 @@ func ackedStream(t *testing.T, rng *rand.Rand, n, kills int, dedup string) ([]ui
 
 	killed := 0
 	var dead chan error
-	start := func() {
+	// start starts the next receiver when remaining messages are still to go; each
+	// point is reached once per message received, so a kill at a hit no later than
+	// remaining/(kills left+1) is sure to happen, with room for the kills after it.
+	start := func(remaining int) {
 		opts := []ipctest.Option{ipctest.WithArgs(dataName, ackName, logPath, dedup)}
 		if killed < kills {
 			point := []string{"received", "delivered"}[rng.IntN(2)]
-			opts = append(opts, ipctest.FaultAt(point, 1+rng.IntN(2*n/kills), unix.SIGKILL))
+			hit := 1 + rng.IntN(max(1, remaining/(kills-killed+1)))
+			opts = append(opts, ipctest.FaultAt(point, hit, unix.SIGKILL))
 		}
 		p := ipctest.Start(t, "fi03-receiver", opts...)
 		dead = make(chan error, 1)
 		go func() { dead <- p.Wait() }()
 	}
-	start()
+	start(n)
 	msg, ack := make([]byte, 8), make([]byte, 8)
 	ctx, cancel := patientContext(t)
 	defer cancel()
@@ -132,7 +136,7 @@ func ackedStream(t *testing.T, rng *rand.Rand, n, kills int, dedup string) ([]ui
 					killed++
 					// Anything the dead receiver left unread is read by the next one;
 					// resend what may have died with it.
-					start()
+					start(n - int(seq))
 					if err := data.Send(ctx, msg, 0); err != nil {
 						t.Fatal(err)
 					}
