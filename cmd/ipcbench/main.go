@@ -26,6 +26,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -230,14 +231,29 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	}
 
 	w := stdout
+	var commit func() error
 	if rp.output != "" {
-		// Opened now, so that a path that cannot be written fails before the run.
-		file, err := os.Create(rp.output)
+		// A file beside the output, made now so that a place that cannot be written
+		// fails before the run; it replaces the output only once the results are in
+		// it, so a failed or interrupted run leaves an earlier file as it was.
+		tmp, err := os.CreateTemp(filepath.Dir(rp.output), "."+filepath.Base(rp.output)+".*")
 		if err != nil {
-			return usageError{err}
+			return usageError{fmt.Errorf("-o %s: cannot write there: %w", rp.output, err)}
 		}
-		defer file.Close()
-		w = file
+		defer func() {
+			tmp.Close()
+			os.Remove(tmp.Name()) // a no-op once renamed
+		}()
+		w = tmp
+		commit = func() error {
+			if err := tmp.Chmod(0o644); err != nil {
+				return err
+			}
+			if err := tmp.Close(); err != nil {
+				return err
+			}
+			return os.Rename(tmp.Name(), rp.output)
+		}
 	}
 	probeOpts := ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true}
 	if rp.ebpf {
@@ -275,6 +291,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	}
 	if err := write(w, rp.format, out); err != nil {
 		return err
+	}
+	if commit != nil {
+		if err := commit(); err != nil {
+			return err
+		}
 	}
 	return runErr
 }

@@ -282,7 +282,9 @@ func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
 			if traced {
 				probes, perr := cfg.Probes()
 				if perr != nil {
-					return nil, fmt.Errorf("attach probes: %w", perr)
+					// Keep what the rounds before have measured.
+					res, err := collect(merged, failed, cases, rounds)
+					return res, ipc.Join(fmt.Errorf("attach probes in round %d: %w", round, perr), err)
 				}
 				pcfg := cfg
 				pcfg.Tracer = probes
@@ -705,10 +707,12 @@ func minIters(d, perOp time.Duration) int {
 
 // defaultTimeout bounds one measurement: 30 s, five times the warm-up and timed
 // phases, and for large messages the time to move 40 round trips' bytes at 20 MB/s
-// (warm-up batches and the shortest timed phase on a slow, busy machine).
+// (warm-up batches and the shortest timed phase on a slow, busy machine), at most 15
+// minutes more.
 func defaultTimeout(cfg Config, size int) time.Duration {
 	const slow = 20e6 // bytes per second
-	return 30*time.Second + 5*(cfg.Warmup+cfg.Duration) + time.Duration(40*2*float64(size)/slow*float64(time.Second))
+	large := min(time.Duration(40*2*float64(size)/slow*float64(time.Second)), 15*time.Minute)
+	return 30*time.Second + 5*(cfg.Warmup+cfg.Duration) + large
 }
 
 // finish fills the result's figures from the histogram and the time taken for iters

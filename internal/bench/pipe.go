@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,7 +43,7 @@ func (e *streamEndpoint) Close() error {
 	if e.w != nil {
 		errs = append(errs, e.w.Close())
 	}
-	return errors.Join(errs...)
+	return ipc.Join(errs...)
 }
 
 // rawStream is the baseline: read(2) and write(2) on blocking descriptors, nothing else.
@@ -126,7 +125,7 @@ func (e *stdEndpoint) Close() error {
 		errs = append(errs, c.Close())
 	}
 	e.closer = nil
-	return errors.Join(errs...)
+	return ipc.Join(errs...)
 }
 
 // pollableFile returns a new *os.File for a duplicate of an inherited descriptor,
@@ -398,5 +397,5 @@ func (e *fifoEndpoint) Close() error {
 	if e.Endpoint != nil {
 		errs = append(errs, e.Endpoint.Close())
 	}
-	return errors.Join(errs...)
+	return ipc.Join(errs...)
 }

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -456,7 +455,7 @@ func (e *ringEndpoint) Close() error {
 		e.send.Remove()
 		e.recv.Remove()
 	}
-	return errors.Join(e.send.Close(), e.recv.Close())
+	return ipc.Join(e.send.Close(), e.recv.Close())
 }
 
 // The raw baseline: per direction a one-slot mailbox in a bare segment,
@@ -639,5 +638,5 @@ func (e *rawSlotEndpoint) Close() error {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return errors.Join(unix.SysvShmDetach(e.out), unix.SysvShmDetach(e.in))
+	return ipc.Join(unix.SysvShmDetach(e.out), unix.SysvShmDetach(e.in))
 }

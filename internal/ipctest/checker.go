@@ -1,8 +1,9 @@
 package ipctest
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/ipclab/ipclab/ipc"
 )
 
 // SeqReport is what CheckSeq read from a receiver's log of sequence numbers.
@@ -71,7 +72,7 @@ func (r SeqReport) ExactlyOnce(ordered bool) error {
 	if ordered && r.OutOfOrder > 0 {
 		errs = append(errs, fmt.Errorf("%d out of order", r.OutOfOrder))
 	}
-	return errors.Join(errs...)
+	return ipc.Join(errs...)
 }
 
 // String gives the report in one line.

@@ -171,7 +171,9 @@ func (in *Injector) Stats() FaultStats {
 // Relay is a datagram proxy that injects faults: datagrams a client sends to Addr go
 // to the target through one Injector, and the target's answers go back to that client
 // through another (seeded Seed+1). It serves one client address at a time (the last
-// one heard from). It works for UDP and for Unix datagram sockets alike.
+// one heard from). It works for UDP and for Unix datagram sockets alike. A message held
+// back for reordering goes out behind the next one in its direction, or after 20 ms
+// without traffic.
 type Relay struct {
 	conn    net.PacketConn
 	target  net.Addr
@@ -207,10 +209,16 @@ func (r *Relay) loop() {
 	defer r.wg.Done()
 	buf := make([]byte, 65536)
 	for {
+		// A message held back for reordering goes out behind the next one, or after
+		// a quiet moment, so that none stays held for good when traffic stops.
+		_ = r.conn.SetReadDeadline(time.Now().Add(quiet))
 		n, from, err := r.conn.ReadFrom(buf)
 		if err != nil {
 			if r.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				r.flushHeld()
 			}
 			continue
 		}
@@ -226,6 +234,21 @@ func (r *Relay) loop() {
 		}
 		for _, d := range inj.Apply(buf[:n]) {
 			r.send(d, to)
+		}
+	}
+}
+
+// quiet is how long a Relay waits for traffic before it releases held messages.
+const quiet = 20 * time.Millisecond
+
+// flushHeld sends the messages each direction holds back.
+func (r *Relay) flushHeld() {
+	for _, d := range r.in.Flush() {
+		r.send(d, r.target)
+	}
+	if c := r.client.Load(); c != nil {
+		for _, d := range r.out.Flush() {
+			r.send(d, *c)
 		}
 	}
 }

@@ -198,8 +198,10 @@ func TestRelay(t *testing.T) {
 	if to.Messages != total || to.Lost == 0 || back.Lost == 0 || rep.Created != 0 {
 		t.Fatalf("relay did not inject as asked")
 	}
-	// Held messages still in the relay at the end are lost to this count.
-	if maxLost := to.Lost + back.Lost + 2; rep.Lost > maxLost || rep.Lost < to.Lost {
+	// Every loss is an injected one (held messages are released after a quiet
+	// moment): each loss on the way in, and at most each loss on the way back (its
+	// duplicate may have come through).
+	if rep.Lost < to.Lost || rep.Lost > to.Lost+back.Lost {
 		t.Errorf("lost %d, relay dropped %d+%d", rep.Lost, to.Lost, back.Lost)
 	}
 }

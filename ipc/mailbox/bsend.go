@@ -150,7 +150,16 @@ func (s *Sender) Bsend(ctx context.Context, data []byte) error {
 // before it and the object has room, and otherwise hands the slot to the flusher,
 // reporting that it did. The caller holds b.submit.
 func (b *bsender) put(i, n int) (queued bool, err error) {
+	// After a flush failure nothing more goes out, directly or not: a message sent
+	// now would arrive after a gap. The flusher records a failure before it drops
+	// pending, so once pending reads 0 the failure, if any, is there to see.
+	if err := b.failed(); err != nil {
+		return false, err
+	}
 	if b.pending.Load() == 0 {
+		if err := b.failed(); err != nil {
+			return false, err
+		}
 		err := b.out.trySend(b.slots[i][:n])
 		if err == nil || !errors.Is(err, ipc.ErrWouldBlock) {
 			return false, err

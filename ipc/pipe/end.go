@@ -43,6 +43,9 @@ type end struct {
 	// spill is set on the read end of a packet pipe: a read with a buffer shorter
 	// than the longest packet reads the rest of the packet into it (see readErrno).
 	spill []byte
+	// packet is set on both ends of a packet pipe: a packet Writer refuses the calls
+	// that would put bytes in the pipe without making packets of them.
+	packet bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -80,6 +83,12 @@ func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.strategy =
 // ipc.ErrTruncated: the kernel discards the rest of the packet, and ipclab does not
 // let that pass unseen. A Reader adopted from a descriptor that has O_DIRECT set is
 // a packet reader without this option.
+//
+// Every writer of a packet pipe must write packets: a packet Writer does (and its
+// File, which keeps O_DIRECT), and refuses SpliceFrom and Vmsplice, which would not.
+// A packet reader cannot tell a plain writer's bytes from a packet: read into a buffer
+// shorter than what is queued, they are reported as a truncated packet and the rest
+// is lost.
 func Packet() Option { return func(c *config) { c.packet = true } }
 
 // WithCapacity asks for a capacity of at least n bytes (F_SETPIPE_SZ). The kernel
@@ -139,6 +148,13 @@ func (e *end) readErrno(fd int, p []byte, nowait bool) (int, unix.Errno) {
 	return sys.ReadErrno(fd, p)
 }
 
+// notPacket is the error of a call that would write into a packet pipe without
+// making packets (splice, vmsplice, tee from a plain pipe).
+func (e *end) notPacket(op string) error {
+	return &ipc.OpError{Op: op, Object: e.name, Err: fmt.Errorf(
+		"%s does not write packets, and this is a packet pipe: %w", op, ipc.ErrInvalid)}
+}
+
 // truncated is the error for a packet of n bytes read into a buffer of size bytes.
 func (e *end) truncated(n, size int) error {
 	return &ipc.OpError{Op: "read", Object: e.name, Err: fmt.Errorf(
@@ -148,7 +164,7 @@ func (e *end) truncated(n, size int) error {
 // initEnd takes ownership of fd, an end of a pipe or FIFO, and sets e up in place to use
 // it as c says. On error fd is closed.
 func initEnd(e *end, fd int, c config) error {
-	e.name, e.strategy, e.fd = c.name, c.strategy, -1
+	e.name, e.strategy, e.fd, e.packet = c.name, c.strategy, -1, c.packet
 	if e.name == "" {
 		e.name = describe(fd)
 	}

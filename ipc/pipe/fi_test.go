@@ -90,3 +90,30 @@ func TestSenderKilledMidFrame(t *testing.T) {
 		}
 	})
 }
+
+// TestPacketWriterRefusesNonPackets: splice, vmsplice and tee from a plain pipe would
+// put bytes into a packet pipe that are not packets, which a packet reader could only
+// report as truncated; a packet Writer refuses them before any system call.
+func TestPacketWriterRefusesNonPackets(t *testing.T) {
+	_, w, err := New(Packet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	pr, pw, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	ctx := context.Background()
+	if _, err := w.Vmsplice(ctx, []byte("x")); !errors.Is(err, ipc.ErrInvalid) {
+		t.Errorf("Vmsplice into a packet pipe: %v, want ErrInvalid", err)
+	}
+	if _, err := w.SpliceFrom(ctx, pr, 1); !errors.Is(err, ipc.ErrInvalid) {
+		t.Errorf("SpliceFrom into a packet pipe: %v, want ErrInvalid", err)
+	}
+	if _, err := pr.TeeTo(ctx, w, 1); !errors.Is(err, ipc.ErrInvalid) {
+		t.Errorf("TeeTo from a plain pipe into a packet pipe: %v, want ErrInvalid", err)
+	}
+}

@@ -126,7 +126,8 @@ func fromFd(e *end, fd, access int, opts []Option) (packet bool, err error) {
 			return false, ipc.Wrap("fcntl F_SETPIPE_SZ", name, err)
 		}
 	}
-	return c.packet || fl&unix.O_DIRECT != 0, initEnd(e, fd, c)
+	c.packet = c.packet || fl&unix.O_DIRECT != 0
+	return c.packet, initEnd(e, fd, c)
 }
 
 func setFlag(fd, flag int) error {

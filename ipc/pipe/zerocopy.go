@@ -44,6 +44,9 @@ func (r *Reader) TeeTo(ctx context.Context, w *Writer, n int) (int64, error) {
 	if w == nil || n <= 0 {
 		return 0, r.wrap("tee", orInvalid(nil, 0))
 	}
+	if w.packet && !r.packet {
+		return 0, w.notPacket("tee")
+	}
 	wfd := w.Fd()
 	attempt := func(src int, flags int) (int, error) {
 		m, err := unix.Tee(src, wfd, n, flags)
@@ -69,6 +72,9 @@ func (w *Writer) SpliceFrom(ctx context.Context, src syscall.Conn, n int) (int64
 	if err != nil || n <= 0 {
 		return 0, w.wrap("splice", orInvalid(err, n))
 	}
+	if w.packet {
+		return 0, w.notPacket("splice")
+	}
 	attempt := func(dst int, flags int) (int, error) {
 		m, err := unix.Splice(sfd, nil, dst, nil, n, flags)
 		return int(m), err
@@ -83,6 +89,9 @@ func (w *Writer) SpliceFrom(ctx context.Context, src syscall.Conn, n int) (int64
 func (w *Writer) Vmsplice(ctx context.Context, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if w.packet {
+		return 0, w.notPacket("vmsplice")
 	}
 	attempt := func(dst int, flags int) (int, error) {
 		return sys.Vmsplice(dst, p, flags)
