@@ -165,7 +165,7 @@ func procStat(kind string, id int) (objStat, error) {
 		st := objStat{
 			ident: Identity{Key: Key(int32(key)), CUID: uint32(num("cuid", 10)), CGID: uint32(num("cgid", 10)),
 				ChangeTime: int64(num("ctime", 10))},
-			uid: uint32(num("uid", 10)), mode: uint32(num("perms", 8)),
+			uid: uint32(num("uid", 10)), mode: uint32(num("perms", 8)), viaProc: true,
 		}
 		switch kind {
 		case "sem":
@@ -232,7 +232,8 @@ type object struct {
 type objStat struct {
 	ident     Identity
 	uid, mode uint32
-	size      int // semaphores in a set, bytes in a segment
+	size      int  // semaphores in a set, bytes in a segment
+	viaProc   bool // read from /proc/sysvipc: IPC_STAT is not permitted
 }
 
 // Identity is what tells a System V object from another that later gets the same id
@@ -257,6 +258,19 @@ type Identity struct {
 // recheckEvery is how long a handle's identity stays confirmed: the first call after
 // that re-reads it (one IPC_STAT) before it touches the object.
 const recheckEvery = time.Millisecond
+
+// recheckProc is recheckEvery for a handle that may not IPC_STAT its object (no read
+// access: a write-only sender) and reads /proc/sysvipc instead: a whole table, so less
+// often.
+const recheckProc = 100 * time.Millisecond
+
+// recheckInterval is how long the confirmation st gave holds.
+func recheckInterval(st objStat) time.Duration {
+	if st.viaProc {
+		return recheckProc
+	}
+	return recheckEvery
+}
 
 // errReplaced is the cause when the id names another object now.
 var errReplaced = fmt.Errorf("%w: the id now names another object", ipc.ErrRemoved)
@@ -336,7 +350,7 @@ func (o *object) confirm(op string, st objStat) error {
 		return ipc.Wrap(op, o.name, errReplaced)
 	}
 	if o.recheck.Swap(false) && o.timer != nil {
-		o.timer.Reset(recheckEvery)
+		o.timer.Reset(recheckInterval(st))
 	}
 	return nil
 }

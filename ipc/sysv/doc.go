@@ -23,7 +23,9 @@
 // process that ran the counter round beforehand needs only the removal and one
 // creation. A handle therefore remembers what its id named when it was made
 // (Identity: key, creator uid and gid, and a semaphore set's size, which no IPC_SET
-// changes) and confirms it with one IPC_STAT:
+// changes) and confirms it with one IPC_STAT (a handle without read access to its
+// object, which IPC_STAT refuses, reads /proc/sysvipc instead, and for the calls below
+// that deliver or take at most every 100 ms):
 //
 //   - every time before a call that changes or destroys the object: Remove, SetAttr,
 //     SetPerm, Set, SetAll;
@@ -41,8 +43,9 @@
 // table until the last detach), and it is checked once more just after shmat.
 //
 // What remains is the window between a confirmation and the call: about a
-// microsecond for the calls that change or destroy, up to a millisecond (more when
-// the machine is so loaded that the timer runs late) for the others. For the id to
+// microsecond for the calls that change or destroy, up to a millisecond (100 ms for a
+// handle without read access; more when the machine is so loaded that the timer runs
+// late) for the others. For the id to
 // be recycled inside it, the counter must have come round since the object was
 // created (the 4.2 million creations, at any time before) and then the object be
 // removed and one more created, all within the window; only a process allowed to
