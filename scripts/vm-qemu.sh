@@ -249,7 +249,7 @@ build_machine() {
 	local kernel initrd
 	kernel=$(find "$build_root/boot" -maxdepth 1 -name 'vmlinuz-*' | sort -V | tail -n1)
 	initrd=$(find "$build_root/boot" -maxdepth 1 -name 'initrd.img-*' | sort -V | tail -n1)
-	[ -n "$kernel" ] && [ -n "$initrd" ] || die "no kernel or initrd in the new root file system"
+	if [ -z "$kernel" ] || [ -z "$initrd" ]; then die "no kernel or initrd in the new root file system"; fi
 	mkdir -p "$work/out"
 	cp "$kernel" "$work/out/vmlinuz"
 	cp "$initrd" "$work/out/initrd.img"
@@ -355,7 +355,7 @@ chmod 0644 "$results/$machine.console.log"
 mkdir -p "$tmp/out"
 get() { debugfs -R "dump /results/$1 $tmp/out/$1" "$tmp/work.img" >/dev/null 2>&1 && [ -f "$tmp/out/$1" ]; }
 get status || die "the guest left no status on its work disk (console: $results/$machine.console.log)"
-get "$machine.log" && cp "$tmp/out/$machine.log" "$results/$machine.log" || true
+if get "$machine.log"; then cp "$tmp/out/$machine.log" "$results/$machine.log"; fi
 status=$(cat "$tmp/out/status")
 [ "$status" = 0 ] || die "vm-provision.sh failed in the guest with status $status (console: $results/$machine.console.log)"
 get "$machine.json" || die "the guest left no $machine.json (console: $results/$machine.console.log)"
