@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# vm-provision.sh: install Go if needed, build ipcbench from the source tree, run the
-# default benchmark suite with --format json (and --ebpf where the kernel allows it),
-# and write RESULTS_DIR/MACHINE.json.
+# vm-provision.sh: install Go if needed, build ipcbench from the source tree (or take
+# a prebuilt one), run the default benchmark suite with --format json (and --ebpf where
+# the kernel allows it), and write RESULTS_DIR/MACHINE.json.
 #
-# The Vagrantfile runs this in every VM (as root, source synced to /vagrant). The tests
-# run it on the build machine too (internal/report's TestProvision), so all of it is
-# exercised; only the download host differs. Settings, all from the environment:
+# The Vagrantfile runs this in every VM (as root, source synced to /vagrant), and so
+# does the Debian machine scripts/vm-qemu.sh boots under qemu, with IPCBENCH_BIN. The
+# tests run it on the build machine too (internal/report's TestProvision*), so all of
+# it is exercised; only the download host differs. Settings, all from the environment:
 #
+#   IPCBENCH_BIN    a prebuilt ipcbench (static: CGO_ENABLED=0) to run instead of
+#                   building one; then neither Go nor the source tree is needed
 #   IPCLAB_SRC      source tree (default: the directory above this script)
 #   MACHINE         name of the result file (default: the short host name)
 #   RESULTS_DIR     where MACHINE.json and MACHINE.log go (default: IPCLAB_SRC/results)
@@ -48,7 +51,12 @@ if [ -n "${IPCLAB_VERSION:-}" ]; then export IPCLAB_VERSION; fi
 read -r -a run_args <<<"${IPCBENCH_RUN:-run}"
 read -r -a extra_args <<<"${IPCBENCH_ARGS:-}"
 
-[ -f "$src/go.mod" ] || die "no go.mod in $src (set IPCLAB_SRC)"
+prebuilt=${IPCBENCH_BIN:-}
+if [ -n "$prebuilt" ]; then
+	if [ ! -f "$prebuilt" ] || [ ! -x "$prebuilt" ]; then die "IPCBENCH_BIN=$prebuilt is not an executable file"; fi
+elif [ ! -f "$src/go.mod" ]; then
+	die "no go.mod in $src (set IPCLAB_SRC, or IPCBENCH_BIN to run a prebuilt ipcbench)"
+fi
 case "$machine" in '' | */* | .*) die "bad MACHINE name '$machine'" ;; esac
 case "$go_install" in auto | always | never) ;; *) die "GO_INSTALL must be auto, always or never" ;; esac
 case "$ebpf" in auto | on | off) ;; *) die "IPCBENCH_EBPF must be auto, on or off" ;; esac
@@ -56,11 +64,11 @@ case "$run_timeout" in '' | *[!0-9]*) die "IPCBENCH_TIMEOUT must be a number of 
 
 # The Go version go.mod asks for: its toolchain line if any, else its go line.
 want_go=${GO_VERSION:-}
-if [ -z "$want_go" ]; then
+if [ -z "$want_go" ] && [ -z "$prebuilt" ]; then
 	want_go=$(awk '$1 == "toolchain" { sub(/^go/, "", $2); print $2; exit }' "$src/go.mod")
 	[ -n "$want_go" ] || want_go=$(awk '$1 == "go" { print $2; exit }' "$src/go.mod")
 fi
-[ -n "$want_go" ] || die "cannot tell which Go version go.mod needs"
+[ -n "$want_go" ] || [ -n "$prebuilt" ] || die "cannot tell which Go version go.mod needs"
 
 # version_ge A B: A >= B for dotted versions.
 version_ge() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" = "$2" ]; }
@@ -113,9 +121,11 @@ install_go() {
 	log "installed Go $want_go in $go_prefix/go"
 }
 
-# Find or install a go that can build this module.
+# Find or install a go that can build this module, unless IPCBENCH_BIN spares the build.
 go_bin=""
-if [ "$go_install" != always ]; then
+if [ -n "$prebuilt" ]; then
+	log "using the prebuilt $prebuilt (IPCBENCH_BIN): no Go, no build"
+elif [ "$go_install" != always ]; then
 	for g in "$(command -v go 2>/dev/null || true)" "$go_prefix/go/bin/go"; do
 		if [ -z "$g" ] || [ ! -x "$g" ]; then continue; fi
 		v=$(go_version "$g")
@@ -123,26 +133,30 @@ if [ "$go_install" != always ]; then
 		[ -n "$v" ] && log "ignoring $g: Go $v is older than $want_go"
 	done
 fi
-if [ -z "$go_bin" ]; then
+if [ -z "$go_bin" ] && [ -z "$prebuilt" ]; then
 	[ "$go_install" != never ] || die "no Go >= $want_go on PATH and GO_INSTALL=never"
 	install_go
 	go_bin=$go_prefix/go/bin/go
 	v=$(go_version "$go_bin")
 	if [ -z "$v" ] || ! version_ge "$v" "$want_go"; then die "the installed Go ($v) does not run or is older than $want_go"; fi
 fi
-log "using $go_bin (Go $(go_version "$go_bin"))"
+[ -n "$prebuilt" ] || log "using $go_bin (Go $(go_version "$go_bin"))"
 
 # Build. GOTOOLCHAIN=local: never fetch another toolchain behind our back.
 # -buildvcs=false: a synced folder has no usable .git.
 build=${BUILD_DIR:-}
-if [ -z "$build" ]; then
+if [ -z "$build" ] && [ -z "$prebuilt" ]; then
 	build=$(mktemp -d)
 	cleanup+=("$build")
 fi
 bin=$build/ipcbench
-log "building ipcbench from $src"
-(cd "$src" && GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false" "$go_bin" build -o "$bin" ./cmd/ipcbench) ||
-	die "go build ./cmd/ipcbench failed"
+if [ -n "$prebuilt" ]; then
+	bin=$prebuilt
+else
+	log "building ipcbench from $src"
+	(cd "$src" && GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false" "$go_bin" build -o "$bin" ./cmd/ipcbench) ||
+		die "go build ./cmd/ipcbench failed"
+fi
 
 mkdir -p "$results"
 out=$results/$machine.json

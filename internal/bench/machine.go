@@ -31,6 +31,10 @@ func Machine(pin string) report.Machine {
 	m.CPUModel, m.Virtualization = cpuInfo()
 	if out, err := exec.Command("systemd-detect-virt").Output(); err == nil {
 		m.Virtualization = strings.TrimSpace(string(out))
+		// "qemu" is qemu without KVM: the CPU itself is emulated in software.
+		if m.Virtualization == "qemu" {
+			m.Virtualization = report.EmulatedCPU
+		}
 	}
 	m.IpclabVersion = version()
 	return m

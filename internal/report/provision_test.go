@@ -75,8 +75,25 @@ func provisionArgs() string {
 	return defaultProvisionArgs
 }
 
+// hostKernel returns this machine's kernel release (uname -r).
+func hostKernel(t *testing.T) string {
+	t.Helper()
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
 // checkResult loads the script's result file and checks that it is this machine's.
 func checkResult(t *testing.T, path string) Run {
+	t.Helper()
+	return checkRun(t, path, hostKernel(t))
+}
+
+// checkRun loads a result file, checks that it ran on the kernel release kernel and
+// holds measurements, and puts it through compare and report.
+func checkRun(t *testing.T, path, kernel string) Run {
 	t.Helper()
 	run, err := Load(path)
 	if err != nil {
@@ -85,12 +102,8 @@ func checkResult(t *testing.T, path string) Run {
 	if len(run.Results) == 0 {
 		t.Fatalf("%s has no results", path)
 	}
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		t.Fatal(err)
-	}
-	if k := unix.ByteSliceToString(u.Release[:]); run.Machine.Kernel != k {
-		t.Errorf("machine kernel %q, want this machine's %q", run.Machine.Kernel, k)
+	if run.Machine.Kernel != kernel {
+		t.Errorf("machine kernel %q, want %q", run.Machine.Kernel, kernel)
 	}
 	for _, r := range run.Results {
 		if r.Iterations <= 0 || (r.RTT.P50 <= 0 && r.BytesPerSec <= 0 && r.MsgsPerSec <= 0) {
@@ -216,6 +229,41 @@ func TestProvisionInstallsGo(t *testing.T) {
 	})
 }
 
+// buildIpcbench builds a static ipcbench (CGO_ENABLED=0, as for a VM) into dir.
+func buildIpcbench(t *testing.T, goBin, dir string) string {
+	t.Helper()
+	needIpcbench(t)
+	bin := filepath.Join(dir, "ipcbench")
+	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/ipcbench")
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/ipcbench: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestProvisionPrebuilt runs the script with IPCBENCH_BIN, as scripts/vm-qemu.sh's guest
+// does: it must run that binary with neither Go nor a source tree at hand.
+func TestProvisionPrebuilt(t *testing.T) {
+	goBin := goTool(t)
+	bin := buildIpcbench(t, goBin, t.TempDir())
+	dir := t.TempDir()
+	out, err := provision(t, goBin,
+		"IPCBENCH_BIN="+bin, "IPCLAB_SRC="+t.TempDir(), // a tree without go.mod
+		"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GO_PREFIX="+t.TempDir(), "GO_INSTALL=never",
+		"MACHINE=prebuilt", "RESULTS_DIR="+dir, "IPCBENCH_EBPF=off", "IPCBENCH_ARGS="+provisionArgs())
+	if err != nil {
+		t.Fatalf("vm-provision.sh: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "using the prebuilt "+bin) || strings.Contains(out, "building ipcbench") {
+		t.Errorf("the script did not run the prebuilt ipcbench as it is:\n%s", out)
+	}
+	if run := checkResult(t, filepath.Join(dir, "prebuilt.json")); run.Name != "prebuilt" {
+		t.Errorf("run named %q, want prebuilt", run.Name)
+	}
+}
+
 func runtimeArch(t *testing.T, goBin string) string {
 	out, err := exec.Command(goBin, "env", "GOARCH").Output()
 	if err != nil {
@@ -236,6 +284,8 @@ func TestProvisionRefuses(t *testing.T) {
 		{"bad-machine", []string{"MACHINE=../x"}, "bad MACHINE name"},
 		{"bad-ebpf", []string{"IPCBENCH_EBPF=maybe"}, "IPCBENCH_EBPF must be"},
 		{"bad-go-install", []string{"GO_INSTALL=sometimes"}, "GO_INSTALL must be"},
+		{"missing-prebuilt", []string{"IPCBENCH_BIN=/nonexistent/ipcbench"}, "IPCBENCH_BIN=/nonexistent/ipcbench is not an executable file"},
+		{"prebuilt-not-executable", []string{"IPCBENCH_BIN=" + filepath.Join(repoRoot(t), "go.mod")}, "is not an executable file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := append([]string{"RESULTS_DIR=" + t.TempDir()}, tc.env...)

@@ -43,7 +43,7 @@ type Machine struct {
 	OS             string    `json:"os"`                 // PRETTY_NAME from os-release
 	CPUModel       string    `json:"cpu_model"`          // as /proc/cpuinfo names it
 	CPUs           int       `json:"cpus"`               // online CPUs
-	Virtualization string    `json:"virtualization"`     // "kvm", "none", ...
+	Virtualization string    `json:"virtualization"`     // "kvm", "none", EmulatedCPU, ...
 	GoVersion      string    `json:"go_version"`         // runtime.Version()
 	IpclabVersion  string    `json:"ipclab_version"`     // module version or VCS revision
 	Pin            string    `json:"pin"`                // CPU pinning requested for the run
@@ -53,6 +53,11 @@ type Machine struct {
 	// values. They are written back out by MarshalJSON and listed in reports.
 	Extra map[string]any `json:"-"`
 }
+
+// EmulatedCPU is Machine.Virtualization for a run on a CPU emulated in software (qemu
+// without KVM, which systemd-detect-virt calls "qemu"). Such a run's figures describe
+// the emulator, not any real machine: they prove that a run works, nothing more.
+const EmulatedCPU = "qemu-tcg (emulated CPU: figures not meaningful)"
 
 // machineFields is Machine without its methods, so that encoding/json handles the
 // known fields for MarshalJSON and UnmarshalJSON.
