@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,13 +52,20 @@ func sysvPair(tb testing.TB, prim, impl string, w ipc.WaitStrategy, size int) (E
 	return a, b, p
 }
 
-// sysvObjects lists this IPC namespace's System V objects.
+// sysvObjects lists the System V objects of this IPC namespace that this user
+// created: without root the tests share the host's namespace with other users' runs.
 func sysvObjects() string {
 	var out []string
+	me := strconv.Itoa(os.Geteuid())
 	for _, k := range []string{"msg", "sem", "shm"} {
 		b, _ := os.ReadFile("/proc/sysvipc/" + k)
 		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		out = append(out, lines[1:]...)
+		cuid := slices.Index(strings.Fields(lines[0]), "cuid")
+		for _, l := range lines[1:] {
+			if f := strings.Fields(l); cuid >= 0 && cuid < len(f) && f[cuid] == me {
+				out = append(out, l)
+			}
+		}
 	}
 	return strings.Join(out, "\n")
 }
