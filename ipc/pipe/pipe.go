@@ -161,13 +161,7 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if err != nil {
 		return 0, r.wrap("read", err)
 	}
-	if n == 0 {
-		return 0, io.EOF
-	}
-	if n > len(p) {
-		return len(p), r.truncated(n, len(p))
-	}
-	return n, nil
+	return r.readResult(n, p)
 }
 
 func (r *Reader) readPoller(ctx context.Context, p []byte) (int, error) {
@@ -200,6 +194,12 @@ func (r *Reader) readPollerPacket(ctx context.Context, p []byte) (int, error) {
 	if err != nil {
 		return 0, r.wrap("read", err)
 	}
+	return r.readResult(n, p)
+}
+
+// readResult is what a read into p that returned n gives its caller: io.EOF for 0,
+// ErrTruncated for a packet longer than p (n > len(p), see readErrno).
+func (r *Reader) readResult(n int, p []byte) (int, error) {
 	if n == 0 {
 		return 0, io.EOF
 	}
@@ -231,13 +231,7 @@ func (r *Reader) readKernel(ctx context.Context, p []byte) (int, error) {
 	if err != nil {
 		return 0, r.wrap("read", wait.BoundErr(kctx, err, bounded))
 	}
-	if n == 0 {
-		return 0, io.EOF
-	}
-	if n > len(p) {
-		return len(p), r.truncated(n, len(p))
-	}
-	return n, nil
+	return r.readResult(n, p)
 }
 
 // TryRead reads what is there without waiting. With nothing to read it returns an error
@@ -256,13 +250,7 @@ func (r *Reader) TryRead(p []byte) (int, error) {
 	if err != nil {
 		return 0, r.wrap("read", err)
 	}
-	if n == 0 {
-		return 0, io.EOF
-	}
-	if n > len(p) {
-		return len(p), r.truncated(n, len(p))
-	}
-	return n, nil
+	return r.readResult(n, p)
 }
 
 // ReadFull reads exactly len(p) bytes under ctx, returning io.ErrUnexpectedEOF if the
