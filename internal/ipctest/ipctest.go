@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -364,8 +365,12 @@ func openFds() []string {
 }
 
 // sysvObjects lists System V objects as "kind key id".
+// sysvObjects lists the IPC namespace's System V objects. Without root the tests run
+// in the host's namespace, beside other users' objects: then only those this user
+// created count.
 func sysvObjects() []string {
 	var out []string
+	me := strconv.Itoa(os.Geteuid())
 	for _, kind := range []string{"msg", "sem", "shm"} {
 		data, err := os.ReadFile("/proc/sysvipc/" + kind)
 		if err != nil {
@@ -373,11 +378,16 @@ func sysvObjects() []string {
 		}
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		sc.Scan() // header
+		cuid := slices.Index(strings.Fields(sc.Text()), "cuid")
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
-			if len(f) >= 2 {
-				out = append(out, kind+" key="+f[0]+" id="+f[1])
+			if len(f) < 2 {
+				continue
 			}
+			if os.Geteuid() != 0 && (cuid < 0 || cuid >= len(f) || f[cuid] != me) {
+				continue
+			}
+			out = append(out, kind+" key="+f[0]+" id="+f[1])
 		}
 	}
 	return out

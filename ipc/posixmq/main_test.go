@@ -112,3 +112,17 @@ func start(t testing.TB, name string, opts ...ipctest.Option) *ipctest.Proc {
 	env := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
 	return ipctest.Start(t, name, append([]ipctest.Option{ipctest.WithEnv("GORACE=" + env)}, opts...)...)
 }
+
+// mqueueMounted reports whether /dev/mqueue is an mqueue file system (as root the
+// tests mount one in their namespace; without root it may be a bare directory).
+func mqueueMounted() error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/dev/mqueue", &fs); err != nil {
+		return err
+	}
+	const mqueueMagic = 0x19800202
+	if fs.Type != mqueueMagic {
+		return fmt.Errorf("/dev/mqueue is not an mqueue file system (type %#x)", fs.Type)
+	}
+	return nil
+}
