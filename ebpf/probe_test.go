@@ -302,8 +302,8 @@ func TestSysVMsg(t *testing.T) {
 		t.Run("label="+label, func(t *testing.T) {
 			id := msgQueue(t)
 			args := []string{strconv.Itoa(id), strconv.Itoa(n), strconv.Itoa(size)}
-			snd := ipctest.Start(t, "msgsnd", ipctest.WithArgs(args...))
-			rcv := ipctest.Start(t, "msgrcv", ipctest.WithArgs(args...))
+			snd := ipctest.Start(t, "msgsnd", ipctest.WithArgs(args...), noPreemption)
+			rcv := ipctest.Start(t, "msgrcv", ipctest.WithArgs(args...), noPreemption)
 			r := trace(t, ebpf.Options{}, func(p *ebpf.Probes) {
 				if label != "" {
 					if err := p.RegisterSysV(ebpf.SysVMsg, id, label); err != nil {
@@ -524,7 +524,7 @@ func TestAgreesWithStrace(t *testing.T) {
 	}
 	const n, size = 100, 64
 	id := msgQueue(t)
-	snd := ipctest.Start(t, "msgsnd", ipctest.WithArgs(strconv.Itoa(id), strconv.Itoa(n), strconv.Itoa(size)))
+	snd := ipctest.Start(t, "msgsnd", ipctest.WithArgs(strconv.Itoa(id), strconv.Itoa(n), strconv.Itoa(size)), noPreemption)
 	a, b := socketpair(t, unix.SOCK_DGRAM)
 	send := ipctest.Start(t, "sendto", ipctest.WithFiles(a), ipctest.WithArgs(strconv.Itoa(n), strconv.Itoa(size)))
 	_ = b

@@ -115,6 +115,12 @@ var _ = ipctest.Helper("msgsnd", func(args []string) int {
 })
 
 // msgrcv: args id n size. n msgrcv of size bytes of text.
+// noPreemption starts a raw System V helper without the runtime's asynchronous
+// preemption: msgsnd and msgrcv are never restarted after a signal handler (signal(7)),
+// so the runtime's preemption signal (SIGURG) could end one with EINTR, and the
+// workloads must make exactly n calls for the counts to compare.
+var noPreemption = ipctest.WithEnv("GODEBUG=asyncpreemptoff=1")
+
 var _ = ipctest.Helper("msgrcv", func(args []string) int {
 	id, n, size := atoi(args[0]), atoi(args[1]), atoi(args[2])
 	buf := make([]byte, sys.MsgHeaderSize+size)
