@@ -465,7 +465,11 @@ func (e *ringEndpoint) Close() error {
 // A side that finds the slot in the wrong state announces itself in waiters and
 // sleeps; the side that changes the state wakes it only if waiters says someone
 // sleeps. shm sleeps on the state word with bare futex calls; shm-sem sleeps in semop
-// on semaphore d (one per direction) of a bare set, and posts it to wake. That is the
+// on a semaphore of a bare set, one per direction and per state waited for (the
+// sender's "empty" and the receiver's "full", as the Ring has one for data and one for
+// room), and posts the other side's to wake it. One semaphore for both sides of a slot
+// deadlocked in the stream scenario: a receiver going back to sleep took the post
+// meant for the sender it had just woken. That is the
 // work an ipclab Ring does with either signal: a system call only to sleep and to
 // wake a sleeper. (An earlier baseline used classic full/empty semaphores, two semop
 // calls per send and two per receive whether or not anyone waited: twice the calls of
@@ -486,7 +490,7 @@ func (t shmTransport) rawSetup(p *Params) (Endpoint, []*os.File, error) {
 	}
 	p.Args = idArgs(ids[0], ids[1])
 	if t.signal == sysv.SignalSemaphore {
-		sem, err := sys.Semget(0, 2, unix.IPC_CREAT|unix.IPC_EXCL|0o600) // both start at 0
+		sem, err := sys.Semget(0, 4, unix.IPC_CREAT|unix.IPC_EXCL|0o600) // all start at 0
 		if err != nil {
 			t.Cleanup(*p)
 			return nil, nil, err
@@ -554,8 +558,8 @@ func (e *rawSlotEndpoint) enter() bool {
 }
 
 // transfer waits until the slot in m is in state from, runs f, moves the slot to
-// state to, and wakes the other side if it sleeps. dir is the slot's direction: the
-// semaphore shm-sem sleeps on.
+// state to, and wakes the other side if it sleeps. dir is the slot's direction; shm-sem
+// sleeps on semaphore 2*dir+from and wakes the other side on 2*dir+to.
 func (e *rawSlotEndpoint) transfer(m []byte, dir uint16, from, to uint32, f func()) error {
 	state, waiters := sys.Uint32At(m, 0), sys.Uint32At(m, 4)
 	for state.Load() != from {
@@ -567,7 +571,7 @@ func (e *rawSlotEndpoint) transfer(m []byte, dir uint16, from, to uint32, f func
 			// Re-checked after announcing: the waker changes the state before it reads
 			// waiters. A post for a sleeper that then found the state changed is left
 			// on the semaphore and costs one spurious wake-up later; the loop re-checks.
-			err = rawSemop(e.sem, []sysv.SemOp{{Num: dir, Op: -1}})
+			err = rawSemop(e.sem, []sysv.SemOp{{Num: 2*dir + uint16(from), Op: -1}})
 		}
 		waiters.Add(^uint32(0))
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
@@ -581,7 +585,7 @@ func (e *rawSlotEndpoint) transfer(m []byte, dir uint16, from, to uint32, f func
 	state.Swap(to) // Swap: ordered before the load of waiters, even under -race
 	if waiters.Load() != 0 {
 		if e.sem >= 0 {
-			return rawSemop(e.sem, []sysv.SemOp{{Num: dir, Op: 1}})
+			return rawSemop(e.sem, []sysv.SemOp{{Num: 2*dir + uint16(to), Op: 1}})
 		}
 		if _, err := sys.FutexWake(state, 1); err != nil {
 			return err

@@ -815,7 +815,13 @@ func TestPacketMode(t *testing.T) {
 		// without being told.
 		r, w := newPipe(t, pipe.Packet())
 		f := readerFile(t, r)
-		ar, err := pipe.ReaderFromFd(int(f.Fd()))
+		// ReaderFromFd owns what it is given: hand it a duplicate, and close f, whose
+		// finalizer would otherwise close that number again later, under another
+		// test's descriptor.
+		nfd, err := unix.Dup(int(f.Fd()))
+		require.NoError(t, err)
+		f.Close()
+		ar, err := pipe.ReaderFromFd(nfd)
 		require.NoError(t, err)
 		defer ar.Close()
 		_, err = w.Write([]byte("xyz"))
