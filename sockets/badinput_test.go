@@ -1,36 +1,14 @@
 package sockets
 
 import (
-	"errors"
 	"os"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/ipctest"
 	"github.com/ipclab/ipclab/ipc"
 )
-
-// checkBadInput fails unless err is a one-line *ipc.OpError matching every target.
-func checkBadInput(t *testing.T, what string, err error, targets ...error) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("%s: no error", what)
-		return
-	}
-	var oe *ipc.OpError
-	if !errors.As(err, &oe) {
-		t.Errorf("%s: %T (%v) is not an *ipc.OpError", what, err, err)
-	}
-	for _, target := range targets {
-		if !errors.Is(err, target) {
-			t.Errorf("%s: %v does not match %v", what, err, target)
-		}
-	}
-	if strings.Contains(err.Error(), "\n") {
-		t.Errorf("%s: error text has a newline: %q", what, err.Error())
-	}
-}
 
 // TestNilFile is issue 16 item 6: the File constructors given a nil *os.File (the
 // untyped nil and a nil variable), a closed file or a file that is no socket return
@@ -65,7 +43,7 @@ func TestNilFile(t *testing.T) {
 				}
 			}()
 			_, err := c.f(f)
-			checkBadInput(t, c.name+"("+what+")", err, targets...)
+			ipctest.CheckOpError(t, c.name+"("+what+")", err, targets...)
 		}
 		call("nil", nil, ipc.ErrInvalid, unix.EINVAL)
 		call("nil variable", nilFile, ipc.ErrInvalid, unix.EINVAL)
@@ -78,11 +56,11 @@ func TestNilFile(t *testing.T) {
 // matching ipc.ErrInvalid, before any socket is made.
 func TestBadOptions(t *testing.T) {
 	_, _, err := StreamPair(nil)
-	checkBadInput(t, "StreamPair(nil option)", err, ipc.ErrInvalid)
+	ipctest.CheckOpError(t, "StreamPair(nil option)", err, ipc.ErrInvalid)
 	_, _, err = SeqpacketPair(WithMaxFds(-1))
-	checkBadInput(t, "SeqpacketPair(WithMaxFds(-1))", err, ipc.ErrInvalid)
+	ipctest.CheckOpError(t, "SeqpacketPair(WithMaxFds(-1))", err, ipc.ErrInvalid)
 	_, err = ListenUDP("127.0.0.1:0", WithWait(ipc.WaitSpin))
-	checkBadInput(t, "ListenUDP(WithWait(WaitSpin))", err, ipc.ErrInvalid)
+	ipctest.CheckOpError(t, "ListenUDP(WithWait(WaitSpin))", err, ipc.ErrInvalid)
 	_, err = ListenSeqpacket(sockPath(t, "s"), WithBacklog(0))
-	checkBadInput(t, "ListenSeqpacket(WithBacklog(0))", err, ipc.ErrInvalid)
+	ipctest.CheckOpError(t, "ListenSeqpacket(WithBacklog(0))", err, ipc.ErrInvalid)
 }

@@ -56,28 +56,6 @@ var _ = ipctest.Helper("not-a-door", func(args []string) int {
 	return 0
 })
 
-// oneLine fails unless err is an *ipc.OpError whose text is one line and matches
-// every target.
-func oneLine(t *testing.T, what string, err error, targets ...error) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("%s: no error", what)
-		return
-	}
-	var oe *ipc.OpError
-	if !errors.As(err, &oe) {
-		t.Errorf("%s: %T (%v) is not an *ipc.OpError", what, err, err)
-	}
-	if strings.Contains(err.Error(), "\n") {
-		t.Errorf("%s: error text has a newline: %q", what, err.Error())
-	}
-	for _, target := range targets {
-		if !errors.Is(err, target) {
-			t.Errorf("%s: %q does not match %v", what, err, target)
-		}
-	}
-}
-
 // TestNotADoor is issue 14 §5: Open on a path that is a regular file, a FIFO, a
 // stream socket or a seqpacket socket whose server (another process) does not
 // speak the door protocol, and NewClient on a descriptor that is no door, say "not
@@ -92,7 +70,7 @@ func TestNotADoor(t *testing.T) {
 		if err == nil {
 			c.Close()
 		}
-		oneLine(t, what, err, append(targets, ErrNotDoor)...)
+		ipctest.CheckOpError(t, what, err, append(targets, ErrNotDoor)...)
 		if err != nil && !strings.Contains(err.Error(), "not a door ("+text+")") {
 			t.Errorf("%s: %q does not say \"not a door (%s)\"", what, err, text)
 		}
@@ -126,7 +104,7 @@ func TestNotADoor(t *testing.T) {
 
 	// No such path is not "not a door": nothing is there.
 	_, err := Open(ctx, filepath.Join(dir, "absent"))
-	oneLine(t, "absent path", err, unix.ENOENT)
+	ipctest.CheckOpError(t, "absent path", err, unix.ENOENT)
 	if errors.Is(err, ErrNotDoor) {
 		t.Errorf("absent path: %v matches ErrNotDoor", err)
 	}
@@ -138,7 +116,7 @@ func TestNotADoor(t *testing.T) {
 	}
 	defer f.Close()
 	_, err = NewClient(ctx, f)
-	oneLine(t, "NewClient(regular file)", err, ErrNotDoor, unix.ENOTSOCK)
+	ipctest.CheckOpError(t, "NewClient(regular file)", err, ErrNotDoor, unix.ENOTSOCK)
 	if err != nil && !strings.Contains(err.Error(), "not a door (a regular file)") {
 		t.Errorf("NewClient(regular file): %q does not say \"not a door (a regular file)\"", err)
 	}
@@ -154,7 +132,7 @@ func TestNotADoor(t *testing.T) {
 	}
 	defer sf.Close()
 	_, err = NewClient(ctx, sf)
-	oneLine(t, "NewClient(stream socket)", err, ErrNotDoor, ipc.ErrInvalid)
+	ipctest.CheckOpError(t, "NewClient(stream socket)", err, ErrNotDoor, ipc.ErrInvalid)
 	if err != nil && !strings.Contains(err.Error(), "not a door (a socket of another type)") {
 		t.Errorf("NewClient(stream socket): %q does not say \"not a door (a socket of another type)\"", err)
 	}
@@ -180,7 +158,7 @@ func TestNewClientNil(t *testing.T) {
 				}
 			}()
 			_, err := c.call()
-			oneLine(t, c.what, err, ipc.ErrInvalid, unix.EINVAL)
+			ipctest.CheckOpError(t, c.what, err, ipc.ErrInvalid, unix.EINVAL)
 		}()
 	}
 }
@@ -247,7 +225,7 @@ func TestErrorTextsOneLine(t *testing.T) {
 	add("doors.New(nil handler)", err)
 
 	for name, err := range errs {
-		oneLine(t, name, err)
+		ipctest.CheckOpError(t, name, err)
 	}
 	if t.Failed() || testing.Verbose() {
 		for name, err := range errs {

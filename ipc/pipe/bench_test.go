@@ -12,10 +12,14 @@ import (
 
 // BenchmarkWriteRead writes and reads one 64-byte message per iteration into caller
 // buffers: it must allocate nothing.
-func BenchmarkWriteRead(b *testing.B) {
+func BenchmarkWriteRead(b *testing.B) { benchWriteRead(b) }
+
+// benchWriteRead is a 64-byte write and read through one pipe made with opts, in each
+// wait strategy.
+func benchWriteRead(b *testing.B, opts ...pipe.Option) {
 	for _, ws := range strategies {
 		b.Run(ws.String(), func(b *testing.B) {
-			r, w, err := pipe.New(pipe.WithWait(ws))
+			r, w, err := pipe.New(append([]pipe.Option{pipe.WithWait(ws)}, opts...)...)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -88,28 +92,4 @@ func BenchmarkRawWriteRead(b *testing.B) {
 // BenchmarkPacketWriteRead is BenchmarkWriteRead on a packet pipe: a 64-byte buffer is
 // shorter than a page, so every read goes through the truncation check (readv with
 // the spill area). It must allocate nothing either.
-func BenchmarkPacketWriteRead(b *testing.B) {
-	for _, ws := range strategies {
-		b.Run(ws.String(), func(b *testing.B) {
-			r, w, err := pipe.New(pipe.WithWait(ws), pipe.Packet())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer r.Close()
-			defer w.Close()
-			msg := make([]byte, 64)
-			buf := make([]byte, 64)
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.SetBytes(64)
-			for b.Loop() {
-				if _, err := w.WriteContext(ctx, msg); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := r.ReadContext(ctx, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
+func BenchmarkPacketWriteRead(b *testing.B) { benchWriteRead(b, pipe.Packet()) }
