@@ -847,6 +847,11 @@ func runPeer(specJSON string) error {
 	var hdr [8]byte
 	for {
 		if _, err := io.ReadFull(ctrl, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				// The parent closed its end without the final 0: it died. Its
+				// SIGTERM may still be on the way; clean up for it now.
+				cleanupForParent(t, spec.Params)
+			}
 			return fmt.Errorf("control: %w", err)
 		}
 		n := int(binary.LittleEndian.Uint64(hdr[:]))
@@ -910,8 +915,15 @@ func watchParent(t Transport, p Params) {
 	signal.Notify(term, syscall.SIGTERM)
 	go func() {
 		<-term
-		peerCleanup.Lock()
-		_ = t.Cleanup(p)
-		os.Exit(3)
+		cleanupForParent(t, p)
 	}()
+}
+
+// cleanupForParent removes the transport's objects for a parent that died and exits
+// the process. The first caller (the SIGTERM watcher or the control loop seeing EOF)
+// does it; a second waits on peerCleanup until the process is gone.
+func cleanupForParent(t Transport, p Params) {
+	peerCleanup.Lock()
+	_ = t.Cleanup(p)
+	os.Exit(3)
 }

@@ -18,6 +18,12 @@ func TestMain(m *testing.M) { ipctest.Main(m) }
 
 var keySeq atomic.Int32
 
+// kernelSecondBefore returns a time no later than any timestamp the kernel stamps on
+// an object from now on. The kernel takes ctime/stime from its coarse clock, which
+// lags time.Now by up to a tick: across a second boundary it may still read the last
+// second.
+func kernelSecondBefore() time.Time { return time.Now().Truncate(time.Second).Add(-time.Second) }
+
 // newKey returns a key no other test in this process uses.
 func newKey() Key {
 	return Key(0x5e000000 | int32(os.Getpid()&0xfff)<<12 | keySeq.Add(1)&0xfff)

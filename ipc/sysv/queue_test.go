@@ -199,7 +199,7 @@ func TestQueue(t *testing.T) {
 
 	t.Run("MSG-07", func(t *testing.T) {
 		q := tmpQueue(t)
-		before := time.Now().Truncate(time.Second)
+		before := kernelSecondBefore()
 		must(t, q.Send(ctx, 1, make([]byte, 100)))
 		must(t, q.Send(ctx, 1, make([]byte, 28)))
 		st, err := q.Stat()
@@ -432,7 +432,7 @@ func TestQueue(t *testing.T) {
 
 	t.Run("MSG-18", func(t *testing.T) {
 		key := newKey()
-		before := time.Now().Truncate(time.Second)
+		before := kernelSecondBefore()
 		q, err := CreateQueue(key, WithMode(0o640))
 		must(t, err)
 		defer q.Close()

@@ -405,7 +405,7 @@ func TestSemSet(t *testing.T) {
 	})
 
 	t.Run("SEM-15", func(t *testing.T) {
-		before := time.Now().Truncate(time.Second)
+		before := kernelSecondBefore()
 		s := tmpSemSet(t, 2)
 		st, err := s.Stat()
 		must(t, err)

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -308,7 +307,7 @@ func TestSegment(t *testing.T) {
 	})
 
 	t.Run("SHM-09", func(t *testing.T) {
-		before := time.Now().Truncate(time.Second)
+		before := kernelSecondBefore()
 		s := tmpSegment(t, 3*page)
 		copy(s.Bytes(), "hello")
 		st, err := s.Stat()
