@@ -48,8 +48,10 @@ type base struct {
 	file *os.File
 	rc   syscall.RawConn
 
-	// Kernel mode: the threads blocked on the descriptor.
-	waiters wait.Set
+	// Kernel mode: the threads blocked on the descriptor, and what interrupts them
+	// when a deadline set while they wait passes (setDeadline).
+	waiters            wait.Set
+	rdExpiry, wrExpiry wait.Expiry
 
 	closeOnce sync.Once
 	closeErr  error
@@ -63,9 +65,10 @@ type base struct {
 
 // op is one direction's system call: its arguments and results live here, and the
 // callbacks handed to the poller or to internal/wait are built once, so a call
-// allocates nothing. mu serialises callers in that direction.
+// allocates nothing. turn lets one caller at a time use it; the others wait for
+// their turn under their own contexts and deadlines (base.take).
 type op struct {
-	mu    sync.Mutex
+	turn  wait.Turn
 	write bool
 	fd    int // kernel mode
 	p     []byte
@@ -81,6 +84,7 @@ type op struct {
 	pollFn func(uintptr) bool
 	ctlFn  func(uintptr)
 	kernFn func() error
+	dl     *wait.Deadlines // the socket's, which kernFn checks before each attempt
 }
 
 func (o *op) do(fd int) error {
@@ -92,13 +96,20 @@ func (o *op) do(fd int) error {
 	return o.err
 }
 
-func (o *op) init(write bool, fd int, oobSize int) {
+func (o *op) init(write bool, fd int, oobSize int, dl *wait.Deadlines) {
 	o.write = write
 	o.fd = fd
+	o.dl = dl
+	o.turn.Init()
 	o.buf = make([]byte, oobSize)
 	o.pollFn = func(fd uintptr) bool { return o.do(int(fd)) != unix.EAGAIN }
 	o.ctlFn = func(fd uintptr) { o.do(int(fd)) }
-	o.kernFn = func() error { return o.do(o.fd) }
+	o.kernFn = func() error {
+		if o.dl.Expired(o.write) { // set while the call waited (see setDeadline)
+			return os.ErrDeadlineExceeded
+		}
+		return o.do(o.fd)
+	}
 }
 
 // recvFlags returns the flags a receive on a socket of sotype passes. On datagram
@@ -143,8 +154,8 @@ func newBase(fd, family, sotype int, c config) (*base, error) {
 		// Linux < 6.16 answers ENOPROTOOPT; receipt then closes unexpected fds.
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, sys.SO_PASSRIGHTS, 0)
 	}
-	b.rd.init(false, fd, oobSize(c))
-	b.wr.init(true, fd, oobSize(c))
+	b.rd.init(false, fd, oobSize(c), &b.dl)
+	b.wr.init(true, fd, oobSize(c), &b.dl)
 	if c.wait == ipc.WaitKernel {
 		b.hot = true
 		return b, nil
@@ -196,6 +207,11 @@ func (b *base) wrap(op string, err error) error {
 func (b *base) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Swap(true) // Swap: ordered before the loads of inflight below
+		b.rdExpiry.Arm(time.Time{}, 0, nil, nil, nil)
+		b.wrExpiry.Arm(time.Time{}, 0, nil, nil, nil)
+		// Callers waiting for their turn leave with errClosed.
+		b.rd.turn.Close()
+		b.wr.turn.Close()
 		if b.onClose != nil {
 			b.onClose()
 		}
@@ -203,13 +219,13 @@ func (b *base) Close() error {
 			b.closeErr = b.file.Close()
 			return
 		}
-		// Every receive and send either holds its direction's mutex for the whole
+		// Every receive and send either holds its direction's turn for the whole
 		// call or is counted in inflight (the fast path). A receive in progress may
 		// be blocked in the kernel unregistered (direct, fast path): shutting the
 		// receive side down wakes it. Registered calls are signalled. Once inflight
-		// is zero and both mutexes are held, no call is left to see the descriptor
+		// is zero and both turns are Close's, no call is left to see the descriptor
 		// number reused.
-		rdFree := b.rd.mu.TryLock()
+		rdFree := b.rd.turn.TryDrain()
 		if !rdFree || b.inflight.Load() > 0 {
 			_ = unix.Shutdown(b.fd, unix.SHUT_RD)
 		}
@@ -218,12 +234,10 @@ func (b *base) Close() error {
 			time.Sleep(20 * time.Microsecond)
 		}
 		if !rdFree {
-			b.rd.mu.Lock()
+			b.rd.turn.Drain()
 		}
-		b.wr.mu.Lock()
+		b.wr.turn.Drain()
 		b.closeErr = unix.Close(b.fd)
-		b.wr.mu.Unlock()
-		b.rd.mu.Unlock()
 	})
 	if b.closeErr != nil {
 		return b.wrap("close", b.closeErr)

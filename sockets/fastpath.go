@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -47,6 +48,9 @@ func (b *base) fastRecv(p []byte) (r recvResult, err error) {
 		}
 		if errno != unix.EINTR {
 			return b.fastRecvEnd(p, n, rflags, errno)
+		}
+		if b.dl.Expired(false) { // set while the call waited (see setDeadline)
+			return r, os.ErrDeadlineExceeded
 		}
 	}
 }

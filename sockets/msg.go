@@ -42,8 +42,10 @@ func (b *base) recv(ctx context.Context, p []byte, fds []int, nowait, wantFrom b
 		}
 	}
 	o := &b.rd
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	if err := b.take(ctx, o, nowait); err != nil {
+		return r, nil, err
+	}
+	defer o.turn.Give()
 	oob := 0
 	if len(fds) > 0 {
 		oob = unix.CmsgSpace(4 * len(fds))
@@ -180,12 +182,14 @@ func (b *base) send(ctx context.Context, p []byte, fds []int, cred *Cred, to net
 	return b.sendSlow(ctx, p, fds, cred, to, nowait)
 }
 
-// sendSlow is send's general path (under the write op's mutex), for arguments send
+// sendSlow is send's general path (in the write op's turn), for arguments send
 // has checked, once the fast path has been tried or ruled out.
 func (b *base) sendSlow(ctx context.Context, p []byte, fds []int, cred *Cred, to net.Addr, nowait bool) (int, error) {
 	o := &b.wr
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	if err := b.take(ctx, o, nowait); err != nil {
+		return 0, err
+	}
+	defer o.turn.Give()
 	oob := 0
 	if len(fds) > 0 {
 		data := sys.PutCmsg(o.buf, unix.SOL_SOCKET, unix.SCM_RIGHTS, 4*len(fds))

@@ -2,6 +2,7 @@ package sockets
 
 import (
 	"context"
+	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -90,6 +91,10 @@ func (c *SeqpacketConn) Exchange(ctx context.Context, req, resp []byte) (int, er
 		if c.closed.Load() {
 			c.inflight.Add(-1)
 			return 0, c.wrapIO("recvmsg", errClosed)
+		}
+		if c.dl.Expired(false) { // set while the call waited (see setDeadline)
+			c.inflight.Add(-1)
+			return 0, c.wrapIO("recvmsg", os.ErrDeadlineExceeded)
 		}
 		n, rflags, errno := sys.RecvData(c.fd, resp, unix.MSG_CMSG_CLOEXEC|unix.MSG_TRUNC)
 		if errno == 0 && n > 0 && rflags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) == 0 {

@@ -19,6 +19,29 @@ import (
 // interface call less per message.
 var background = context.Background()
 
+// take waits for o's turn under ctx, the deadline and Close. A call that must not
+// wait (nowait) does not wait for it either: while another caller holds the turn,
+// waiting for the data, it finds nothing for itself (EAGAIN).
+func (b *base) take(ctx context.Context, o *op, nowait bool) error {
+	if nowait {
+		if o.turn.TryTake() {
+			return nil
+		}
+		if b.closed.Load() {
+			return errClosed
+		}
+		return unix.EAGAIN
+	}
+	switch err := o.turn.Take(ctx, &b.dl, o.write); err {
+	case nil:
+		return nil
+	case os.ErrClosed:
+		return errClosed
+	default:
+		return err
+	}
+}
+
 // exec runs o once the descriptor is ready (poller), blocking in the kernel (kernel),
 // or not at all waiting when nowait (MSG_DONTWAIT is then in o.flags).
 func (b *base) exec(ctx context.Context, o *op, nowait bool) error {
@@ -45,7 +68,13 @@ func (b *base) exec(ctx context.Context, o *op, nowait bool) error {
 				return err
 			}
 		}
-		return b.kernelWait(ctx, o.write, o.kernFn)
+		err := b.kernelWait(ctx, o.write, o.kernFn)
+		if !o.write && b.closed.Load() && (err != nil || o.n == 0) {
+			// Close shut the receive side down to wake unregistered receives: what
+			// this one got is that, not an end of file or an empty datagram.
+			return errClosed
+		}
+		return err
 	}
 	if nowait {
 		if err := b.rc.Control(o.ctlFn); err != nil {
@@ -127,7 +156,7 @@ func (b *base) pollerCtx(ctx context.Context, write bool, io func() error) error
 		}
 		return nil
 	}
-	return wait.ViaDeadline(ctx, b.dl.Get(write), set, io)
+	return wait.ViaDeadline(ctx, &b.dl, write, set, io)
 }
 
 // kernelWait makes call (kernel mode) with the thread registered in b.waiters, so
@@ -159,8 +188,17 @@ func (b *base) direct(o *op) error {
 		if err != unix.EINTR {
 			return err
 		}
+		if b.dl.Expired(o.write) { // set while the call waited (see setDeadline)
+			return os.ErrDeadlineExceeded
+		}
 	}
 }
+
+// The system calls a blocked kernel-mode receive or send is in (internal/sys).
+var (
+	recvCalls = []uintptr{unix.SYS_RECVMSG, unix.SYS_RECVMMSG}
+	sendCalls = []uintptr{unix.SYS_SENDMSG}
+)
 
 // SetDeadline sets the read and write deadlines (see net.Conn). A zero time means
 // none. Calls past the deadline fail with an error matching os.ErrDeadlineExceeded
@@ -179,6 +217,18 @@ func (b *base) setDeadline(t time.Time, read, write bool) error {
 	}
 	b.dl.Set(t, read, write)
 	if b.file == nil {
+		// Calls already blocked in the kernel are interrupted when t passes, and
+		// look at the deadline again (fastRecv, direct, op.kernFn).
+		if read {
+			b.rdExpiry.Arm(t, uintptr(b.fd), recvCalls,
+				func() bool { return b.inflight.Load() > 0 || b.rd.turn.Held() },
+				func() bool { return b.closed.Load() || !b.dl.Get(false).Equal(t) })
+		}
+		if write {
+			b.wrExpiry.Arm(t, uintptr(b.fd), sendCalls,
+				func() bool { return b.wr.turn.Held() },
+				func() bool { return b.closed.Load() || !b.dl.Get(true).Equal(t) })
+		}
 		return nil
 	}
 	return b.wrap("set deadline", b.pollErr(wait.SetFileDeadline(b.file, t, read, write)))

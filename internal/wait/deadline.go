@@ -4,29 +4,39 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // ViaDeadline runs io, one call that waits in the Go runtime poller and honours the
 // descriptor's deadline, so that it also ends when ctx does: the earlier of ctx's
-// deadline and user (the deadline the caller set, zero for none) is set with set, and
-// cancellation moves it into the past. Afterwards user is restored — only once a
-// cancellation's own update has landed, so that it cannot leave a stale deadline for
-// the next call. A deadline that was ctx's, not user's, comes back as ctx.Err(), and
-// only once ctx is done.
+// deadline and the handle's own (dl's read or write deadline; dl may be nil for none)
+// is set with set, and cancellation moves it into the past. Afterwards the handle's
+// deadline is restored — only once a cancellation's own update has landed, so that it
+// cannot leave a stale deadline for the next call. A deadline that was ctx's, not the
+// handle's, comes back as ctx.Err(). The handle's deadline may change during the call
+// (Set*Deadline applies to pending calls): it is read again at the end.
 //
-// With a context that can never end, callers should call io directly: this function
-// allocates the cancellation callback.
-func ViaDeadline(ctx context.Context, user time.Time, set func(time.Time) error, io func() error) error {
+// The caller must be the only one waiting on the descriptor in this direction (see
+// Turn). With a context that can never end, callers should call io directly: this
+// function allocates the cancellation callback.
+func ViaDeadline(ctx context.Context, dl *Deadlines, write bool, set func(time.Time) error, io func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dl, has := ctx.Deadline()
-	if !has || (!user.IsZero() && user.Before(dl)) {
-		dl = user
+	user := func() time.Time {
+		if dl == nil {
+			return time.Time{}
+		}
+		return dl.Get(write)
 	}
-	if err := set(dl); err != nil {
+	ctxDl, has := ctx.Deadline()
+	first := ctxDl
+	if u := user(); !has || (!u.IsZero() && u.Before(ctxDl)) {
+		first = u
+	}
+	if err := set(first); err != nil {
 		return err
 	}
 	fired := make(chan struct{})
@@ -37,19 +47,25 @@ func ViaDeadline(ctx context.Context, user time.Time, set func(time.Time) error,
 	err := io()
 	if !stop() {
 		<-fired
-		_ = set(user)
+		_ = set(user())
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return ctx.Err()
 		}
 		return err
 	}
-	_ = set(user)
-	if errors.Is(err, os.ErrDeadlineExceeded) && (user.IsZero() || time.Now().Before(user)) {
-		// The deadline was ctx's, and the descriptor's timer can fire just before
-		// ctx's own: report it once ctx says so too, so that callers who check
+	u := user()
+	_ = set(u)
+	if errors.Is(err, os.ErrDeadlineExceeded) && has && (u.IsZero() || time.Now().Before(u)) {
+		// Not the handle's deadline: ctx's, whose timer in the poller can fire just
+		// before ctx's own. Report it once ctx says so too, so that callers who check
 		// ctx.Err() after an error see it.
-		<-ctx.Done()
-		return ctx.Err()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(ctxDl) + 100*time.Millisecond):
+			// ctx's deadline is not what fired either (the handle's deadline was
+			// set and cleared meanwhile): report the file's.
+		}
 	}
 	return err
 }
@@ -60,6 +76,20 @@ func ViaDeadline(ctx context.Context, user time.Time, set func(time.Time) error,
 // (ViaDeadline). A fast path reads Read or Write directly: zero means no deadline.
 type Deadlines struct {
 	Read, Write atomic.Int64
+
+	mu      sync.Mutex
+	changed chan struct{} // closed by the next Set; made by Changed
+}
+
+// Changed returns a channel that is closed the next time a deadline is set, so
+// that a caller waiting under the old deadline (Turn.Take) can look again.
+func (d *Deadlines) Changed() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.changed == nil {
+		d.changed = make(chan struct{})
+	}
+	return d.changed
 }
 
 // Set stores t (zero: none) as the read and/or write deadline.
@@ -74,6 +104,21 @@ func (d *Deadlines) Set(t time.Time, read, write bool) {
 	if write {
 		d.Write.Store(ns)
 	}
+	d.mu.Lock()
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
+	d.mu.Unlock()
+}
+
+// Expired reports whether the read (or write) deadline is set and has passed.
+func (d *Deadlines) Expired(write bool) bool {
+	ns := d.Read.Load()
+	if write {
+		ns = d.Write.Load()
+	}
+	return ns != 0 && time.Now().UnixNano() >= ns
 }
 
 // Get returns the read (or write) deadline, zero for none.

@@ -75,8 +75,9 @@ type Set struct {
 	closed     atomic.Bool
 	identified bool // Identify was called and threads can be interrupted
 
-	mu   sync.Mutex
-	tids []int
+	mu     sync.Mutex
+	tids   []int
+	timers [2]*time.Timer // ExpireAt's, for reads and writes
 
 	arg      uint64    // with syscalls: the first argument that identifies the object
 	syscalls []uintptr // system call numbers a blocked thread of this set may be in
@@ -143,28 +144,73 @@ func (s *Set) Release() { s.inflight.Add(-1) }
 // left, so that the caller can then release the kernel object (close the descriptor)
 // with no call still using it. It is idempotent.
 func (s *Set) Close() {
-	prepare() // a signal.Notify since the set was made may have restored SA_RESTART
 	s.mu.Lock()
-	s.closed.Swap(true) // Swap: ordered before the loads of inflight below
+	s.closed.Swap(true) // Swap: ordered before the loads of inflight in interrupt
+	for _, t := range s.timers {
+		if t != nil {
+			t.Stop()
+		}
+	}
 	s.mu.Unlock()
+	s.interrupt(func() bool { return false })
+}
+
+// ExpireAt arranges for the calls blocked on the set to learn that a deadline t has
+// passed: when it does, every call in flight is interrupted, again and again, until
+// none is left or stale reports that t is no longer the deadline. Calls must check
+// the deadline themselves after an interruption (and before each attempt). A zero t
+// only cancels the earlier ExpireAt of the same direction (write or not). Every call
+// in flight is interrupted, whichever way it goes: it suits a set whose calls are all
+// bound by the deadline (one end of a pipe), not one shared by both directions.
+func (s *Set) ExpireAt(write bool, t time.Time, stale func() bool) {
+	i := 0
+	if write {
+		i = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timers[i] != nil {
+		s.timers[i].Stop()
+		s.timers[i] = nil
+	}
+	if t.IsZero() || s.closed.Load() {
+		return
+	}
+	s.timers[i] = time.AfterFunc(time.Until(t), func() { s.interrupt(stale) })
+}
+
+// interrupt sends Signal to every thread blocked on the set, registered (Do) or found
+// (Identify), with a growing pause between rounds, until no call is in flight or
+// stop reports true.
+func (s *Set) interrupt(stop func() bool) {
+	kickUntil(func() (tids []int, idle bool) {
+		s.mu.Lock()
+		tids = append(tids, s.tids...)
+		s.mu.Unlock()
+		registered := len(tids)
+		inflight := s.inflight.Load()
+		if inflight > 0 && len(s.syscalls) > 0 {
+			tids = append(tids, blockedIn(s.arg, s.syscalls)...)
+		}
+		return tids, registered == 0 && inflight == 0
+	}, stop)
+}
+
+// kickUntil sends Signal, with a growing pause between rounds, to the threads each
+// round of targets names, until targets reports idle (after that round's signals)
+// or stop reports true.
+func kickUntil(targets func() (tids []int, idle bool), stop func() bool) {
+	prepare() // a signal.Notify since the set was made may have restored SA_RESTART
 	delay := 10 * time.Microsecond
 	pid := unix.Getpid()
-	for {
-		s.mu.Lock()
-		n := len(s.tids)
-		if n > 0 && usable.Load() {
-			for _, tid := range s.tids {
+	for !stop() {
+		tids, idle := targets()
+		if usable.Load() {
+			for _, tid := range tids {
 				_ = unix.Tgkill(pid, tid, Signal)
 			}
 		}
-		s.mu.Unlock()
-		inflight := s.inflight.Load()
-		if inflight > 0 && len(s.syscalls) > 0 && usable.Load() {
-			for _, tid := range s.blockedThreads() {
-				_ = unix.Tgkill(pid, tid, Signal)
-			}
-		}
-		if n == 0 && inflight == 0 {
+		if idle {
 			return
 		}
 		time.Sleep(delay)
@@ -172,10 +218,41 @@ func (s *Set) Close() {
 	}
 }
 
-// blockedThreads lists this process's threads that are blocked in one of the set's
-// system calls on its object, as /proc/self/task/TID/syscall shows them ("NR ARG1
-// ARG2 ..." with the arguments in hex).
-func (s *Set) blockedThreads() []int {
+// Expiry interrupts, when a deadline passes, the threads blocked in given system
+// calls on one descriptor, so that each looks at the deadline again: it reaches
+// calls that are not registered anywhere (a socket's kernel-mode fast path), found
+// in /proc/self/task/*/syscall. The zero value is ready to use.
+type Expiry struct {
+	mu    sync.Mutex
+	timer *time.Timer
+}
+
+// Arm makes the calls blocked in one of syscalls with arg as first argument be
+// interrupted when t passes, again and again, until busy reports false (no such
+// call is left) or stale reports true (t is no longer the deadline). A zero t only
+// disarms. Calls must check the deadline after an interruption.
+func (e *Expiry) Arm(t time.Time, arg uintptr, syscalls []uintptr, busy, stale func() bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	if t.IsZero() {
+		return
+	}
+	e.timer = time.AfterFunc(time.Until(t), func() {
+		kickUntil(func() ([]int, bool) {
+			tids := blockedIn(uint64(arg), syscalls)
+			return tids, len(tids) == 0 && !busy()
+		}, stale)
+	})
+}
+
+// blockedIn lists this process's threads that are blocked in one of syscalls with
+// arg as first argument, as /proc/self/task/TID/syscall shows them ("NR ARG1 ARG2
+// ..." with the arguments in hex).
+func blockedIn(arg uint64, syscalls []uintptr) []int {
 	d, err := os.Open("/proc/self/task")
 	if err != nil {
 		return nil
@@ -200,11 +277,11 @@ func (s *Set) blockedThreads() []int {
 			continue // "running"
 		}
 		nr, err1 := strconv.ParseUint(f[0], 10, 64)
-		arg, err2 := strconv.ParseUint(strings.TrimPrefix(f[1], "0x"), 16, 64)
-		if err1 != nil || err2 != nil || arg != s.arg {
+		a, err2 := strconv.ParseUint(strings.TrimPrefix(f[1], "0x"), 16, 64)
+		if err1 != nil || err2 != nil || a != arg {
 			continue
 		}
-		for _, sc := range s.syscalls {
+		for _, sc := range syscalls {
 			if uint64(sc) == nr {
 				out = append(out, tid)
 				break

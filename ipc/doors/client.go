@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/sockets"
 )
@@ -51,7 +52,10 @@ func ShmThreshold(n int) ClientOption { return func(c *clientConfig) { c.thresho
 type Client struct {
 	// What a call touches comes first, in two cache lines: after the server has
 	// run, every extra line is a miss.
-	sc   *sockets.SeqpacketConn
+	sc *sockets.SeqpacketConn
+	// turn serialises calls: a caller waiting for its turn honours its own
+	// context and Close. mu guards the fields below; a call holds both.
+	turn wait.Turn
 	mu   sync.Mutex
 	next uint64
 	wbuf []byte // header + inline argument
@@ -199,6 +203,7 @@ func (c clientConfig) sockOpts() []sockets.Option {
 
 func newClient(ctx context.Context, sc *sockets.SeqpacketConn, cfg clientConfig, name string) (*Client, error) {
 	c := &Client{sc: sc, cfg: cfg, name: name}
+	c.turn.Init()
 	c.rbuf = make([]byte, hdrSize+max(defaultInline, maxErrMsg, infoSize))
 	c.wbuf = make([]byte, hdrSize)
 	var b [infoSize]byte
@@ -260,9 +265,13 @@ func (c *Client) CallBuf(ctx context.Context, data []byte, fds []int, buf []byte
 	// message, no descriptors either way, a context that cannot end; the request
 	// and the reply's first message go in one sockets Exchange. fastMax is at most
 	// the door's MaxData: none of callBuf's checks applies.
+	if err := c.turn.Take(ctx, nil, false); err != nil {
+		return nil, 0, c.wrap("door call", err)
+	}
 	c.mu.Lock()
 	if c.closed || c.revoked || c.gone || c.skip > 0 || c.fastFlags&fShmOK != 0 && c.shm == nil {
 		c.mu.Unlock()
+		c.turn.Give()
 		return c.callBuf(ctx, data, fds, buf, rfds)
 	}
 	c.next++
@@ -280,11 +289,13 @@ func (c *Client) CallBuf(ctx context.Context, data []byte, fds []int, buf []byte
 			buf = buf[:len(res)]
 			copy(buf, res)
 			c.mu.Unlock()
+			c.turn.Give()
 			return buf, 0, nil
 		}
 	}
 	res, err := c.exchanged(ctx, id, m, err, buf)
 	c.mu.Unlock()
+	c.turn.Give()
 	if err != nil {
 		return nil, 0, c.wrap("door call", err)
 	}
@@ -349,6 +360,7 @@ func (c *Client) Dup(ctx context.Context) (*os.File, error) {
 // os.ErrClosed. The server sees the client go (unreferenced notification when it
 // was the last). Close is idempotent.
 func (c *Client) Close() error {
+	c.turn.Close() // callers waiting for their turn leave with os.ErrClosed
 	err := c.sc.Close()
 	c.mu.Lock()
 	c.closed = true
@@ -371,6 +383,10 @@ func (c *Client) useShm() bool { return c.cfg.threshold > 0 && c.info.Attr&AttrS
 
 // roundTrip sends one request frame and waits for its reply.
 func (c *Client) roundTrip(ctx context.Context, kind uint8, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {
+	if err := c.turn.Take(ctx, nil, false); err != nil {
+		return nil, 0, err
+	}
+	defer c.turn.Give()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {

@@ -36,6 +36,10 @@ type end struct {
 	// rc reaches it for non-blocking attempts.
 	file *os.File
 	rc   syscall.RawConn
+	// turn lets one poller-mode call at a time wait on the file, so that it alone
+	// owns the file's deadline; the others wait for their turn under their own
+	// contexts and deadlines.
+	turn wait.Turn
 
 	name     string
 	strategy ipc.WaitStrategy
@@ -58,8 +62,8 @@ type end struct {
 	tryBuf []byte
 	tryN   int
 	tryErr error
-	tryRd  func(uintptr) bool
-	tryWr  func(uintptr) bool
+	tryRd  func(uintptr)
+	tryWr  func(uintptr)
 }
 
 // config is what the options set.
@@ -188,18 +192,17 @@ func initEnd(e *end, fd int, c config) error {
 		return ipc.Wrap("open", e.name, err)
 	}
 	e.rc = rc
-	e.tryRd = func(fd uintptr) bool {
+	e.turn.Init()
+	e.tryRd = func(fd uintptr) {
 		var errno unix.Errno
 		e.tryN, errno = e.readErrno(int(fd), e.tryBuf, false)
 		e.tryErr = nil
 		if errno != 0 {
 			e.tryN, e.tryErr = 0, errno
 		}
-		return true
 	}
-	e.tryWr = func(fd uintptr) bool {
+	e.tryWr = func(fd uintptr) {
 		e.tryN, e.tryErr = sys.Write(int(fd), e.tryBuf)
-		return true
 	}
 	return nil
 }
@@ -248,17 +251,19 @@ func (e *end) control(f func(fd int) error) error {
 	return f(e.fd)
 }
 
-// tryPoller makes one non-blocking read or write through the poller's descriptor
-// lock, reusing the end's prepared callback so nothing is allocated.
+// tryPoller makes one non-blocking read or write on the poller's descriptor,
+// reusing the end's prepared callback so nothing is allocated. It goes through
+// RawConn.Control, which guards against Close but does not queue behind a call
+// waiting in the poller: a Try call never waits.
 func (e *end) tryPoller(p []byte, write bool) (int, error) {
 	e.tryMu.Lock()
 	defer e.tryMu.Unlock()
 	e.tryBuf = p
 	var err error
 	if write {
-		err = e.rc.Write(e.tryWr)
+		err = e.rc.Control(e.tryWr)
 	} else {
-		err = e.rc.Read(e.tryRd)
+		err = e.rc.Control(e.tryRd)
 	}
 	e.tryBuf = nil
 	if err != nil {
@@ -316,6 +321,9 @@ func (e *end) blockingIO(p []byte, write bool, errno unix.Errno) (n int, err err
 	}
 	defer e.waiters.Release()
 	for {
+		if e.dl.Expired(write) { // set while the call waited (see setDeadline)
+			return 0, os.ErrDeadlineExceeded
+		}
 		if write {
 			n, errno = sys.WriteErrno(e.fd, p)
 		} else {
@@ -379,6 +387,7 @@ func (e *end) close() error {
 	e.closeOnce.Do(func() {
 		e.closed.Store(true)
 		if e.file != nil {
+			e.turn.Close()
 			e.closeErr = e.file.Close()
 			return
 		}
@@ -473,10 +482,15 @@ func (e *end) wrap(op string, err error) error {
 	return &ipc.OpError{Op: op, Object: e.name, Err: err}
 }
 
-// ioCtx performs one read or write (op) of p through the poller under ctx: it applies
-// ctx's deadline and cancellation as a deadline on the *os.File, then restores the
-// deadline set by the caller.
-func (e *end) pollerCtx(ctx context.Context, write bool, do func() (int, error)) (int, error) {
+// pollerCall makes one poller-mode read or write (do) under ctx. It waits for the
+// end's turn first (under ctx, the deadline and Close), so that no other call waits
+// on the file meanwhile; a ctx that can end is then applied to the file as a
+// deadline (wait.ViaDeadline), and the deadline set by the caller restored after.
+func (e *end) pollerCall(ctx context.Context, write bool, do func() (int, error)) (int, error) {
+	if err := e.turn.Take(ctx, &e.dl, write); err != nil {
+		return 0, err
+	}
+	defer e.turn.Give()
 	if ctx.Done() == nil {
 		return do()
 	}
@@ -485,16 +499,24 @@ func (e *end) pollerCtx(ctx context.Context, write bool, do func() (int, error))
 		set = e.file.SetWriteDeadline
 	}
 	var n int
-	err := wait.ViaDeadline(ctx, e.dl.Get(write), set, func() (err error) {
+	err := wait.ViaDeadline(ctx, &e.dl, write, set, func() (err error) {
 		n, err = do()
 		return err
 	})
 	return n, err
 }
 
+// setDeadline sets the read and/or write deadline, for pending calls too. In kernel
+// mode the calls blocked in read or write are interrupted when it passes, and
+// look at it again (blockingIO, readKernel, writeKernel, move).
 func (e *end) setDeadline(t time.Time, read, write bool) error {
 	e.dl.Set(t, read, write)
 	if e.file == nil {
+		for _, w := range []bool{false, true} {
+			if (w && write) || (!w && read) {
+				e.waiters.ExpireAt(w, t, func() bool { return !e.dl.Get(w).Equal(t) })
+			}
+		}
 		return nil
 	}
 	return e.wrap("set deadline", wait.SetFileDeadline(e.file, t, read, write))

@@ -168,7 +168,7 @@ func (r *Reader) readPoller(ctx context.Context, p []byte) (int, error) {
 	if r.spill != nil && len(p) < len(r.spill) {
 		return r.readPollerPacket(ctx, p)
 	}
-	n, err := r.pollerCtx(ctx, false, func() (int, error) { return r.file.Read(p) })
+	n, err := r.pollerCall(ctx, false, func() (int, error) { return r.file.Read(p) })
 	if err == io.EOF {
 		return 0, io.EOF
 	}
@@ -180,7 +180,7 @@ func (r *Reader) readPoller(ctx context.Context, p []byte) (int, error) {
 // catches an over-long packet) and waits for the descriptor to become readable in
 // between, through the poller and under its deadlines.
 func (r *Reader) readPollerPacket(ctx context.Context, p []byte) (int, error) {
-	n, err := r.pollerCtx(ctx, false, func() (int, error) {
+	n, err := r.pollerCall(ctx, false, func() (int, error) {
 		for {
 			n, err := r.tryPoller(p, false)
 			if err != unix.EAGAIN {
@@ -222,6 +222,9 @@ func (r *Reader) readKernel(ctx context.Context, p []byte) (int, error) {
 	defer cancel()
 	var n int
 	err := r.waiters.Do(kctx, func() error {
+		if r.dl.Expired(false) { // set while the call waited (see setDeadline)
+			return os.ErrDeadlineExceeded
+		}
 		var errno unix.Errno
 		if n, errno = r.readErrno(r.fd, p, false); errno != 0 {
 			return errno
@@ -305,7 +308,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 func (w *Writer) WriteContext(ctx context.Context, p []byte) (int, error) {
 	if !w.fast(ctx, &w.dl.Write) {
 		if w.file != nil {
-			n, err := w.pollerCtx(ctx, true, func() (int, error) { return w.file.Write(p) })
+			n, err := w.pollerCall(ctx, true, func() (int, error) { return w.file.Write(p) })
 			return n, w.wrap("write", err)
 		}
 		return w.writeKernel(ctx, p)
@@ -329,6 +332,9 @@ func (w *Writer) writeKernel(ctx context.Context, p []byte) (int, error) {
 	for done < len(p) || len(p) == 0 {
 		var n int
 		err := w.waiters.Do(kctx, func() error {
+			if w.dl.Expired(true) { // set while the call waited (see setDeadline)
+				return os.ErrDeadlineExceeded
+			}
 			var e error
 			n, e = sys.Write(w.fd, p[done:])
 			return e

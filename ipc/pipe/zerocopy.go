@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -112,6 +113,9 @@ func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error)
 		defer cancel()
 		var n int
 		err := e.waiters.Do(kctx, func() error {
+			if e.dl.Expired(!otherIsDst) { // set while the call waited (see setDeadline)
+				return os.ErrDeadlineExceeded
+			}
 			var err error
 			n, err = attempt(e.fd, unix.SPLICE_F_MOVE)
 			return err
@@ -135,7 +139,7 @@ func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error)
 			}
 			return false // wait until this pipe is ready
 		}
-		_, werr := e.pollerCtx(ctx, !isReader, func() (int, error) {
+		_, werr := e.pollerCall(ctx, !isReader, func() (int, error) {
 			if isReader {
 				return 0, e.rc.Read(cb)
 			}

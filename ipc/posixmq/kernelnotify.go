@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -130,7 +129,7 @@ func (k *KernelNotification) Wait(ctx context.Context) error {
 	if ctx.Done() == nil {
 		err = read()
 	} else {
-		err = wait.ViaDeadline(ctx, time.Time{}, k.sock.SetReadDeadline, read)
+		err = wait.ViaDeadline(ctx, nil, false, k.sock.SetReadDeadline, read)
 	}
 	if err == nil {
 		err = rerr

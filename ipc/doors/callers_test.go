@@ -1,0 +1,49 @@
+package doors_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/ipc/doors"
+)
+
+// TestConformanceCallers runs the shared checks for concurrent callers, deadlines,
+// cancellation and Close on one door client: a "receive" is a call, which the
+// server's handler holds until the test releases it ("send"). Calls on a client go
+// one at a time; those waiting for their turn must honour their own contexts.
+func TestConformanceCallers(t *testing.T) {
+	ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
+		release := make(chan struct{}, 16)
+		d, err := doors.New(func(ctx context.Context, c *doors.Call) (*doors.Reply, error) {
+			select {
+			case <-release:
+				return &doors.Reply{Data: []byte{1}}, nil
+			case <-ctx.Done(): // the caller gave up or went
+				return nil, ctx.Err()
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		path := filepath.Join(t.TempDir(), "door")
+		if err := d.Attach(path); err != nil {
+			t.Fatal(err)
+		}
+		c, err := doors.Open(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return ipctest.Receiver{
+			Recv: func(ctx context.Context) error {
+				_, _, err := c.Call(ctx, []byte{0}, nil)
+				return err
+			},
+			Send:  func() error { release <- struct{}{}; return nil },
+			Close: c.Close,
+		}
+	})
+}
