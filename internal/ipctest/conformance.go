@@ -3,11 +3,16 @@ package ipctest
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ipclab/ipclab/ipc"
 )
 
 // Receiver is one receiving handle under the shared conformance checks, as a
@@ -22,9 +27,22 @@ type Receiver struct {
 	// SetRecvDeadline sets the handle's own receive deadline, as the handle's
 	// SetReadDeadline does; nil if the handle has none.
 	SetRecvDeadline func(time.Time) error
-	// Close closes the receiving handle. The check calls it once; the constructor's
-	// cleanup must not fail if it has run.
+	// Close closes the receiving handle. The checks call it twice (the second call
+	// must return nil); the constructor's cleanup must not fail if it has run.
 	Close func() error
+
+	// TryRecv makes one receive that does not wait: with nothing queued it must fail
+	// with an error matching ipc.ErrWouldBlock. Nil only for a handle that cannot
+	// block.
+	TryRecv func() error
+	// AfterClose holds the handle's other methods by name (each called with valid
+	// arguments): after Close every one must fail with an error matching
+	// os.ErrClosed.
+	AfterClose map[string]func() error
+	// Remove destroys the persistent object the handle names (nil for an object
+	// that lives only as long as its handles); Reopen then opens it again the way a
+	// stranger would, and must fail with an error matching fs.ErrNotExist.
+	Remove, Reopen func() error
 }
 
 // Slack bounds how late a blocked call may return after the event that should end
@@ -42,8 +60,14 @@ const Slack = 3 * time.Second
 //   - 1 000 callers with their own deadlines and cancellations (seeded), beside two
 //     with none: each returns its own context's error in time, the two get the next
 //     two messages;
-//   - Close unblocks every caller with an error matching os.ErrClosed, and a call
-//     after Close matches it too.
+//   - Close unblocks every caller with an error matching os.ErrClosed; Recv and
+//     every method in AfterClose match it too afterwards; a second Close returns nil;
+//   - TryRecv on an empty handle fails with ipc.ErrWouldBlock and gets a message
+//     that has been sent;
+//   - Remove destroys the object: Reopen fails with fs.ErrNotExist.
+//
+// Leaks (descriptors, goroutines, threads, System V objects, files) are checked
+// after all the package's tests by ipctest.Main.
 //
 // open is called once per check and must register its own cleanup.
 func RunConformance(t *testing.T, open func(t *testing.T) Receiver) {
@@ -65,6 +89,44 @@ func RunConformance(t *testing.T, open func(t *testing.T) Receiver) {
 	})
 	t.Run("ThousandCallers", func(t *testing.T) { thousandCallers(t, open(t)) })
 	t.Run("Close", func(t *testing.T) { closeUnblocks(t, open(t)) })
+	t.Run("TryRecv", func(t *testing.T) {
+		r := open(t)
+		if r.TryRecv == nil {
+			t.Skip("the handle cannot block")
+		}
+		tryRecv(t, r)
+	})
+	t.Run("Remove", func(t *testing.T) {
+		r := open(t)
+		if r.Remove == nil {
+			t.Skip("the object is not persistent")
+		}
+		remove(t, r)
+	})
+}
+
+func tryRecv(t *testing.T, r Receiver) {
+	if err := r.TryRecv(); !errors.Is(err, ipc.ErrWouldBlock) {
+		t.Fatalf("TryRecv with nothing queued returned %v, want ipc.ErrWouldBlock", err)
+	}
+	if err := r.Send(); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if err := r.TryRecv(); err != nil {
+		t.Fatalf("TryRecv with a message queued returned %v, want it", err)
+	}
+	if err := r.TryRecv(); !errors.Is(err, ipc.ErrWouldBlock) {
+		t.Fatalf("TryRecv after the only message returned %v, want ipc.ErrWouldBlock", err)
+	}
+}
+
+func remove(t *testing.T, r Receiver) {
+	if err := r.Remove(); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if err := r.Reopen(); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("opening the object after Remove returned %v, want fs.ErrNotExist", err)
+	}
 }
 
 // call is one Recv running in its own goroutine.
@@ -249,6 +311,16 @@ func closeUnblocks(t *testing.T, r Receiver) {
 	}
 	if err := r.Recv(context.Background()); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("a call after Close returned %v, want os.ErrClosed", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.AfterClose)) {
+		if err := r.AfterClose[name](); !errors.Is(err, os.ErrClosed) {
+			t.Errorf("%s after Close returned %v, want os.ErrClosed", name, err)
+		}
+	}
+	if r.TryRecv != nil {
+		if err := r.TryRecv(); !errors.Is(err, os.ErrClosed) {
+			t.Errorf("TryRecv after Close returned %v, want os.ErrClosed", err)
+		}
 	}
 	if err := r.Close(); err != nil {
 		t.Errorf("a second Close returned %v, want nil", err)
