@@ -83,8 +83,11 @@ func buildConfig(opts []Option) (config, error) {
 		}
 		o(&c)
 	}
+	if c.wait == ipc.WaitAuto {
+		c.wait = ipc.WaitPoller // until sockets sit on the descriptor engine's Auto mode
+	}
 	if c.wait != ipc.WaitPoller && c.wait != ipc.WaitKernel {
-		return c, optErr("wait strategy %v not supported (want poller or kernel): %w", c.wait, ipc.ErrInvalid)
+		return c, optErr("wait strategy %v not supported (want auto, poller or kernel): %w", c.wait, ipc.ErrInvalid)
 	}
 	if c.maxFds < 0 || c.maxFds > maxFdsLimit {
 		return c, optErr("max fds %d out of range [0,%d]: %w", c.maxFds, maxFdsLimit, ipc.ErrInvalid)

@@ -249,6 +249,27 @@ func (e *Expiry) Arm(t time.Time, arg uintptr, syscalls []uintptr, busy, stale f
 	})
 }
 
+// Kick sends Signal once to every thread of this process blocked in one of
+// syscalls with arg as first argument, and returns how many it signalled. A call so
+// interrupted returns EINTR and must decide itself what that means (the Auto wait
+// mode moves it from the kernel to the poller).
+func Kick(arg uintptr, syscalls []uintptr) int {
+	prepare()
+	if !usable.Load() {
+		return 0
+	}
+	tids := blockedIn(uint64(arg), syscalls)
+	pid := unix.Getpid()
+	for _, tid := range tids {
+		_ = unix.Tgkill(pid, tid, Signal)
+	}
+	return len(tids)
+}
+
+// InFlight returns the number of calls between Acquire and Release (and Do's
+// unregistered calls) now.
+func (s *Set) InFlight() int64 { return s.inflight.Load() }
+
 // blockedIn lists this process's threads that are blocked in one of syscalls with
 // arg as first argument, as /proc/self/task/TID/syscall shows them ("NR ARG1 ARG2
 // ..." with the arguments in hex).

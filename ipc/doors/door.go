@@ -278,7 +278,7 @@ func New(h Handler, opts ...Option) (*Door, error) {
 		return nil, &ipc.OpError{Op: "door create", Err: fmt.Errorf("max fds %d out of [0, %d]: %w", c.maxFds, maxWireFd-1, ipc.ErrInvalid)}
 	case c.private < 0:
 		return nil, &ipc.OpError{Op: "door create", Err: fmt.Errorf("private pool limit %d: %w", c.private, ipc.ErrInvalid)}
-	case c.wait != ipc.WaitPoller && c.wait != ipc.WaitKernel:
+	case c.wait != ipc.WaitAuto && c.wait != ipc.WaitPoller && c.wait != ipc.WaitKernel:
 		return nil, &ipc.OpError{Op: "door create", Err: fmt.Errorf("wait strategy %v: %w", c.wait, ipc.ErrInvalid)}
 	}
 	if c.policy == nil {

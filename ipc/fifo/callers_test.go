@@ -13,7 +13,7 @@ import (
 // TestConformanceCallers runs the shared checks for concurrent callers, deadlines,
 // cancellation and Close on a FIFO's read end, in both wait modes.
 func TestConformanceCallers(t *testing.T) {
-	for _, mode := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+	for _, mode := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
 				f, err := Create(filepath.Join(t.TempDir(), "fifo"))

@@ -286,7 +286,7 @@ var _ = ipctest.Helper("fifo-peer", func(args []string) int {
 })
 
 func TestRoundTripAcrossProcesses(t *testing.T) {
-	for _, ws := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+	for _, ws := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		t.Run(ws.String(), func(t *testing.T) {
 			req := create(t)
 			rep := create(t)

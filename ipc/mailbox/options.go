@@ -32,7 +32,7 @@ func (c config) maxFrame() int { return FrameSize(MaxAddr, c.maxPayload) }
 func (c config) check(op, name string) error {
 	bad := c.maxMsgs <= 0 || c.maxPayload <= 0 || c.maxPayload > 1<<20 || c.sendBuf <= 0 ||
 		!c.discipline.valid() || (c.backend != PosixMQ && c.backend != SysV) ||
-		(c.wait != ipc.WaitPoller && c.wait != ipc.WaitKernel)
+		(c.wait != ipc.WaitAuto && c.wait != ipc.WaitPoller && c.wait != ipc.WaitKernel)
 	if bad {
 		return &ipc.OpError{Op: op, Object: name, Err: errInvalid}
 	}

@@ -44,7 +44,7 @@ func benchWriteRead(b *testing.B, opts ...pipe.Option) {
 
 // BenchmarkTryWriteRead is the non-blocking pair; it must allocate nothing either.
 func BenchmarkTryWriteRead(b *testing.B) {
-	for _, ws := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+	for _, ws := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		b.Run(ws.String(), func(b *testing.B) {
 			r, w, err := pipe.New(pipe.WithWait(ws))
 			if err != nil {

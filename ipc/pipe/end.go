@@ -1,48 +1,24 @@
 package pipe
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/fdio"
 	"github.com/ipclab/ipclab/internal/sys"
-	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
 
-// end is what the read and write ends share: the descriptor, how it waits, and the
-// bookkeeping that makes Close safe while calls are in flight.
+// end is what the read and write ends share: the descriptor under the engine
+// (internal/fdio: wait modes, deadlines, Close), and packet mode.
 type end struct {
-	// The fields a kernel-mode read or write touches come first, so that they share
-	// cache lines: after the peer has run on this CPU, every extra line is a miss.
-
-	// Kernel mode: the raw descriptor, and the threads blocked on it.
-	fd      int
-	waiters wait.Set
-
-	// Deadlines set with SetReadDeadline/SetWriteDeadline. Kernel mode enforces them
-	// itself; poller mode also hands them to the *os.File.
-	dl wait.Deadlines
-
-	// Poller mode: the descriptor lives in an *os.File registered with the poller, and
-	// rc reaches it for non-blocking attempts.
-	file *os.File
-	rc   syscall.RawConn
-	// turn lets one poller-mode call at a time wait on the file, so that it alone
-	// owns the file's deadline; the others wait for their turn under their own
-	// contexts and deadlines.
-	turn wait.Turn
-
-	name     string
-	strategy ipc.WaitStrategy
+	fd   fdio.FD
+	name string
 
 	// spill is set on the read end of a packet pipe: a read with a buffer shorter
 	// than the longest packet reads the rest of the packet into it (see readErrno).
@@ -51,19 +27,15 @@ type end struct {
 	// that would put bytes in the pipe without making packets of them.
 	packet bool
 
-	closeOnce sync.Once
-	closeErr  error
-	// closed is set by Close (poller mode: before the file is closed), so that the
-	// errors the file's RawConn gives for a closed file read as os.ErrClosed.
-	closed atomic.Bool
+	// read and write are readErrno and writeErrno as fdio.Attempts, made once.
+	read, write fdio.Attempt
 
-	// Poller-mode Try calls reuse one callback so that they do not allocate.
-	tryMu  sync.Mutex
-	tryBuf []byte
-	tryN   int
-	tryErr error
-	tryRd  func(uintptr)
-	tryWr  func(uintptr)
+	// nb is a second, non-blocking open file description of this end, made on first
+	// need, for the attempts that must not wait where the kernel refuses RWF_NOWAIT
+	// (a FIFO; a pipe holding pages spliced in by vmsplice). -1: none yet.
+	nbMu     sync.Mutex
+	nb       int
+	noNowait atomic.Bool // RWF_NOWAIT was refused: go to nb at once
 }
 
 // config is what the options set.
@@ -77,8 +49,8 @@ type config struct {
 // Option configures New, ReaderFromFd and WriterFromFd.
 type Option func(*config)
 
-// WithWait sets how blocking calls wait (default ipc.WaitPoller). ipc.WaitSpin is not
-// offered by pipes.
+// WithWait sets how blocking calls wait: ipc.WaitAuto (the default), ipc.WaitPoller
+// or ipc.WaitKernel. ipc.WaitSpin is not offered by pipes.
 func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.strategy = w } }
 
 // Packet makes the pipe a packet pipe (O_DIRECT): each write of up to a page is a
@@ -110,8 +82,8 @@ func buildConfig(opts []Option) (config, error) {
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
-		return c, fmt.Errorf("pipe: wait strategy %v not supported (want poller or kernel): %w", c.strategy, ipc.ErrInvalid)
+	if c.strategy != ipc.WaitAuto && c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
+		return c, fmt.Errorf("pipe: wait strategy %v not supported (want auto, poller or kernel): %w", c.strategy, ipc.ErrInvalid)
 	}
 	if err := checkCapacity(c.capacity); err != nil {
 		return c, err
@@ -141,15 +113,81 @@ var spillArea = sync.OnceValue(func() []byte { return make([]byte, os.Getpagesiz
 
 // readErrno reads into p from fd, and in packet mode catches the part of a packet
 // that does not fit in p: the count it returns is then the packet's length, more
-// than len(p) (see truncated). nowait makes the read not wait (RWF_NOWAIT).
+// than len(p) (see truncated). nowait makes the read not wait (RWF_NOWAIT). It is
+// the read ends' fdio.Attempt.
 func (e *end) readErrno(fd int, p []byte, nowait bool) (int, unix.Errno) {
 	if e.spill != nil && len(p) < len(e.spill) {
 		return sys.ReadSpill(fd, p, e.spill[len(p):], nowait)
 	}
 	if nowait {
-		return sys.ReadSpill(fd, p, nil, true)
+		if !e.noNowait.Load() {
+			n, errno := sys.ReadSpill(fd, p, nil, true)
+			if errno != unix.EOPNOTSUPP {
+				return n, errno
+			}
+			e.noNowait.Store(true)
+		}
+		nb, errno := e.nonblocking(fd, unix.O_RDONLY)
+		if errno != 0 {
+			return 0, errno
+		}
+		fd = nb
 	}
 	return sys.ReadErrno(fd, p)
+}
+
+// writeErrno writes p to fd; nowait makes the write not wait (RWF_NOWAIT). It is the
+// write ends' fdio.Attempt.
+func (e *end) writeErrno(fd int, p []byte, nowait bool) (int, unix.Errno) {
+	if nowait {
+		if !e.noNowait.Load() {
+			n, err := sys.WriteNowait(fd, p)
+			if err == nil {
+				return n, 0
+			}
+			if errno := err.(unix.Errno); errno != unix.EOPNOTSUPP { // sys.WriteNowait fails only with an errno
+				return 0, errno
+			}
+			e.noNowait.Store(true)
+		}
+		nb, errno := e.nonblocking(fd, unix.O_WRONLY)
+		if errno != 0 {
+			return 0, errno
+		}
+		fd = nb
+	}
+	return sys.WriteErrno(fd, p)
+}
+
+// nonblocking returns e.nb, opening it (a non-blocking description of fd, with
+// fd's O_DIRECT) on first use. It runs inside an attempt, under the engine's guard
+// against Close; close releases it. A write end with no reader left cannot be
+// reopened (ENXIO): a write to it fails with EPIPE, which is what it reports.
+func (e *end) nonblocking(fd, access int) (int, unix.Errno) {
+	e.nbMu.Lock()
+	defer e.nbMu.Unlock()
+	if e.nb >= 0 {
+		return e.nb, 0
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return -1, err.(unix.Errno)
+	}
+	nb, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), access|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == unix.ENXIO {
+		return -1, unix.EPIPE
+	}
+	if err != nil {
+		return -1, err.(unix.Errno)
+	}
+	if fl&unix.O_DIRECT != 0 {
+		if err := setFlag(nb, unix.O_DIRECT); err != nil {
+			unix.Close(nb)
+			return -1, err.(unix.Errno)
+		}
+	}
+	e.nb = nb
+	return nb, 0
 }
 
 // notPacket is the error of a call that would write into a packet pipe without
@@ -165,46 +203,22 @@ func (e *end) truncated(n, size int) error {
 		"packet of %d bytes, buffer of %d: the rest of the packet was discarded: %w", n, size, ipc.ErrTruncated)}
 }
 
+// The system calls a thread blocked on a pipe end may be in, with the end as first
+// argument (splice's and tee's when the end is their source).
+var (
+	readCalls  = []uintptr{unix.SYS_READ, unix.SYS_READV, unix.SYS_SPLICE, unix.SYS_TEE}
+	writeCalls = []uintptr{unix.SYS_WRITE, unix.SYS_VMSPLICE, unix.SYS_SPLICE}
+)
+
 // initEnd takes ownership of fd, an end of a pipe or FIFO, and sets e up in place to use
 // it as c says. On error fd is closed.
 func initEnd(e *end, fd int, c config) error {
-	e.name, e.strategy, e.fd, e.packet = c.name, c.strategy, -1, c.packet
+	e.name, e.packet = c.name, c.packet
 	if e.name == "" {
 		e.name = describe(fd)
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-		unix.Close(fd)
-		return ipc.Wrap("fcntl", e.name, err)
-	}
-	if err := unix.SetNonblock(fd, c.strategy == ipc.WaitPoller); err != nil {
-		unix.Close(fd)
-		return ipc.Wrap("fcntl", e.name, err)
-	}
-	if c.strategy == ipc.WaitKernel {
-		e.fd = fd
-		e.waiters.Identify(uintptr(fd), unix.SYS_READ, unix.SYS_READV, unix.SYS_WRITE, unix.SYS_SPLICE, unix.SYS_TEE, unix.SYS_VMSPLICE)
-		return nil
-	}
-	e.file = os.NewFile(uintptr(fd), e.name)
-	rc, err := e.file.SyscallConn()
-	if err != nil {
-		e.file.Close()
-		return ipc.Wrap("open", e.name, err)
-	}
-	e.rc = rc
-	e.turn.Init()
-	e.tryRd = func(fd uintptr) {
-		var errno unix.Errno
-		e.tryN, errno = e.readErrno(int(fd), e.tryBuf, false)
-		e.tryErr = nil
-		if errno != 0 {
-			e.tryN, e.tryErr = 0, errno
-		}
-	}
-	e.tryWr = func(fd uintptr) {
-		e.tryN, e.tryErr = sys.Write(int(fd), e.tryBuf)
-	}
-	return nil
+	e.read, e.write, e.nb = e.readErrno, e.writeErrno, -1
+	return e.fd.Init(fd, fdio.Config{Name: e.name, Wait: c.strategy, ReadCalls: readCalls, WriteCalls: writeCalls})
 }
 
 // describe names a descriptor the way /proc/self/fd does ("pipe:[1234]").
@@ -235,148 +249,12 @@ func checkPipe(fd, access int) (int, error) {
 	return fl, nil
 }
 
-// control runs f with the descriptor, guarding against a concurrent Close.
-func (e *end) control(f func(fd int) error) error {
-	if e.file != nil {
-		var ferr error
-		if err := e.rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
-			return e.rawErr(err)
-		}
-		return ferr
-	}
-	if !e.waiters.Acquire() {
-		return os.ErrClosed
-	}
-	defer e.waiters.Release()
-	return f(e.fd)
-}
-
-// tryPoller makes one non-blocking read or write on the poller's descriptor,
-// reusing the end's prepared callback so nothing is allocated. It goes through
-// RawConn.Control, which guards against Close but does not queue behind a call
-// waiting in the poller: a Try call never waits.
-func (e *end) tryPoller(p []byte, write bool) (int, error) {
-	e.tryMu.Lock()
-	defer e.tryMu.Unlock()
-	e.tryBuf = p
-	var err error
-	if write {
-		err = e.rc.Control(e.tryWr)
-	} else {
-		err = e.rc.Control(e.tryRd)
-	}
-	e.tryBuf = nil
-	if err != nil {
-		return 0, e.rawErr(err)
-	}
-	return e.tryN, e.tryErr
-}
-
-// rawErr turns the error of a poller-mode RawConn call into os.ErrClosed once the end
-// is closed (the RawConn reports a closed file with an error of its own).
-func (e *end) rawErr(err error) error {
-	if err != nil && e.closed.Load() {
-		return os.ErrClosed
-	}
-	return err
-}
-
-// fastRead is the kernel-mode hot path for a read only Close can end: one read(2) on
-// the blocking descriptor with nothing around it but the in-flight count that Close
-// waits for (Close finds a blocked thread itself). An interrupted read goes on in
-// blockingIO.
-func (e *end) fastRead(p []byte) (int, error) {
-	if !e.waiters.Acquire() {
-		return 0, os.ErrClosed
-	}
-	n, errno := e.readErrno(e.fd, p, false)
-	e.waiters.Release()
-	if errno != 0 {
-		return e.blockingIO(p, false, errno)
-	}
-	return n, nil
-}
-
-// fastWrite is fastRead for write(2).
-func (e *end) fastWrite(p []byte) (int, error) {
-	if !e.waiters.Acquire() {
-		return 0, os.ErrClosed
-	}
-	n, errno := sys.WriteErrno(e.fd, p)
-	e.waiters.Release()
-	if errno != 0 {
-		return e.blockingIO(p, true, errno)
-	}
-	return n, nil
-}
-
-// blockingIO finishes a fast-path call that failed with errno: it retries after EINTR
-// until the call succeeds, fails otherwise, or the end is closed.
-func (e *end) blockingIO(p []byte, write bool, errno unix.Errno) (n int, err error) {
-	if errno != unix.EINTR {
-		return 0, errno
-	}
-	if !e.waiters.Acquire() {
-		return 0, os.ErrClosed
-	}
-	defer e.waiters.Release()
-	for {
-		if e.dl.Expired(write) { // set while the call waited (see setDeadline)
-			return 0, os.ErrDeadlineExceeded
-		}
-		if write {
-			n, errno = sys.WriteErrno(e.fd, p)
-		} else {
-			n, errno = e.readErrno(e.fd, p, false)
-		}
-		switch {
-		case errno == 0:
-			return n, nil
-		case errno != unix.EINTR:
-			return 0, errno
-		case e.waiters.Closed():
-			return 0, os.ErrClosed
-		}
-	}
-}
-
-// fast reports whether a call under ctx with the deadline dl can take the kernel-mode
-// hot path: nothing but Close can end it.
-func (e *end) fast(ctx context.Context, dl *atomic.Int64) bool {
-	// Identify is called in kernel mode only, so Identified also says kernel mode.
-	return e.waiters.Identified() && dl.Load() == 0 && ctx.Done() == nil
-}
-
-// tryKernel makes one read or write that does not wait on a blocking descriptor
-// (RWF_NOWAIT).
-func (e *end) tryKernel(p []byte, write bool) (int, error) {
-	if !e.waiters.Acquire() {
-		return 0, os.ErrClosed
-	}
-	defer e.waiters.Release()
-	if write {
-		return sys.WriteNowait(e.fd, p)
-	}
-	n, errno := e.readErrno(e.fd, p, true)
-	if errno != 0 {
-		return 0, errno
-	}
-	return n, nil
-}
-
 // Fd returns the descriptor number. It stays valid until Close; do not close it or
 // change its flags.
-func (e *end) Fd() int {
-	if e.file != nil {
-		var n int
-		_ = e.rc.Control(func(fd uintptr) { n = int(fd) })
-		return n
-	}
-	return e.fd
-}
+func (e *end) Fd() int { return e.fd.Fd() }
 
 // Wait returns the end's wait strategy.
-func (e *end) Wait() ipc.WaitStrategy { return e.strategy }
+func (e *end) Wait() ipc.WaitStrategy { return e.fd.Mode() }
 
 // String returns the end's name.
 func (e *end) String() string { return e.name }
@@ -384,26 +262,20 @@ func (e *end) String() string { return e.name }
 // close is Close for both ends: idempotent, it unblocks every call in flight (which
 // then return an error matching os.ErrClosed) before releasing the descriptor.
 func (e *end) close() error {
-	e.closeOnce.Do(func() {
-		e.closed.Store(true)
-		if e.file != nil {
-			e.turn.Close()
-			e.closeErr = e.file.Close()
-			return
-		}
-		e.waiters.Close()
-		e.closeErr = unix.Close(e.fd)
-	})
-	if e.closeErr != nil {
-		return ipc.Wrap("close", e.name, e.closeErr)
+	err := e.fd.Close()
+	e.nbMu.Lock()
+	if e.nb >= 0 {
+		unix.Close(e.nb)
+		e.nb = -1
 	}
-	return nil
+	e.nbMu.Unlock()
+	return e.wrap("close", err)
 }
 
 // Buffered returns the number of bytes queued in the pipe (FIONREAD).
 func (e *end) Buffered() (int, error) {
 	var n int
-	err := e.control(func(fd int) (err error) {
+	err := e.fd.Control(func(fd int) (err error) {
 		n, err = unix.IoctlGetInt(fd, unix.TIOCINQ)
 		return err
 	})
@@ -413,7 +285,7 @@ func (e *end) Buffered() (int, error) {
 // Capacity returns the pipe's capacity in bytes (F_GETPIPE_SZ).
 func (e *end) Capacity() (int, error) {
 	var n int
-	err := e.control(func(fd int) (err error) {
+	err := e.fd.Control(func(fd int) (err error) {
 		n, err = unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
 		return err
 	})
@@ -429,7 +301,7 @@ func (e *end) SetCapacity(n int) (int, error) {
 		return 0, e.wrap("fcntl F_SETPIPE_SZ", err)
 	}
 	var got int
-	err := e.control(func(fd int) (err error) {
+	err := e.fd.Control(func(fd int) (err error) {
 		got, err = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, n)
 		return err
 	})
@@ -441,7 +313,7 @@ func (e *end) SetCapacity(n int) (int, error) {
 // handing to another process.
 func (e *end) reopen(access int) (*os.File, error) {
 	var f *os.File
-	err := e.control(func(fd int) error {
+	err := e.fd.Control(func(fd int) error {
 		// Packet mode (O_DIRECT) is a property of the open file description: carry
 		// it over, or a child's writes would not be packets.
 		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
@@ -464,60 +336,9 @@ func (e *end) reopen(access int) (*os.File, error) {
 }
 
 // wrap turns an error from any layer into the package's *ipc.OpError.
-func (e *end) wrap(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	var errno unix.Errno
-	if errors.As(err, &errno) {
-		return ipc.Wrap(op, e.name, errno)
-	}
-	if errors.Is(err, os.ErrClosed) {
-		err = os.ErrClosed
-	}
-	return &ipc.OpError{Op: op, Object: e.name, Err: err}
-}
+func (e *end) wrap(op string, err error) error { return e.fd.Wrap(op, err) }
 
-// pollerCall makes one poller-mode read or write (do) under ctx. It waits for the
-// end's turn first (under ctx, the deadline and Close), so that no other call waits
-// on the file meanwhile; a ctx that can end is then applied to the file as a
-// deadline (wait.ViaDeadline), and the deadline set by the caller restored after.
-func (e *end) pollerCall(ctx context.Context, write bool, do func() (int, error)) (int, error) {
-	if err := e.turn.Take(ctx, &e.dl, write); err != nil {
-		return 0, err
-	}
-	defer e.turn.Give()
-	if ctx.Done() == nil {
-		return do()
-	}
-	set := e.file.SetReadDeadline
-	if write {
-		set = e.file.SetWriteDeadline
-	}
-	var n int
-	err := wait.ViaDeadline(ctx, &e.dl, write, set, func() (err error) {
-		n, err = do()
-		return err
-	})
-	return n, err
-}
-
-// setDeadline sets the read and/or write deadline, for pending calls too. In kernel
-// mode the calls blocked in read or write are interrupted when it passes, and
-// look at it again (blockingIO, readKernel, writeKernel, move).
+// setDeadline sets the read and/or write deadline, for pending calls too.
 func (e *end) setDeadline(t time.Time, read, write bool) error {
-	e.dl.Set(t, read, write)
-	if e.file == nil {
-		for _, w := range []bool{false, true} {
-			if (w && write) || (!w && read) {
-				e.waiters.ExpireAt(w, t, func() bool { return !e.dl.Get(w).Equal(t) })
-			}
-		}
-		return nil
-	}
-	return e.wrap("set deadline", wait.SetFileDeadline(e.file, t, read, write))
+	return e.wrap("set deadline", e.fd.SetDeadline(t, read, write))
 }

@@ -40,7 +40,7 @@ var _ = ipctest.Helper("fi01-pipe-sender", func(args []string) int {
 // a new pipe afterwards is clean.
 func TestSenderKilledMidFrame(t *testing.T) {
 	t.Run("FI-01", func(t *testing.T) {
-		for _, w := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+		for _, w := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 			t.Run(w.String(), func(t *testing.T) {
 				killAt := 1 + int(ipctest.Seed(t)%40)
 				r, wr, err := New(WithWait(w))
@@ -95,10 +95,11 @@ func TestSenderKilledMidFrame(t *testing.T) {
 // put bytes into a packet pipe that are not packets, which a packet reader could only
 // report as truncated; a packet Writer refuses them before any system call.
 func TestPacketWriterRefusesNonPackets(t *testing.T) {
-	_, w, err := New(Packet())
+	r, w, err := New(Packet())
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer r.Close()
 	defer w.Close()
 	pr, pw, err := New()
 	if err != nil {

@@ -9,8 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ipclab/ipclab/internal/sys"
-	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -151,46 +149,7 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if !r.fast(ctx, &r.dl.Read) {
-		if r.file != nil {
-			return r.readPoller(ctx, p)
-		}
-		return r.readKernel(ctx, p)
-	}
-	n, err := r.fastRead(p)
-	if err != nil {
-		return 0, r.wrap("read", err)
-	}
-	return r.readResult(n, p)
-}
-
-func (r *Reader) readPoller(ctx context.Context, p []byte) (int, error) {
-	if r.spill != nil && len(p) < len(r.spill) {
-		return r.readPollerPacket(ctx, p)
-	}
-	n, err := r.pollerCall(ctx, false, func() (int, error) { return r.file.Read(p) })
-	if err == io.EOF {
-		return 0, io.EOF
-	}
-	return n, r.wrap("read", err)
-}
-
-// readPollerPacket is a poller-mode read of a packet pipe into a buffer shorter than
-// a page: *os.File cannot readv, so it makes non-blocking attempts (tryPoller, which
-// catches an over-long packet) and waits for the descriptor to become readable in
-// between, through the poller and under its deadlines.
-func (r *Reader) readPollerPacket(ctx context.Context, p []byte) (int, error) {
-	n, err := r.pollerCall(ctx, false, func() (int, error) {
-		for {
-			n, err := r.tryPoller(p, false)
-			if err != unix.EAGAIN {
-				return n, err
-			}
-			if err := r.rc.Read(readable); err != nil {
-				return 0, r.rawErr(err)
-			}
-		}
-	})
+	n, err := r.fd.Do(ctx, false, p, r.read)
 	if err != nil {
 		return 0, r.wrap("read", err)
 	}
@@ -209,47 +168,13 @@ func (r *Reader) readResult(n int, p []byte) (int, error) {
 	return n, nil
 }
 
-// readable is the poller callback of readPollerPacket: it reports whether fd can be
-// read (or is at EOF) now, so that the poller waits only when it cannot.
-func readable(fd uintptr) bool {
-	ready, err := sys.Readable(int(fd))
-	return ready || err != nil
-}
-
-// readKernel is a kernel-mode read that a context or deadline can end.
-func (r *Reader) readKernel(ctx context.Context, p []byte) (int, error) {
-	kctx, cancel, bounded := r.dl.Bound(ctx, false)
-	defer cancel()
-	var n int
-	err := r.waiters.Do(kctx, func() error {
-		if r.dl.Expired(false) { // set while the call waited (see setDeadline)
-			return os.ErrDeadlineExceeded
-		}
-		var errno unix.Errno
-		if n, errno = r.readErrno(r.fd, p, false); errno != 0 {
-			return errno
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, r.wrap("read", wait.BoundErr(kctx, err, bounded))
-	}
-	return r.readResult(n, p)
-}
-
 // TryRead reads what is there without waiting. With nothing to read it returns an error
 // matching ipc.ErrWouldBlock (and unix.EAGAIN); with every writer gone, io.EOF.
 func (r *Reader) TryRead(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var err error
-	if r.file != nil {
-		n, err = r.tryPoller(p, false)
-	} else {
-		n, err = r.tryKernel(p, false)
-	}
+	n, err := r.fd.Try(p, r.read)
 	if err != nil {
 		return 0, r.wrap("read", err)
 	}
@@ -276,8 +201,8 @@ func (r *Reader) ReadFull(ctx context.Context, p []byte) (int, error) {
 // WriteTo copies the pipe's content to w until EOF (io.WriterTo). In poller mode it
 // lets the runtime splice into sockets and files where it can.
 func (r *Reader) WriteTo(w io.Writer) (int64, error) {
-	if r.file != nil {
-		n, err := r.file.WriteTo(w)
+	if f := r.fd.File(); f != nil {
+		n, err := f.WriteTo(w)
 		return n, r.wrap("read", err)
 	}
 	return io.Copy(w, struct{ io.Reader }{r})
@@ -306,69 +231,32 @@ func (w *Writer) Write(p []byte) (int, error) {
 // WriteContext is Write that also returns when ctx ends. It may then have written part
 // of p; the count says how much.
 func (w *Writer) WriteContext(ctx context.Context, p []byte) (int, error) {
-	if !w.fast(ctx, &w.dl.Write) {
-		if w.file != nil {
-			n, err := w.pollerCall(ctx, true, func() (int, error) { return w.file.Write(p) })
-			return n, w.wrap("write", err)
-		}
-		return w.writeKernel(ctx, p)
-	}
 	done := 0
-	for done < len(p) {
-		n, err := w.fastWrite(p[done:])
+	for {
+		n, err := w.fd.Do(ctx, true, p[done:], w.write)
 		done += n
 		if err != nil {
 			return done, w.wrap("write", err)
 		}
-	}
-	return done, nil
-}
-
-// writeKernel is a kernel-mode write that a context or deadline can end.
-func (w *Writer) writeKernel(ctx context.Context, p []byte) (int, error) {
-	kctx, cancel, bounded := w.dl.Bound(ctx, true)
-	defer cancel()
-	done := 0
-	for done < len(p) || len(p) == 0 {
-		var n int
-		err := w.waiters.Do(kctx, func() error {
-			if w.dl.Expired(true) { // set while the call waited (see setDeadline)
-				return os.ErrDeadlineExceeded
-			}
-			var e error
-			n, e = sys.Write(w.fd, p[done:])
-			return e
-		})
-		done += n
-		if err != nil {
-			return done, w.wrap("write", wait.BoundErr(kctx, err, bounded))
-		}
-		if len(p) == 0 {
-			break
+		if done >= len(p) {
+			return done, nil
 		}
 	}
-	return done, nil
 }
 
 // TryWrite writes what fits now without waiting. A write of at most PipeBuf bytes is
 // all or nothing; a larger one may be short. With no room it returns an error matching
 // ipc.ErrWouldBlock.
 func (w *Writer) TryWrite(p []byte) (int, error) {
-	var n int
-	var err error
-	if w.file != nil {
-		n, err = w.tryPoller(p, true)
-	} else {
-		n, err = w.tryKernel(p, true)
-	}
+	n, err := w.fd.Try(p, w.write)
 	return n, w.wrap("write", err)
 }
 
 // ReadFrom copies from r into the pipe until EOF (io.ReaderFrom). In poller mode it lets
 // the runtime splice from files and sockets where it can.
 func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
-	if w.file != nil {
-		n, err := w.file.ReadFrom(r)
+	if f := w.fd.File(); f != nil {
+		n, err := f.ReadFrom(r)
 		return n, w.wrap("write", err)
 	}
 	return io.Copy(struct{ io.Writer }{w}, r)

@@ -25,7 +25,7 @@ import (
 
 func TestMain(m *testing.M) { ipctest.Main(m) }
 
-var strategies = []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+var strategies = []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel}
 
 func newPipe(t *testing.T, opts ...pipe.Option) (*pipe.Reader, *pipe.Writer) {
 	t.Helper()
@@ -473,7 +473,8 @@ func TestEOFAfterDrain(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	// PIPE-12: CLOEXEC on both ends, O_NONBLOCK for poller ends, O_DIRECT for packet.
+	// PIPE-12: CLOEXEC on both ends, O_NONBLOCK for poller ends (only), O_DIRECT for
+	// packet.
 	flags := func(fd int) (fdflags, flflags int) {
 		a, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
 		require.NoError(t, err)
@@ -481,7 +482,7 @@ func TestFlags(t *testing.T) {
 		require.NoError(t, err)
 		return a, b
 	}
-	r, w := newPipe(t, pipe.Packet())
+	r, w := newPipe(t, pipe.Packet(), pipe.WithWait(ipc.WaitPoller))
 	for _, fd := range []int{r.Fd(), w.Fd()} {
 		fdf, fl := flags(fd)
 		assert.NotZero(t, fdf&unix.FD_CLOEXEC, "PIPE-12 FD_CLOEXEC")
@@ -491,10 +492,11 @@ func TestFlags(t *testing.T) {
 	assert.NotZero(t, fl&unix.O_DIRECT, "PIPE-12 O_DIRECT")
 
 	kr, kw := newPipe(t, pipe.WithWait(ipc.WaitKernel))
-	for _, fd := range []int{kr.Fd(), kw.Fd()} {
+	ar, aw := newPipe(t) // the default, ipc.WaitAuto
+	for _, fd := range []int{kr.Fd(), kw.Fd(), ar.Fd(), aw.Fd()} {
 		fdf, fl := flags(fd)
 		assert.NotZero(t, fdf&unix.FD_CLOEXEC)
-		assert.Zero(t, fl&unix.O_NONBLOCK, "kernel-mode ends block in the kernel")
+		assert.Zero(t, fl&unix.O_NONBLOCK, "kernel- and auto-mode ends block in the kernel")
 	}
 }
 
@@ -913,7 +915,7 @@ func TestCloseUnblocks(t *testing.T) {
 func TestHandOffKeepsFlags(t *testing.T) {
 	// An end handed to a child is a separate open file description: the child's
 	// blocking mode does not change ours.
-	r, w := newPipe(t)
+	r, w := newPipe(t, pipe.WithWait(ipc.WaitPoller))
 	f := writerFile(t, w)
 	defer f.Close()
 	fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)

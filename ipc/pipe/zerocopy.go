@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/sys"
-	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -53,11 +51,7 @@ func (r *Reader) TeeTo(ctx context.Context, w *Writer, n int) (int64, error) {
 		m, err := unix.Tee(src, wfd, n, flags)
 		return int(m), err
 	}
-	var wrc syscall.RawConn
-	if w.file != nil {
-		wrc = w.rc
-	}
-	got, err := r.move(ctx, attempt, wrc, true)
+	got, err := r.move(ctx, attempt, w.fd.RawConn(), true)
 	if err == nil && got == 0 {
 		return 0, io.EOF
 	}
@@ -108,22 +102,17 @@ func (w *Writer) Vmsplice(ctx context.Context, p []byte) (int, error) {
 // this process's own buffer, or it has no poller registration). otherIsDst says the
 // other descriptor is written to (so its wait is for writability).
 func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error), other syscall.RawConn, otherIsDst bool) (int, error) {
-	if e.file == nil {
-		kctx, cancel, bounded := e.dl.Bound(ctx, !otherIsDst)
-		defer cancel()
+	isReader := otherIsDst
+	if e.fd.Mode() == ipc.WaitKernel {
 		var n int
-		err := e.waiters.Do(kctx, func() error {
-			if e.dl.Expired(!otherIsDst) { // set while the call waited (see setDeadline)
-				return os.ErrDeadlineExceeded
-			}
+		err := e.fd.Kernel(ctx, !isReader, func(fd int) error {
 			var err error
-			n, err = attempt(e.fd, unix.SPLICE_F_MOVE)
+			n, err = attempt(fd, unix.SPLICE_F_MOVE)
 			return err
 		})
-		return n, wait.BoundErr(kctx, err, bounded)
+		return n, err
 	}
 	const flags = unix.SPLICE_F_NONBLOCK | unix.SPLICE_F_MOVE
-	isReader := otherIsDst
 	for {
 		var n int
 		var err error
@@ -139,11 +128,11 @@ func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error)
 			}
 			return false // wait until this pipe is ready
 		}
-		_, werr := e.pollerCall(ctx, !isReader, func() (int, error) {
+		werr := e.fd.Park(ctx, !isReader, func(rc syscall.RawConn) error {
 			if isReader {
-				return 0, e.rc.Read(cb)
+				return rc.Read(cb)
 			}
-			return 0, e.rc.Write(cb)
+			return rc.Write(cb)
 		})
 		if werr != nil {
 			return 0, werr
@@ -161,9 +150,10 @@ func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error)
 		// that no readiness edge is missed.
 		ocb := func(uintptr) bool {
 			done := true
-			cerr := e.rc.Control(func(f uintptr) { // the move runs under this end's guard
-				n, err = attempt(int(f), flags)
-				done = err != unix.EAGAIN || !e.selfReady(int(f), isReader)
+			cerr := e.fd.Control(func(f int) error { // the move runs under this end's guard
+				n, err = attempt(f, flags)
+				done = err != unix.EAGAIN || !e.selfReady(f, isReader)
+				return nil
 			})
 			if cerr != nil { // this end was closed meanwhile
 				n, err = 0, cerr
@@ -225,36 +215,4 @@ func orInvalid(err error, n int) error {
 
 // SyscallConn returns the end's raw connection, so that it can be the other side of
 // another pipe's SpliceTo or SpliceFrom.
-func (e *end) SyscallConn() (syscall.RawConn, error) {
-	if e.file != nil {
-		return e.rc, nil
-	}
-	return kernelRawConn{e}, nil
-}
-
-// kernelRawConn gives a kernel-mode end a syscall.RawConn: Control under the close
-// guard; Read and Write call f until it reports done, waiting in poll(2) in between.
-type kernelRawConn struct{ e *end }
-
-func (k kernelRawConn) Control(f func(fd uintptr)) error {
-	return k.e.control(func(fd int) error { f(uintptr(fd)); return nil })
-}
-
-func (k kernelRawConn) Read(f func(fd uintptr) bool) error { return k.wait(f, unix.POLLIN) }
-
-func (k kernelRawConn) Write(f func(fd uintptr) bool) error { return k.wait(f, unix.POLLOUT) }
-
-func (k kernelRawConn) wait(f func(fd uintptr) bool, events int16) error {
-	return k.e.control(func(fd int) error {
-		for !f(uintptr(fd)) {
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
-			if _, err := unix.Poll(pfd, 10); err != nil && err != unix.EINTR {
-				return err
-			}
-			if k.e.waiters.Closed() {
-				return unix.EBADF
-			}
-		}
-		return nil
-	})
-}
+func (e *end) SyscallConn() (syscall.RawConn, error) { return e.fd.RawConn(), nil }

@@ -128,8 +128,11 @@ func buildConfig(opts []Option) (config, error) {
 	for _, o := range opts {
 		o(&c)
 	}
+	if c.strategy == ipc.WaitAuto {
+		c.strategy = ipc.WaitPoller // the default, until queues sit on the descriptor engine
+	}
 	if c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
-		return c, fmt.Errorf("wait strategy %v not supported (want poller or kernel): %w", c.strategy, ipc.ErrInvalid)
+		return c, fmt.Errorf("wait strategy %v not supported (want auto, poller or kernel): %w", c.strategy, ipc.ErrInvalid)
 	}
 	if c.mode&^os.ModePerm != 0 {
 		return c, fmt.Errorf("mode %v has bits other than permissions: %w", c.mode, ipc.ErrInvalid)

@@ -1,0 +1,297 @@
+package fdio
+
+import (
+	"context"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/wait"
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// Do makes the call a describes in direction write (a read or receive when false)
+// until it stops failing with EAGAIN or EINTR, ctx ends, the deadline passes or the
+// descriptor is closed, waiting as the mode says. It returns a's count and its errno,
+// or ctx.Err(), os.ErrDeadlineExceeded or os.ErrClosed; the caller wraps them (Wrap).
+//
+// With a context that can never end and no deadline, Do allocates nothing.
+func (f *FD) Do(ctx context.Context, write bool, p []byte, a Attempt) (int, error) {
+	switch f.mode {
+	case ipc.WaitKernel:
+		if f.canSleep(ctx, write) {
+			return f.sleep(write, p, a)
+		}
+		return f.kernel(ctx, write, p, a)
+	case ipc.WaitAuto:
+		if f.canSleep(ctx, write) && takeSleeper() {
+			n, errno := f.autoSleep(p, a)
+			giveSleeper()
+			switch {
+			case errno != unix.EINTR:
+				return n, errnoErr(errno)
+			case f.closed.Load():
+				return 0, os.ErrClosed
+			case f.dl.Expired(write):
+				return 0, os.ErrDeadlineExceeded
+			}
+			// Woken to make room: wait in the poller instead.
+		} else {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			if f.dl.Expired(write) {
+				return 0, os.ErrDeadlineExceeded
+			}
+			n, err := f.Try(p, a)
+			if err != unix.EAGAIN {
+				return n, err
+			}
+		}
+	}
+	return f.park(ctx, write, p, a)
+}
+
+// sleep is Kernel mode's hot path: the call sleeps in the kernel with nothing around
+// it but the in-flight count Close waits for (Close finds the thread itself). An
+// interrupted call goes on unless the descriptor was closed or a deadline set
+// meanwhile has passed.
+func (f *FD) sleep(write bool, p []byte, a Attempt) (int, error) {
+	if !f.set.Acquire() {
+		return 0, os.ErrClosed
+	}
+	for {
+		n, errno := a(f.fd, p, false)
+		if errno != unix.EINTR {
+			f.set.Release()
+			return n, errnoErr(errno)
+		}
+		if f.closed.Load() {
+			f.set.Release()
+			return 0, os.ErrClosed
+		}
+		if f.dl.Expired(write) { // set while the call slept (see SetDeadline)
+			f.set.Release()
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+// autoSleep is Auto mode's hot path: sleep's one attempt, counted for the
+// watchdog. EINTR means Close, a deadline set meanwhile, or the watchdog.
+func (f *FD) autoSleep(p []byte, a Attempt) (int, unix.Errno) {
+	if !f.set.Acquire() {
+		return 0, unix.EINTR // closed: Do reports it
+	}
+	n, errno := a(f.fd, p, false)
+	f.set.Release()
+	f.progress.Add(1)
+	return n, errno
+}
+
+// kernel is a Kernel-mode call that a context or deadline can end: the thread is
+// registered with the wait set, so that either can interrupt it.
+func (f *FD) kernel(ctx context.Context, write bool, p []byte, a Attempt) (int, error) {
+	var n int
+	err := f.Kernel(ctx, write, func(fd int) error {
+		var errno unix.Errno
+		n, errno = a(fd, p, false)
+		return errnoErr(errno)
+	})
+	return n, err
+}
+
+// Kernel runs call, one blocking system call on the descriptor that returns its raw
+// error, in the kernel under ctx and the deadline (Kernel mode; the general path, it
+// allocates).
+func (f *FD) Kernel(ctx context.Context, write bool, call func(fd int) error) error {
+	kctx, cancel, bounded := f.dl.Bound(ctx, write)
+	defer cancel()
+	err := f.set.Do(kctx, func() error {
+		if f.dl.Expired(write) { // set while the call slept (see SetDeadline)
+			return os.ErrDeadlineExceeded
+		}
+		return call(f.fd)
+	})
+	return wait.BoundErr(kctx, err, bounded)
+}
+
+// park waits in the runtime poller (Poller mode: on the descriptor; Auto: on the
+// direction's epoll instance) until a succeeds. The caller first takes the
+// direction's turn, under ctx, the deadline and Close, so that it alone waits there
+// and may put ctx on the file as a deadline.
+func (f *FD) park(ctx context.Context, write bool, p []byte, a Attempt) (int, error) {
+	d := &f.dirs[0]
+	if write {
+		d = &f.dirs[1]
+	}
+	if err := d.turn.Take(ctx, &f.dl, write); err != nil {
+		return 0, err
+	}
+	defer d.turn.Give()
+	file, rc, err := f.pollConn(d)
+	if err != nil {
+		return 0, err
+	}
+	d.attempt, d.p, d.nowait = a, p, f.mode != ipc.WaitPoller
+	defer func() { d.attempt, d.p = nil, nil }()
+	if ctx == background || ctx.Done() == nil {
+		err = f.pollWait(rc, d)
+	} else {
+		err = wait.ViaDeadline(ctx, &f.dl, write, f.deadlineSetter(file, d), func() error { return f.pollWait(rc, d) })
+	}
+	if err != nil {
+		return 0, err
+	}
+	return d.n, errnoErr(d.errno)
+}
+
+// pollConn returns the file and RawConn a call in direction d waits on.
+func (f *FD) pollConn(d *dir) (*os.File, syscall.RawConn, error) {
+	if f.file != nil {
+		return f.file, f.rc, nil
+	}
+	return f.parker(d)
+}
+
+// pollWait waits in the poller until d's attempt stops failing with EAGAIN. Auto's
+// epoll instance only ever reports readable, whichever direction it watches.
+func (f *FD) pollWait(rc syscall.RawConn, d *dir) error {
+	var err error
+	if d.write && f.file != nil {
+		err = rc.Write(d.pollFn)
+	} else {
+		err = rc.Read(d.pollFn)
+	}
+	return f.rawErr(err)
+}
+
+// deadlineSetter returns how ViaDeadline puts a deadline on the file a call in
+// direction d waits on.
+func (f *FD) deadlineSetter(file *os.File, d *dir) func(time.Time) error {
+	set := file.SetReadDeadline
+	if d.write && f.file != nil {
+		set = file.SetWriteDeadline
+	}
+	return func(t time.Time) error { return f.rawErr(set(t)) }
+}
+
+// Wait runs attempt, one system call on the descriptor that returns its raw error
+// (unix.EAGAIN: not ready), until it stops returning EAGAIN, honouring ctx, the
+// deadline and Close, in any mode. attempt's nowait asks for a call that does not
+// wait although the descriptor may be blocking; in Kernel mode it is false and the
+// call may block. It is the general path for calls other than Do's (it allocates).
+func (f *FD) Wait(ctx context.Context, write bool, attempt func(fd int, nowait bool) error) error {
+	if f.mode == ipc.WaitKernel {
+		return f.Kernel(ctx, write, func(fd int) error { return attempt(fd, false) })
+	}
+	return f.Park(ctx, write, func(rc syscall.RawConn) error {
+		var err error
+		fn := func(fd uintptr) bool {
+			err = attempt(int(fd), f.mode != ipc.WaitPoller)
+			return err != unix.EAGAIN
+		}
+		var werr error
+		if write {
+			werr = rc.Write(fn)
+		} else {
+			werr = rc.Read(fn)
+		}
+		if werr != nil {
+			return werr
+		}
+		return err
+	})
+}
+
+// Park runs io, which waits in the poller through rc (Poller or Auto mode), holding
+// the direction's turn and honouring ctx, the deadline and Close. rc's callbacks get
+// the descriptor; in Auto mode it is blocking and they must not wait. It is the
+// general path for calls that wait in their own way (it allocates).
+func (f *FD) Park(ctx context.Context, write bool, io func(rc syscall.RawConn) error) error {
+	d := &f.dirs[0]
+	if write {
+		d = &f.dirs[1]
+	}
+	if err := d.turn.Take(ctx, &f.dl, write); err != nil {
+		return err
+	}
+	defer d.turn.Give()
+	file, rc, err := f.pollConn(d)
+	if err != nil {
+		return err
+	}
+	if f.file == nil {
+		rc = parkedConn{f: f, rc: rc}
+	}
+	run := func() error { return f.rawErr(io(rc)) }
+	if ctx == background || ctx.Done() == nil {
+		return run()
+	}
+	return wait.ViaDeadline(ctx, &f.dl, write, f.deadlineSetter(file, d), run)
+}
+
+// parkedConn is the RawConn of an Auto-mode descriptor: Read and Write wait on the
+// direction's epoll instance and call back with the descriptor itself.
+type parkedConn struct {
+	f  *FD
+	rc syscall.RawConn // the epoll instance's
+}
+
+func (c parkedConn) Control(fn func(fd uintptr)) error {
+	return c.f.Control(func(fd int) error { fn(uintptr(fd)); return nil })
+}
+
+func (c parkedConn) Read(fn func(fd uintptr) bool) error {
+	return c.rc.Read(func(uintptr) bool { return fn(uintptr(c.f.fd)) })
+}
+
+func (c parkedConn) Write(fn func(fd uintptr) bool) error { return c.Read(fn) }
+
+// RawConn returns a syscall.RawConn for the descriptor, so that it can take part in
+// another descriptor's splice or in code that waits in its own way: in Poller mode
+// the file's; otherwise one whose Read and Write wait in poll(2) (Kernel) or on an
+// epoll instance (Auto) between calls of the callback.
+func (f *FD) RawConn() syscall.RawConn {
+	if f.file != nil {
+		return f.rc
+	}
+	return rawConn{f}
+}
+
+// rawConn is RawConn for the Kernel and Auto modes.
+type rawConn struct{ f *FD }
+
+func (c rawConn) Control(fn func(fd uintptr)) error {
+	return c.f.Control(func(fd int) error { fn(uintptr(fd)); return nil })
+}
+
+func (c rawConn) Read(fn func(fd uintptr) bool) error { return c.wait(fn, false) }
+
+func (c rawConn) Write(fn func(fd uintptr) bool) error { return c.wait(fn, true) }
+
+func (c rawConn) wait(fn func(fd uintptr) bool, write bool) error {
+	if c.f.mode == ipc.WaitAuto {
+		return c.f.Park(background, write, func(rc syscall.RawConn) error {
+			return rc.Read(fn)
+		})
+	}
+	events := int16(unix.POLLIN)
+	if write {
+		events = unix.POLLOUT
+	}
+	return c.f.Control(func(fd int) error {
+		for !fn(uintptr(fd)) {
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+			if _, err := unix.Poll(pfd, 10); err != nil && err != unix.EINTR {
+				return err
+			}
+			if c.f.closed.Load() {
+				return os.ErrClosed
+			}
+		}
+		return nil
+	})
+}
