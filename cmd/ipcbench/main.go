@@ -32,9 +32,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/bench"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 	"github.com/ipclab/ipclab/ebpf"
-	"github.com/ipclab/ipclab/internal/bench"
-	"github.com/ipclab/ipclab/internal/report"
 	"github.com/ipclab/ipclab/ipc"
 )
 

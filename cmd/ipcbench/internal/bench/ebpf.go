@@ -7,8 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 	"github.com/ipclab/ipclab/ebpf"
-	"github.com/ipclab/ipclab/internal/report"
 )
 
 // Tracer is what the engine needs from eBPF probes (*ebpf.Probes has it).

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/ipclab/ipclab/internal/report"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 )
 
 // ParseSize parses "64", "4K", "64KiB", "1M" (binary multiples).
