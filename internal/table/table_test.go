@@ -1,0 +1,69 @@
+package table
+
+import (
+	"strings"
+	"testing"
+)
+
+func render(t *testing.T, tb *Table, md bool) string {
+	t.Helper()
+	var b strings.Builder
+	var err error
+	if md {
+		err = tb.WriteMarkdown(&b)
+	} else {
+		err = tb.WriteText(&b)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestText(t *testing.T) {
+	tb := Table{Right: RightFrom(1), Indent: "> "}
+	tb.Add("", "a", "µs")
+	tb.Add("long name", "12345")
+	tb.Add("x", "", "")
+	want := "" +
+		">                a  µs\n" +
+		"> long name  12345\n" +
+		"> x\n"
+	if got := render(t, &tb, false); got != want {
+		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+	if tb.Len() != 3 {
+		t.Errorf("Len = %d", tb.Len())
+	}
+}
+
+func TestTextLeft(t *testing.T) {
+	var tb Table
+	tb.Add("NAME", "NOTE")
+	tb.Add("unavailable-thing", "")
+	tb.Add("a", "b")
+	want := "NAME               NOTE\nunavailable-thing\na                  b\n"
+	if got := render(t, &tb, false); got != want {
+		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	tb := Table{Right: RightFrom(1)}
+	tb.Add("k", "value")
+	tb.Add("a|b", "1")
+	want := "" +
+		"| k    | value |\n" +
+		"| ---- | ----: |\n" +
+		"| a\\|b |     1 |\n"
+	if got := render(t, &tb, true); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestEmpty(t *testing.T) {
+	var tb Table
+	if got := render(t, &tb, false) + render(t, &tb, true); got != "" {
+		t.Errorf("empty table wrote %q", got)
+	}
+}
