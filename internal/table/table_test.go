@@ -21,30 +21,27 @@ func render(t *testing.T, tb *Table, md bool) string {
 }
 
 func TestText(t *testing.T) {
-	tb := Table{Right: RightFrom(1), Indent: "> "}
-	tb.Add("", "a", "µs")
-	tb.Add("long name", "12345")
-	tb.Add("x", "", "")
-	want := "" +
-		">                a  µs\n" +
-		"> long name  12345\n" +
-		"> x\n"
-	if got := render(t, &tb, false); got != want {
-		t.Errorf("got\n%q\nwant\n%q", got, want)
+	indented := Table{Right: RightFrom(1), Indent: "> "}
+	indented.Add("", "a", "µs")
+	indented.Add("long name", "12345")
+	indented.Add("x", "", "")
+	var left Table
+	left.Add("NAME", "NOTE")
+	left.Add("unavailable-thing", "")
+	left.Add("a", "b")
+	for _, c := range []struct {
+		tb   *Table
+		want string
+	}{
+		{&indented, ">                a  µs\n> long name  12345\n> x\n"},
+		{&left, "NAME               NOTE\nunavailable-thing\na                  b\n"},
+	} {
+		if got := render(t, c.tb, false); got != c.want {
+			t.Errorf("got\n%q\nwant\n%q", got, c.want)
+		}
 	}
-	if tb.Len() != 3 {
-		t.Errorf("Len = %d", tb.Len())
-	}
-}
-
-func TestTextLeft(t *testing.T) {
-	var tb Table
-	tb.Add("NAME", "NOTE")
-	tb.Add("unavailable-thing", "")
-	tb.Add("a", "b")
-	want := "NAME               NOTE\nunavailable-thing\na                  b\n"
-	if got := render(t, &tb, false); got != want {
-		t.Errorf("got\n%q\nwant\n%q", got, want)
+	if indented.Len() != 3 {
+		t.Errorf("Len = %d", indented.Len())
 	}
 }
 
