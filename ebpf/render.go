@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ipclab/ipclab/internal/table"
 )
 
 // WriteText writes r as bcc-style log2 histograms: for every row, a header line with
@@ -130,7 +132,6 @@ func formatValue(v float64, m Metric) string {
 // each time metric. Rows may come from several reports (say one per primitive run by
 // ipcbench); a Primitive may be relabelled to tell runs apart.
 func WriteTable(w io.Writer, rows []Row) error {
-	bw := bufio.NewWriter(w)
 	type line struct {
 		name string
 		f    func(r *Row) string
@@ -175,35 +176,20 @@ func WriteTable(w io.Writer, rows []Row) error {
 		{"CPU wait p99", stat(MetricOffCPU, "p99")},
 		{"ready wait mean", stat(MetricReadyWait, "mean")},
 	}
-	cells := make([][]string, len(lines)+1)
-	cells[0] = append(cells[0], "")
+	t := table.Table{Right: table.RightFrom(1)}
+	head := []string{""}
 	for i := range rows {
-		cells[0] = append(cells[0], rows[i].Primitive+" "+rows[i].Op)
+		head = append(head, rows[i].Primitive+" "+rows[i].Op)
 	}
-	for li, l := range lines {
-		cells[li+1] = append(cells[li+1], l.name)
+	t.Add(head...)
+	for _, l := range lines {
+		cells := []string{l.name}
 		for i := range rows {
-			cells[li+1] = append(cells[li+1], l.f(&rows[i]))
+			cells = append(cells, l.f(&rows[i]))
 		}
+		t.Add(cells...)
 	}
-	widths := make([]int, len(rows)+1)
-	for _, c := range cells {
-		for j, s := range c {
-			widths[j] = max(widths[j], len([]rune(s)))
-		}
-	}
-	for _, c := range cells {
-		for j, s := range c {
-			pad := strings.Repeat(" ", widths[j]-len([]rune(s)))
-			if j == 0 {
-				bw.WriteString(s + pad)
-			} else {
-				bw.WriteString("  " + pad + s)
-			}
-		}
-		bw.WriteString("\n")
-	}
-	return bw.Flush()
+	return t.WriteText(w)
 }
 
 // SchemaID identifies the JSON format written by WriteJSON; see schema.json.

@@ -6,14 +6,14 @@
 #   scripts/check-report.sh [REPORT.html] [SCREENSHOT.png]
 #
 # REPORT.html defaults to the golden report made from the test fixtures
-# (internal/report/testdata/report.html.golden). With SCREENSHOT.png it also saves a
+# (cmd/ipcbench/internal/report/testdata/report.html.golden). With SCREENSHOT.png it also saves a
 # full-page screenshot. Installs chromium with apt-get when it is missing and we are
 # root, unless CHECK_REPORT_NO_INSTALL=1 (then it exits 77: skipped). MIN_CHARTS sets
 # the number of charts that must be drawn (default 1).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-report=${1:-$here/internal/report/testdata/report.html.golden}
+report=${1:-$here/cmd/ipcbench/internal/report/testdata/report.html.golden}
 shot=${2:-}
 min_charts=${MIN_CHARTS:-1}
 

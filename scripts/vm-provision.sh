@@ -5,7 +5,7 @@
 #
 # The Vagrantfile runs this in every VM (as root, source synced to /vagrant), and so
 # does the Debian machine scripts/vm-qemu.sh boots under qemu, with IPCBENCH_BIN. The
-# tests run it on the build machine too (internal/report's TestProvision*), so all of
+# tests run it on the build machine too (cmd/ipcbench/internal/report's TestProvision*), so all of
 # it is exercised; only the download host differs. Settings, all from the environment:
 #
 #   IPCBENCH_BIN    a prebuilt ipcbench (static: CGO_ENABLED=0) to run instead of

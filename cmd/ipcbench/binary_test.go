@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/ipclab/ipclab/internal/bench"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/bench"
 )
 
 // TestBinary builds ipcbench once, with go build as a user would (VCS stamping on,
@@ -275,7 +275,7 @@ func testTraceNoProcess(t *testing.T, bin string) {
 // testReportNoOverwrite: report without -o writes report.html only if there is none;
 // -o replaces the file it names.
 func testReportNoOverwrite(t *testing.T, bin string) {
-	fixture, err := filepath.Abs("../../internal/report/testdata/fixture-debian12.json")
+	fixture, err := filepath.Abs("internal/report/testdata/fixture-debian12.json")
 	require.NoError(t, err)
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")

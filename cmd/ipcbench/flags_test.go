@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ipclab/ipclab/internal/bench"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/bench"
 )
 
 // FuzzRunFlags: any argument list (NUL-separated) either parses into a configuration

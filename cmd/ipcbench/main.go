@@ -32,9 +32,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/bench"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 	"github.com/ipclab/ipclab/ebpf"
-	"github.com/ipclab/ipclab/internal/bench"
-	"github.com/ipclab/ipclab/internal/report"
+	"github.com/ipclab/ipclab/internal/table"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -353,22 +354,23 @@ func list(args []string, w, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("list takes no arguments, got %q", fs.Args())}
 	}
-	fmt.Fprintf(w, "%-16s %-10s %-22s %s\n", "PRIMITIVE", "STATUS", "WAIT STRATEGIES", "NOTES")
-	for _, t := range bench.Transports() {
+	var t table.Table
+	t.Add("PRIMITIVE", "STATUS", "WAIT STRATEGIES", "NOTES")
+	for _, tr := range bench.Transports() {
 		var waits []string
-		for _, ws := range t.Waits() {
+		for _, ws := range tr.Waits() {
 			waits = append(waits, ws.String())
 		}
 		status, note := "available", ""
-		if err := t.Available(); err != nil {
+		if err := tr.Available(); err != nil {
 			status, note = "unavailable", err.Error()
 		}
-		if m := t.MaxSize(); m > 0 {
+		if m := tr.MaxSize(); m > 0 {
 			note = strings.TrimSpace(note + fmt.Sprintf(" max message %s", bench.FormatSize(m)))
 		}
-		fmt.Fprintf(w, "%-16s %-10s %-22s %s\n", t.Name(), status, strings.Join(waits, ","), note)
+		t.Add(tr.Name(), status, strings.Join(waits, ","), note)
 	}
-	return nil
+	return t.WriteText(w)
 }
 
 func compare(args []string, w, stderr io.Writer) error {

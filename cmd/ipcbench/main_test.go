@@ -15,9 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ipclab/ipclab/internal/bench"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/bench"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 	"github.com/ipclab/ipclab/internal/ipctest"
-	"github.com/ipclab/ipclab/internal/report"
 )
 
 func TestMain(m *testing.M) {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/mailbox/internal/wire"
 )
 
 // bsender is a Sender's send buffer: preallocated frame slots that Bsend fills. A
@@ -134,7 +135,7 @@ func (s *Sender) Bsend(ctx context.Context, data []byte) error {
 		}
 	}
 	b.submit.Lock()
-	n, err := EncodeFrame(b.slots[i], Frame{Kind: KindData, Discipline: Buffered, Seq: s.seq.Add(1), Payload: data})
+	n, err := wire.Encode(b.slots[i], wire.Frame{Kind: wire.KindData, Discipline: uint8(Buffered), Seq: s.seq.Add(1), Payload: data})
 	queued := false
 	if err == nil {
 		queued, err = b.put(i, n)

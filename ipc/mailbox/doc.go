@@ -37,12 +37,13 @@
 //
 // # Frames
 //
-// Each message carries a 20-byte header (see EncodeFrame): sequence number,
-// discipline, and for delivery- and response-based sends the name of the sender's
-// reply port, where the receiver's acknowledgement or reply goes (on a link they come
-// back along the link). DecodeFrame checks every field against the message's real
-// size; a malformed message is reported as a *FrameError and skipped, and the next
-// receive returns the next message.
+// Each message carries a 20-byte header: sequence number, discipline, and for
+// delivery- and response-based sends the name of the sender's reply port, where the
+// receiver's acknowledgement or reply goes (on a link they come back along the link);
+// FrameOverhead bounds what the frame adds to a payload. The format is internal
+// (internal/wire). Every field is checked against the message's real size; a
+// malformed message is reported as a *FrameError and skipped, and the next receive
+// returns the next message.
 //
 // # Costs and caveats
 //

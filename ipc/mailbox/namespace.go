@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/mailbox/internal/wire"
 	"github.com/ipclab/ipclab/ipc/sysv"
 )
 
@@ -110,35 +111,10 @@ func Open(dir string) (*Namespace, error) {
 // Dir returns the namespace's directory.
 func (ns *Namespace) Dir() string { return ns.dir }
 
-// validName reports whether b is a name: 1 to 64 bytes of letters, digits, '.', '_'
-// and '-', starting with a letter or digit. Reserved names (reply ports) start with
-// "_r." and are accepted only when reserved is set.
-func validName(b []byte, reserved bool) bool {
-	if len(b) == 0 || len(b) > MaxAddr {
-		return false
-	}
-	start := 0
-	if reserved && bytes.HasPrefix(b, []byte("_r.")) && len(b) > 3 {
-		start = 3
-	} else if !isAlnum(b[0]) {
-		return false
-	}
-	for _, c := range b[start:] {
-		if !isAlnum(c) && c != '.' && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
 func checkName(op, name string, reserved bool) error {
-	if !validName([]byte(name), reserved) {
+	if !wire.ValidName([]byte(name), reserved) {
 		return &ipc.OpError{Op: op, Object: name,
-			Err: fmt.Errorf("%w: a name is 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit", errInvalid, MaxAddr)}
+			Err: fmt.Errorf("%w: a name is 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit", errInvalid, wire.MaxAddr)}
 	}
 	return nil
 }

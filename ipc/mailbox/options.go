@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/mailbox/internal/wire"
 )
 
 // Option configures the handles CreateMailbox, OpenMailbox, CreatePort, OpenPort,
@@ -27,7 +28,7 @@ func newConfig(opts []Option) config {
 	return c
 }
 
-func (c config) maxFrame() int { return FrameSize(MaxAddr, c.maxPayload) }
+func (c config) maxFrame() int { return wire.Size(wire.MaxAddr, c.maxPayload) }
 
 func (c config) check(op, name string) error {
 	bad := c.maxMsgs <= 0 || c.maxPayload <= 0 || c.maxPayload > 1<<20 || c.sendBuf <= 0 ||

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/mailbox/internal/wire"
 )
 
 var errClosedSender = fmt.Errorf("sender closed: %w", os.ErrClosed)
@@ -32,7 +33,7 @@ type Message struct {
 	// Reply.
 	Discipline Discipline
 
-	addr [MaxAddr]byte
+	addr [wire.MaxAddr]byte
 	alen uint8
 }
 
@@ -68,7 +69,7 @@ func newReceiver(name string, in carrier, c config, answers answerSink, ownsIn b
 	r := &Receiver{name: name, in: in, answers: answers, ownsIn: ownsIn, maxPayload: c.maxPayload, buf: make(chan *rbuf, 1)}
 	r.buf <- &rbuf{b: make([]byte, c.maxFrame())}
 	r.wouldBlock = &ipc.OpError{Op: "tryrecv", Object: name, Err: ipc.ErrWouldBlock}
-	r.replies.New = func() any { b := make([]byte, FrameSize(0, c.maxPayload)+MaxAddr); return &b }
+	r.replies.New = func() any { b := make([]byte, wire.Size(0, c.maxPayload)+wire.MaxAddr); return &b }
 	return r
 }
 
@@ -141,27 +142,27 @@ func (r *Receiver) recv(ctx context.Context, op string, buf []byte, wait bool) (
 		}
 	}
 	rb.pending = 0
-	f, err := DecodeFrame(rb.b[:n])
-	if err == nil && f.Kind != KindData {
-		err = &FrameError{Reason: fmt.Sprintf("%v frame where data was expected", f.Kind), Size: n}
+	f, err := wire.Decode(rb.b[:n])
+	if err == nil && f.Kind != wire.KindData {
+		err = &wire.FrameError{Reason: fmt.Sprintf("%v frame where data was expected", f.Kind), Size: n}
 	}
-	if err == nil && (f.Discipline == Delivery || f.Discipline == Response) && len(f.Addr) == 0 && !r.answersInline() {
-		err = &FrameError{Reason: fmt.Sprintf("%v message without a reply address", f.Discipline), Size: n}
+	if err == nil && (f.Discipline == wire.Delivery || f.Discipline == wire.Response) && len(f.Addr) == 0 && !r.answersInline() {
+		err = &wire.FrameError{Reason: fmt.Sprintf("%v message without a reply address", Discipline(f.Discipline)), Size: n}
 	}
 	if err != nil {
 		return Message{}, r.opErr(op, err)
 	}
-	m := Message{N: len(f.Payload), Seq: f.Seq, Discipline: f.Discipline, alen: uint8(len(f.Addr))}
+	m := Message{N: len(f.Payload), Seq: f.Seq, Discipline: Discipline(f.Discipline), alen: uint8(len(f.Addr))}
 	if len(f.Payload) > len(buf) {
 		rb.pending = n
 		return m, r.opErr(op, fmt.Errorf("%w: message of %d bytes kept for a larger buffer", io.ErrShortBuffer, len(f.Payload)))
 	}
 	copy(m.addr[:], f.Addr)
 	copy(buf, f.Payload)
-	if f.Discipline == Delivery {
+	if f.Discipline == wire.Delivery {
 		// Acknowledge with the receive buffer itself, now that the payload is copied.
-		k, _ := EncodeFrame(rb.b, Frame{Kind: KindAck, Discipline: Delivery, Seq: m.Seq, Addr: nil})
-		// The ack is HeaderSize bytes: f.Addr, just after it in rb.b, is intact.
+		k, _ := wire.Encode(rb.b, wire.Frame{Kind: wire.KindAck, Discipline: wire.Delivery, Seq: m.Seq, Addr: nil})
+		// The ack is wire.HeaderSize bytes: f.Addr, just after it in rb.b, is intact.
 		if err := r.answer(context.Background(), f.Addr, rb.b[:k], false); err != nil {
 			return m, r.opErr("acknowledge", err)
 		}
@@ -223,9 +224,9 @@ func (r *Receiver) Reply(ctx context.Context, m Message, data []byte) error {
 	defer r.replies.Put(bp)
 	// The pooled buffer's tail holds a copy of the address (slicing m itself would
 	// move it to the heap).
-	addr := (*bp)[len(*bp)-MaxAddr:]
+	addr := (*bp)[len(*bp)-wire.MaxAddr:]
 	addr = addr[:copy(addr, m.addr[:m.alen])]
-	n, err := EncodeFrame((*bp)[:len(*bp)-MaxAddr], Frame{Kind: KindReply, Discipline: Response, Seq: m.Seq, Payload: data})
+	n, err := wire.Encode((*bp)[:len(*bp)-wire.MaxAddr], wire.Frame{Kind: wire.KindReply, Discipline: wire.Response, Seq: m.Seq, Payload: data})
 	if err != nil {
 		return r.opErr("reply", err)
 	}

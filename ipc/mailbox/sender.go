@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/mailbox/internal/wire"
 )
 
 // answerSource is where a sender's acknowledgements and replies arrive: its own
@@ -86,7 +87,7 @@ func (s *Sender) post(ctx context.Context, op string, d Discipline, data []byte,
 	}
 	bp := s.frames.Get().(*[]byte)
 	defer s.frames.Put(bp)
-	n, err := EncodeFrame(*bp, Frame{Kind: KindData, Discipline: d, Seq: s.seq.Add(1), Payload: data})
+	n, err := wire.Encode(*bp, wire.Frame{Kind: wire.KindData, Discipline: uint8(d), Seq: s.seq.Add(1), Payload: data})
 	if err != nil {
 		return s.opErr(op, err)
 	}
@@ -174,7 +175,7 @@ func (s *Sender) call(ctx context.Context, op string, d Discipline, data, reply 
 	}
 	seq := s.seq.Add(1)
 	bp := s.frames.Get().(*[]byte)
-	n, err := EncodeFrame(*bp, Frame{Kind: KindData, Discipline: d, Seq: seq, Addr: addr, Payload: data})
+	n, err := wire.Encode(*bp, wire.Frame{Kind: wire.KindData, Discipline: uint8(d), Seq: seq, Addr: addr, Payload: data})
 	if err == nil {
 		err = s.out.send(ctx, (*bp)[:n])
 	}
@@ -190,14 +191,14 @@ func (s *Sender) call(ctx context.Context, op string, d Discipline, data, reply 
 		if err != nil {
 			return 0, s.opErr(op, err)
 		}
-		f, err := DecodeFrame(s.ansBuf[:n])
+		f, err := wire.Decode(s.ansBuf[:n])
 		if err != nil || f.Seq != seq {
 			continue // garbage or a late answer to an abandoned call
 		}
 		switch {
-		case d == Delivery && f.Kind == KindAck:
+		case d == Delivery && f.Kind == wire.KindAck:
 			return 0, nil
-		case d == Response && f.Kind == KindReply:
+		case d == Response && f.Kind == wire.KindReply:
 			m := copy(reply, f.Payload)
 			if m < len(f.Payload) {
 				return m, s.opErr(op, ipc.ErrTruncated)

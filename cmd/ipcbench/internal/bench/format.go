@@ -9,9 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
-	"github.com/ipclab/ipclab/internal/report"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
+	"github.com/ipclab/ipclab/internal/table"
 )
 
 // ParseSize parses "64", "4K", "64KiB", "1M" (binary multiples).
@@ -117,28 +117,23 @@ func writeScenario(w io.Writer, results []report.Result) error {
 		what = "call round trip (request + reply), not halved"
 	}
 	fmt.Fprintf(w, "\nscenario %s: %s; pin=%s (%s)\n\n", r0.Scenario, what, r0.Pin, pinMeaning(r0.Pin))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	withStd := slices.ContainsFunc(results, func(r report.Result) bool { return r.Impl == ImplStd })
-	head := "primitive\timpl\twait\tsize\titers\tmin\tp50\tp90\tp99\tmax\tmsgs/s\tthroughput\tvs raw (p50)\t"
+	t := table.Table{Right: table.RightFrom(0), Indent: "  "}
+	head := []string{"primitive", "impl", "wait", "size", "iters", "min", "p50", "p90", "p99", "max", "msgs/s", "throughput", "vs raw (p50)"}
 	if withStd {
-		head += "vs std (p50)\t"
+		head = append(head, "vs std (p50)")
 	}
-	fmt.Fprintln(tw, head)
+	t.Add(head...)
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t",
-			r.Primitive, r.Impl, r.Wait, FormatSize(r.Size), r.Iterations,
+		row := []string{r.Primitive, r.Impl, r.Wait, FormatSize(r.Size), strconv.Itoa(r.Iterations),
 			formatNs(r.RTT.Min), formatNs(r.RTT.P50), formatNs(r.RTT.P90), formatNs(r.RTT.P99), formatNs(r.RTT.Max),
-			r.MsgsPerSec, formatRate(r.BytesPerSec), versus(results, r, ImplRaw))
-		if withStd {
-			vs := ""
-			if r.Impl == ImplIpclab {
-				vs = versus(results, r, ImplStd)
-			}
-			fmt.Fprintf(tw, "%s\t", vs)
+			fmt.Sprintf("%.0f", r.MsgsPerSec), formatRate(r.BytesPerSec), versus(results, r, ImplRaw)}
+		if withStd && r.Impl == ImplIpclab {
+			row = append(row, versus(results, r, ImplStd))
 		}
-		fmt.Fprintln(tw)
+		t.Add(row...)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.WriteText(w); err != nil {
 		return err
 	}
 	if withStd {

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ipclab/ipclab/internal/report"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 	"github.com/ipclab/ipclab/ipc"
 )
 

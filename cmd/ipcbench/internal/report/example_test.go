@@ -5,7 +5,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/ipclab/ipclab/internal/report"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 )
 
 // machine returns a made-up run with one ping-pong result for the pipe.

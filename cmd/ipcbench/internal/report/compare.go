@@ -5,8 +5,8 @@ import (
 	"io"
 	"math"
 	"sort"
-	"strings"
-	"unicode/utf8"
+
+	"github.com/ipclab/ipclab/internal/table"
 )
 
 // Format selects Compare's output.
@@ -219,24 +219,25 @@ func compareTables(w io.Writer, runs []Run, md bool) error {
 	names := labels(runs)
 	if md {
 		ew.printf("## Machines\n\n")
-		t := [][]string{{"run", "hostname", "kernel", "os", "cpu", "cpus", "virt", "go", "ipclab"}}
+		var t table.Table
+		t.Add("run", "hostname", "kernel", "os", "cpu", "cpus", "virt", "go", "ipclab")
 		for i, r := range runs {
 			m := r.Machine
-			t = append(t, []string{names[i], m.Hostname, m.Kernel, m.OS, m.CPUModel, itoa(m.CPUs), m.Virtualization, m.GoVersion, m.IpclabVersion})
+			t.Add(names[i], m.Hostname, m.Kernel, m.OS, m.CPUModel, itoa(m.CPUs), m.Virtualization, m.GoVersion, m.IpclabVersion)
 		}
-		writeTable(ew, t, nil, true)
+		ew.table(&t, true)
 	} else {
 		ew.printf("machines (ratios are against %s):\n", names[0])
-		t := [][]string{}
+		t := table.Table{Indent: "  "}
 		for i, r := range runs {
 			m := r.Machine
 			host := ""
 			if m.Hostname != "" && m.Hostname != names[i] {
 				host = "host " + m.Hostname
 			}
-			t = append(t, []string{"  " + names[i], "kernel " + dash(m.Kernel), dash(m.OS), itoa(m.CPUs) + " CPUs", dash(m.Virtualization), dash(m.GoVersion), host})
+			t.Add(names[i], "kernel "+dash(m.Kernel), dash(m.OS), itoa(m.CPUs)+" CPUs", dash(m.Virtualization), dash(m.GoVersion), host)
 		}
-		writeTable(ew, t, nil, false)
+		ew.table(&t, false)
 	}
 	for _, g := range buildGroups(runs) {
 		better := "lower is better"
@@ -250,12 +251,11 @@ func compareTables(w io.Writer, runs []Run, md bool) error {
 			ew.printf("\n%s\n", title)
 		}
 		head := []string{"primitive", "impl", "wait", "pin", names[0]}
-		right := []bool{false, false, false, false, true}
 		for _, n := range names[1:] {
 			head = append(head, n, "ratio")
-			right = append(right, true, true)
 		}
-		t := [][]string{head}
+		t := table.Table{Right: table.RightFrom(4)}
+		t.Add(head...)
 		for i, k := range g.rows {
 			row := []string{k.Primitive, k.Impl, dash(k.Wait), dash(k.Pin)}
 			for ri := range runs {
@@ -264,7 +264,7 @@ func compareTables(w io.Writer, runs []Run, md bool) error {
 					row = append(row, formatRatio(ratio(g.vals[i][ri], g.vals[i][0])))
 				}
 			}
-			t = append(t, row)
+			t.Add(row...)
 		}
 		if len(runs) > 1 && len(g.rows) > 1 {
 			row := []string{"geomean", "", "", "", ""}
@@ -272,9 +272,9 @@ func compareTables(w io.Writer, runs []Run, md bool) error {
 				gm, _ := g.geomean(ri)
 				row = append(row, "", formatRatio(gm))
 			}
-			t = append(t, row)
+			t.Add(row...)
 		}
-		writeTable(ew, t, right, md)
+		ew.table(&t, md)
 	}
 	return ew.err
 }
@@ -298,74 +298,6 @@ func formatRatio(r float64) string {
 	}
 	return fmt.Sprintf("%.2fx", r)
 }
-
-// writeTable writes rows as an aligned text table (or a Markdown table, whose first row
-// is the header). right marks right-aligned columns.
-func writeTable(ew *errWriter, rows [][]string, right []bool, md bool) {
-	if len(rows) == 0 {
-		return
-	}
-	ncol := 0
-	for _, r := range rows {
-		ncol = max(ncol, len(r))
-	}
-	width := make([]int, ncol)
-	for _, r := range rows {
-		for i, c := range r {
-			if md {
-				c = mdEscape(c)
-			}
-			width[i] = max(width[i], utf8.RuneCountInString(c))
-		}
-	}
-	isRight := func(i int) bool { return i < len(right) && right[i] }
-	pad := func(s string, i int) string {
-		n := width[i] - utf8.RuneCountInString(s)
-		if n <= 0 {
-			return s
-		}
-		if isRight(i) {
-			return strings.Repeat(" ", n) + s
-		}
-		return s + strings.Repeat(" ", n)
-	}
-	for ri, r := range rows {
-		var b strings.Builder
-		for i := 0; i < ncol; i++ {
-			c := ""
-			if i < len(r) {
-				c = r[i]
-			}
-			if md {
-				b.WriteString("| ")
-				b.WriteString(pad(mdEscape(c), i))
-				b.WriteString(" ")
-				continue
-			}
-			if i > 0 {
-				b.WriteString("  ")
-			}
-			b.WriteString(pad(c, i))
-		}
-		if md {
-			b.WriteString("|")
-		}
-		ew.printf("%s\n", strings.TrimRight(b.String(), " "))
-		if md && ri == 0 {
-			b.Reset()
-			for i := 0; i < ncol; i++ {
-				d := strings.Repeat("-", max(width[i], 3))
-				if isRight(i) {
-					d = d[:len(d)-1] + ":"
-				}
-				b.WriteString("| " + d + " ")
-			}
-			ew.printf("%s|\n", b.String())
-		}
-	}
-}
-
-func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 func dash(s string) string {
 	if s == "" {
@@ -451,6 +383,18 @@ func (e *errWriter) printf(format string, args ...any) {
 		return
 	}
 	_, e.err = fmt.Fprintf(e.w, format, args...)
+}
+
+// table writes t as text, or as Markdown when md is set.
+func (e *errWriter) table(t *table.Table, md bool) {
+	if e.err != nil {
+		return
+	}
+	if md {
+		e.err = t.WriteMarkdown(e.w)
+	} else {
+		e.err = t.WriteText(e.w)
+	}
 }
 
 func (e *errWriter) write(s string) {

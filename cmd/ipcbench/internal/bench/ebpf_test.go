@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 	"github.com/ipclab/ipclab/ebpf"
-	"github.com/ipclab/ipclab/internal/report"
 )
 
 // passLog records, for every progress line of a case, whether probes were attached

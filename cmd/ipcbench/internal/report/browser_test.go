@@ -11,10 +11,10 @@ import (
 	"testing"
 )
 
-// repoRoot is where scripts/ lives, two levels above this package.
+// repoRoot is where scripts/ lives, four levels above this package.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs("../..")
+	root, err := filepath.Abs("../../../..")
 	if err != nil {
 		t.Fatal(err)
 	}

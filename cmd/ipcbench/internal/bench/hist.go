@@ -5,7 +5,7 @@ import (
 	"math/bits"
 	"time"
 
-	"github.com/ipclab/ipclab/internal/report"
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 )
 
 // subBits sets the histogram's resolution: 2^subBits linear sub-buckets per power of

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"text/tabwriter"
 	"time"
 
+	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 	"github.com/ipclab/ipclab/ebpf"
-	"github.com/ipclab/ipclab/internal/report"
+	"github.com/ipclab/ipclab/internal/table"
 )
 
 // Tracer is what the engine needs from eBPF probes (*ebpf.Probes has it).
@@ -166,8 +166,8 @@ func WriteEBPFTable(w io.Writer, results []report.Result) error {
 		return nil
 	}
 	fmt.Fprintln(w, "\nwhere the time of the primitive's system calls goes (eBPF, mean per call, from the traced rounds):")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "primitive\timpl\twait\tsize\tin call\ton-CPU\tblocked on peer\twaiting for CPU\tcopy ns/B\tfixed ns\tprobe overhead (p50)\tspread over rounds\t")
+	t := table.Table{Right: table.RightFrom(0), Indent: "  "}
+	t.Add("primitive", "impl", "wait", "size", "in call", "on-CPU", "blocked on peer", "waiting for CPU", "copy ns/B", "fixed ns", "probe overhead (p50)", "spread over rounds")
 	for _, r := range results {
 		e := r.EBPF
 		if e == nil || e.Breakdown == nil {
@@ -178,11 +178,11 @@ func WriteEBPFTable(w io.Writer, results []report.Result) error {
 		if e.OverheadRounds > 0 {
 			spread = fmt.Sprintf("%.2fx-%.2fx in %d", e.OverheadMin, e.OverheadMax, e.OverheadRounds)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%.0f\t%.2fx\t%s\t\n", r.Primitive, r.Impl, r.Wait, FormatSize(r.Size),
+		t.Add(r.Primitive, r.Impl, r.Wait, FormatSize(r.Size),
 			formatNs(b.SyscallNs), formatNs(b.OnCPUNs), formatNs(b.OffCPUPeerNs), formatNs(b.OffCPURunqNs),
-			e.CopyCostNsPerByte, e.FixedCostNs, e.OverheadRatio, spread)
+			fmt.Sprintf("%.3f", e.CopyCostNsPerByte), fmt.Sprintf("%.0f", e.FixedCostNs), fmt.Sprintf("%.2fx", e.OverheadRatio), spread)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.WriteText(w); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintln(w, "Latencies above are from the untraced rounds. Every round measured each case untraced and traced (probes attached only\n"+

@@ -52,7 +52,7 @@ func (mailboxTransport) Scenarios() []string {
 
 // MaxSize leaves room for the frame header and a reply address in a POSIX message.
 func (mailboxTransport) MaxSize() int {
-	return posixMQTransport{}.MaxSize() - mailbox.FrameSize(mailbox.MaxAddr, 0)
+	return posixMQTransport{}.MaxSize() - mailbox.FrameOverhead
 }
 
 func (mailboxTransport) Available() error { return posixMQTransport{}.Available() }
