@@ -10,21 +10,48 @@ import (
 	"github.com/ipclab/ipclab/internal/ipctest"
 )
 
-// reopenErr opens an object again the way a stranger would, once by key and once by
-// id (either may be nil: skipped), and returns the first error that does not match
-// fs.ErrNotExist, or the last one: ipctest.RunConformance wants every way of opening a
-// removed object to fail so.
-func reopenErr(byKey, byID func() error) error {
-	var err error
-	for _, open := range []func() error{byKey, byID} {
-		if open == nil {
-			continue
-		}
-		if err = open(); !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+// handle is what the keyed kinds' handles have in common.
+type handle interface {
+	ID() int
+	Remove() error
+	Close() error
+}
+
+// keyedPair creates an object under a new key and opens a second handle on it by id
+// (the sender, which also removes the object in cleanup: the first may be closed by
+// then). reopen opens the object again the way a stranger would, by key and by id,
+// and returns the first error that does not match fs.ErrNotExist, or the last one:
+// ipctest.RunConformance wants every way of opening a removed object to fail so.
+func keyedPair[H handle](t *testing.T, create func(Key) (H, error), openKey func(Key, ...Option) (H, error),
+	openID func(int, ...Option) (H, error)) (rx, tx H, reopen func() error) {
+	key := newKey()
+	rx, err := create(key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return err
+	id := rx.ID()
+	if tx, err = openID(id); err != nil {
+		rx.Remove()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Remove(); tx.Close(); rx.Close() })
+	reopen = func() error {
+		var last error
+		for _, open := range []func() (H, error){
+			func() (H, error) { return openKey(key) },
+			func() (H, error) { return openID(id) },
+		} {
+			h, err := open()
+			if err == nil {
+				h.Close()
+			}
+			if last = err; !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return last
+	}
+	return rx, tx, reopen
 }
 
 // TestConformanceQueue runs the shared checks on a message queue handle: concurrent
@@ -35,18 +62,7 @@ func reopenErr(byKey, byID func() error) error {
 // same queue.
 func TestConformanceQueue(t *testing.T) {
 	ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
-		key := newKey()
-		rx, err := CreateQueue(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := rx.ID()
-		tx, err := OpenQueueID(id)
-		if err != nil {
-			rx.Remove()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tx.Remove(); tx.Close(); rx.Close() }) // rx may be closed or removed by then
+		rx, tx, reopen := keyedPair(t, func(k Key) (*Queue, error) { return CreateQueue(k) }, OpenQueue, OpenQueueID)
 		ctx := context.Background()
 		msg, buf := []byte{1}, make([]byte, 8)
 		return ipctest.Receiver{
@@ -68,20 +84,9 @@ func TestConformanceQueue(t *testing.T) {
 				"Remove":  rx.Remove,
 			},
 			Remove: rx.Remove,
-			Reopen: func() error {
-				return reopenErr(
-					func() error { q, err := OpenQueue(key); closeIf(q, err); return err },
-					func() error { q, err := OpenQueueID(id); closeIf(q, err); return err })
-			},
+			Reopen: reopen,
 		}
 	})
-}
-
-// closeIf closes a handle an unexpectedly successful open returned.
-func closeIf(h interface{ Close() error }, err error) {
-	if err == nil {
-		h.Close()
-	}
 }
 
 // TestConformanceSemSet runs the shared checks on a semaphore set handle: Recv waits
@@ -93,18 +98,7 @@ func closeIf(h interface{ Close() error }, err error) {
 // key or by id).
 func TestConformanceSemSet(t *testing.T) {
 	ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
-		key := newKey()
-		rx, err := CreateSemSet(key, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := rx.ID()
-		tx, err := OpenSemSetID(id)
-		if err != nil {
-			rx.Remove()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tx.Remove(); tx.Close(); rx.Close() })
+		rx, tx, reopen := keyedPair(t, func(k Key) (*SemSet, error) { return CreateSemSet(k, 1) }, OpenSemSet, OpenSemSetID)
 		ctx := context.Background()
 		take, post := SemOp{Num: 0, Op: -1}, SemOp{Num: 0, Op: 1}
 		return ipctest.Receiver{
@@ -126,11 +120,7 @@ func TestConformanceSemSet(t *testing.T) {
 				"Remove":  rx.Remove,
 			},
 			Remove: rx.Remove,
-			Reopen: func() error {
-				return reopenErr(
-					func() error { s, err := OpenSemSet(key); closeIf(s, err); return err },
-					func() error { s, err := OpenSemSetID(id); closeIf(s, err); return err })
-			},
+			Reopen: reopen,
 		}
 	})
 }
@@ -175,7 +165,13 @@ func TestConformanceRing(t *testing.T) {
 						"Remove":  rx.Remove,
 					},
 					Remove: rx.Remove,
-					Reopen: func() error { r, err := OpenRing(id); closeIf(r, err); return err },
+					Reopen: func() error {
+						r, err := OpenRing(id)
+						if err == nil {
+							r.Close()
+						}
+						return err
+					},
 				}
 			})
 		})
