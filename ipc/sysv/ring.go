@@ -344,8 +344,9 @@ func (r *Ring) Send(ctx context.Context, p []byte) error {
 			return err
 		}
 	}
-	defer r.sendTurn.give()
-	return r.send(ctx, p, true)
+	err := r.send(ctx, p, true)
+	r.sendTurn.give()
+	return err
 }
 
 // TrySend is Send without waiting: with too little room in the ring, or another
@@ -438,8 +439,9 @@ func (r *Ring) Recv(ctx context.Context, buf []byte) (int, error) {
 			return 0, err
 		}
 	}
-	defer r.recvTurn.give()
-	return r.recv(ctx, buf, true)
+	n, err := r.recv(ctx, buf, true)
+	r.recvTurn.give()
+	return n, err
 }
 
 // TryRecv is Recv without waiting: with no message in the ring, or another Recv of
