@@ -149,7 +149,16 @@ func TestQueueCancel(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
 		_, _, err := q.Recv(ctx, make([]byte, 8), Any())
-		wantErr(t, err, os.ErrDeadlineExceeded, context.DeadlineExceeded)
+		// a context's deadline is context.DeadlineExceeded, as in every package;
+		// os.ErrDeadlineExceeded is a handle's own deadline, which a queue has not
+		wantErr(t, err, context.DeadlineExceeded)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("%v matches os.ErrDeadlineExceeded: a context deadline must not", err)
+		}
+		var oe *ipc.OpError
+		if !errors.As(err, &oe) {
+			t.Fatalf("%T is not an *ipc.OpError", err)
+		}
 		var ne interface{ Timeout() bool }
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("%v is not a timeout", err)

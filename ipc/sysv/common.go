@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -210,14 +211,14 @@ type object struct {
 	id      int
 	closed  atomic.Bool
 	removed atomic.Bool
-	recheck atomic.Bool  // the identity is due to be confirmed before the next call
-	blocked atomic.Int32 // calls in flight under a context that never ends
+	recheck atomic.Bool // the identity is due to be confirmed before the next call
 
-	key     Key
-	name    string
-	cfg     config
+	key  Key
+	name string
+	cfg  config
+	// waiters holds the calls in flight, so that Close interrupts exactly the threads
+	// blocked on this object (see block).
 	waiters wait.Set
-	kick    func() // interrupts blocked calls on close (nil: SIGURG to every thread)
 
 	// stat re-reads the object (IPC_STAT, or /proc/sysvipc without read access).
 	stat   func() (objStat, error)
@@ -275,9 +276,14 @@ func recheckInterval(st objStat) time.Duration {
 // errReplaced is the cause when the id names another object now.
 var errReplaced = fmt.Errorf("%w: the id now names another object", ipc.ErrRemoved)
 
-func (o *object) init(kind string, id int, key Key, cfg config, stat func() (objStat, error)) {
+// init fills in the object. syscalls are the system calls that block on it with its
+// id as first argument, so that Close finds the threads blocked in them (see block).
+func (o *object) init(kind string, id int, key Key, cfg config, stat func() (objStat, error), syscalls ...uintptr) {
 	o.id, o.key, o.cfg, o.stat = id, key, cfg, stat
 	o.name = fmt.Sprintf("%s id=%d key=%v", kind, id, key)
+	if len(syscalls) > 0 {
+		o.waiters.Identify(uintptr(id), syscalls...)
+	}
 }
 
 // adopt records st as what the handle opened (checking it against an Expect given
@@ -396,6 +402,18 @@ func (o *object) usable(op string) error {
 	return nil
 }
 
+// The causes System V states need beside the errno the kernel gave: each matches the
+// ipc sentinel for the state and the errno, and its text names both.
+var (
+	// errStale: a call on a removed object's id answers EINVAL, not EIDRM (S4).
+	errStale = fmt.Errorf("%w (%w)", ipc.ErrRemoved, unix.EINVAL)
+	// errNoMsg: msgrcv with IPC_NOWAIT and no message answers ENOMSG, not EAGAIN.
+	errNoMsg = fmt.Errorf("%w (%w)", ipc.ErrWouldBlock, unix.ENOMSG)
+	// errNoID: an id that names no object (removed, or never given out), opened by
+	// a stranger, answers EINVAL; it matches fs.ErrNotExist as an absent key does.
+	errNoID = fmt.Errorf("no object has this id: %w (%w)", fs.ErrNotExist, unix.EINVAL)
+)
+
 // fail wraps err from op, mapping the System V states to ipclab's sentinels.
 func (o *object) fail(op string, err error) error {
 	if err == nil {
@@ -404,67 +422,64 @@ func (o *object) fail(op string, err error) error {
 	switch err {
 	case unix.EIDRM:
 		o.removed.Store(true)
-		err = ipc.ErrRemoved
 	case unix.EINVAL:
 		// A stale id answers EINVAL (S4): find out whether the object is gone, or the
 		// id names another one now.
 		if o.stat != nil {
 			if st, e := o.stat(); e == unix.EINVAL || e == unix.EIDRM {
 				o.removed.Store(true)
-				err = &errnoSentinel{ipc.ErrRemoved, unix.EINVAL}
+				err = errStale
 			} else if e == nil && !o.same(st) {
 				o.removed.Store(true)
 				err = errReplaced
 			}
 		}
 	case unix.ENOMSG:
-		err = &errnoSentinel{ipc.ErrWouldBlock, unix.ENOMSG}
-	case context.DeadlineExceeded, unix.ETIMEDOUT:
-		err = errDeadline
+		err = errNoMsg
 	}
 	return ipc.Wrap(op, o.name, err)
 }
 
-// block makes one blocking system call (call) under ctx (DESIGN §3). With a context
-// that can never end it is a bare EINTR loop: no thread is locked and nothing is
-// registered but a counter, so the call costs what the raw system call costs; Close
-// then interrupts it with SIGURG (which System V calls never restart; every Go
-// program already receives it for preemption). With a context that can end, the call
-// goes through internal/wait, which interrupts exactly the blocked thread.
-func (o *object) block(ctx context.Context, call func() error) error {
-	if ctx.Done() != nil {
-		return o.waiters.Do(ctx, call)
+// openErr wraps an error from reading an object a stranger opens by id: EINVAL there
+// means no object has the id, which matches fs.ErrNotExist (as ENOENT does for a key).
+func openErr(op, name string, err error) error {
+	if err == unix.EINVAL {
+		err = errNoID
 	}
-	o.blocked.Add(1)
-	for {
-		if o.closed.Load() {
-			o.blocked.Add(-1)
-			return os.ErrClosed
-		}
-		if err := call(); err != unix.EINTR {
-			o.blocked.Add(-1)
-			return err
-		}
-	}
+	return ipc.Wrap(op, name, err)
 }
 
-// enter counts a call that only Close can interrupt (see block); it reports false,
-// counting nothing, once the handle is closed or the object known removed.
+// block makes one blocking system call (call) under ctx (DESIGN §3) through the
+// object's wait.Set. With a context that can never end and an identified set (init's
+// syscalls) it is a bare EINTR loop that costs an atomic counter: no thread is locked
+// and nothing is registered, and Close finds the blocked thread in
+// /proc/self/task/*/syscall. Otherwise the call's thread is registered. Either way
+// Close (and ctx) interrupt exactly the threads blocked on this object with
+// wait.Signal, never any other thread.
+func (o *object) block(ctx context.Context, call func() error) error {
+	return o.waiters.Do(ctx, call)
+}
+
+// enter counts a call that only Close can interrupt and that the caller brackets
+// with leave, in an EINTR loop (the hot paths); it reports false, counting nothing,
+// once the handle is closed or the object known removed, or if Close could not find
+// the call's thread (the set is not identified: use block).
 func (o *object) enter() bool {
-	o.blocked.Add(1)
-	if o.closed.Load() || o.removed.Load() {
-		o.blocked.Add(-1)
+	if !o.waiters.Identified() || !o.waiters.Acquire() {
+		return false
+	}
+	if o.removed.Load() {
+		o.waiters.Release()
 		return false
 	}
 	return true
 }
 
 // leave ends a call counted by enter.
-func (o *object) leave() { o.blocked.Add(-1) }
+func (o *object) leave() { o.waiters.Release() }
 
-// close marks the handle closed and interrupts calls blocked on it: those under a
-// cancellable context through internal/wait, the others with kick (or, by default,
-// SIGURG to every thread) until they have left.
+// close marks the handle closed and interrupts the calls blocked on it (see block)
+// until they have left. It reports false if the handle was closed already.
 func (o *object) close() bool {
 	if o.closed.Swap(true) {
 		return false
@@ -473,58 +488,8 @@ func (o *object) close() bool {
 		o.timer.Stop()
 	}
 	o.waiters.Close()
-	delay := 10 * time.Microsecond
-	for o.blocked.Load() > 0 {
-		if o.kick != nil {
-			o.kick()
-		} else {
-			pid := unix.Getpid()
-			for _, tid := range taskIDs() {
-				_ = unix.Tgkill(pid, tid, unix.SIGURG)
-			}
-		}
-		time.Sleep(delay)
-		delay = min(2*delay, time.Millisecond)
-	}
 	return true
 }
-
-// taskIDs lists the threads of this process.
-func taskIDs() []int {
-	ents, _ := os.ReadDir("/proc/self/task")
-	out := make([]int, 0, len(ents))
-	for _, e := range ents {
-		if v, err := strconv.Atoi(e.Name()); err == nil {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// errnoSentinel is a sentinel that also keeps the exact errno.
-type errnoSentinel struct {
-	s     *ipc.Sentinel
-	errno unix.Errno
-}
-
-func (e *errnoSentinel) Error() string { return e.s.Error() + " (" + e.errno.Error() + ")" }
-func (e *errnoSentinel) Is(target error) bool {
-	return target == e.s || target == e.errno || e.s.Is(target)
-}
-func (e *errnoSentinel) Unwrap() error { return e.errno }
-
-// deadlineError is returned when a deadline passes: it matches os.ErrDeadlineExceeded
-// and context.DeadlineExceeded, and is a net.Error style timeout.
-type deadlineError struct{}
-
-func (deadlineError) Error() string   { return "deadline exceeded" }
-func (deadlineError) Timeout() bool   { return true }
-func (deadlineError) Temporary() bool { return true }
-func (deadlineError) Is(target error) bool {
-	return target == os.ErrDeadlineExceeded || target == context.DeadlineExceeded
-}
-
-var errDeadline error = deadlineError{}
 
 // Limits are the System V limits of this IPC namespace, from /proc/sys/kernel.
 type Limits struct {

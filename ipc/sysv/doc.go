@@ -60,12 +60,20 @@
 // # Blocking
 //
 // msgsnd, msgrcv and semop have no descriptor, so their blocking calls wait in the
-// kernel: each call is first tried with IPC_NOWAIT, and only if it would block does it
-// occupy an OS thread, interruptible by ctx through internal/wait (one thread per
-// blocked call). EINTR never surfaces. A deadline returns an error matching both
-// os.ErrDeadlineExceeded and context.DeadlineExceeded; cancellation, context.Canceled;
-// removal of the object while blocked (IPC_RMID), ipc.ErrRemoved (which also matches
-// unix.EIDRM and os.ErrClosed); Close of the handle while blocked, os.ErrClosed.
+// kernel: under a context that can end, each call is first tried with IPC_NOWAIT, and
+// only if it would block does it occupy an OS thread (one thread per blocked call).
+// Close and ctx interrupt such a call through internal/wait, with wait.Signal aimed
+// only at the threads blocked on this handle's object; EINTR never surfaces. Every
+// error is an *ipc.OpError. A context's deadline returns an error matching
+// context.DeadlineExceeded, as in every ipclab package (System V handles have no
+// deadline of their own, so none returns os.ErrDeadlineExceeded); cancellation,
+// context.Canceled; removal of the object while blocked (IPC_RMID), ipc.ErrRemoved
+// (which also matches unix.EIDRM and os.ErrClosed; a call on the id after removal
+// matches it and unix.EINVAL); Close of the handle while blocked, os.ErrClosed. Every
+// call that can wait has a Try form (TrySend, TryRecv, TryOp) that returns an error
+// matching ipc.ErrWouldBlock at once instead (for an empty queue also unix.ENOMSG).
+// Opening a removed object, by key or by id, fails with an error matching
+// fs.ErrNotExist.
 //
 // # Persistence
 //

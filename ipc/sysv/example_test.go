@@ -132,3 +132,25 @@ func ExampleRing() {
 	fmt.Println(string(buf[:n]))
 	// Output: through shared memory
 }
+
+// TryRecv and TrySend never wait: an empty ring (or a full one) answers
+// ipc.ErrWouldBlock at once.
+func ExampleRing_TryRecv() {
+	r, err := sysv.CreateRing(4096)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer r.Close()
+	defer r.Remove()
+
+	buf := make([]byte, 64)
+	_, err = r.TryRecv(buf)
+	fmt.Println("empty:", errors.Is(err, ipc.ErrWouldBlock))
+	r.TrySend([]byte("no waiting"))
+	n, _ := r.TryRecv(buf)
+	fmt.Println(string(buf[:n]))
+	// Output:
+	// empty: true
+	// no waiting
+}

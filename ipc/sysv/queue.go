@@ -112,7 +112,7 @@ func openQueue(id int, key Key, c config) (*Queue, error) {
 	q := newQueue(id, key, c)
 	st, err := q.stat()
 	if err != nil {
-		return nil, ipc.Wrap("msgctl IPC_STAT", q.name, err)
+		return nil, openErr("msgctl IPC_STAT", q.name, err)
 	}
 	if err := c.verify(st.uid, st.ident.CUID, st.mode); err != nil {
 		return nil, ipc.Wrap("open", q.name, err)
@@ -133,7 +133,7 @@ func newQueue(id int, key Key, c config) *Queue {
 			return procStat("msg", id)
 		}
 		return queueIdent(&ds), err
-	})
+	}, unix.SYS_MSGRCV, unix.SYS_MSGSND)
 	q.msgmax.Store(8192)
 	q.refreshMsgmax()
 	return q

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ipclab/ipclab/internal/ipctest"
 	"github.com/ipclab/ipclab/ipc"
 )
@@ -171,5 +173,57 @@ func TestRingCrossProcess(t *testing.T) {
 				p.MustSucceed()
 			})
 		}
+	}
+}
+
+// TestRingTry: TryRecv on an empty ring and TrySend on a full one fail at once with
+// ipc.ErrWouldBlock (unix.EAGAIN) and change nothing; so does a Try call while another
+// goroutine of this process holds that direction's turn; after Close both match
+// os.ErrClosed.
+func TestRingTry(t *testing.T) {
+	for _, sig := range []Signal{SignalFutex, SignalSemaphore} {
+		t.Run(sig.String(), func(t *testing.T) {
+			r, err := CreateRing(256, WithSignal(sig))
+			must(t, err)
+			h, err := OpenRing(r.SegmentID()) // removes the ring in cleanup
+			must(t, err)
+			t.Cleanup(func() { h.Remove(); h.Close() })
+			buf := make([]byte, 64)
+			_, err = r.TryRecv(buf)
+			wantErr(t, err, ipc.ErrWouldBlock, unix.EAGAIN)
+			msg := make([]byte, 40) // 48 bytes a record: five fill the 256-byte area
+			sent := 0
+			for ; sent < 10; sent++ {
+				if err = r.TrySend(msg); err != nil {
+					break
+				}
+			}
+			wantErr(t, err, ipc.ErrWouldBlock, unix.EAGAIN)
+			if sent != 5 {
+				t.Fatalf("TrySend queued %d 40-byte messages in 256 bytes, want 5", sent)
+			}
+			for i := range sent {
+				n, err := r.TryRecv(buf)
+				if err != nil || n != len(msg) {
+					t.Fatalf("TryRecv %d: %d bytes, %v", i, n, err)
+				}
+			}
+			_, err = r.TryRecv(buf)
+			wantErr(t, err, ipc.ErrWouldBlock)
+
+			// a Recv waiting in another goroutine holds the turn
+			got := make(chan error, 1)
+			go func() { _, err := r.Recv(context.Background(), make([]byte, 64)); got <- err }()
+			time.Sleep(50 * time.Millisecond)
+			_, err = r.TryRecv(buf)
+			wantErr(t, err, ipc.ErrWouldBlock)
+			must(t, r.Send(context.Background(), []byte("x"))) // r is the one producer
+			must(t, <-got)
+
+			must(t, r.Close())
+			_, err = r.TryRecv(buf)
+			wantErr(t, err, os.ErrClosed)
+			wantErr(t, r.TrySend(msg), os.ErrClosed)
+		})
 	}
 }

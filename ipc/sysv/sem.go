@@ -95,7 +95,7 @@ func openSemSet(id int, key Key, c config) (*SemSet, error) {
 	s := newSemSet(id, key, c)
 	st, err := s.stat()
 	if err != nil {
-		return nil, ipc.Wrap("semctl IPC_STAT", s.name, err)
+		return nil, openErr("semctl IPC_STAT", s.name, err)
 	}
 	if err := c.verify(st.uid, st.ident.CUID, st.mode); err != nil {
 		return nil, ipc.Wrap("open", s.name, err)
@@ -116,7 +116,7 @@ func newSemSet(id int, key Key, c config) *SemSet {
 			return procStat("sem", id)
 		}
 		return semIdent(&ds), err
-	})
+	}, unix.SYS_SEMTIMEDOP, unix.SYS_SEMOP)
 	return s
 }
 
@@ -133,13 +133,14 @@ const maxLocalOps = 16
 
 // Op applies ops atomically (all or none), waiting until all can be applied or ctx
 // ends (semtimedop(2)). A deadline on ctx is passed to the kernel, recomputed after
-// every interruption; reaching it returns an error matching os.ErrDeadlineExceeded.
+// every interruption; reaching it returns an error matching context.DeadlineExceeded,
+// as ctx.Err() would.
 // If an operation has NoWait and cannot proceed, Op returns ipc.ErrWouldBlock.
 func (s *SemSet) Op(ctx context.Context, ops ...SemOp) error {
 	if err := s.checkOps(ops); err != nil {
 		return err
 	}
-	if ctx.Done() == nil {
+	if ctx.Done() == nil && s.waiters.Identified() {
 		// The hot path: a context that never ends, so only Close interrupts the
 		// call; it is counted, not registered (see object.block).
 		for s.enter() {
@@ -184,7 +185,8 @@ func (s *SemSet) Op(ctx context.Context, ops ...SemOp) error {
 		return e
 	})
 	if timedOut && err == unix.EAGAIN {
-		err = errDeadline
+		// ctx's deadline, reached in the kernel a moment before ctx's own timer
+		err = context.DeadlineExceeded
 	}
 	return s.fail("semop", err)
 }

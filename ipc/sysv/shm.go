@@ -2,6 +2,7 @@ package sysv
 
 import (
 	"fmt"
+	"io/fs"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -112,7 +113,11 @@ func openSegment(id int, key Key, c config) (*Segment, error) {
 	s := newSegment(id, key, c)
 	st, err := s.stat()
 	if err != nil {
-		return nil, ipc.Wrap("shmctl IPC_STAT", s.name, err)
+		return nil, openErr("shmctl IPC_STAT", s.name, err)
+	}
+	if st.mode&sys.SHM_DEST != 0 {
+		// Linux would attach it, but Remove promises that nobody can any more.
+		return nil, ipc.Wrap("shmat", s.name, errMarked)
 	}
 	if err := c.verify(st.uid, st.ident.CUID, st.mode); err != nil {
 		return nil, ipc.Wrap("open", s.name, err)
@@ -223,6 +228,10 @@ func (s *Segment) WriteAt(p []byte, off int64) (int, error) {
 func (s *Segment) detachedErr(op string) error {
 	return &ipc.OpError{Op: op, Object: s.name, Err: errDetached}
 }
+
+// errMarked is the cause when a segment marked for removal is opened: it matches
+// fs.ErrNotExist, as a removed queue or set does.
+var errMarked = fmt.Errorf("segment marked for removal: %w (%w)", fs.ErrNotExist, unix.EIDRM)
 
 // errDetached matches os.ErrClosed.
 var errDetached = fmt.Errorf("segment detached: %w", errClosed)
