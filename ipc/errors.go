@@ -17,6 +17,15 @@ type Sentinel struct {
 	also   error
 }
 
+// NewSentinel returns a sentinel for a package's own state (doors' ErrRevoked, for
+// one) with the text msg, matching with errors.Is each of errnos and, if not nil,
+// also (an error such as os.ErrClosed or os.ErrPermission that a caller may test
+// for instead). A package declares its sentinels once, as package variables, and
+// returns them inside an *OpError like ipc's own.
+func NewSentinel(msg string, also error, errnos ...unix.Errno) *Sentinel {
+	return &Sentinel{msg: msg, errnos: errnos, also: also}
+}
+
 // Error returns the sentinel's message.
 func (s *Sentinel) Error() string { return s.msg }
 

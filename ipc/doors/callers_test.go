@@ -12,7 +12,10 @@ import (
 // TestConformanceCallers runs the shared checks for concurrent callers, deadlines,
 // cancellation and Close on one door client: a "receive" is a call, which the
 // server's handler holds until the test releases it ("send"). Calls on a client go
-// one at a time; those waiting for their turn must honour their own contexts.
+// one at a time; those waiting for their turn must honour their own contexts. After
+// Close, CallBuf and Dup must fail with os.ErrClosed as Call does. A client has no
+// non-waiting call (TryRecv stays nil) and no deadline of its own; a door is
+// transient (no Remove).
 func TestConformanceCallers(t *testing.T) {
 	ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
 		release := make(chan struct{}, 16)
@@ -44,6 +47,19 @@ func TestConformanceCallers(t *testing.T) {
 			},
 			Send:  func() error { release <- struct{}{}; return nil },
 			Close: c.Close,
+			AfterClose: map[string]func() error{
+				"CallBuf": func() error {
+					_, _, err := c.CallBuf(context.Background(), []byte{0}, nil, make([]byte, 8), nil)
+					return err
+				},
+				"Dup": func() error {
+					f, err := c.Dup(context.Background())
+					if err == nil {
+						f.Close()
+					}
+					return err
+				},
+			},
 		}
 	})
 }

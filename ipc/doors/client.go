@@ -323,10 +323,10 @@ func (c *Client) exchanged(ctx context.Context, id uint64, m int, err error, buf
 func (c *Client) callBuf(ctx context.Context, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {
 	switch {
 	case len(fds) > 0 && c.info.Attr&AttrRefuseFds != 0:
-		return nil, 0, c.wrap("door call", errFdsRefused)
+		return nil, 0, c.wrap("door call", ErrFdsRefused)
 	case len(data) > c.info.MaxData || len(fds) > c.info.MaxFds:
 		return nil, 0, c.wrap("door call", fmt.Errorf("%d bytes and %d descriptors, the door takes %d and %d: %w",
-			len(data), len(fds), c.info.MaxData, c.info.MaxFds, errTooBig))
+			len(data), len(fds), c.info.MaxData, c.info.MaxFds, ErrTooBig))
 	case len(rfds) > c.cfg.maxFds:
 		return nil, 0, c.wrap("door call", fmt.Errorf("room for %d descriptors, more than MaxResultFds %d: %w", len(rfds), c.cfg.maxFds, ipc.ErrInvalid))
 	}
@@ -348,7 +348,7 @@ func (c *Client) Dup(ctx context.Context) (*os.File, error) {
 	var fd [1]int
 	_, n, err := c.roundTrip(ctx, kDup, nil, nil, nil, fd[:])
 	if err == nil && n != 1 {
-		err = fmt.Errorf("dup reply without a descriptor: %w", errProtocol)
+		err = fmt.Errorf("dup reply without a descriptor: %w", ErrProtocol)
 	}
 	if err != nil {
 		return nil, c.wrap("door dup", err)
@@ -393,7 +393,7 @@ func (c *Client) roundTrip(ctx context.Context, kind uint8, data []byte, fds []i
 	case c.closed:
 		return nil, 0, os.ErrClosed
 	case c.revoked:
-		return nil, 0, errRevoked
+		return nil, 0, ErrRevoked
 	case c.gone:
 		return nil, 0, errGone
 	}
@@ -440,12 +440,12 @@ func (c *Client) reply(ctx context.Context, kind uint8, id uint64, n, nfds int, 
 		closeFds(rfds[:nfds])
 		c.gone = true
 		c.sc.Close()
-		return nil, 0, true, fmt.Errorf("%w: %w", errProtocol, err) // one line, unlike errors.Join
+		return nil, 0, true, fmt.Errorf("%w: %w", ErrProtocol, err) // one line, unlike errors.Join
 	}
 	switch {
 	case rh.kind == kRevoked:
 		c.revoked = true
-		return nil, 0, true, errRevoked
+		return nil, 0, true, ErrRevoked
 	case rh.kind == kError && rh.id == 0:
 		c.gone = true
 		return nil, 0, true, codeError(rh.aux0, body)
@@ -462,7 +462,7 @@ func (c *Client) reply(ctx context.Context, kind uint8, id uint64, n, nfds int, 
 		return nil, 0, true, codeError(rh.aux0, body)
 	case rh.kind != kind && rh.kind != kReply, rh.kind == kReply && kind == kInfo:
 		closeFds(rfds[:nfds])
-		return nil, 0, true, fmt.Errorf("reply of kind %d to a request of kind %d: %w", rh.kind, kind, errProtocol)
+		return nil, 0, true, fmt.Errorf("reply of kind %d to a request of kind %d: %w", rh.kind, kind, ErrProtocol)
 	}
 	res, err = c.readResult(ctx, rh, body, buf)
 	if err != nil {
@@ -539,7 +539,7 @@ func (c *Client) readResult(ctx context.Context, h header, body, buf []byte) ([]
 	switch {
 	case h.flags&fShm != 0:
 		if c.shm == nil {
-			return nil, fmt.Errorf("shm reply without a region: %w", errProtocol)
+			return nil, fmt.Errorf("shm reply without a region: %w", ErrProtocol)
 		}
 		if err := c.shm.ensure(n, false, c.cfg.maxResult); err != nil {
 			return nil, err
@@ -557,7 +557,7 @@ func (c *Client) readResult(ctx context.Context, h header, body, buf []byte) ([]
 			if m != want {
 				c.gone = true
 				c.sc.Close()
-				return nil, fmt.Errorf("body message of %d bytes, want %d: %w", m, want, errProtocol)
+				return nil, fmt.Errorf("body message of %d bytes, want %d: %w", m, want, ErrProtocol)
 			}
 			off += m
 		}
@@ -612,7 +612,7 @@ func (c *Client) sendFailed(err error) error {
 			}
 			if h.kind == kRevoked {
 				c.revoked = true
-				return errRevoked
+				return ErrRevoked
 			}
 		}
 	}

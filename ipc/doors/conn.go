@@ -538,12 +538,12 @@ func (c *conn) readCall(rb *rbuf, h header, body []byte, fds []int, cred sockets
 		if len(fds) > c.d.cfg.maxFds {
 			closeFds(fds)
 			if h.flags&fSplit != 0 && !c.skip(chunks(h.length)) {
-				return nil, errProtocol
+				return nil, ErrProtocol
 			}
 			if c.d.cfg.refuseFds {
-				return nil, errFdsRefused
+				return nil, ErrFdsRefused
 			}
-			return nil, errTooBig
+			return nil, ErrTooBig
 		}
 		call.Fds = append([]int(nil), fds...)
 	}
@@ -557,7 +557,7 @@ func (c *conn) readCall(rb *rbuf, h header, body []byte, fds []int, cred sockets
 		for c.shm != nil && c.shmBusy {
 			c.shmFree.Wait()
 		}
-		err := error(errProtocol)
+		err := error(ErrProtocol)
 		if c.shm != nil {
 			err = c.shm.ensure(int(h.length), false, c.d.cfg.maxData)
 		}
@@ -567,7 +567,7 @@ func (c *conn) readCall(rb *rbuf, h header, body []byte, fds []int, cred sockets
 		c.shmMu.Unlock()
 		if err != nil {
 			closeFds(call.Fds)
-			return nil, fmt.Errorf("shared region: %w", ipc.Join(err, errProtocol))
+			return nil, fmt.Errorf("shared region: %w", ipc.Join(err, ErrProtocol))
 		}
 		return call, nil
 	}
@@ -583,7 +583,7 @@ func (c *conn) readCall(rb *rbuf, h header, body []byte, fds []int, cred sockets
 		}
 	case h.flags&fShm != 0:
 		c.shmMu.Lock()
-		var err error = errProtocol
+		var err error = ErrProtocol
 		if c.shm != nil {
 			err = c.shm.ensure(int(h.length), false, c.d.cfg.maxData)
 		}
@@ -594,7 +594,7 @@ func (c *conn) readCall(rb *rbuf, h header, body []byte, fds []int, cred sockets
 		if err != nil {
 			c.freeBig(call)
 			closeFds(call.Fds)
-			return nil, fmt.Errorf("shared region: %w", ipc.Join(err, errProtocol))
+			return nil, fmt.Errorf("shared region: %w", ipc.Join(err, ErrProtocol))
 		}
 	default:
 		call.Data = body
@@ -618,7 +618,7 @@ func (c *conn) readBody(p []byte) error {
 		want := min(chunkSize, len(p)-off)
 		n, _, err := c.sc.ReadMsg(context.Background(), p[off:off+want], nil)
 		if err != nil || n != want {
-			return fmt.Errorf("body message of %d bytes, want %d (%v): %w", n, want, err, errProtocol)
+			return fmt.Errorf("body message of %d bytes, want %d (%v): %w", n, want, err, ErrProtocol)
 		}
 		off += n
 	}
@@ -638,12 +638,12 @@ func (c *conn) skip(k int) bool {
 
 func (c *conn) adoptShm(fd int, threshold uint32) error {
 	if c.d.cfg.noShm {
-		return fmt.Errorf("door refuses shared memory: %w", errProtocol)
+		return fmt.Errorf("door refuses shared memory: %w", ErrProtocol)
 	}
 	c.shmMu.Lock()
 	defer c.shmMu.Unlock()
 	if c.shm != nil {
-		return fmt.Errorf("second shared region: %w", errProtocol)
+		return fmt.Errorf("second shared region: %w", ErrProtocol)
 	}
 	r, err := adoptRegion(fd)
 	if err != nil {

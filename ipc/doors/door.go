@@ -452,7 +452,7 @@ func (d *Door) Attach(path string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.revoked || d.closed {
-		return &ipc.OpError{Op: "door attach", Object: path, Err: errRevoked}
+		return &ipc.OpError{Op: "door attach", Object: path, Err: ErrRevoked}
 	}
 	if d.lis != nil {
 		return &ipc.OpError{Op: "door attach", Object: path, Err: fmt.Errorf("already attached to %v: %w", d.lis.Addr(), unix.EBUSY)}
@@ -517,7 +517,7 @@ func (d *Door) NewClientFile() (*os.File, error) {
 	}
 	if !d.adopt(ours, nil, false, sockets.Cred{}) {
 		f.Close()
-		return nil, &ipc.OpError{Op: "door connect", Err: errRevoked}
+		return nil, &ipc.OpError{Op: "door connect", Err: ErrRevoked}
 	}
 	return f, nil
 }
@@ -530,7 +530,7 @@ func (d *Door) Serve(f *os.File) error {
 		return err
 	}
 	if !d.adopt(sc, nil, false, sockets.Cred{}) {
-		return &ipc.OpError{Op: "door serve", Object: f.Name(), Err: errRevoked}
+		return &ipc.OpError{Op: "door serve", Object: f.Name(), Err: ErrRevoked}
 	}
 	return nil
 }

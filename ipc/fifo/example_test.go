@@ -18,7 +18,8 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer f.Close() // removes the FIFO
+	defer f.Close()  // drops the handle
+	defer f.Remove() // deletes the FIFO (Close alone would leave it)
 
 	go func() {
 		w, _ := f.OpenWriter(context.Background()) // waits for the reader

@@ -20,14 +20,29 @@
 // calls take a context, and FIFO.Close ends them too: the blocked open(2) is
 // interrupted with a signal aimed at its thread (internal/wait, DESIGN §3), so it
 // returns ctx.Err() or os.ErrClosed without ipclab opening the FIFO itself, which a
-// peer could notice, and it works even once the name is gone (Close or Remove unlinks
-// it). Cost: one OS thread per blocked open, which open(2) takes anyway. No goroutine
-// or descriptor outlives the call. TryOpenWriter does not wait and returns
+// peer could notice, and it works even once the name is gone (after Remove). Cost:
+// one OS thread per blocked open, which open(2) takes anyway. No goroutine or
+// descriptor outlives the call. TryOpenWriter does not wait and returns
 // ipc.ErrNoReader (ENXIO) when no process has the FIFO open for reading; TryOpenReader
 // never needs to wait.
 //
 // A reader sees io.EOF once every writer has closed; a writer gets ipc.ErrPeerGone once
 // every reader has closed.
+//
+// # Lifetime
+//
+// A FIFO is persistent: its name stays in the file system until removed, whoever
+// made it and whatever has it open. As everywhere in ipclab, Close drops the handle
+// (the *FIFO and its directory descriptor) and never deletes anything; Remove
+// unlinks the name, after checking that it still refers to the FIFO the handle was
+// made for. A creator that wants its FIFO gone calls Remove before Close:
+//
+//	f, err := fifo.Create(path)
+//	...
+//	defer f.Close()
+//	defer f.Remove()
+//
+// Ends already opened keep working after both.
 package fifo
 
 import (
@@ -51,13 +66,12 @@ const DefaultMode os.FileMode = 0o600
 // FIFO is a named pipe in the file system, held through its parent directory so that
 // a rename of the path's directories cannot redirect later calls.
 type FIFO struct {
-	dir   *os.File // the parent directory, O_PATH|O_DIRECTORY
-	name  string   // the final component
-	path  string
-	owner bool // created by Create: Close removes it
-	dev   uint64
-	ino   uint64
-	uid   uint32
+	dir  *os.File // the parent directory, O_PATH|O_DIRECTORY
+	name string   // the final component
+	path string
+	dev  uint64
+	ino  uint64
+	uid  uint32
 
 	// calls tracks the calls that use dir: Close interrupts the blocked opens among
 	// them and waits for all to leave before it releases dir.
@@ -111,7 +125,8 @@ func buildConfig(opts []Option) (config, error) {
 
 // Create makes a new FIFO at path, whose directory must belong to the effective user
 // and be writable by nobody else. It fails with an error matching unix.EEXIST if the
-// path exists. Close on the returned FIFO removes it.
+// path exists (it never opens or reuses an existing file). The FIFO stays until
+// Remove: Close drops the handle only.
 func Create(path string, opts ...Option) (*FIFO, error) {
 	c, err := buildConfig(opts)
 	if err != nil {
@@ -172,12 +187,12 @@ func createAt(dir *os.File, name, path string, c config) (*FIFO, error) {
 		_ = unix.Unlinkat(dfd, name, 0)
 		return nil, ipc.Wrap("fstatat", path, err)
 	}
-	return &FIFO{dir: dir, name: name, path: path, owner: true, dev: st.Dev, ino: st.Ino, uid: st.Uid}, nil
+	return &FIFO{dir: dir, name: name, path: path, dev: st.Dev, ino: st.Ino, uid: st.Uid}, nil
 }
 
 // Open refers to an existing FIFO at path without creating or opening it. It checks,
 // without following a final symlink, that path is a FIFO owned by the effective user
-// (or the user given with WithOwner). Close does not remove it.
+// (or the user given with WithOwner). Close drops the handle; Remove unlinks the FIFO.
 func Open(path string, opts ...Option) (*FIFO, error) {
 	c, err := buildConfig(opts)
 	if err != nil {
@@ -328,12 +343,15 @@ func (f *FIFO) withDir(call func(dfd int) error) error {
 }
 
 // Remove unlinks the FIFO, after checking that the name still refers to the FIFO this
-// value was made for. Open descriptors keep working. It is idempotent, and does
-// nothing after Close.
+// value was made for (ipc.ErrUntrustedObject if it does not: then it leaves the file
+// alone). Ends already opened keep working; a later Open of the path fails with an
+// error matching fs.ErrNotExist. It is idempotent while the handle is open (a name
+// already gone is no error); after Close it fails with an error matching
+// os.ErrClosed, since the handle no longer holds the directory it would check in.
 func (f *FIFO) Remove() error {
 	err := f.withDir(f.remove)
 	if err == os.ErrClosed {
-		return nil
+		return &ipc.OpError{Op: "unlink", Object: f.path, Err: os.ErrClosed}
 	}
 	return err
 }
@@ -356,19 +374,19 @@ func (f *FIFO) remove(dfd int) error {
 	return nil
 }
 
-// Close releases the FIFO's directory handle and, for a FIFO made by Create, removes
-// it. Opens blocked in OpenReader or OpenWriter return an error matching os.ErrClosed
-// (they would otherwise wait for ever: once the FIFO is removed no peer can arrive),
-// and so do later calls. Ends already opened keep working. It is idempotent.
+// Close drops the handle: it releases the FIFO's directory descriptor and leaves the
+// FIFO itself in place (Remove deletes it). Opens blocked in OpenReader or
+// OpenWriter return an error matching os.ErrClosed, and so do the handle's later
+// calls, Remove included. Ends already opened keep working. It is idempotent.
 func (f *FIFO) Close() error {
 	f.closeOnce.Do(func() {
 		f.calls.Close() // interrupts blocked opens and waits for every call to leave
-		if f.owner {
-			f.closeErr = f.remove(int(f.dir.Fd()))
-		}
-		f.dir.Close()
+		f.closeErr = f.dir.Close()
 	})
-	return f.closeErr
+	if f.closeErr != nil {
+		return ipc.Wrap("close", f.path, f.closeErr)
+	}
+	return nil
 }
 
 // openParent opens path's directory (O_PATH|O_DIRECTORY|O_NOFOLLOW on the last

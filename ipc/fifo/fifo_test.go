@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,7 +30,7 @@ func create(t *testing.T, opts ...fifo.Option) *fifo.FIFO {
 	t.Helper()
 	f, err := fifo.Create(filepath.Join(t.TempDir(), "f"), opts...)
 	require.NoError(t, err)
-	t.Cleanup(func() { f.Close() })
+	t.Cleanup(func() { f.Remove(); f.Close() })
 	return f
 }
 
@@ -40,9 +41,42 @@ func TestCreate(t *testing.T) {
 	assert.Equal(t, uint32(unix.S_IFIFO), st.Mode&unix.S_IFMT, "FIFO-01")
 	assert.Equal(t, uint32(0o600), st.Mode&0o777, "default mode 0600")
 	require.NoError(t, f.Close())
-	_, err := os.Lstat(f.Path())
-	assert.ErrorIs(t, err, os.ErrNotExist, "Close removes the FIFO its creator made")
+	require.NoError(t, unix.Lstat(f.Path(), &st), "Close drops the handle and leaves the FIFO")
 	assert.NoError(t, f.Close(), "idempotent")
+	assert.ErrorIs(t, f.Remove(), os.ErrClosed, "Remove after Close")
+	require.NoError(t, unix.Lstat(f.Path(), &st), "a Remove after Close removes nothing")
+
+	g, err := fifo.Open(f.Path())
+	require.NoError(t, err)
+	require.NoError(t, g.Remove(), "any handle that checks out may remove it")
+	_, err = os.Lstat(f.Path())
+	assert.ErrorIs(t, err, os.ErrNotExist, "Remove deletes the FIFO")
+	_, err = fifo.Open(f.Path())
+	assert.ErrorIs(t, err, fs.ErrNotExist, "Open after Remove")
+	require.NoError(t, g.Close())
+}
+
+// TestAfterClose: every method of a closed FIFO handle fails with an error matching
+// os.ErrClosed, inside an *ipc.OpError, and leaves the FIFO in place.
+func TestAfterClose(t *testing.T) {
+	f := create(t)
+	require.NoError(t, f.Close())
+	ctx := context.Background()
+	for name, call := range map[string]func() error{
+		"OpenReader":    func() error { _, err := f.OpenReader(ctx); return err },
+		"OpenWriter":    func() error { _, err := f.OpenWriter(ctx); return err },
+		"TryOpenReader": func() error { _, err := f.TryOpenReader(); return err },
+		"TryOpenWriter": func() error { _, err := f.TryOpenWriter(); return err },
+		"OpenReadWrite": func() error { _, _, err := f.OpenReadWrite(); return err },
+		"Remove":        f.Remove,
+	} {
+		err := call()
+		assert.ErrorIs(t, err, os.ErrClosed, name)
+		var op *ipc.OpError
+		assert.ErrorAs(t, err, &op, name)
+	}
+	_, err := os.Lstat(f.Path())
+	assert.NoError(t, err)
 }
 
 func TestGroupInheritance(t *testing.T) {
@@ -402,8 +436,8 @@ func TestRemove(t *testing.T) {
 }
 
 // TestCloseUnblocksOpen: FI-16. FIFO.Close ends an OpenReader or OpenWriter that
-// waits under a context that can never end: Close removes the FIFO, so no peer could
-// ever arrive to release it. The FIFO of an Open (not ours to remove) stays.
+// waits under a context that can never end, for a FIFO made by Create or found by
+// Open alike. Close only drops the handle: the FIFO stays until Remove.
 func TestCloseUnblocksOpen(t *testing.T) {
 	for _, owner := range []bool{true, false} {
 		for _, kind := range []string{"reader", "writer"} {
@@ -433,11 +467,7 @@ func TestCloseUnblocksOpen(t *testing.T) {
 				}
 				assert.ErrorIs(t, openEnd(f, kind, context.Background()), os.ErrClosed, "an open after Close")
 				_, err := os.Lstat(c.Path())
-				if owner {
-					assert.ErrorIs(t, err, os.ErrNotExist, "Close removes the FIFO it created")
-				} else {
-					assert.NoError(t, err, "Close of an opened FIFO leaves it")
-				}
+				assert.NoError(t, err, "Close leaves the FIFO")
 			})
 		}
 	}

@@ -204,7 +204,7 @@ func openQueue(rec Record, w ipc.WaitStrategy, sendOnly bool) (carrier, error) {
 func destroyObject(rec Record) error {
 	switch rec.Backend {
 	case "posixmq":
-		if err := posixmq.Unlink(rec.Object); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := posixmq.Remove(rec.Object); err != nil && !errors.Is(err, unix.ENOENT) {
 			return err
 		}
 	case "sysv":

@@ -83,7 +83,7 @@ func buildConfig(opts []Option) (config, error) {
 		o(&c)
 	}
 	if c.strategy != ipc.WaitAuto && c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
-		return c, fmt.Errorf("pipe: wait strategy %v not supported (want auto, poller or kernel): %w", c.strategy, ipc.ErrInvalid)
+		return c, fmt.Errorf("wait strategy %v not supported (want auto, poller or kernel): %w", c.strategy, ipc.ErrInvalid)
 	}
 	if err := checkCapacity(c.capacity); err != nil {
 		return c, err

@@ -9,9 +9,10 @@ import (
 	"github.com/ipclab/ipclab/ipc/posixmq"
 )
 
-// TestConformanceCallers runs the shared checks for concurrent callers, deadlines,
-// cancellation and Close on a queue handle, in both wait modes. A queue has no
-// deadline of its own: contexts carry them.
+// TestConformanceCallers runs the shared checks on a queue handle, in both wait
+// modes: concurrent callers, cancellation, Close, TryRecv, every other method after
+// Close, and Remove (a queue is persistent: after Remove, opening it by name fails
+// with fs.ErrNotExist). A queue has no deadline of its own: contexts carry them.
 func TestConformanceCallers(t *testing.T) {
 	for _, mode := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
 		t.Run(mode.String(), func(t *testing.T) {
@@ -25,15 +26,39 @@ func TestConformanceCallers(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { rx.Close(); tx.Close(); posixmq.Unlink(name) })
+				t.Cleanup(func() { rx.Close(); tx.Close(); posixmq.Remove(name) })
+				ctx := context.Background()
+				var b [8]byte
 				return ipctest.Receiver{
 					Recv: func(ctx context.Context) error {
 						var b [8]byte
 						_, _, err := rx.Recv(ctx, b[:])
 						return err
 					},
-					Send:  func() error { return tx.Send(context.Background(), []byte{1}, 0) },
-					Close: rx.Close,
+					Send:    func() error { return tx.Send(context.Background(), []byte{1}, 0) },
+					Close:   rx.Close,
+					TryRecv: func() error { _, _, err := rx.TryRecv(b[:]); return err },
+					AfterClose: map[string]func() error{
+						"Send":         func() error { return rx.Send(ctx, []byte{1}, 0) },
+						"TrySend":      func() error { return rx.TrySend([]byte{1}, 0) },
+						"Attr":         func() error { _, err := rx.Attr(); return err },
+						"SetAttr":      func() error { _, err := rx.SetAttr(posixmq.Attr{}); return err },
+						"Len":          func() error { _, err := rx.Len(); return err },
+						"Status":       func() error { _, err := rx.Status(); return err },
+						"File":         func() error { _, err := rx.File(); return err },
+						"Notify":       func() error { _, err := rx.Notify(); return err },
+						"NotifyFunc":   func() error { _, err := rx.NotifyFunc(func() {}); return err },
+						"NotifyKernel": func() error { _, err := rx.NotifyKernel(); return err },
+						"Remove":       rx.Remove,
+					},
+					Remove: rx.Remove,
+					Reopen: func() error {
+						q, err := posixmq.Open(name)
+						if err == nil {
+							q.Close()
+						}
+						return err
+					},
 				}
 			})
 		})

@@ -305,9 +305,9 @@ func TestMQ(t *testing.T) {
 			must(t, err)
 			q.Close()
 		})
-		must(t, posixmq.Unlink(name))
-		wantErr(t, "unlink 255-byte absent name", posixmq.Unlink("/"+strings.Repeat("u", 255)), unix.ENOENT)
-		wantErr(t, "unlink 256-byte name", posixmq.Unlink("/"+strings.Repeat("u", 256)), unix.ENAMETOOLONG)
+		must(t, posixmq.Remove(name))
+		wantErr(t, "unlink 255-byte absent name", posixmq.Remove("/"+strings.Repeat("u", 255)), unix.ENOENT)
+		wantErr(t, "unlink 256-byte name", posixmq.Remove("/"+strings.Repeat("u", 256)), unix.ENAMETOOLONG)
 	})
 
 	t.Run("MQ-08", func(t *testing.T) {
@@ -315,7 +315,7 @@ func TestMQ(t *testing.T) {
 		q, err := posixmq.Create(name, posixmq.WithAttr(2, 16))
 		must(t, err)
 		defer q.Close()
-		must(t, posixmq.Unlink(name))
+		must(t, posixmq.Remove(name))
 		must(t, q.Send(ctx, []byte("still"), 1))
 		buf := make([]byte, 16)
 		n, _, err := q.Recv(ctx, buf)
@@ -642,9 +642,9 @@ func TestOP(t *testing.T) {
 		}
 		_, _, err = sys.MqTimedreceive(fd, make([]byte, 16), nil)
 		wantErr(t, "after setting O_NONBLOCK", err, unix.EAGAIN)
-		// Unlink removes the name at once; the queue lives until the last close.
+		// Remove unlinks the name at once; the queue lives until the last close.
 		must(t, q.Send(ctx, []byte("kept"), 0))
-		must(t, q.Unlink())
+		must(t, q.Remove())
 		_, err = posixmq.Open(q.Name())
 		wantErr(t, "open after unlink", err, unix.ENOENT)
 		buf := make([]byte, 16)

@@ -32,8 +32,10 @@
 //   - Names are "/name": a leading slash, 1 to 255 further bytes, no other slash. Bad
 //     names fail before any system call (ipc.ErrInvalid, unix.ENAMETOOLONG).
 //   - Create uses O_CREAT|O_EXCL and mode 0600 by default; every descriptor is
-//     O_CLOEXEC. A queue is persistent: it lives until Unlink, and after Unlink until the
-//     last descriptor (in any process) is closed, working normally meanwhile.
+//     O_CLOEXEC. A queue is persistent: Close drops a handle, and the queue lives until
+//     Remove (Queue.Remove, or the package function Remove by name: mq_unlink), and
+//     after Remove until the last descriptor (in any process) is closed, working
+//     normally meanwhile.
 //   - Messages come out highest priority first, FIFO within a priority. Recv needs a
 //     buffer of at least Attr.MsgSize bytes (else unix.EMSGSIZE and the message stays).
 //   - Only O_NONBLOCK can change after creation (SetAttr); capacity is fixed.

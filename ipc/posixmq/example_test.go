@@ -23,7 +23,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer posixmq.Unlink(name)
+	defer posixmq.Remove(name)
 	defer q.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -52,7 +52,7 @@ func ExampleQueue_TryRecv() {
 		fmt.Println(err)
 		return
 	}
-	defer posixmq.Unlink(name)
+	defer posixmq.Remove(name)
 	defer q.Close()
 
 	_, _, err = q.TryRecv(make([]byte, 64))
@@ -67,7 +67,7 @@ func ExampleQueue_Notify() {
 		fmt.Println(err)
 		return
 	}
-	defer posixmq.Unlink(name)
+	defer posixmq.Remove(name)
 	defer q.Close()
 
 	n, err := q.Notify()
@@ -98,7 +98,7 @@ func ExampleQueue_Status() {
 		fmt.Println(err)
 		return
 	}
-	defer posixmq.Unlink(name)
+	defer posixmq.Remove(name)
 	defer q.Close()
 
 	_ = q.TrySend([]byte("12345"), 0)
@@ -115,7 +115,7 @@ func ExampleQueue_NotifyKernel() {
 		fmt.Println(err)
 		return
 	}
-	defer posixmq.Unlink(name)
+	defer posixmq.Remove(name)
 	defer q.Close()
 
 	kn, err := q.NotifyKernel() // the queue's single mq_notify slot is ours now

@@ -86,13 +86,13 @@ func ackedStream(t *testing.T, rng *rand.Rand, n, kills int, dedup string) ([]ui
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer posixmq.Unlink(dataName)
+	defer posixmq.Remove(dataName)
 	defer data.Close()
 	acks, err := posixmq.Create(ackName, posixmq.WithAttr(8, 8))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer posixmq.Unlink(ackName)
+	defer posixmq.Remove(ackName)
 	defer acks.Close()
 	logPath := t.TempDir() + "/delivered"
 

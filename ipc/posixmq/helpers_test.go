@@ -100,14 +100,14 @@ var _ = ipctest.Helper("mq-create-attr", func(args []string) int {
 	q, err := posixmq.Create(args[0], posixmq.WithAttr(maxmsg, msgsize))
 	if err == nil {
 		q.Close()
-		posixmq.Unlink(args[0])
+		posixmq.Remove(args[0])
 	}
 	return check("create", err, errnoArg(args[3]))
 })
 
-// mq-unlink: Unlink(name) and compare.
+// mq-unlink: Remove(name) and compare.
 var _ = ipctest.Helper("mq-unlink", func(args []string) int {
-	return check("unlink", posixmq.Unlink(args[0]), errnoArg(args[1]))
+	return check("unlink", posixmq.Remove(args[0]), errnoArg(args[1]))
 })
 
 // mq-queues-max: create queues name.0, name.1, ... until the kernel refuses; expect

@@ -33,7 +33,7 @@ func uniqueName(t testing.TB) string {
 // unlinkAtCleanup removes the queue name when the test ends (if still there).
 func unlinkAtCleanup(t testing.TB, name string) {
 	t.Cleanup(func() {
-		if err := posixmq.Unlink(name); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := posixmq.Remove(name); err != nil && !errors.Is(err, unix.ENOENT) {
 			t.Errorf("cleanup unlink %s: %v", name, err)
 		}
 	})

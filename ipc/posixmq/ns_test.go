@@ -26,7 +26,7 @@ var _ = ipctest.Helper("fi20-mq-other-ns", func(args []string) int {
 	if err != nil {
 		return fail("Create with the same name: %v", err)
 	}
-	defer posixmq.Unlink(name)
+	defer posixmq.Remove(name)
 	defer q.Close()
 	if err := q.Send(context.Background(), []byte("mine"), 0); err != nil {
 		return fail("send: %v", err)
@@ -47,7 +47,7 @@ func TestNamespaceIsolation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer posixmq.Unlink(name)
+			defer posixmq.Remove(name)
 			defer q.Close()
 			p := ipctest.Start(t, "fi20-mq-other-ns", ipctest.WithArgs(name), ipctest.InNewNamespaces(unix.CLONE_NEWIPC))
 			if err := p.Wait(); err != nil {

@@ -57,7 +57,7 @@ func TestCrossProcess(t *testing.T) {
 		p.MustSucceed()
 	})
 
-	t.Run("UnlinkWhileOpen", func(t *testing.T) {
+	t.Run("RemoveWhileOpen", func(t *testing.T) {
 		name := uniqueName(t)
 		q, err := posixmq.Create(name, posixmq.WithAttr(2, 64))
 		must(t, err)
@@ -66,7 +66,7 @@ func TestCrossProcess(t *testing.T) {
 		f, err := q.File()
 		must(t, err)
 		must(t, q.Send(ctx, []byte("before"), 1))
-		must(t, q.Unlink())
+		must(t, q.Remove())
 		p := start(t, "mq-unlinked", ipctest.WithArgs(name), ipctest.WithFiles(f))
 		f.Close()
 		p.MustSucceed()
@@ -118,7 +118,7 @@ func TestNoMqueueMount(t *testing.T) {
 	if err != nil || string(buf[:n]) != "unmounted" || prio != 2 {
 		t.Errorf("recv: %q %d %v", buf[:n], prio, err)
 	}
-	must(t, posixmq.Unlink(name))
+	must(t, posixmq.Remove(name))
 }
 
 // TestKernelWaitSignalStorm (FI-05): threads blocked in mq_timedreceive and

@@ -838,12 +838,16 @@ func ParseStatus(text string) (Status, error) {
 }
 
 // Fd returns the descriptor number. It stays valid until Close; do not close it or
-// change its flags.
+// change its flags. After Close it returns -1 in both wait modes (the number may
+// already name another file).
 func (q *Queue) Fd() int {
 	if q.file != nil {
 		n := -1
 		_ = q.rc.Control(func(fd uintptr) { n = int(fd) })
 		return n
+	}
+	if q.closed.Load() {
+		return -1
 	}
 	return q.fd
 }
@@ -851,7 +855,7 @@ func (q *Queue) Fd() int {
 // File returns a new open file description of the queue (reopened through
 // /proc/self/fd with the same access), blocking, close-on-exec, and independent of
 // this handle's flags, for exec.Cmd.ExtraFiles; the child adopts it with FromFd. It
-// works after Unlink too. The caller closes the returned file once the child has
+// works after Remove too. The caller closes the returned file once the child has
 // started.
 //
 // Closing that file in this process removes this process's mq_notify registration on
@@ -898,8 +902,9 @@ func (q *Queue) control(f func(fd int) error) error {
 
 // Close closes the descriptor (mq_close) and stops the handle's Notifiers. It is
 // idempotent: calls after the first return nil. Calls blocked on the queue return an
-// error matching os.ErrClosed. The queue itself lives on until unlinked (and, after
-// Unlink, until its last descriptor in any process is closed). Closing also removes
+// error matching os.ErrClosed. Close drops the handle only: the queue itself lives
+// on until Remove (and, after Remove, until its last descriptor in any process is
+// closed). Closing also removes
 // this process's kernel mq_notify registration on the queue, whichever handle of the
 // queue made it (the kernel's rule, see KernelNotification).
 func (q *Queue) Close() error {
@@ -928,14 +933,25 @@ func (q *Queue) Close() error {
 	return nil
 }
 
-// Unlink removes the queue's name (mq_unlink); see the package function Unlink.
-func (q *Queue) Unlink() error { return Unlink(q.name) }
+// Remove removes the queue's name (mq_unlink), as the package function Remove does:
+// the queue itself lives on, fully usable through this and every other open handle,
+// until the last one in any process is closed; opening it by name then fails with an
+// error matching fs.ErrNotExist. Close drops only the handle; Remove, on a handle still
+// open, is what destroys the queue. After Close it fails with an error matching
+// os.ErrClosed (use the package function to remove a queue by name).
+func (q *Queue) Remove() error {
+	if q.closed.Load() {
+		return &ipc.OpError{Op: "mq_unlink", Object: q.name, Err: os.ErrClosed}
+	}
+	return Remove(q.name)
+}
 
-// Unlink removes the queue name (mq_unlink). The name disappears at once; the queue
-// itself lives on, fully usable, until every process has closed its descriptors. It
-// fails with an error matching unix.ENOENT if there is no such queue and unix.EACCES
-// without permission.
-func Unlink(name string) error {
+// Remove removes the queue name (mq_unlink). The name disappears at once (a later
+// Open fails with an error matching unix.ENOENT and fs.ErrNotExist, and Create may
+// make a new queue of that name); the queue itself lives on, fully usable, until
+// every process has closed its descriptors. It fails with an error matching
+// unix.ENOENT if there is no such queue and unix.EACCES without permission.
+func Remove(name string) error {
 	bare, err := kernelName("mq_unlink", name)
 	if err != nil {
 		return err

@@ -177,6 +177,9 @@ func TestCloseUnblocks(t *testing.T) {
 			wantErr(t, "TrySend after Close", q.TrySend([]byte("x"), 0), os.ErrClosed)
 			_, err := q.Attr()
 			wantErr(t, "Attr after Close", err, os.ErrClosed)
+			if fd := q.Fd(); fd != -1 {
+				t.Errorf("Fd after Close returned %d, want -1 (the number may name another file by now)", fd)
+			}
 		})
 	}
 }

@@ -333,7 +333,7 @@ func (fifoTransport) Cleanup(p Params) error {
 type fifoEndpoint struct {
 	params Params
 	parent bool
-	owned  []*fifo.FIFO // created by Setup; Close removes them
+	owned  []*fifo.FIFO // created by Setup; Close removes and closes them
 	Endpoint
 }
 
@@ -392,7 +392,7 @@ func (e *fifoEndpoint) Connect(ctx context.Context) error {
 func (e *fifoEndpoint) Close() error {
 	var errs []error
 	for _, f := range e.owned {
-		errs = append(errs, f.Close())
+		errs = append(errs, f.Remove(), f.Close())
 	}
 	if e.Endpoint != nil {
 		errs = append(errs, e.Endpoint.Close())

@@ -99,7 +99,7 @@ func (t posixMQTransport) Setup(p *Params) (Endpoint, []*os.File, error) {
 			return nil, nil, err
 		}
 		qs[i] = q
-		if err := q.Unlink(); err != nil {
+		if err := q.Remove(); err != nil {
 			closeAll()
 			return nil, nil, err
 		}
