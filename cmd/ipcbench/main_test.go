@@ -35,12 +35,13 @@ func runCLI(t *testing.T, args ...string) (string, string, error) {
 func TestRunJSON(t *testing.T) {
 	out, progress, err := runCLI(t, "run", "--prim", "pipe,fifo", "--size", "64,4K", "--iters", "200", "--warmup", "1ms", "--format", "json")
 	require.NoError(t, err, progress)
-	// pipe: ipclab poller and kernel, std, raw; fifo: the same without std; two sizes.
-	assert.Contains(t, progress, "[1/14] pingpong pipe/ipclab poller size=64 pin=same")
-	assert.Contains(t, progress, "[3/14] pingpong pipe/std poller size=64 pin=same")
+	// pipe: ipclab auto, poller and kernel, std, raw; fifo: the same without std; two
+	// sizes.
+	assert.Contains(t, progress, "[1/18] pingpong pipe/ipclab auto size=64 pin=same")
+	assert.Contains(t, progress, "[4/18] pingpong pipe/std poller size=64 pin=same")
 	f, err := report.Decode(strings.NewReader(out))
 	require.NoError(t, err)
-	require.Len(t, f.Results, 14)
+	require.Len(t, f.Results, 18)
 	assert.NotEmpty(t, f.Machine.Kernel)
 	assert.NotEmpty(t, f.Machine.GoVersion)
 	assert.Equal(t, "same", f.Machine.Pin)
@@ -118,7 +119,7 @@ func TestUsageErrors(t *testing.T) {
 func TestList(t *testing.T) {
 	out, _, err := runCLI(t, "list")
 	require.NoError(t, err)
-	assert.Regexp(t, `(?m)^pipe\s+available\s+poller,kernel`, out)
+	assert.Regexp(t, `(?m)^pipe\s+available\s+auto,poller,kernel`, out)
 	assert.Regexp(t, `(?m)^fifo\s+available`, out)
 }
 

@@ -70,7 +70,7 @@ func TestPlan(t *testing.T) {
 	for _, c := range cases {
 		got = append(got, c.Params.Impl+"/"+c.Params.Wait.String())
 	}
-	assert.Equal(t, []string{"ipclab/poller", "ipclab/kernel", "std/poller", "raw/kernel"}, got)
+	assert.Equal(t, []string{"ipclab/auto", "ipclab/poller", "ipclab/kernel", "std/poller", "raw/kernel"}, got)
 
 	// std only where the primitive has one: asked for by name, the others say why.
 	cases, skipped, err := Plan(Config{Scenario: ScenarioPingPong, Sizes: []int{64}, Impls: []string{ImplStd},

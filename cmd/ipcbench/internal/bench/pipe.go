@@ -152,7 +152,7 @@ func (pipeTransport) Impls(string) []string { return Impls }
 
 func (pipeTransport) Name() string { return "pipe" }
 func (pipeTransport) Waits() []ipc.WaitStrategy {
-	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+	return []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel}
 }
 func (pipeTransport) MaxSize() int         { return 0 }
 func (pipeTransport) Available() error     { return nil }
@@ -281,7 +281,7 @@ type fifoTransport struct{}
 
 func (fifoTransport) Name() string { return "fifo" }
 func (fifoTransport) Waits() []ipc.WaitStrategy {
-	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+	return []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel}
 }
 func (fifoTransport) MaxSize() int     { return 0 }
 func (fifoTransport) Available() error { return nil }
