@@ -5,7 +5,13 @@
 // concurrent use. Blocking calls take a context or honour deadlines, and wait according
 // to the end's ipc.WaitStrategy:
 //
-//   - ipc.WaitPoller (default): the descriptor is non-blocking and registered with the
+//   - ipc.WaitAuto (default): the descriptor is blocking; a read or write with nothing
+//     but Close to honour sleeps in the kernel, as with ipc.WaitKernel, while at most
+//     32 calls of the process do, and moves to the runtime poller if it sleeps past a
+//     few milliseconds; calls with a context that can end or a deadline wait in the
+//     poller from the start (see internal/fdio). A round trip costs what WaitKernel's
+//     does, and idle ends hold no thread.
+//   - ipc.WaitPoller: the descriptor is non-blocking and registered with the
 //     Go runtime poller; a waiting goroutine holds no thread.
 //   - ipc.WaitKernel: the descriptor is blocking and the calling thread sleeps inside
 //     read(2) or write(2), where the kernel and eBPF probes see it; cancellation and
