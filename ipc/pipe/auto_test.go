@@ -3,7 +3,9 @@ package pipe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,4 +102,70 @@ func countThreads(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(d)
+}
+
+// TestAutoMovesSleepersToPoller: a default-mode read that finds the pipe empty
+// sleeps in read(2) at first, and once it has slept through the watchdog's tick no
+// thread is left in read(2) on the pipe; the read still gets the byte written later.
+func TestAutoMovesSleepersToPoller(t *testing.T) {
+	r, w, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	done := make(chan error, 1)
+	go func() {
+		var b [1]byte
+		_, err := r.Read(b[:])
+		done <- err
+	}()
+	asleep := func() int { return threadsInRead(t, r.Fd()) }
+	seen := false
+	for start := time.Now(); time.Since(start) < time.Second && !seen; time.Sleep(100 * time.Microsecond) {
+		seen = asleep() > 0
+	}
+	if !seen {
+		t.Fatal("the read never slept in read(2)")
+	}
+	moved := false
+	for start := time.Now(); time.Since(start) < ipctest.Slack && !moved; time.Sleep(5 * time.Millisecond) {
+		moved = asleep() == 0
+	}
+	if !moved {
+		t.Fatalf("a thread is still asleep in read(2) %v after the read began", ipctest.Slack)
+	}
+	if _, err := w.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+	case <-time.After(ipctest.Slack):
+		t.Fatal("the read moved to the poller did not get the byte")
+	}
+}
+
+// threadsInRead counts this process's threads blocked in read(2) or readv(2) on fd.
+func threadsInRead(t *testing.T, fd int) int {
+	d, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fmt.Sprintf("%d 0x%x ", unix.SYS_READ, fd), fmt.Sprintf("%d 0x%x ", unix.SYS_READV, fd)}
+	n := 0
+	for _, e := range d {
+		b, err := os.ReadFile("/proc/self/task/" + e.Name() + "/syscall")
+		if err != nil {
+			continue
+		}
+		for _, w := range want {
+			if strings.HasPrefix(string(b), w) {
+				n++
+			}
+		}
+	}
+	return n
 }
