@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/ipc"
 )
 
 // TestAutoIdleReceiversHoldFewThreads: up to 10 000 readers blocked on idle pipes in
@@ -168,4 +169,44 @@ func threadsInRead(t *testing.T, fd int) int {
 		}
 	}
 	return n
+}
+
+// TestAutoAdoptedPacketReader: a packet read end adopted from a reopened description
+// (which refuses RWF_NOWAIT) still reads without waiting where asked (TryRead, a
+// context-bound read) in the default mode, and still reports a truncated packet.
+func TestAutoAdoptedPacketReader(t *testing.T) {
+	r0, w, err := New(Packet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f, err := r0.File()
+	r0.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ReaderFromFd(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, 10)
+	if _, err := r.TryRead(buf); !errors.Is(err, ipc.ErrWouldBlock) {
+		t.Fatalf("TryRead on an empty adopted packet pipe: %v, want ipc.ErrWouldBlock", err)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_, _ = w.Write(make([]byte, 100))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), ipctest.Slack)
+	defer cancel()
+	n, err := r.ReadContext(ctx, buf)
+	if n != len(buf) || !errors.Is(err, ipc.ErrTruncated) {
+		t.Fatalf("context-bound read of a 100-byte packet into 10 bytes: %d, %v; want 10, ipc.ErrTruncated", n, err)
+	}
 }

@@ -116,12 +116,13 @@ var spillArea = sync.OnceValue(func() []byte { return make([]byte, os.Getpagesiz
 // than len(p) (see truncated). nowait makes the read not wait (RWF_NOWAIT). It is
 // the read ends' fdio.Attempt.
 func (e *end) readErrno(fd int, p []byte, nowait bool) (int, unix.Errno) {
+	var spill []byte
 	if e.spill != nil && len(p) < len(e.spill) {
-		return sys.ReadSpill(fd, p, e.spill[len(p):], nowait)
+		spill = e.spill[len(p):]
 	}
 	if nowait {
 		if !e.noNowait.Load() {
-			n, errno := sys.ReadSpill(fd, p, nil, true)
+			n, errno := sys.ReadSpill(fd, p, spill, true)
 			if errno != unix.EOPNOTSUPP {
 				return n, errno
 			}
@@ -132,6 +133,9 @@ func (e *end) readErrno(fd int, p []byte, nowait bool) (int, unix.Errno) {
 			return 0, errno
 		}
 		fd = nb
+	}
+	if spill != nil {
+		return sys.ReadSpill(fd, p, spill, false)
 	}
 	return sys.ReadErrno(fd, p)
 }

@@ -25,8 +25,9 @@ func (r *Reader) SpliceTo(ctx context.Context, dst syscall.Conn, n int) (int64, 
 		return 0, r.wrap("splice", orInvalid(err, n))
 	}
 	attempt := func(src int, flags int) (int, error) {
-		m, err := unix.Splice(src, nil, dfd, nil, n, flags)
-		return int(m), err
+		return guarded(drc, dfd, flags, func(dfd int) (int64, error) {
+			return unix.Splice(src, nil, dfd, nil, n, flags)
+		})
 	}
 	got, err := r.move(ctx, attempt, drc, true)
 	if err == nil && got == 0 {
@@ -46,10 +47,11 @@ func (r *Reader) TeeTo(ctx context.Context, w *Writer, n int) (int64, error) {
 	if w.packet && !r.packet {
 		return 0, w.notPacket("tee")
 	}
-	wfd := w.Fd()
+	wrc := w.fd.RawConn()
 	attempt := func(src int, flags int) (int, error) {
-		m, err := unix.Tee(src, wfd, n, flags)
-		return int(m), err
+		return guarded(wrc, w.Fd(), flags, func(wfd int) (int64, error) {
+			return unix.Tee(src, wfd, n, flags)
+		})
 	}
 	got, err := r.move(ctx, attempt, w.fd.RawConn(), true)
 	if err == nil && got == 0 {
@@ -71,8 +73,9 @@ func (w *Writer) SpliceFrom(ctx context.Context, src syscall.Conn, n int) (int64
 		return 0, w.notPacket("splice")
 	}
 	attempt := func(dst int, flags int) (int, error) {
-		m, err := unix.Splice(sfd, nil, dst, nil, n, flags)
-		return int(m), err
+		return guarded(src2, sfd, flags, func(sfd int) (int64, error) {
+			return unix.Splice(sfd, nil, dst, nil, n, flags)
+		})
 	}
 	got, err := w.move(ctx, attempt, src2, false)
 	return int64(got), w.wrap("splice", err)
@@ -173,6 +176,25 @@ func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error)
 			return n, err
 		}
 	}
+}
+
+// guarded makes call with the other descriptor of a move (fd, reached through rc).
+// A call that cannot wait (SPLICE_F_NONBLOCK: every mode but kernel) runs under rc's
+// guard, so that the other descriptor closed meanwhile fails the call instead of
+// letting it reach whatever reuses the number. A kernel-mode call, which may sleep,
+// uses fd as it is: holding the guard would make the other side's Close wait for
+// it.
+func guarded(rc syscall.RawConn, fd, flags int, call func(fd int) (int64, error)) (int, error) {
+	if flags&unix.SPLICE_F_NONBLOCK == 0 || rc == nil {
+		m, err := call(fd)
+		return int(m), err
+	}
+	var m int64
+	var err error
+	if cerr := rc.Control(func(f uintptr) { m, err = call(int(f)) }); cerr != nil {
+		return 0, cerr
+	}
+	return int(m), err
 }
 
 // selfReady reports whether this pipe could take part in a move now: for a reader,
