@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/ipclab/ipclab/internal/wait"
 )
@@ -23,7 +24,7 @@ var sleepers struct {
 	running atomic.Bool  // the watchdog is running
 
 	mu  sync.Mutex
-	fds map[*FD]struct{} // open Auto-mode descriptors
+	fds map[weak.Pointer[FD]]struct{} // open Auto-mode descriptors (weak: a dropped one goes)
 }
 
 // takeSleeper claims a place for a call to sleep in the kernel, if one is free.
@@ -45,16 +46,16 @@ func giveSleeper() { sleepers.n.Add(-1) }
 func register(f *FD) {
 	sleepers.mu.Lock()
 	if sleepers.fds == nil {
-		sleepers.fds = make(map[*FD]struct{})
+		sleepers.fds = make(map[weak.Pointer[FD]]struct{})
 	}
-	sleepers.fds[f] = struct{}{}
+	sleepers.fds[weak.Make(f)] = struct{}{}
 	sleepers.mu.Unlock()
 }
 
 // unregister forgets f.
 func unregister(f *FD) {
 	sleepers.mu.Lock()
-	delete(sleepers.fds, f)
+	delete(sleepers.fds, weak.Make(f))
 	sleepers.mu.Unlock()
 }
 
@@ -76,7 +77,12 @@ func watchdog() {
 		}
 		var stuck []*FD
 		sleepers.mu.Lock()
-		for f := range sleepers.fds {
+		for wf := range sleepers.fds {
+			f := wf.Value()
+			if f == nil {
+				delete(sleepers.fds, wf)
+				continue
+			}
 			busy := f.set.InFlight() > 0
 			p := f.progress.Load()
 			if busy && f.lastBusy && p == f.lastProgress {
@@ -95,8 +101,12 @@ func watchdog() {
 // starts afresh.
 func forget() {
 	sleepers.mu.Lock()
-	for f := range sleepers.fds {
-		f.lastBusy = false
+	for wf := range sleepers.fds {
+		if f := wf.Value(); f != nil {
+			f.lastBusy = false
+		} else {
+			delete(sleepers.fds, wf)
+		}
 	}
 	sleepers.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package pipe
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,9 +34,36 @@ type end struct {
 	// nb is a second, non-blocking open file description of this end, made on first
 	// need, for the attempts that must not wait where the kernel refuses RWF_NOWAIT
 	// (a FIFO; a pipe holding pages spliced in by vmsplice). -1: none yet.
-	nbMu     sync.Mutex
-	nb       int
+	nb       *nbDesc
 	noNowait atomic.Bool // RWF_NOWAIT was refused: go to nb at once
+
+	// leak closes the descriptors of an end dropped without Close, once the
+	// garbage collector finds it (kernel and auto modes: in poller mode the
+	// *os.File does that itself).
+	leak runtime.Cleanup
+}
+
+// nbDesc holds an end's second, non-blocking description. It is allocated apart
+// from the end, so that the cleanup of a dropped end can reach it.
+type nbDesc struct {
+	mu sync.Mutex
+	fd int // -1: none yet
+}
+
+// closeAll closes the descriptors of an end that was dropped without Close.
+func closeAll(d leaked) {
+	unix.Close(d.fd)
+	d.nb.mu.Lock()
+	if d.nb.fd >= 0 {
+		unix.Close(d.nb.fd)
+	}
+	d.nb.mu.Unlock()
+}
+
+// leaked is what closeAll needs, free of any reference to the end itself.
+type leaked struct {
+	fd int
+	nb *nbDesc
 }
 
 // config is what the options set.
@@ -168,10 +196,10 @@ func (e *end) writeErrno(fd int, p []byte, nowait bool) (int, unix.Errno) {
 // against Close; close releases it. A write end with no reader left cannot be
 // reopened (ENXIO): a write to it fails with EPIPE, which is what it reports.
 func (e *end) nonblocking(fd, access int) (int, unix.Errno) {
-	e.nbMu.Lock()
-	defer e.nbMu.Unlock()
-	if e.nb >= 0 {
-		return e.nb, 0
+	e.nb.mu.Lock()
+	defer e.nb.mu.Unlock()
+	if e.nb.fd >= 0 {
+		return e.nb.fd, 0
 	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
@@ -190,7 +218,7 @@ func (e *end) nonblocking(fd, access int) (int, unix.Errno) {
 			return -1, err.(unix.Errno)
 		}
 	}
-	e.nb = nb
+	e.nb.fd = nb
 	return nb, 0
 }
 
@@ -221,8 +249,17 @@ func initEnd(e *end, fd int, c config) error {
 	if e.name == "" {
 		e.name = describe(fd)
 	}
-	e.read, e.write, e.nb = e.readErrno, e.writeErrno, -1
+	e.read, e.write, e.nb = e.readErrno, e.writeErrno, &nbDesc{fd: -1}
 	return e.fd.Init(fd, fdio.Config{Name: e.name, Wait: c.strategy, ReadCalls: readCalls, WriteCalls: writeCalls})
+}
+
+// closeWhenDropped arranges for the descriptors of an end in kernel or auto mode to
+// be closed if owner (the Reader or Writer holding e) is dropped without Close, as an
+// *os.File's are.
+func closeWhenDropped[T any](owner *T, e *end) {
+	if e.fd.File() == nil {
+		e.leak = runtime.AddCleanup(owner, closeAll, leaked{fd: e.fd.Fd(), nb: e.nb})
+	}
 }
 
 // describe names a descriptor the way /proc/self/fd does ("pipe:[1234]").
@@ -266,13 +303,14 @@ func (e *end) String() string { return e.name }
 // close is Close for both ends: idempotent, it unblocks every call in flight (which
 // then return an error matching os.ErrClosed) before releasing the descriptor.
 func (e *end) close() error {
+	e.leak.Stop()
 	err := e.fd.Close()
-	e.nbMu.Lock()
-	if e.nb >= 0 {
-		unix.Close(e.nb)
-		e.nb = -1
+	e.nb.mu.Lock()
+	if e.nb.fd >= 0 {
+		unix.Close(e.nb.fd)
+		e.nb.fd = -1
 	}
-	e.nbMu.Unlock()
+	e.nb.mu.Unlock()
 	return e.wrap("close", err)
 }
 

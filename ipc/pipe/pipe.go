@@ -66,6 +66,8 @@ func New(opts ...Option) (*Reader, *Writer, error) {
 		r.close()
 		return nil, nil, err
 	}
+	closeWhenDropped(r, &r.end)
+	closeWhenDropped(w, &w.end)
 	return r, w, nil
 }
 
@@ -83,6 +85,7 @@ func ReaderFromFd(fd int, opts ...Option) (*Reader, error) {
 	if packet {
 		r.spill = spillArea()
 	}
+	closeWhenDropped(r, &r.end)
 	return r, nil
 }
 
@@ -92,6 +95,7 @@ func WriterFromFd(fd int, opts ...Option) (*Writer, error) {
 	if _, err := fromFd(&w.end, fd, unix.O_WRONLY, opts); err != nil {
 		return nil, err
 	}
+	closeWhenDropped(w, &w.end)
 	return w, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -708,6 +709,7 @@ var _ = ipctest.Helper("many-pipes", func(args []string) int {
 	pages := 0
 	var last *pipe.Writer
 	var lastR *pipe.Reader
+	var keep []any // every pipe stays open (a dropped one is closed by the collector)
 	for pages <= soft+64 {
 		r, w, err := pipe.New()
 		if err != nil {
@@ -717,7 +719,9 @@ var _ = ipctest.Helper("many-pipes", func(args []string) int {
 		c, _ := w.Capacity()
 		pages += c / os.Getpagesize()
 		last, lastR = w, r
+		keep = append(keep, r, w)
 	}
+	defer runtime.KeepAlive(keep)
 	c, _ := last.Capacity()
 	if c >= 65536 {
 		fmt.Println("expected a shrunken pipe past the soft limit, capacity", c)
