@@ -1,8 +1,6 @@
 package sockets
 
 import (
-	"errors"
-	"io/fs"
 	"net"
 	"os"
 	"sync"
@@ -12,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/fdio"
 	"github.com/ipclab/ipclab/internal/sys"
 	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
@@ -191,15 +190,7 @@ func (b *base) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	var se *os.SyscallError
-	if errors.As(err, &se) {
-		err = se.Err
-	}
-	return ipc.Wrap(op, b.name, err)
+	return ipc.Wrap(op, b.name, fdio.Bare(err))
 }
 
 // Close closes the socket. Calls blocked on it return an error matching

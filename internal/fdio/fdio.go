@@ -259,6 +259,16 @@ func (f *FD) Wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	err = Bare(err)
+	if errors.Is(err, os.ErrClosed) && !errors.Is(err, ipc.ErrRemoved) {
+		err = os.ErrClosed
+	}
+	return ipc.Wrap(op, f.name, err)
+}
+
+// Bare strips the *fs.PathError and *os.SyscallError an *os.File or RawConn wraps
+// around an errno, so that the one *ipc.OpError wraps the errno itself.
+func Bare(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err
@@ -267,10 +277,7 @@ func (f *FD) Wrap(op string, err error) error {
 	if errors.As(err, &se) {
 		err = se.Err
 	}
-	if errors.Is(err, os.ErrClosed) && !errors.Is(err, ipc.ErrRemoved) {
-		err = os.ErrClosed
-	}
-	return ipc.Wrap(op, f.name, err)
+	return err
 }
 
 // errnoErr is errno as an error, nil for 0, without allocating.
