@@ -181,19 +181,9 @@ func (f *FD) Fd() int { return f.fd }
 // Mode returns the wait mode.
 func (f *FD) Mode() ipc.WaitStrategy { return f.mode }
 
-// Name returns the name used in errors.
-func (f *FD) Name() string { return f.name }
-
-// Closed reports whether Close has begun.
-func (f *FD) Closed() bool { return f.closed.Load() }
-
 // File returns the *os.File that holds the descriptor in Poller mode, nil in the
 // other modes. Closing it is Close's job.
 func (f *FD) File() *os.File { return f.file }
-
-// Deadlines returns the read and write deadlines, for calls that look at them
-// directly (a fast path: zero means none).
-func (f *FD) Deadlines() *wait.Deadlines { return &f.dl }
 
 // Control runs fn with the descriptor, guarding against a concurrent Close.
 func (f *FD) Control(fn func(fd int) error) error {

@@ -75,9 +75,8 @@ type Set struct {
 	closed     atomic.Bool
 	identified bool // Identify was called and threads can be interrupted
 
-	mu     sync.Mutex
-	tids   []int
-	timers [2]*time.Timer // ExpireAt's, for reads and writes
+	mu   sync.Mutex
+	tids []int
 
 	arg      uint64    // with syscalls: the first argument that identifies the object
 	syscalls []uintptr // system call numbers a blocked thread of this set may be in
@@ -146,43 +145,13 @@ func (s *Set) Release() { s.inflight.Add(-1) }
 func (s *Set) Close() {
 	s.mu.Lock()
 	s.closed.Swap(true) // Swap: ordered before the loads of inflight in interrupt
-	for _, t := range s.timers {
-		if t != nil {
-			t.Stop()
-		}
-	}
 	s.mu.Unlock()
-	s.interrupt(func() bool { return false })
-}
-
-// ExpireAt arranges for the calls blocked on the set to learn that a deadline t has
-// passed: when it does, every call in flight is interrupted, again and again, until
-// none is left or stale reports that t is no longer the deadline. Calls must check
-// the deadline themselves after an interruption (and before each attempt). A zero t
-// only cancels the earlier ExpireAt of the same direction (write or not). Every call
-// in flight is interrupted, whichever way it goes: it suits a set whose calls are all
-// bound by the deadline (one end of a pipe), not one shared by both directions.
-func (s *Set) ExpireAt(write bool, t time.Time, stale func() bool) {
-	i := 0
-	if write {
-		i = 1
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.timers[i] != nil {
-		s.timers[i].Stop()
-		s.timers[i] = nil
-	}
-	if t.IsZero() || s.closed.Load() {
-		return
-	}
-	s.timers[i] = time.AfterFunc(time.Until(t), func() { s.interrupt(stale) })
+	s.interrupt()
 }
 
 // interrupt sends Signal to every thread blocked on the set, registered (Do) or found
-// (Identify), with a growing pause between rounds, until no call is in flight or
-// stop reports true.
-func (s *Set) interrupt(stop func() bool) {
+// (Identify), with a growing pause between rounds, until no call is in flight.
+func (s *Set) interrupt() {
 	kickUntil(func() (tids []int, idle bool) {
 		s.mu.Lock()
 		tids = append(tids, s.tids...)
@@ -193,7 +162,7 @@ func (s *Set) interrupt(stop func() bool) {
 			tids = append(tids, blockedIn(s.arg, s.syscalls)...)
 		}
 		return tids, registered == 0 && inflight == 0
-	}, stop)
+	}, func() bool { return false })
 }
 
 // kickUntil sends Signal, with a growing pause between rounds, to the threads each
