@@ -118,29 +118,26 @@ func (f *FD) Kernel(ctx context.Context, write bool, call func(fd int) error) er
 	return wait.BoundErr(kctx, err, bounded)
 }
 
-// park waits in the runtime poller (Poller mode: on the descriptor; Auto: on the
-// direction's epoll instance) until a succeeds. The caller first takes the
-// direction's turn, under ctx, the deadline and Close, so that it alone waits there
-// and may put ctx on the file as a deadline.
+// park waits until a succeeds: in the runtime poller on the descriptor (Poller mode)
+// or in the hub (Auto). The caller first takes the direction's turn, under ctx, the
+// deadline and Close, so that it alone waits there and may put ctx on the file as a
+// deadline.
 func (f *FD) park(ctx context.Context, write bool, p []byte, a Attempt) (int, error) {
-	d := &f.dirs[0]
-	if write {
-		d = &f.dirs[1]
-	}
+	d := f.dir(write)
 	if err := d.turn.Take(ctx, &f.dl, write); err != nil {
 		return 0, err
 	}
 	defer d.turn.Give()
-	file, rc, err := f.pollConn(d)
-	if err != nil {
-		return 0, err
-	}
 	d.attempt, d.p, d.nowait = a, p, f.mode != ipc.WaitPoller
 	defer func() { d.attempt, d.p = nil, nil }()
-	if ctx == background || ctx.Done() == nil {
-		err = f.pollWait(rc, d)
-	} else {
-		err = wait.ViaDeadline(ctx, &f.dl, write, f.deadlineSetter(file, d), func() error { return f.pollWait(rc, d) })
+	var err error
+	switch {
+	case f.file == nil:
+		err = f.await(ctx, d, d.pollFn)
+	case ctx == background || ctx.Done() == nil:
+		err = f.pollWait(d)
+	default:
+		err = wait.ViaDeadline(ctx, &f.dl, write, f.deadlineSetter(d), func() error { return f.pollWait(d) })
 	}
 	if err != nil {
 		return 0, err
@@ -148,32 +145,29 @@ func (f *FD) park(ctx context.Context, write bool, p []byte, a Attempt) (int, er
 	return d.n, errnoErr(d.errno)
 }
 
-// pollConn returns the file and RawConn a call in direction d waits on.
-func (f *FD) pollConn(d *dir) (*os.File, syscall.RawConn, error) {
-	if f.file != nil {
-		return f.file, f.rc, nil
+// dir returns the direction's waiting state.
+func (f *FD) dir(write bool) *dir {
+	if write {
+		return &f.dirs[1]
 	}
-	return f.parker(d)
+	return &f.dirs[0]
 }
 
-// pollWait waits in the poller until d's attempt stops failing with EAGAIN. Auto's
-// epoll instance only ever reports readable, whichever direction it watches.
-func (f *FD) pollWait(rc syscall.RawConn, d *dir) error {
-	var err error
-	if d.write && f.file != nil {
-		err = rc.Write(d.pollFn)
-	} else {
-		err = rc.Read(d.pollFn)
+// pollWait waits in the runtime poller (Poller mode) until d's attempt stops failing
+// with EAGAIN.
+func (f *FD) pollWait(d *dir) error {
+	if d.write {
+		return f.rawErr(f.rc.Write(d.pollFn))
 	}
-	return f.rawErr(err)
+	return f.rawErr(f.rc.Read(d.pollFn))
 }
 
-// deadlineSetter returns how ViaDeadline puts a deadline on the file a call in
-// direction d waits on.
-func (f *FD) deadlineSetter(file *os.File, d *dir) func(time.Time) error {
-	set := file.SetReadDeadline
-	if d.write && f.file != nil {
-		set = file.SetWriteDeadline
+// deadlineSetter returns how ViaDeadline puts a deadline on the file (Poller mode)
+// for a call in direction d.
+func (f *FD) deadlineSetter(d *dir) func(time.Time) error {
+	set := f.file.SetReadDeadline
+	if d.write {
+		set = f.file.SetWriteDeadline
 	}
 	return func(t time.Time) error { return f.rawErr(set(t)) }
 }
@@ -206,49 +200,44 @@ func (f *FD) Wait(ctx context.Context, write bool, attempt func(fd int, nowait b
 	})
 }
 
-// Park runs io, which waits in the poller through rc (Poller or Auto mode), holding
-// the direction's turn and honouring ctx, the deadline and Close. rc's callbacks get
-// the descriptor; in Auto mode it is blocking and they must not wait. It is the
-// general path for calls that wait in their own way (it allocates).
+// Park runs io, which waits through rc (Poller or Auto mode), holding the
+// direction's turn and honouring ctx, the deadline and Close. rc's callbacks get the
+// descriptor; in Auto mode it is blocking and they must not wait. It is the general
+// path for calls that wait in their own way (it allocates).
 func (f *FD) Park(ctx context.Context, write bool, io func(rc syscall.RawConn) error) error {
-	d := &f.dirs[0]
-	if write {
-		d = &f.dirs[1]
-	}
+	d := f.dir(write)
 	if err := d.turn.Take(ctx, &f.dl, write); err != nil {
 		return err
 	}
 	defer d.turn.Give()
-	file, rc, err := f.pollConn(d)
-	if err != nil {
-		return err
-	}
 	if f.file == nil {
-		rc = parkedConn{f: f, rc: rc}
+		return io(hubConn{f: f, d: d, ctx: ctx})
 	}
-	run := func() error { return f.rawErr(io(rc)) }
+	run := func() error { return f.rawErr(io(f.rc)) }
 	if ctx == background || ctx.Done() == nil {
 		return run()
 	}
-	return wait.ViaDeadline(ctx, &f.dl, write, f.deadlineSetter(file, d), run)
+	return wait.ViaDeadline(ctx, &f.dl, write, f.deadlineSetter(d), run)
 }
 
-// parkedConn is the RawConn of an Auto-mode descriptor: Read and Write wait on the
-// direction's epoll instance and call back with the descriptor itself.
-type parkedConn struct {
-	f  *FD
-	rc syscall.RawConn // the epoll instance's
+// hubConn is the RawConn of an Auto-mode descriptor inside Park: Read and Write wait
+// in the hub for Park's direction, under Park's context, and call back with the
+// descriptor itself.
+type hubConn struct {
+	f   *FD
+	d   *dir
+	ctx context.Context
 }
 
-func (c parkedConn) Control(fn func(fd uintptr)) error {
+func (c hubConn) Control(fn func(fd uintptr)) error {
 	return c.f.Control(func(fd int) error { fn(uintptr(fd)); return nil })
 }
 
-func (c parkedConn) Read(fn func(fd uintptr) bool) error {
-	return c.rc.Read(func(uintptr) bool { return fn(uintptr(c.f.fd)) })
+func (c hubConn) Read(fn func(fd uintptr) bool) error {
+	return c.f.await(c.ctx, c.d, func(fd uintptr) bool { return fn(fd) })
 }
 
-func (c parkedConn) Write(fn func(fd uintptr) bool) error { return c.Read(fn) }
+func (c hubConn) Write(fn func(fd uintptr) bool) error { return c.Read(fn) }
 
 // RawConn returns a syscall.RawConn for the descriptor, so that it can take part in
 // another descriptor's splice or in code that waits in its own way: in Poller mode

@@ -24,8 +24,9 @@
 //     (between StuckAfter and 2×StuckAfter) is interrupted and moved to the poller,
 //     so idle descriptors hold no thread. Calls with a context that can end or a
 //     deadline, and calls that find no free place, try once without waiting and
-//     then wait in the poller: through an epoll instance per direction that watches
-//     the blocking descriptor, itself registered with the runtime poller.
+//     then wait in the hub (hub.go): one epoll instance per process, registered
+//     with the runtime poller, that watches the blocking descriptors of waiting
+//     calls and wakes them; a waiting call holds no thread and no descriptor.
 //
 // A round trip in Auto mode costs what Kernel's costs plus a few atomic adds; ten
 // thousand idle receivers hold at most MaxSleepers threads, and none after a tick.
@@ -102,23 +103,26 @@ type FD struct {
 	// Auto's watchdog state, under the registry's lock.
 	lastProgress uint32
 	lastBusy     bool
+
+	// Auto: the hub the descriptor is registered with (nil: none yet), under armMu.
+	armMu sync.Mutex
+	hub   *hub
 }
 
 // dir is one direction's waiting state.
 type dir struct {
-	write    bool
-	turn     wait.Turn
-	calls    []uintptr
-	expiry   wait.Expiry // Kernel and Auto: interrupts calls asleep when the deadline passes
-	attempt  Attempt     // the call holding the turn (poller callback state)
-	p        []byte
-	nowait   bool
-	n        int
-	errno    unix.Errno
-	pollFn   func(uintptr) bool
-	parkMu   sync.Mutex
-	park     *os.File // Auto: an epoll instance watching the descriptor, made on first need
-	parkConn syscall.RawConn
+	write   bool
+	turn    wait.Turn
+	calls   []uintptr
+	expiry  wait.Expiry // Kernel and Auto: interrupts calls asleep when the deadline passes
+	attempt Attempt     // the call holding the turn (poller callback state)
+	p       []byte
+	nowait  bool
+	n       int
+	errno   unix.Errno
+	pollFn  func(uintptr) bool
+	parked  atomic.Bool   // Auto: a call of this direction waits in the hub
+	wake    chan struct{} // Auto: the hub, SetDeadline and Close wake that call (buffered)
 }
 
 // Init takes ownership of fd and sets f up in place as c says: close-on-exec, the
@@ -147,6 +151,9 @@ func (f *FD) Init(fd int, c Config) error {
 			d.calls = c.WriteCalls
 		}
 		d.turn.Init()
+		if c.Wait == ipc.WaitAuto {
+			d.wake = make(chan struct{}, 1)
+		}
 		d.pollFn = func(uintptr) bool {
 			for {
 				d.n, d.errno = d.attempt(f.fd, d.p, d.nowait)
@@ -280,7 +287,8 @@ func errnoErr(e unix.Errno) error {
 
 // SetDeadline sets the read and/or write deadline (zero: none), for pending calls
 // too: calls asleep in the kernel are interrupted when it passes and look at it
-// again; calls in the poller see it on their file.
+// again; calls in the poller see it on their file, calls in the hub are woken to
+// look at it.
 func (f *FD) SetDeadline(t time.Time, read, write bool) error {
 	if f.closed.Load() {
 		return os.ErrClosed
@@ -298,11 +306,7 @@ func (f *FD) SetDeadline(t time.Time, read, write bool) error {
 		d.expiry.Arm(t, uintptr(f.fd), d.calls,
 			func() bool { return f.set.InFlight() > 0 || d.turn.Held() },
 			func() bool { return f.closed.Load() || !f.dl.Get(w).Equal(t) })
-		d.parkMu.Lock()
-		if d.park != nil {
-			_ = d.park.SetReadDeadline(t)
-		}
-		d.parkMu.Unlock()
+		d.poke() // a call waiting in the hub looks at the new deadline
 	}
 	if f.file != nil {
 		return f.rawErr(wait.SetFileDeadline(f.file, t, read, write))
@@ -321,11 +325,7 @@ func (f *FD) Close() error {
 			d := &f.dirs[i]
 			d.turn.Close()
 			d.expiry.Arm(time.Time{}, 0, nil, nil, nil)
-			d.parkMu.Lock()
-			if d.park != nil {
-				d.park.Close()
-			}
-			d.parkMu.Unlock()
+			d.poke()
 		}
 		if f.file != nil {
 			f.closeErr = f.file.Close()
@@ -338,49 +338,10 @@ func (f *FD) Close() error {
 		for i := range f.dirs {
 			f.dirs[i].turn.Drain()
 		}
+		f.leaveHub()
 		f.closeErr = unix.Close(f.fd)
 	})
 	return f.closeErr
-}
-
-// parker returns the epoll instance through which Auto-mode calls in direction d
-// wait in the poller, making it on first use.
-func (f *FD) parker(d *dir) (*os.File, syscall.RawConn, error) {
-	d.parkMu.Lock()
-	defer d.parkMu.Unlock()
-	if d.park != nil {
-		return d.park, d.parkConn, nil
-	}
-	if f.closed.Load() {
-		return nil, nil, os.ErrClosed
-	}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, nil, err
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(f.fd)}
-	if d.write {
-		ev.Events = unix.EPOLLOUT
-	}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, f.fd, &ev); err != nil {
-		unix.Close(ep)
-		return nil, nil, err
-	}
-	if err := unix.SetNonblock(ep, true); err != nil {
-		unix.Close(ep)
-		return nil, nil, err
-	}
-	file := os.NewFile(uintptr(ep), f.name+" (waiting)")
-	rc, err := file.SyscallConn()
-	if err != nil {
-		file.Close()
-		return nil, nil, err
-	}
-	if t := f.dl.Get(d.write); !t.IsZero() {
-		_ = file.SetReadDeadline(t)
-	}
-	d.park, d.parkConn = file, rc
-	return file, rc, nil
 }
 
 // background is compared with, rather than asked for Done, on the hot path.

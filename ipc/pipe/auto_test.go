@@ -16,20 +16,65 @@ import (
 	"github.com/ipclab/ipclab/ipc"
 )
 
-// TestAutoIdleReceiversHoldFewThreads: up to 10 000 readers blocked on idle pipes in
-// the default mode (ipc.WaitAuto) hold at most 64 OS threads, and each still wakes
-// on data (half of them) and on cancellation (the other half). A waiting reader
-// costs three descriptors (two ends and the epoll instance it waits on), so the
-// number of readers is what the descriptor limit allows, at most 10 000. It runs in
-// a fresh process: the Go runtime keeps the threads earlier tests made.
+// TestAutoIdleReceiversHoldFewThreads: 10 000 readers blocked on idle pipes in the
+// default mode (ipc.WaitAuto), in one process, hold at most 64 OS threads, and each
+// still wakes on data (half of them, written by another process) and on
+// cancellation (the other half). The helper process holds the read ends and hands
+// every write end to the test over a Unix socket (SCM_RIGHTS), so that neither
+// process needs more than 10 000 descriptors of the 20 000 the machine allows. It
+// runs in a fresh process: the Go runtime keeps the threads earlier tests made.
 func TestAutoIdleReceiversHoldFewThreads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("thousands of pipes")
 	}
-	p := ipctest.Start(t, "auto-idle-readers")
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "write ends")
+	defer mine.Close()
+	p := ipctest.Start(t, "auto-idle-readers", ipctest.Handover(os.NewFile(uintptr(fds[1]), "write ends")))
+	var writers []int
+	defer func() {
+		for _, fd := range writers {
+			unix.Close(fd)
+		}
+	}()
+	oob := make([]byte, unix.CmsgSpace(4*fdBatch))
+	for len(writers) < idleReaderCount {
+		_, oobn, _, _, err := unix.Recvmsg(fds[0], make([]byte, 1), oob, unix.MSG_CMSG_CLOEXEC)
+		if err != nil {
+			t.Fatalf("receiving write ends (%d so far): %v\n%s", len(writers), err, p.Output())
+		}
+		cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(cmsgs) != 1 {
+			t.Fatalf("control message: %v (%d)", err, len(cmsgs))
+		}
+		got, err := unix.ParseUnixRights(&cmsgs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		writers = append(writers, got...)
+	}
+	p.Await() // every reader blocked, threads counted
+	for i, fd := range writers {
+		if i%2 == 0 {
+			if _, err := unix.Write(fd, []byte{1}); err != nil {
+				t.Fatalf("write end %d: %v", i, err)
+			}
+		}
+	}
+	p.Signal() // the helper cancels the others and waits for all
 	p.MustSucceed()
 	t.Log(p.Output())
 }
+
+// idleReaderCount is how many readers TestAutoIdleReceiversHoldFewThreads blocks,
+// and fdBatch how many write ends go in one message.
+const (
+	idleReaderCount = 10000
+	fdBatch         = 200
+)
 
 var _ = ipctest.Helper("auto-idle-readers", func([]string) int {
 	if err := idleReaders(); err != nil {
@@ -39,17 +84,13 @@ var _ = ipctest.Helper("auto-idle-readers", func([]string) int {
 	return 0
 })
 
-// idleReaders is TestAutoIdleReceiversHoldFewThreads in the helper process.
+// idleReaders is TestAutoIdleReceiversHoldFewThreads in the helper process: reader
+// i of idleReaderCount wakes on a byte if i is even, on cancellation if it is odd.
 func idleReaders() error {
 	const maxThreads = 64
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return err
-	}
-	n := min(10000, int(lim.Cur-500)/3)
+	n := idleReaderCount
 	type reader struct {
 		r      *Reader
-		w      *Writer
 		cancel context.CancelFunc // nil: wakes on data
 		done   chan error
 	}
@@ -58,16 +99,29 @@ func idleReaders() error {
 		for _, rd := range rs {
 			if rd.r != nil {
 				rd.r.Close()
-				rd.w.Close()
 			}
 		}
 	}()
-	for i := range rs {
-		r, w, err := New()
-		if err != nil {
-			return fmt.Errorf("pipe %d: %w", i, err)
+	sock := ipctest.Fd(0)
+	for i := 0; i < n; i += fdBatch {
+		var ws []*Writer
+		var wfds []int
+		for j := i; j < min(i+fdBatch, n); j++ {
+			r, w, err := New()
+			if err != nil {
+				return fmt.Errorf("pipe %d: %w", j, err)
+			}
+			rs[j] = reader{r: r, done: make(chan error, 1)}
+			ws = append(ws, w)
+			wfds = append(wfds, w.Fd())
 		}
-		rs[i] = reader{r: r, w: w, done: make(chan error, 1)}
+		err := unix.Sendmsg(sock, []byte{0}, unix.UnixRights(wfds...), nil, 0)
+		for _, w := range ws {
+			w.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("sending write ends: %w", err)
+		}
 	}
 	for i := range rs {
 		ctx := context.Background()
@@ -87,7 +141,11 @@ func idleReaders() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%d readers blocked (descriptor limit %d): %d threads in the process\n", n, lim.Cur, threads)
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d readers blocked: %d threads, %d descriptors in the process\n", n, threads, len(fds))
 	if threads > maxThreads {
 		return fmt.Errorf("%d idle readers hold %d threads, want at most %d", n, threads, maxThreads)
 	}
@@ -98,11 +156,11 @@ func idleReaders() error {
 		default:
 		}
 	}
+	ipctest.Signal()
+	ipctest.Await() // the test has written to the even ones
 	for i := range rs {
 		if rs[i].cancel != nil {
 			rs[i].cancel()
-		} else if _, err := rs[i].w.Write([]byte{1}); err != nil {
-			return err
 		}
 	}
 	deadline := time.After(ipctest.Slack + 5*time.Second)
