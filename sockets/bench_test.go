@@ -12,7 +12,7 @@ import (
 // buffers; -benchmem must show 0 allocs/op.
 
 func benchWaits(b *testing.B, f func(b *testing.B, w ipc.WaitStrategy)) {
-	for _, w := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+	for _, w := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		b.Run(w.String(), func(b *testing.B) { f(b, w) })
 	}
 }
