@@ -61,8 +61,8 @@ func newListener(fd, family, sotype int, sf *socketFile, c config) (*listener, e
 	return l, nil
 }
 
-// accept is accept4(2) with SOCK_CLOEXEC (and SOCK_NONBLOCK in poller mode), then the
-// peer policy.
+// accept is accept4(2) with SOCK_CLOEXEC (the engine sets O_NONBLOCK as the mode of
+// the connection needs), then the peer policy.
 func (l *listener) accept(ctx context.Context) (*base, error) {
 	var nfd int
 	err := l.b.c.FD.Wait(ctx, false, func(fd int, _ bool) (err error) {
