@@ -12,7 +12,7 @@ import (
 // buffers; -benchmem must show 0 allocs/op.
 
 func benchWaits(b *testing.B, f func(b *testing.B, w ipc.WaitStrategy)) {
-	for _, w := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+	for _, w := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		b.Run(w.String(), func(b *testing.B) { f(b, w) })
 	}
 }
@@ -140,5 +140,78 @@ func BenchmarkFdPass(b *testing.B) {
 			b.Fatal(n, err)
 		}
 		unix.Close(got[0])
+	}
+}
+
+// BenchmarkSeqpacketExchange is a door call's engine pair (export_test.go): a
+// request sent and its reply received, the peer echoing from another goroutine.
+func BenchmarkSeqpacketExchange(b *testing.B) {
+	benchWaits(b, func(b *testing.B, w ipc.WaitStrategy) {
+		x, y := seqPair(b, WithWait(w))
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				n, err := y.Recv(bg, buf)
+				if err != nil {
+					return
+				}
+				if y.Send(bg, buf[:n]) != nil {
+					return
+				}
+			}
+		}()
+		msg, buf := make([]byte, 64), make([]byte, 64)
+		b.ReportAllocs()
+		b.SetBytes(64)
+		for b.Loop() {
+			if _, err := x.Exchange(bg, msg, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkSendReadMsgCred is a door server's engine pair (export_test.go): a
+// reply sent with the wait for the next request and its sender's credentials.
+func BenchmarkSendReadMsgCred(b *testing.B) {
+	benchWaits(b, func(b *testing.B, w ipc.WaitStrategy) {
+		x, y := seqPair(b, WithWait(w), PassCred())
+		msg, buf, fds := make([]byte, 64), make([]byte, 64), make([]int, DefaultMaxFds)
+		if err := x.Send(bg, msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, _, err := y.ReadMsgCred(bg, buf, fds); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.SetBytes(64)
+		for b.Loop() {
+			if err := x.Send(bg, msg); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, _, err := y.SendReadMsgCred(bg, msg, buf, fds); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := x.Recv(bg, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkDgramPolicyRecv receives through a datagram policy, which needs every
+// sender's credentials (a pooled message state, not the plain attempt).
+func BenchmarkDgramPolicyRecv(b *testing.B) {
+	x, y := dgramPair(b, WithPeerPolicy(SameUser()))
+	msg, buf := make([]byte, 64), make([]byte, 64)
+	b.ReportAllocs()
+	b.SetBytes(64)
+	for b.Loop() {
+		if err := x.Send(bg, msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := y.Recv(bg, buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -29,14 +29,14 @@ func newDgram(b *base) *DgramConn { return &DgramConn{base: b} }
 // Send sends p to the connected peer, waiting for room until ctx ends or the write
 // deadline passes. It does not allocate.
 func (c *DgramConn) Send(ctx context.Context, p []byte) error {
-	_, err := c.send(ctx, p, nil, nil, nil, false) // send tries the fast path first
-	return c.wrapIO("sendmsg", err)
+	_, err := c.c.Send(ctx, p)
+	return c.wrap("sendmsg", err)
 }
 
 // TrySend is Send without waiting: ipc.ErrWouldBlock if the peer's queue is full.
 func (c *DgramConn) TrySend(p []byte) error {
-	_, err := c.send(context.Background(), p, nil, nil, nil, true)
-	return c.wrapIO("sendmsg", err)
+	_, err := c.c.TrySend(p)
+	return c.wrap("sendmsg", err)
 }
 
 // SendTo sends p to addr (*net.UnixAddr or *net.UDPAddr with a loopback or
@@ -50,28 +50,24 @@ func (c *DgramConn) SendTo(ctx context.Context, p []byte, addr net.Addr) error {
 		return c.wrap("sendto", fmt.Errorf("no destination: %w", ipc.ErrInvalid))
 	}
 	_, err := c.send(ctx, p, nil, nil, addr, false)
-	return c.wrapIO("sendto", err)
+	return c.wrap("sendto", err)
 }
 
 // Recv receives one datagram into p and returns its length. It does not allocate.
 func (c *DgramConn) Recv(ctx context.Context, p []byte) (int, error) {
-	if c.canFastRecv(ctx) {
-		r, err := c.fastRecv(p)
-		return r.n, c.wrapIO("recvmsg", err)
-	}
-	r, _, err := c.recv(ctx, p, nil, false, false)
-	return r.n, c.wrapIO("recvmsg", err)
+	n, err := c.plainRecv(ctx, p)
+	return n, c.wrap("recvmsg", err)
 }
 
 // TryRecv is Recv without waiting: ipc.ErrWouldBlock if nothing is queued.
 func (c *DgramConn) TryRecv(p []byte) (int, error) {
-	r, _, err := c.recv(context.Background(), p, nil, true, false)
-	return r.n, c.wrapIO("recvmsg", err)
+	n, err := c.tryRecv(p)
+	return n, c.wrap("recvmsg", err)
 }
 
 // RecvFrom receives one datagram and its sender's address; the address is nil for
 // an unnamed Unix sender (one that never bound). It allocates the address.
 func (c *DgramConn) RecvFrom(ctx context.Context, p []byte) (int, net.Addr, error) {
 	r, from, err := c.recv(ctx, p, nil, false, true)
-	return r.n, from, c.wrapIO("recvmsg", err)
+	return r.n, from, c.wrap("recvmsg", err)
 }

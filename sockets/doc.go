@@ -41,16 +41,17 @@
 // # Waiting
 //
 // Blocking calls take a context (or honour the net.Conn deadlines) and wait according
-// to the socket's ipc.WaitStrategy (WithWait): ipc.WaitPoller (default) parks the
-// goroutine in the Go runtime poller; ipc.WaitKernel blocks the thread inside the
-// system call, where eBPF probes see it, and interrupts it with a signal on
-// cancellation or Close (one OS thread per blocked call). In kernel mode a plain
-// send or receive with no context or deadline to honour skips even that thread
-// bookkeeping, to stay within a few percent of bare system calls; to wake such a
-// receive, Close shuts the socket's receive side down (which other processes sharing
-// the socket see too). Try* calls never wait and return ipc.ErrWouldBlock. Close
-// unblocks every call in flight with an error matching os.ErrClosed and
-// net.ErrClosed.
+// to the socket's ipc.WaitStrategy (WithWait), through ipclab's one descriptor engine
+// (internal/fdio): ipc.WaitAuto (the default) lets a call with nothing to honour
+// sleep in the system call while it is short, as in C, and moves one that stays
+// blocked to the Go runtime poller, so that idle sockets hold no thread; calls with
+// a context that can end or a deadline try once without waiting (MSG_DONTWAIT) and
+// then wait in the poller. ipc.WaitPoller parks every waiting goroutine in the
+// poller; ipc.WaitKernel blocks the thread inside the system call, where eBPF probes
+// see it, and interrupts it with a signal on cancellation, a deadline or Close (one
+// OS thread per blocked call). Try* calls never wait and return ipc.ErrWouldBlock.
+// Close unblocks every call in flight with an error matching os.ErrClosed and
+// net.ErrClosed, in every mode; so does every call made after it.
 //
 // Hot-path calls with caller buffers (Read, Write, Send, Recv, ReadMsg, WriteMsg,
 // SendTo) allocate nothing when their context cannot end and no deadline is set (what

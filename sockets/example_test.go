@@ -114,9 +114,9 @@ func ExampleSeqpacketConn_ReadMsgCred() {
 	// Output: true true
 }
 
-// A request/reply server loop: each reply goes out with the wait for the next
-// request (SendReadMsgCred), each request with the wait for its reply (Exchange).
-func ExampleSeqpacketConn_Exchange() {
+// A request/reply server that vets every request's sender: the kernel attaches the
+// client's credentials to each message once the server has SO_PASSCRED.
+func ExampleSeqpacketConn_ReadMsgCred_server() {
 	client, server, err := sockets.SeqpacketPair(sockets.WithWait(ipc.WaitKernel))
 	if err != nil {
 		panic(err)
@@ -131,15 +131,22 @@ func ExampleSeqpacketConn_Exchange() {
 	go func() {
 		defer server.Close()
 		req := make([]byte, 64)
-		n, _, cred, err := server.ReadMsgCred(ctx, req, nil)
-		for err == nil {
-			reply := fmt.Appendf(nil, "%s, uid %d", req[:n], cred.Uid)
-			n, _, cred, err = server.SendReadMsgCred(ctx, reply, req, nil)
+		for {
+			n, _, cred, err := server.ReadMsgCred(ctx, req, nil)
+			if err != nil {
+				return
+			}
+			if err := server.Send(ctx, fmt.Appendf(nil, "%s, uid %d", req[:n], cred.Uid)); err != nil {
+				return
+			}
 		}
 	}()
 	resp := make([]byte, 64)
 	for _, q := range []string{"one", "two"} {
-		n, err := client.Exchange(ctx, []byte(q), resp)
+		if err := client.Send(ctx, []byte(q)); err != nil {
+			panic(err)
+		}
+		n, err := client.Recv(ctx, resp)
 		if err != nil {
 			panic(err)
 		}

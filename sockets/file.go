@@ -12,34 +12,39 @@ import (
 // fromFile duplicates f's descriptor (close-on-exec) after checking it is a socket of
 // the wanted type; f stays the caller's to close. A nil f is an error matching
 // ipc.ErrInvalid.
-func fromFile(f *os.File, sotype int, opts []Option) (*base, error) {
+func fromFile(f *os.File, sotype int, opts []Option, listening bool) (*base, ipc.WaitStrategy, error) {
 	if f == nil {
-		return nil, &ipc.OpError{Op: "file", Err: fmt.Errorf("nil *os.File: %w", ipc.ErrInvalid)}
+		return nil, 0, &ipc.OpError{Op: "file", Err: fmt.Errorf("nil *os.File: %w", ipc.ErrInvalid)}
 	}
 	c, err := buildConfig(opts)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, ipc.Wrap("dup", f.Name(), err)
+		return nil, 0, ipc.Wrap("dup", f.Name(), err)
 	}
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil {
 		unix.Close(fd)
-		return nil, ipc.Wrap("getsockopt SO_TYPE", f.Name(), err)
+		return nil, 0, ipc.Wrap("getsockopt SO_TYPE", f.Name(), err)
 	}
 	family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
 		unix.Close(fd)
-		return nil, ipc.Wrap("getsockopt SO_DOMAIN", f.Name(), err)
+		return nil, 0, ipc.Wrap("getsockopt SO_DOMAIN", f.Name(), err)
 	}
 	if typ != sotype || (family != unix.AF_UNIX && family != unix.AF_INET) {
 		unix.Close(fd)
-		return nil, &ipc.OpError{Op: "file", Object: f.Name(), Err: fmt.Errorf("socket is %s, want %s: %w",
+		return nil, 0, &ipc.OpError{Op: "file", Object: f.Name(), Err: fmt.Errorf("socket is %s, want %s: %w",
 			kindName(family, typ), kindName(family, sotype), ipc.ErrInvalid)}
 	}
-	return newBase(fd, family, sotype, c)
+	wait := c.wait
+	if listening && c.wait == ipc.WaitAuto {
+		c.wait = ipc.WaitPoller // see newListener
+	}
+	b, err := newBase(fd, family, sotype, c)
+	return b, wait, err
 }
 
 // FileStreamConn makes a *StreamConn of a duplicate of f, a connected stream socket
@@ -48,7 +53,7 @@ func fromFile(f *os.File, sotype int, opts []Option) (*base, error) {
 // errno, such as unix.ENOTSOCK), never a panic; the same holds for the other File
 // constructors.
 func FileStreamConn(f *os.File, opts ...Option) (*StreamConn, error) {
-	b, err := fromFile(f, unix.SOCK_STREAM, opts)
+	b, _, err := fromFile(f, unix.SOCK_STREAM, opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +62,7 @@ func FileStreamConn(f *os.File, opts ...Option) (*StreamConn, error) {
 
 // FileSeqpacketConn makes a *SeqpacketConn of a duplicate of f.
 func FileSeqpacketConn(f *os.File, opts ...Option) (*SeqpacketConn, error) {
-	b, err := fromFile(f, unix.SOCK_SEQPACKET, opts)
+	b, _, err := fromFile(f, unix.SOCK_SEQPACKET, opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +71,7 @@ func FileSeqpacketConn(f *os.File, opts ...Option) (*SeqpacketConn, error) {
 
 // FileDgramConn makes a *DgramConn of a duplicate of f.
 func FileDgramConn(f *os.File, opts ...Option) (*DgramConn, error) {
-	b, err := fromFile(f, unix.SOCK_DGRAM, opts)
+	b, _, err := fromFile(f, unix.SOCK_DGRAM, opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -76,9 +81,9 @@ func FileDgramConn(f *os.File, opts ...Option) (*DgramConn, error) {
 // FileStreamListener makes a *StreamListener of a duplicate of f, a listening stream
 // socket. Its Close does not remove any socket file: whoever bound it owns the path.
 func FileStreamListener(f *os.File, opts ...Option) (*StreamListener, error) {
-	b, err := fromFile(f, unix.SOCK_STREAM, opts)
+	b, wait, err := fromFile(f, unix.SOCK_STREAM, opts, true)
 	if err != nil {
 		return nil, err
 	}
-	return &StreamListener{&listener{b: b}}, nil
+	return &StreamListener{&listener{b: b, wait: wait}}, nil
 }

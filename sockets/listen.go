@@ -13,7 +13,8 @@ import (
 
 // listener is what stream and seqpacket listeners share: socket, bind, listen, accept.
 type listener struct {
-	b *base
+	b    *base
+	wait ipc.WaitStrategy // accepted connections'
 }
 
 // listenUnix is socket(2) + bind(2) + listen(2) for a Unix stream or seqpacket
@@ -41,34 +42,39 @@ func listenUnix(sotype int, name string, opts []Option) (*listener, error) {
 }
 
 func newListener(fd, family, sotype int, sf *socketFile, c config) (*listener, error) {
-	b, err := newBase(fd, family, sotype, c)
+	// A listener in the default mode waits in the poller: accept4 has no flag that
+	// keeps one call on a blocking socket from waiting, and a listener's wait is no
+	// hot path. Accepted connections get the mode asked for.
+	lc := c
+	if lc.wait == ipc.WaitAuto {
+		lc.wait = ipc.WaitPoller
+	}
+	b, err := newBase(fd, family, sotype, lc)
 	if err != nil {
 		sf.remove()
 		return nil, err
 	}
-	l := &listener{b: b}
+	l := &listener{b: b, wait: c.wait}
 	if sf != nil {
 		b.onClose = sf.remove
 	}
 	return l, nil
 }
 
-// accept is accept4(2) with SOCK_CLOEXEC (and SOCK_NONBLOCK in poller mode), then the
-// peer policy.
+// accept is accept4(2) with SOCK_CLOEXEC (the engine sets O_NONBLOCK as the mode of
+// the connection needs), then the peer policy.
 func (l *listener) accept(ctx context.Context) (*base, error) {
-	flags := unix.SOCK_CLOEXEC
-	if l.b.cfg.wait == ipc.WaitPoller {
-		flags |= unix.SOCK_NONBLOCK
-	}
 	var nfd int
-	err := l.b.waitIO(ctx, false, func(fd int) (err error) {
-		nfd, err = sys.Accept4(fd, nil, flags)
+	err := l.b.c.FD.Wait(ctx, false, func(fd int, _ bool) (err error) {
+		nfd, err = sys.Accept4(fd, nil, unix.SOCK_CLOEXEC)
 		return err
 	})
 	if err != nil {
 		return nil, l.b.wrap("accept4", err)
 	}
-	b, err := newBase(nfd, l.b.family, l.b.sotype, l.b.cfg)
+	cfg := l.b.cfg
+	cfg.wait = l.wait
+	b, err := newBase(nfd, l.b.family, l.b.sotype, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -28,11 +28,13 @@ type config struct {
 	backlog  int
 }
 
-// WithWait sets how blocking calls wait: ipc.WaitPoller (default: the descriptor is
-// non-blocking and in the Go runtime poller) or ipc.WaitKernel (the calling thread
-// sleeps inside recvmsg/sendmsg/accept4/connect, interrupted by a signal on
-// cancellation; see internal/wait). In kernel mode, deadlines set with Set*Deadline
-// apply to calls that start after them.
+// WithWait sets how blocking calls wait: ipc.WaitAuto (the default: a call with no
+// context that can end and no deadline sleeps in the kernel while it is expected to
+// be short, and moves to the Go runtime poller if it stays blocked; others wait in
+// the poller), ipc.WaitPoller (the descriptor is non-blocking and in the poller) or
+// ipc.WaitKernel (the calling thread sleeps inside recvmsg/sendmsg/accept4,
+// interrupted by a signal on cancellation, Close or a deadline). Listeners in the
+// default mode wait in the poller; the connections they accept use the default.
 func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.wait = w } }
 
 // WithMaxFds sets the cap on descriptors per message (default DefaultMaxFds, at most
@@ -83,10 +85,7 @@ func buildConfig(opts []Option) (config, error) {
 		}
 		o(&c)
 	}
-	if c.wait == ipc.WaitAuto {
-		c.wait = ipc.WaitPoller // until sockets sit on the descriptor engine's Auto mode
-	}
-	if c.wait != ipc.WaitPoller && c.wait != ipc.WaitKernel {
+	if c.wait != ipc.WaitAuto && c.wait != ipc.WaitPoller && c.wait != ipc.WaitKernel {
 		return c, optErr("wait strategy %v not supported (want auto, poller or kernel): %w", c.wait, ipc.ErrInvalid)
 	}
 	if c.maxFds < 0 || c.maxFds > maxFdsLimit {

@@ -78,12 +78,13 @@ func TestSocketpairConformance(t *testing.T) {
 			unix.Close(fd)
 		}
 		// Accepted descriptors: close-on-exec, and non-blocking in poller mode.
-		l, err := ListenStream(sockPath(t, "s"))
+		poller := WithWait(ipc.WaitPoller)
+		l, err := ListenStream(sockPath(t, "s"), poller)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer l.Close()
-		d, err := DialStream(bg, l.Addr().String())
+		d, err := DialStream(bg, l.Addr().String(), poller)
 		if err != nil {
 			t.Fatal(err)
 		}

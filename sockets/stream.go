@@ -32,12 +32,8 @@ func (c *StreamConn) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if c.canFastRecv(ctx) {
-		r, err := c.fastRecv(p)
-		return r.n, c.wrapIO("read", err)
-	}
-	r, _, err := c.recv(ctx, p, nil, false, false)
-	return r.n, c.wrapIO("read", err)
+	n, err := c.c.Recv(ctx, p)
+	return n, c.wrap("read", err)
 }
 
 // TryRead reads what is available without waiting: ipc.ErrWouldBlock if nothing is.
@@ -45,8 +41,8 @@ func (c *StreamConn) TryRead(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	r, _, err := c.recv(context.Background(), p, nil, true, false)
-	return r.n, c.wrapIO("read", err)
+	n, err := c.c.TryRecv(p)
+	return n, c.wrap("read", err)
 }
 
 // Write writes all of p (sendmsg with MSG_NOSIGNAL), waiting for buffer space until
@@ -58,14 +54,23 @@ func (c *StreamConn) Write(p []byte) (int, error) {
 // WriteContext is Write that also gives up when ctx ends; it returns how much was
 // written by then.
 func (c *StreamConn) WriteContext(ctx context.Context, p []byte) (int, error) {
-	n, err := c.sendAll(ctx, p, nil, nil) // send, under it, tries the fast path first
-	return n, c.wrapIO("write", err)
+	done := 0
+	for {
+		n, err := c.c.Send(ctx, p[done:])
+		done += n
+		if err != nil {
+			return done, c.wrap("write", err)
+		}
+		if done >= len(p) {
+			return done, nil
+		}
+	}
 }
 
 // TryWrite writes what fits now without waiting; ipc.ErrWouldBlock if nothing does.
 func (c *StreamConn) TryWrite(p []byte) (int, error) {
-	n, err := c.send(context.Background(), p, nil, nil, nil, true)
-	return n, c.wrapIO("write", err)
+	n, err := c.c.TrySend(p)
+	return n, c.wrap("write", err)
 }
 
 // CloseRead shuts down the reading side (shutdown(SHUT_RD)).

@@ -12,8 +12,11 @@ import (
 // door-bench-server serves an echo door on the descriptor it inherited until the
 // test signals.
 var _ = ipctest.Helper("door-bench-server", func(args []string) int {
-	w := ipc.WaitPoller
-	if args[0] == "kernel" {
+	var w ipc.WaitStrategy // auto
+	switch args[0] {
+	case "poller":
+		w = ipc.WaitPoller
+	case "kernel":
 		w = ipc.WaitKernel
 	}
 	d, err := New(func(_ context.Context, c *Call) (*Reply, error) { return &Reply{Data: c.Data}, nil },
@@ -32,7 +35,7 @@ var _ = ipctest.Helper("door-bench-server", func(args []string) int {
 // BenchmarkCall measures a door call to a server in another process; the
 // allocations are the client's (none with CallBuf and buffers that fit).
 func BenchmarkCall(b *testing.B) {
-	for _, w := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+	for _, w := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		for _, size := range []int{64, 4096, 1 << 20} {
 			for _, shm := range []int{0, DefaultShmThreshold} {
 				if size < DefaultShmThreshold && shm != 0 {

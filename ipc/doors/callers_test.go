@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/ipc/doors"
 )
 
@@ -15,8 +16,14 @@ import (
 // one at a time; those waiting for their turn must honour their own contexts. After
 // Close, CallBuf and Dup must fail with os.ErrClosed as Call does. A client has no
 // non-waiting call (TryRecv stays nil) and no deadline of its own; a door is
-// transient (no Remove).
+// transient (no Remove). It runs in every wait mode, the door's and the client's.
 func TestConformanceCallers(t *testing.T) {
+	for _, w := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
+		t.Run(w.String(), func(t *testing.T) { conformanceCallers(t, w) })
+	}
+}
+
+func conformanceCallers(t *testing.T, w ipc.WaitStrategy) {
 	ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
 		release := make(chan struct{}, 16)
 		d, err := doors.New(func(ctx context.Context, c *doors.Call) (*doors.Reply, error) {
@@ -26,7 +33,7 @@ func TestConformanceCallers(t *testing.T) {
 			case <-ctx.Done(): // the caller gave up or went
 				return nil, ctx.Err()
 			}
-		})
+		}, doors.WithWait(w))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +42,7 @@ func TestConformanceCallers(t *testing.T) {
 		if err := d.Attach(path); err != nil {
 			t.Fatal(err)
 		}
-		c, err := doors.Open(context.Background(), path)
+		c, err := doors.Open(context.Background(), path, doors.ClientWait(w))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,8 +30,10 @@ type clientConfig struct {
 	threshold int
 }
 
-// ClientWait sets how calls wait for their reply: ipc.WaitPoller (default) or
-// ipc.WaitKernel (the calling thread blocks in recvmsg).
+// ClientWait sets how calls wait for their reply: ipc.WaitAuto (the default: a
+// call with a context that cannot end sleeps in recvmsg while it is short, and
+// moves to the Go runtime poller if it is not), ipc.WaitPoller or ipc.WaitKernel
+// (the calling thread blocks in recvmsg).
 func ClientWait(w ipc.WaitStrategy) ClientOption { return func(c *clientConfig) { c.wait = w } }
 
 // MaxResult sets the largest result the client accepts (default DefaultMaxData);
@@ -52,7 +54,7 @@ func ShmThreshold(n int) ClientOption { return func(c *clientConfig) { c.thresho
 type Client struct {
 	// What a call touches comes first, in two cache lines: after the server has
 	// run, every extra line is a miss.
-	sc *sockets.SeqpacketConn
+	sc *sock
 	// turn serialises calls: a caller waiting for its turn honours its own
 	// context and Close. mu guards the fields below; a call holds both.
 	turn wait.Turn
@@ -91,7 +93,11 @@ func Open(ctx context.Context, path string, opts ...ClientOption) (*Client, erro
 	if err != nil {
 		return nil, dialError(path, err)
 	}
-	return newClient(ctx, sc, cfg, path)
+	s, err := takeOver(sc, cfg.wait, max(cfg.maxFds, 1))
+	if err != nil {
+		return nil, err
+	}
+	return newClient(ctx, s, cfg, path)
 }
 
 // dialError names an object at path that cannot be a door (connect(2) answers
@@ -173,7 +179,11 @@ func NewClient(ctx context.Context, f *os.File, opts ...ClientOption) (*Client, 
 		}
 		return nil, err
 	}
-	return newClient(ctx, sc, cfg, f.Name())
+	s, err := takeOver(sc, cfg.wait, max(cfg.maxFds, 1))
+	if err != nil {
+		return nil, err
+	}
+	return newClient(ctx, s, cfg, f.Name())
 }
 
 func clientCfg(opts []ClientOption) (clientConfig, error) {
@@ -201,7 +211,7 @@ func (c clientConfig) sockOpts() []sockets.Option {
 	return []sockets.Option{sockets.WithWait(c.wait), sockets.WithMaxFds(max(c.maxFds, 1)), sockets.PassCred()}
 }
 
-func newClient(ctx context.Context, sc *sockets.SeqpacketConn, cfg clientConfig, name string) (*Client, error) {
+func newClient(ctx context.Context, sc *sock, cfg clientConfig, name string) (*Client, error) {
 	c := &Client{sc: sc, cfg: cfg, name: name}
 	c.turn.Init()
 	c.rbuf = make([]byte, hdrSize+max(defaultInline, maxErrMsg, infoSize))
@@ -255,15 +265,14 @@ func (c *Client) Call(ctx context.Context, data []byte, fds []int) ([]byte, []in
 // returned. With buffers that fit it allocates nothing. A call without descriptors
 // either way (rfds empty), with an argument that goes inline (at most Info().Inline
 // bytes, below the shared-memory threshold) and a ctx that cannot end, is the
-// shortest: one sockets Exchange.
+// shortest: one Exchange of the descriptor engine.
 func (c *Client) CallBuf(ctx context.Context, data []byte, fds []int, buf []byte, rfds []int) ([]byte, int, error) {
 	if len(fds) != 0 || len(rfds) != 0 || len(data) > int(c.fastMax) || ctx.Done() != nil {
 		return c.callBuf(ctx, data, fds, buf, rfds)
 	}
-	// The common call, written out here (after the server has run, every function
-	// on the way back from recvmsg costs cache misses): the argument inline in one
-	// message, no descriptors either way, a context that cannot end; the request
-	// and the reply's first message go in one sockets Exchange. fastMax is at most
+	// The common call: the argument inline in one message, no descriptors either
+	// way, a context that cannot end; the request and the reply's first message go
+	// in one Exchange of the engine (internal/sockio). fastMax is at most
 	// the door's MaxData: none of callBuf's checks applies.
 	if err := c.turn.Take(ctx, nil, false); err != nil {
 		return nil, 0, c.wrap("door call", err)
@@ -622,7 +631,7 @@ func (c *Client) sendFailed(err error) error {
 // read is ReadMsg honouring ctx.
 func (c *Client) read(ctx context.Context, p []byte, fds []int) (int, int, error) {
 	if len(fds) == 0 {
-		n, err := c.sc.Recv(ctx, p) // the shortest way to the sockets fast path
+		n, err := c.sc.Recv(ctx, p) // the engine's plain receive
 		return n, 0, err
 	}
 	return c.sc.ReadMsg(ctx, p, fds)

@@ -126,7 +126,7 @@ func (x *callCtx) cancel() bool {
 type conn struct {
 	// What every call touches comes first, in one cache line.
 	d  *Door
-	sc *sockets.SeqpacketConn
+	sc *sock
 	// running is the call the reading goroutine runs itself (see serve); it is not
 	// in calls, so a short call costs no lock and no map operation. If another
 	// goroutine takes over reading (takeover), the call moves to calls, where a
@@ -171,9 +171,8 @@ func (c *conn) serve(rb *rbuf) {
 	bg := context.Background()
 	for {
 		// Receive the next frame; a reply this goroutine left in rb (see replyOwn)
-		// goes first, in the same sockets call: the door_return pattern, a reply and
-		// the wait for the next call. Written out here: after the client has run,
-		// every function on the way back from recvmsg costs cache misses.
+		// goes first, in the same engine call: the door_return pattern, a reply and
+		// the wait for the next call (internal/sockio's SendRecvMsg).
 		var n, nfds int
 		var cred sockets.Cred
 		var err error
@@ -216,8 +215,12 @@ func (c *conn) serve(rb *rbuf) {
 	}
 }
 
-// isSendError reports whether err, from sockets.SeqpacketConn.Exchange or
-// SendReadMsgCred, is the send's.
+// testHookTakeover, when set (by the tests: export_test.go), is told of every call
+// the watchdog hands over to another goroutine.
+var testHookTakeover func(*Door)
+
+// isSendError reports whether err, from sock.Exchange or SendReadMsgCred, is the
+// send's.
 func isSendError(err error) bool {
 	var oe *ipc.OpError
 	return errors.As(err, &oe) && oe.Op == "sendmsg"
@@ -373,7 +376,9 @@ func (c *conn) takeover(call *Call) {
 	}
 	c.mu.Unlock()
 	if took {
-		c.d.takeovers.Add(1)
+		if testHookTakeover != nil {
+			testHookTakeover(c.d)
+		}
 		c.d.wg.Add(1)
 		go c.serve(c.d.bufs.Get().(*rbuf))
 	}

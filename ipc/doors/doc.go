@@ -22,8 +22,8 @@
 //
 // Server goroutines (Pool): the goroutine that reads a call runs its handler, so a
 // short call costs no hand-off between goroutines, and sends its reply in the same
-// system-call sequence as its wait for the next call (door_return(3C):
-// sockets.SeqpacketConn.SendReadMsgCred); if the handler is still running
+// engine call as its wait for the next call (door_return(3C): the descriptor
+// engine's SendRecvMsg, internal/sockio); if the handler is still running
 // after a short while, another goroutine takes over reading that connection, which
 // is how concurrent calls and cancellations get through. Handlers run in a pool
 // that grows on demand up to a limit, shared between doors by default or private to

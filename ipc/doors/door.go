@@ -109,8 +109,10 @@ func WithPool(p *Pool) Option { return func(c *config) { c.pool = p } }
 // (DOOR_PRIVATE).
 func PrivatePool(limit int) Option { return func(c *config) { c.private = limit } }
 
-// WithWait sets how the door's connections wait (ipc.WaitPoller, the default, or
-// ipc.WaitKernel: threads block in recvmsg, one per connection being read).
+// WithWait sets how the door's connections wait: ipc.WaitAuto (the default: a
+// reading goroutine sleeps in recvmsg while calls come quickly, and moves to the Go
+// runtime poller when its connection is idle), ipc.WaitPoller, or ipc.WaitKernel
+// (threads block in recvmsg, one per connection being read).
 func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.wait = w } }
 
 // WithSocketMode sets the permission bits of the socket file Attach creates
@@ -242,7 +244,6 @@ type Door struct {
 	// How large arguments and results travelled (for tests), indexed by path: split
 	// and shm are counted; inline ones, the hot path, are not.
 	argPath, resPath [3]atomic.Int64
-	takeovers        atomic.Int64 // calls handed over by the watchdog (for tests)
 	ownReplies       atomic.Int64 // lock-free inline replies (for tests; see conn.finish)
 	info             Info
 	bufs             sync.Pool
@@ -425,6 +426,11 @@ func (d *Door) fdCap() int {
 	return max(d.cfg.maxFds, 1)
 }
 
+// takeOver moves sc under a sock of the door's (see sock).
+func (d *Door) takeOver(sc *sockets.SeqpacketConn) (*sock, error) {
+	return takeOver(sc, d.cfg.wait, max(d.fdCap(), 1))
+}
+
 func (d *Door) sockOpts() []sockets.Option {
 	o := []sockets.Option{sockets.WithWait(d.cfg.wait), sockets.WithMaxFds(max(d.fdCap(), 1)), sockets.PassCred()}
 	if d.cfg.refuseFds {
@@ -495,7 +501,11 @@ func (d *Door) acceptLoop(l *sockets.SeqpacketListener) {
 		if err == nil {
 			err = d.cfg.policy(cred)
 		}
-		d.adopt(sc, err, true, cred)
+		s, terr := d.takeOver(sc)
+		if terr != nil {
+			continue // EMFILE and the like: the client sees its connection go
+		}
+		d.adopt(s, err, true, cred)
 	}
 }
 
@@ -515,7 +525,12 @@ func (d *Door) NewClientFile() (*os.File, error) {
 		ours.Close()
 		return nil, err
 	}
-	if !d.adopt(ours, nil, false, sockets.Cred{}) {
+	s, err := d.takeOver(ours)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !d.adopt(s, nil, false, sockets.Cred{}) {
 		f.Close()
 		return nil, &ipc.OpError{Op: "door connect", Err: ErrRevoked}
 	}
@@ -529,7 +544,11 @@ func (d *Door) Serve(f *os.File) error {
 	if err != nil {
 		return err
 	}
-	if !d.adopt(sc, nil, false, sockets.Cred{}) {
+	s, err := d.takeOver(sc)
+	if err != nil {
+		return err
+	}
+	if !d.adopt(s, nil, false, sockets.Cred{}) {
 		return &ipc.OpError{Op: "door serve", Object: f.Name(), Err: ErrRevoked}
 	}
 	return nil
@@ -537,7 +556,7 @@ func (d *Door) Serve(f *os.File) error {
 
 // adopt starts serving sc. A connection whose peer failed the policy (rejected)
 // is told so, then dropped.
-func (d *Door) adopt(sc *sockets.SeqpacketConn, rejected error, fromPath bool, cred sockets.Cred) bool {
+func (d *Door) adopt(sc *sock, rejected error, fromPath bool, cred sockets.Cred) bool {
 	c := &conn{d: d, sc: sc, fromPath: fromPath, peer: cred, calls: map[uint64]*Call{}}
 	c.shmFree = sync.NewCond(&c.shmMu)
 	c.wbuf = make([]byte, hdrSize+maxErrMsg+d.info.Inline)

@@ -729,7 +729,7 @@ func TestOthersSettle(t *testing.T) {
 	within(t, time.Minute, "slow call", started)
 	p.Signal()
 	p.Await()
-	if n := d.takeovers.Load(); n != 1 {
+	if n := takeovers(d); n != 1 {
 		t.Errorf("%d calls taken over, want the slow one", n)
 	}
 	// The pool goroutine counts its call done only after its reply is out, which the

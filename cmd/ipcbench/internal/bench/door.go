@@ -40,7 +40,7 @@ func init() {
 func (t doorTransport) Name() string { return t.name }
 
 func (t doorTransport) Waits() []ipc.WaitStrategy {
-	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+	return []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel}
 }
 
 func (t doorTransport) MaxSize() int { return doorBenchMax }

@@ -66,7 +66,7 @@ func (t sockTransport) Scenarios() []string {
 }
 
 func (t sockTransport) Waits() []ipc.WaitStrategy {
-	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+	return []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel}
 }
 
 // MaxSize is the largest datagram: 65507 for UDP; for Unix message sockets the
