@@ -42,8 +42,15 @@ func takeSleeper() bool {
 // giveSleeper returns the place takeSleeper claimed.
 func giveSleeper() { sleepers.n.Add(-1) }
 
-// register lists f for the watchdog.
+// pollerReady makes sure, once, that the runtime poller exists (see register).
+var pollerReady sync.Once
+
+// register lists f for the watchdog. It also starts the runtime poller if nothing
+// has yet: the watchdog's ticker needs it, and starting it takes descriptors of its
+// own (epoll, eventfd), which a process at its descriptor limit when the first call
+// sleeps would not have — the runtime would abort.
 func register(f *FD) {
+	pollerReady.Do(func() { time.AfterFunc(time.Hour, func() {}).Stop() })
 	sleepers.mu.Lock()
 	if sleepers.fds == nil {
 		sleepers.fds = make(map[weak.Pointer[FD]]struct{})
