@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,10 @@ type Queue struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// leak closes the descriptor of a queue dropped without Close, once the garbage
+	// collector finds it (auto and kernel modes: in poller mode the *os.File the
+	// engine holds does that itself).
+	leak runtime.Cleanup
 
 	notifMu     sync.Mutex
 	notifiers   map[*Notifier]struct{}
@@ -262,8 +267,14 @@ func newQueue(fd int, name string, c config) (*Queue, error) {
 			return nil, ipc.Wrap("fcntl", name, err)
 		}
 	}
+	if q.fd.File() == nil {
+		q.leak = runtime.AddCleanup(q, closeFd, q.fd.Fd())
+	}
 	return q, nil
 }
+
+// closeFd closes the descriptor of a queue that was dropped without Close.
+func closeFd(fd int) { unix.Close(fd) }
 
 // The attempts: one mq_timedsend or mq_timedreceive each, as fdio.Attempts. A call
 // that must not wait on a blocking descriptor passes an absolute timeout that has
@@ -680,6 +691,7 @@ func (q *Queue) Close() error {
 		for n := range ns {
 			n.Stop()
 		}
+		q.leak.Stop()
 		q.closeErr = q.fd.Close() // unblocks every call, then releases the descriptor
 	})
 	if q.closeErr != nil {
