@@ -307,7 +307,8 @@ func receive(fd int, p []byte, nowait bool) (int, unix.Errno) {
 }
 
 // unpack splits receive's count into the message's length and priority. Both fit in
-// 32 bits: a message is at most msgsize_max (≤ 1<<30) bytes, a priority below PrioMax.
+// 32 bits: a message is at most msgsize_max bytes (the kernel caps it at 16 MiB), a
+// priority is below PrioMax.
 func unpack(v int) (int, uint) { return int(uint32(v)), uint(v >> 32) }
 
 // sender is a priority whose send method is the sending attempt at that priority.
