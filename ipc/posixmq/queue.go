@@ -322,14 +322,21 @@ func (s sender) send(fd int, p []byte, nowait bool) (int, unix.Errno) {
 	return 0, errno
 }
 
+// send0 is the sending attempt at priority 0.
+func send0(fd int, p []byte, nowait bool) (int, unix.Errno) { return sender(0).send(fd, p, nowait) }
+
 // senders holds the sending attempt of every priority, made a chunk at a time on
 // first use and shared by every queue, so that a send allocates nothing.
 var senders [PrioMax / senderChunk]atomic.Pointer[[senderChunk]fdio.Attempt]
 
 const senderChunk = 256
 
-// sendAttempt returns the sending attempt at prio (< PrioMax).
+// sendAttempt returns the sending attempt at prio (< PrioMax). Priority 0, the usual
+// one, is a plain function: nothing to look up, no memory to touch.
 func sendAttempt(prio uint) fdio.Attempt {
+	if prio == 0 {
+		return send0
+	}
 	c := &senders[prio/senderChunk]
 	t := c.Load()
 	if t == nil {
@@ -353,13 +360,20 @@ func (q *Queue) Wait() ipc.WaitStrategy { return q.fd.Mode() }
 // String returns the queue's name.
 func (q *Queue) String() string { return q.name }
 
-// background is compared with, rather than asked for Done, on the hot path.
-var background = context.Background()
-
-// ended reports whether ctx has already ended. A call under it still makes one
-// attempt that does not wait, as POSIX timed calls do.
-func ended(ctx context.Context) bool {
-	return ctx != background && ctx.Done() != nil && ctx.Err() != nil
+// late makes the attempt that a call whose context had ended (or ended while it
+// waited) is owed: as POSIX timed calls do, a call that can complete at once
+// succeeds whatever its context. The engine refuses to start a call under an ended
+// context, so the hot path needs no test of its own; the test is here, once the call
+// has failed. It returns err unless the attempt succeeds.
+func (q *Queue) late(ctx context.Context, err error, p []byte, a fdio.Attempt) (int, error) {
+	if ctx.Done() == nil || ctx.Err() == nil {
+		return 0, err
+	}
+	n, terr := q.fd.Try(p, a)
+	if terr != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Send sends data as one message of priority prio (0 ≤ prio < PrioMax), waiting for
@@ -374,15 +388,10 @@ func (q *Queue) Send(ctx context.Context, data []byte, prio uint) error {
 	}
 	a := sendAttempt(prio)
 	var err error
-	switch {
-	case q.nonblock.Load():
+	if q.nonblock.Load() {
 		_, err = q.fd.Try(data, a)
-	case ended(ctx):
-		if _, err = q.fd.Try(data, a); err == unix.EAGAIN {
-			err = ctx.Err()
-		}
-	default:
-		_, err = q.fd.Do(ctx, true, data, a)
+	} else if _, err = q.fd.Do(ctx, true, data, a); err != nil {
+		_, err = q.late(ctx, err, data, a)
 	}
 	if err != nil {
 		return q.wrap("mq_timedsend", err)
@@ -416,15 +425,10 @@ func (q *Queue) badPrio(prio uint) error {
 // succeeds even if ctx has already ended. With caller buffers it does not allocate.
 func (q *Queue) Recv(ctx context.Context, buf []byte) (n int, prio uint, err error) {
 	var v int
-	switch {
-	case q.nonblock.Load():
+	if q.nonblock.Load() {
 		v, err = q.fd.Try(buf, receive)
-	case ended(ctx):
-		if v, err = q.fd.Try(buf, receive); err == unix.EAGAIN {
-			err = ctx.Err()
-		}
-	default:
-		v, err = q.fd.Do(ctx, false, buf, receive)
+	} else if v, err = q.fd.Do(ctx, false, buf, receive); err != nil {
+		v, err = q.late(ctx, err, buf, receive)
 	}
 	if err != nil {
 		return 0, 0, q.wrap("mq_timedreceive", err)
