@@ -14,8 +14,8 @@
 //     byte streams) block until done, the context ends, or a deadline passes; TryRecv
 //     and TrySend return ErrWouldBlock at once. How a blocking call waits is a
 //     WaitStrategy: WaitAuto (the default: in the kernel while the wait is short, then
-//     in the Go runtime poller; pipes and FIFOs so far, the other descriptors treat it
-//     as WaitPoller), in the Go runtime poller (WaitPoller), inside the kernel on the
+//     in the Go runtime poller; pipes, FIFOs and POSIX queues so far, the other
+//     descriptors treat it as WaitPoller), in the Go runtime poller (WaitPoller), inside the kernel on the
 //     calling thread (WaitKernel, which eBPF probes can see), or spinning briefly
 //     before sleeping (WaitSpin, for shared memory).
 //   - Persistence: does the object outlive its processes? Pipes, sockets and doors are
@@ -27,7 +27,7 @@
 //	ipc/pipe      anonymous pipes: packet mode, capacity, splice/tee/vmsplice
 //	ipc/fifo      named pipes: safe creation, cancellable open, EOF/ENXIO semantics
 //	ipc/sysv      System V message queues, shared memory, semaphore sets
-//	ipc/posixmq   POSIX message queues on the Go runtime poller
+//	ipc/posixmq   POSIX message queues: priorities, notifications, every wait mode
 //	ipc/mailbox   links, mailboxes and ports; send disciplines
 //	ipc/doors     door-style same-host calls
 //	sockets       Unix stream/datagram/seqpacket, descriptor and credential passing, TCP/UDP

@@ -9,12 +9,12 @@ import (
 	"github.com/ipclab/ipclab/ipc/posixmq"
 )
 
-// TestConformanceCallers runs the shared checks on a queue handle, in both wait
-// modes: concurrent callers, cancellation, Close, TryRecv, every other method after
+// TestConformanceCallers runs the shared checks on a queue handle, in every wait
+// mode: concurrent callers, cancellation, Close, TryRecv, every other method after
 // Close, and Remove (a queue is persistent: after Remove, opening it by name fails
 // with fs.ErrNotExist). A queue has no deadline of its own: contexts carry them.
 func TestConformanceCallers(t *testing.T) {
-	for _, mode := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+	for _, mode := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
 				name := uniqueName(t)

@@ -511,9 +511,8 @@ func TestOP(t *testing.T) {
 		must3(t)(sys.MqTimedreceive(fd, buf, nil))
 		// POSIX assertion 19 says invalid nanoseconds are checked only when the call
 		// would block; Linux (observed on 6.18) validates the timeout first and
-		// refuses it even with room. The API cannot hit this: it derives timeouts
-		// from context deadlines, which are always valid, and passes one only when
-		// the context has not ended.
+		// refuses it even with room. The API cannot hit this: the only timeout it
+		// passes is the epoch, {0, 0}, for an attempt that must not wait.
 		wantErr(t, "invalid nsec with room (Linux)", sys.MqTimedsend(fd, []byte("n"), 0, &unix.Timespec{Nsec: 1e9}), unix.EINVAL)
 		must(t, sys.MqTimedsend(fd, []byte("n"), 0, nil))
 		wantErr(t, "invalid nsec when it would block", sys.MqTimedsend(fd, nil, 0, &unix.Timespec{Nsec: 1e9}), unix.EINVAL)

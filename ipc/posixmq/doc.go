@@ -3,18 +3,30 @@
 //
 // On Linux a queue descriptor (mqd_t) is a file descriptor that poll and epoll can
 // watch: readable while the queue holds a message, writable while it has room. The
-// package builds on that:
+// package builds on that, through ipclab's descriptor engine (internal/fdio), which
+// gives a queue the wait modes, Close and contexts that pipes and sockets have:
 //
-//   - ipc.WaitPoller (default): the descriptor is non-blocking and registered with the
-//     Go runtime poller. Send and Recv try mq_timedsend/mq_timedreceive once and, if
-//     the queue is full or empty, park the goroutine in the poller. A waiting call holds
-//     no OS thread, and contexts (cancellation and deadlines) work.
+//   - ipc.WaitAuto (default): the descriptor is blocking. A Send or Recv whose context
+//     cannot end sleeps inside mq_timedsend/mq_timedreceive, as in C, while few such
+//     calls sleep in the process; one that stays blocked for a few milliseconds is
+//     interrupted and moved to the Go runtime poller, so idle queues hold no thread.
+//     A call with a context that can end tries once without waiting (an absolute
+//     timeout already past, which the kernel answers with ETIMEDOUT at once) and then
+//     waits in the poller.
+//   - ipc.WaitPoller: the descriptor is non-blocking and registered with the Go
+//     runtime poller. Send and Recv try mq_timedsend/mq_timedreceive once and, if the
+//     queue is full or empty, park the goroutine in the poller. A waiting call holds
+//     no OS thread.
 //   - ipc.WaitKernel: the calling thread sleeps inside mq_timedsend/mq_timedreceive
-//     (what eBPF probes see), one OS thread per blocked call. A context's deadline
-//     becomes the call's absolute timeout and cancellation interrupts the thread with
-//     a signal (internal/wait). A call whose context cannot end costs nothing beyond
-//     the system call: Close finds the threads blocked on the queue through
-//     /proc/self/task and interrupts them with the same signal.
+//     (what eBPF probes see), one OS thread per blocked call; cancellation and a
+//     context's deadline interrupt the thread with a signal (internal/wait). A call
+//     whose context cannot end costs nothing beyond the system call: Close finds the
+//     threads blocked on the queue through /proc/self/task and interrupts them with
+//     the same signal.
+//
+// In every mode contexts (cancellation and deadlines) work, and Close unblocks every
+// call with an error matching os.ErrClosed. A queue has no deadline of its own:
+// contexts carry them (see the Deadlines section of package ipc).
 //
 // Notifications need neither signals nor a thread:
 //

@@ -6,12 +6,11 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/fdio"
 	"github.com/ipclab/ipclab/internal/sys"
-	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -58,8 +57,7 @@ func (registeredError) Is(target error) bool { return target == unix.EBUSY }
 // simpler for watching a queue.
 type KernelNotification struct {
 	q    *Queue
-	sock *os.File
-	rc   syscall.RawConn
+	sock fdio.FD    // the netlink socket the kernel's message comes on (poller mode)
 	mu   sync.Mutex // one Wait at a time
 	end  error      // nil, or how the registration ended
 	once sync.Once
@@ -75,16 +73,15 @@ func (q *Queue) NotifyKernel() (*KernelNotification, error) {
 	if err != nil {
 		return nil, q.wrap("socket", err)
 	}
-	k := &KernelNotification{q: q, sock: os.NewFile(uintptr(sfd), q.name+" (mq_notify)")}
-	if k.rc, err = k.sock.SyscallConn(); err != nil {
-		k.sock.Close()
-		return nil, q.wrap("mq_notify", err)
+	k := &KernelNotification{q: q}
+	if err := k.sock.Init(sfd, fdio.Config{Name: q.name + " (mq_notify)", Wait: ipc.WaitPoller}); err != nil {
+		return nil, err
 	}
 	var cookie [sys.NotifyCookieLen]byte
 	copy(cookie[:], "ipclab")
 	r := lockQueue(q.id)
 	r.liveLocked() // forget a registration the kernel has ended
-	err = q.control(func(fd int) error { return sys.MqNotifyThread(fd, sfd, cookie) })
+	err = q.control(func(fd int) error { return sys.MqNotifyThread(fd, k.sock.Fd(), cookie) })
 	if err == nil {
 		r.live = k
 	}
@@ -117,23 +114,7 @@ func (k *KernelNotification) Wait(ctx context.Context) error {
 		return k.result()
 	}
 	var msg [sys.NotifyCookieLen]byte
-	var n int
-	var rerr error
-	read := func() error {
-		return k.rc.Read(func(fd uintptr) bool {
-			n, rerr = unix.Read(int(fd), msg[:])
-			return rerr != unix.EAGAIN
-		})
-	}
-	var err error
-	if ctx.Done() == nil {
-		err = read()
-	} else {
-		err = wait.ViaDeadline(ctx, nil, false, k.sock.SetReadDeadline, read)
-	}
-	if err == nil {
-		err = rerr
-	}
+	n, err := k.sock.Do(ctx, false, msg[:], readNotice)
 	if err != nil {
 		if k.cancelled.Load() {
 			k.end = ErrUnregistered
@@ -155,6 +136,9 @@ func (k *KernelNotification) Wait(ctx context.Context) error {
 	r.unlock()
 	return k.result()
 }
+
+// readNotice is the attempt that reads the kernel's message from the socket.
+func readNotice(fd int, p []byte, _ bool) (int, unix.Errno) { return sys.ReadErrno(fd, p) }
 
 // errFired marks a registration that ended by firing.
 var errFired = errors.New("fired")
@@ -205,10 +189,11 @@ func (k *KernelNotification) fired() bool {
 		}
 	}
 	pending := false
-	_ = k.rc.Control(func(fd uintptr) {
+	_ = k.sock.Control(func(fd int) error {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		n, _ := unix.Poll(fds, 0)
 		pending = n > 0
+		return nil
 	})
 	return pending
 }

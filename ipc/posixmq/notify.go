@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -178,3 +179,6 @@ func (n *Notifier) Stop() {
 	}
 	<-n.done
 }
+
+// pastDeadline is a deadline that has already passed.
+var pastDeadline = time.Unix(1, 0)

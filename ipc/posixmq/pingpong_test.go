@@ -15,7 +15,7 @@ import (
 	"github.com/ipclab/ipclab/ipc/posixmq"
 )
 
-// endpoint is one side of a ping-pong: the library in either wait strategy, or bare
+// endpoint is one side of a ping-pong: the library in any wait strategy, or bare
 // system calls on blocking descriptors.
 type endpoint struct {
 	in, out   *posixmq.Queue
@@ -45,7 +45,7 @@ func (e *endpoint) recv(p []byte) error {
 	}
 }
 
-// adopt builds an endpoint of kind ("poller", "kernel", "raw") from two blocking
+// adopt builds an endpoint of kind ("auto", "poller", "kernel", "raw") from two blocking
 // descriptors it takes over.
 func adopt(kind string, in, out int) (*endpoint, error) {
 	if kind == "raw" {
@@ -102,11 +102,11 @@ var _ = ipctest.Helper("mq-echo", func(args []string) int {
 })
 
 // BenchmarkPingPongProcess is a round trip of a 64-byte message between this process
-// and an echoing peer process, over two queues, with the library (both wait
+// and an echoing peer process, over two queues, with the library (every wait
 // strategies) and with bare system calls on both sides: the library's overhead where
 // it matters, against the raw baseline.
 func BenchmarkPingPongProcess(b *testing.B) {
-	for _, kind := range []string{"raw", "kernel", "poller"} {
+	for _, kind := range []string{"raw", "auto", "kernel", "poller"} {
 		b.Run(kind, func(b *testing.B) {
 			ping := newQueue(b, posixmq.WithAttr(4, 64))
 			pong := newQueue(b, posixmq.WithAttr(4, 64))

@@ -2,55 +2,39 @@ package posixmq
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/fdio"
 	"github.com/ipclab/ipclab/internal/sys"
-	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
 
 // Queue is an open POSIX message queue descriptor. It is safe for concurrent use.
 type Queue struct {
-	// Kernel mode: the blocking descriptor and the calls using it (internal/wait:
-	// Close finds and interrupts the threads blocked on fd). These and nonblock are
-	// what a kernel-mode Send or Recv touches, so they come first.
-	fd      int
-	waiters wait.Set
-
+	// nonblock and the descriptor under the engine (internal/fdio: wait modes,
+	// Close, the in-flight count) are what Send and Recv touch, so they come first.
 	nonblock atomic.Bool
-	closed   atomic.Bool
+	fd       fdio.FD
 
-	name     string
-	strategy ipc.WaitStrategy
-	access   int // unix.O_RDONLY, O_WRONLY or O_RDWR
-	id       qid // the queue's identity, for its record (registry.go)
-
-	// Poller mode: the non-blocking descriptor lives in an *os.File registered with
-	// the runtime poller.
-	file *os.File
-	rc   syscall.RawConn
+	closed atomic.Bool
+	name   string
+	access int // unix.O_RDONLY, O_WRONLY or O_RDWR
+	id     qid // the queue's identity, for its record (registry.go)
 
 	closeOnce sync.Once
 	closeErr  error
-
-	// Poller mode: one receive and one send at a time (each holding its
-	// direction's gate) own the file's read (write) deadline and the state below.
-	r, w   pollOp
-	recvFn func(uintptr) bool
-	sendFn func(uintptr) bool
-	setRDL func(time.Time) error
-	setWDL func(time.Time) error
+	// leak closes the descriptor of a queue dropped without Close, once the garbage
+	// collector finds it (auto and kernel modes: in poller mode the *os.File the
+	// engine holds does that itself).
+	leak runtime.Cleanup
 
 	notifMu     sync.Mutex
 	notifiers   map[*Notifier]struct{}
@@ -85,10 +69,12 @@ type config struct {
 // Option configures Create, Open, OpenOrCreate and FromFd.
 type Option func(*config)
 
-// WithWait sets how blocking calls wait: ipc.WaitPoller (the default: the goroutine
+// WithWait sets how blocking calls wait: ipc.WaitAuto (the default: a call with no
+// context to honour sleeps in mq_timedsend/mq_timedreceive while it is short, and
+// moves to the runtime poller if it stays blocked), ipc.WaitPoller (the goroutine
 // parks in the Go runtime poller and holds no thread) or ipc.WaitKernel (the calling
 // thread sleeps inside mq_timedsend/mq_timedreceive, where eBPF probes see it;
-// cancellation interrupts it with a signal, see internal/wait).
+// cancellation interrupts it with a signal, see internal/wait). See internal/fdio.
 func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.strategy = w } }
 
 // ReadOnly opens the queue for receiving only (O_RDONLY): Send fails with EBADF.
@@ -128,10 +114,7 @@ func buildConfig(opts []Option) (config, error) {
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.strategy == ipc.WaitAuto {
-		c.strategy = ipc.WaitPoller // the default, until queues sit on the descriptor engine
-	}
-	if c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
+	if c.strategy != ipc.WaitAuto && c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
 		return c, fmt.Errorf("wait strategy %v not supported (want auto, poller or kernel): %w", c.strategy, ipc.ErrInvalid)
 	}
 	if c.mode&^os.ModePerm != 0 {
@@ -242,12 +225,6 @@ func FromFd(fd int, opts ...Option) (*Queue, error) {
 		return nil, ipc.Wrap("mq_getsetattr", name, err)
 	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err == nil {
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
-	}
-	if err == nil {
-		err = unix.SetNonblock(fd, c.strategy == ipc.WaitPoller || c.nonblock)
-	}
 	if err != nil {
 		unix.Close(fd)
 		return nil, ipc.Wrap("fcntl", name, err)
@@ -264,122 +241,140 @@ func describe(fd int) string {
 	return "fd " + strconv.Itoa(fd)
 }
 
+// The system calls a thread blocked on a queue may be in, with the descriptor as
+// first argument, so that Close and Auto's watchdog can find it.
+var (
+	recvCalls = []uintptr{unix.SYS_MQ_TIMEDRECEIVE}
+	sendCalls = []uintptr{unix.SYS_MQ_TIMEDSEND}
+)
+
 func newQueue(fd int, name string, c config) (*Queue, error) {
 	id, err := queueID(fd)
 	if err != nil {
 		unix.Close(fd)
 		return nil, ipc.Wrap("fstat", name, err)
 	}
-	q := &Queue{name: name, strategy: c.strategy, access: c.access, id: id, fd: -1}
+	q := &Queue{name: name, access: c.access, id: id}
 	q.nonblock.Store(c.nonblock)
-	if c.strategy == ipc.WaitKernel {
-		q.fd = fd
-		q.waiters.Identify(uintptr(fd), unix.SYS_MQ_TIMEDSEND, unix.SYS_MQ_TIMEDRECEIVE)
-		return q, nil
+	if err := q.fd.Init(fd, fdio.Config{Name: name, Wait: c.strategy, ReadCalls: recvCalls, WriteCalls: sendCalls}); err != nil {
+		return nil, err
 	}
-	q.file = os.NewFile(uintptr(fd), name)
-	rc, err := q.file.SyscallConn()
-	if err != nil {
-		q.file.Close()
-		return nil, ipc.Wrap("mq_open", name, err)
+	if c.nonblock && c.strategy != ipc.WaitPoller {
+		// Init made the description blocking, as the mode wants; Nonblocking asks
+		// for the flag itself (see SetAttr).
+		if err := q.fd.Control(func(fd int) error { return unix.SetNonblock(fd, true) }); err != nil {
+			q.fd.Close()
+			return nil, ipc.Wrap("fcntl", name, err)
+		}
 	}
-	q.rc = rc
-	q.r.init()
-	q.w.init()
-	q.recvFn = q.recvCallback
-	q.sendFn = q.sendCallback
-	q.setRDL = q.file.SetReadDeadline
-	q.setWDL = q.file.SetWriteDeadline
+	if q.fd.File() == nil {
+		q.leak = runtime.AddCleanup(q, closeFd, q.fd.Fd())
+	}
 	return q, nil
 }
 
-// pollOp is the state of the receive or send in progress in poller mode.
-type pollOp struct {
-	gate
-	buf   []byte
-	n     int
-	prio  uint
-	err   error
-	block bool
-	ctx   context.Context
-	// armed: ctx's deadline and cancellation are on the file (see keepWaiting).
-	armed bool
-	canc  *canceller
-	stop  func() bool
+// closeFd closes the descriptor of a queue that was dropped without Close.
+func closeFd(fd int) { unix.Close(fd) }
+
+// The attempts: one mq_timedsend or mq_timedreceive each, as fdio.Attempts. A call
+// that must not wait on a blocking descriptor passes an absolute timeout that has
+// already passed (the epoch): the kernel looks at it only when the call would sleep,
+// and then returns ETIMEDOUT at once, which the attempt reports as EAGAIN. In Poller
+// mode the description is non-blocking and nowait is false.
+
+// epoch is the timeout of an attempt that must not wait. The kernel only reads it.
+var epoch unix.Timespec
+
+func timeout(nowait bool) *unix.Timespec {
+	if nowait {
+		return &epoch
+	}
+	return nil
 }
 
-// The callbacks run inside one RawConn.Read (Write): a first attempt, then, while
-// it fails with EAGAIN and the call may wait, the goroutine parks in the poller
-// until the descriptor is ready and tries again. One call, so no readiness event can
-// fall between an attempt and the wait.
-
-func (q *Queue) recvCallback(fd uintptr) bool {
-	o := &q.r
-	o.n, o.prio, o.err = sys.MqTimedreceive(int(fd), o.buf, nil)
-	return o.err != unix.EAGAIN || !o.keepWaiting(q.setRDL)
+// receive is the receiving attempt. A message's priority comes back with its length,
+// in the count's upper half (see unpack), so that nothing is shared between callers
+// and nothing allocated.
+func receive(fd int, p []byte, nowait bool) (int, unix.Errno) {
+	n, prio, errno := sys.MqTimedreceiveErrno(fd, p, timeout(nowait))
+	switch errno {
+	case 0:
+		return n | int(prio)<<32, 0
+	case unix.ETIMEDOUT:
+		errno = unix.EAGAIN
+	}
+	return 0, errno
 }
 
-func (q *Queue) sendCallback(fd uintptr) bool {
-	o := &q.w
-	o.err = sys.MqTimedsend(int(fd), o.buf, o.prio, nil)
-	return o.err != unix.EAGAIN || !o.keepWaiting(q.setWDL)
+// unpack splits receive's count into the message's length and priority. Both fit in
+// 32 bits: a message is at most msgsize_max bytes (the kernel caps it at 16 MiB), a
+// priority is below PrioMax.
+func unpack(v int) (int, uint) { return int(uint32(v)), uint(v >> 32) }
+
+// sender is a priority whose send method is the sending attempt at that priority.
+type sender uint16
+
+func (s sender) send(fd int, p []byte, nowait bool) (int, unix.Errno) {
+	errno := sys.MqTimedsendErrno(fd, p, uint(s), timeout(nowait))
+	if errno == unix.ETIMEDOUT {
+		errno = unix.EAGAIN
+	}
+	return 0, errno
 }
 
-// keepWaiting decides, after an EAGAIN, whether to wait in the poller. The first
-// time, it puts the context on the file: its deadline as the file's deadline, and
-// its cancellation as a deadline in the past (nothing to do for a context that
-// cannot end). A context that has already ended ends the call now, after one
-// attempt, as POSIX timed calls do.
-func (o *pollOp) keepWaiting(set func(time.Time) error) bool {
-	if !o.block {
-		return false
-	}
-	if o.armed || o.ctx.Done() == nil {
-		return true
-	}
-	if err := o.ctx.Err(); err != nil {
-		o.err = err
-		return false
-	}
-	if dl, ok := o.ctx.Deadline(); ok {
-		_ = set(dl)
-	}
-	o.canc = &canceller{set: set}
-	o.stop = context.AfterFunc(o.ctx, o.canc.fire)
-	o.armed = true
-	return true
-}
+// send0 is the sending attempt at priority 0.
+func send0(fd int, p []byte, nowait bool) (int, unix.Errno) { return sender(0).send(fd, p, nowait) }
 
-// finish undoes keepWaiting's arming and turns a deadline expiry into the
-// context's error; it returns the call's error.
-func (o *pollOp) finish(err error) error {
-	if err == nil {
-		err = o.err
+// senders holds the sending attempt of every priority, made a chunk at a time on
+// first use and shared by every queue, so that a send allocates nothing.
+var senders [PrioMax / senderChunk]atomic.Pointer[[senderChunk]fdio.Attempt]
+
+const senderChunk = 256
+
+// sendAttempt returns the sending attempt at prio (< PrioMax). Priority 0, the usual
+// one, is a plain function: nothing to look up, no memory to touch.
+func sendAttempt(prio uint) fdio.Attempt {
+	if prio == 0 {
+		return send0
 	}
-	if o.armed {
-		if !o.stop() {
-			o.canc.finish()
+	c := &senders[prio/senderChunk]
+	t := c.Load()
+	if t == nil {
+		t = new([senderChunk]fdio.Attempt)
+		for i := range t {
+			t[i] = sender(prio/senderChunk*senderChunk + uint(i)).send
 		}
-		_ = o.canc.set(time.Time{})
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if err = o.ctx.Err(); err == nil {
-				err = context.DeadlineExceeded
-			}
+		if !c.CompareAndSwap(nil, t) {
+			t = c.Load()
 		}
-		o.armed, o.canc, o.stop = false, nil, nil
 	}
-	o.ctx, o.buf = nil, nil
-	return err
+	return t[prio%senderChunk]
 }
 
 // Name returns the queue's name ("/name"), as given to Create or Open.
 func (q *Queue) Name() string { return q.name }
 
 // Wait returns the queue's wait strategy.
-func (q *Queue) Wait() ipc.WaitStrategy { return q.strategy }
+func (q *Queue) Wait() ipc.WaitStrategy { return q.fd.Mode() }
 
 // String returns the queue's name.
 func (q *Queue) String() string { return q.name }
+
+// late makes the attempt that a call whose context had ended (or ended while it
+// waited) is owed: as POSIX timed calls do, a call that can complete at once
+// succeeds whatever its context. The engine refuses to start a call under an ended
+// context, so the hot path needs no test of its own; the test is here, once the call
+// has failed. It returns err unless the attempt succeeds.
+func (q *Queue) late(ctx context.Context, err error, p []byte, a fdio.Attempt) (int, error) {
+	if ctx.Done() == nil || ctx.Err() == nil {
+		return 0, err
+	}
+	n, terr := q.fd.Try(p, a)
+	if terr != nil {
+		return 0, err
+	}
+	return n, nil
+}
 
 // Send sends data as one message of priority prio (0 ≤ prio < PrioMax), waiting for
 // room while the queue is full, until ctx ends or the queue is closed. As POSIX
@@ -388,25 +383,37 @@ func (q *Queue) String() string { return q.name }
 // ReadOnly), ipc.ErrWouldBlock (full and Nonblock set), ctx.Err() or os.ErrClosed.
 // With caller buffers it does not allocate.
 func (q *Queue) Send(ctx context.Context, data []byte, prio uint) error {
-	// The hot path: a kernel-mode send that only Close can end is one counted
-	// mq_timedsend. Anything else, an interruption included, takes the full path.
-	if q.waiters.Identified() && prio < PrioMax && ctx.Done() == nil && !q.nonblock.Load() && q.waiters.Acquire() {
-		errno := sys.MqTimedsendErrno(q.fd, data, prio, nil)
-		q.waiters.Release()
-		if errno == 0 {
-			return nil
-		}
-		if errno != unix.EINTR {
-			return q.wrap("mq_timedsend", errno)
-		}
+	if prio >= PrioMax {
+		return q.badPrio(prio)
 	}
-	return q.send(ctx, data, prio, true)
+	a := sendAttempt(prio)
+	var err error
+	if q.nonblock.Load() {
+		_, err = q.fd.Try(data, a)
+	} else if _, err = q.fd.Do(ctx, true, data, a); err != nil {
+		_, err = q.late(ctx, err, data, a)
+	}
+	if err != nil {
+		return q.wrap("mq_timedsend", err)
+	}
+	return nil
 }
 
 // TrySend sends data as one message of priority prio without waiting; with the queue
 // full it returns an error matching ipc.ErrWouldBlock (and unix.EAGAIN).
 func (q *Queue) TrySend(data []byte, prio uint) error {
-	return q.send(context.Background(), data, prio, false)
+	if prio >= PrioMax {
+		return q.badPrio(prio)
+	}
+	if _, err := q.fd.Try(data, sendAttempt(prio)); err != nil {
+		return q.wrap("mq_timedsend", err)
+	}
+	return nil
+}
+
+func (q *Queue) badPrio(prio uint) error {
+	return &ipc.OpError{Op: "mq_timedsend", Object: q.name,
+		Err: fmt.Errorf("priority %d not below %d: %w", prio, PrioMax, ipc.ErrInvalid)}
 }
 
 // Recv receives the oldest message of the highest priority into buf and returns its
@@ -414,238 +421,31 @@ func (q *Queue) TrySend(data []byte, prio uint) error {
 // is closed. buf must hold at least MsgSize bytes: the kernel refuses a shorter one
 // with unix.EMSGSIZE and leaves the message queued. Other errors match unix.EBADF (a
 // queue opened WriteOnly), ipc.ErrWouldBlock (empty and Nonblock set), ctx.Err() or
-// os.ErrClosed. With caller buffers it does not allocate.
+// os.ErrClosed. As POSIX mq_timedreceive does, a receive that finds a message
+// succeeds even if ctx has already ended. With caller buffers it does not allocate.
 func (q *Queue) Recv(ctx context.Context, buf []byte) (n int, prio uint, err error) {
-	// The hot path, as in Send.
-	if q.waiters.Identified() && ctx.Done() == nil && !q.nonblock.Load() && q.waiters.Acquire() {
-		n, prio, errno := sys.MqTimedreceiveErrno(q.fd, buf, nil)
-		q.waiters.Release()
-		if errno == 0 {
-			return n, prio, nil
-		}
-		if errno != unix.EINTR {
-			return 0, 0, q.wrap("mq_timedreceive", errno)
-		}
+	var v int
+	if q.nonblock.Load() {
+		v, err = q.fd.Try(buf, receive)
+	} else if v, err = q.fd.Do(ctx, false, buf, receive); err != nil {
+		v, err = q.late(ctx, err, buf, receive)
 	}
-	return q.recv(ctx, buf, true)
+	if err != nil {
+		return 0, 0, q.wrap("mq_timedreceive", err)
+	}
+	n, prio = unpack(v)
+	return n, prio, nil
 }
 
 // TryRecv is Recv without waiting: with the queue empty it returns an error matching
 // ipc.ErrWouldBlock (and unix.EAGAIN).
 func (q *Queue) TryRecv(buf []byte) (n int, prio uint, err error) {
-	return q.recv(context.Background(), buf, false)
-}
-
-func (q *Queue) send(ctx context.Context, data []byte, prio uint, block bool) error {
-	if prio >= PrioMax {
-		return &ipc.OpError{Op: "mq_timedsend", Object: q.name,
-			Err: fmt.Errorf("priority %d not below %d: %w", prio, PrioMax, ipc.ErrInvalid)}
-	}
-	block = block && !q.nonblock.Load()
-	if q.file == nil {
-		return q.wrap("mq_timedsend", q.sendKernel(ctx, data, prio, block))
-	}
-	o := &q.w
-	if err := o.acquire(ctx); err != nil {
-		return q.wrap("mq_timedsend", err)
-	}
-	o.buf, o.prio, o.block, o.ctx = data, prio, block, ctx
-	err := o.finish(q.rc.Write(q.sendFn))
-	o.release()
-	return q.wrap("mq_timedsend", err)
-}
-
-func (q *Queue) recv(ctx context.Context, buf []byte, block bool) (int, uint, error) {
-	block = block && !q.nonblock.Load()
-	if q.file == nil {
-		n, prio, err := q.recvKernel(ctx, buf, block)
-		if err != nil {
-			return 0, 0, q.wrap("mq_timedreceive", err)
-		}
-		return n, prio, nil
-	}
-	o := &q.r
-	if err := o.acquire(ctx); err != nil {
-		return 0, 0, q.wrap("mq_timedreceive", err)
-	}
-	o.buf, o.block, o.ctx = buf, block, ctx
-	err := o.finish(q.rc.Read(q.recvFn))
-	n, prio := o.n, o.prio
-	o.release()
+	v, err := q.fd.Try(buf, receive)
 	if err != nil {
 		return 0, 0, q.wrap("mq_timedreceive", err)
 	}
+	n, prio = unpack(v)
 	return n, prio, nil
-}
-
-// gate is a mutex whose Lock honours a context. Uncontended, it costs one
-// compare-and-swap to take and two atomic operations to give back.
-type gate struct {
-	held    atomic.Bool
-	waiters atomic.Int32
-	wake    chan struct{} // a token after a release that found waiters
-}
-
-func (g *gate) init() { g.wake = make(chan struct{}, 1) }
-
-// acquire takes the gate unless ctx ends first.
-func (g *gate) acquire(ctx context.Context) error {
-	if g.held.CompareAndSwap(false, true) {
-		return nil
-	}
-	g.waiters.Add(1)
-	defer g.waiters.Add(-1)
-	for {
-		// A release either happens before this attempt (and it succeeds) or sees
-		// the waiter count and leaves a token.
-		if g.held.CompareAndSwap(false, true) {
-			return nil
-		}
-		select {
-		case <-g.wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-func (g *gate) release() {
-	g.held.Store(false)
-	if g.waiters.Load() > 0 {
-		select {
-		case g.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// pastDeadline is a deadline that has already passed.
-var pastDeadline = time.Unix(1, 0)
-
-// canceller moves a file's deadline into the past when a context ends, unless the
-// call it serves has finished.
-type canceller struct {
-	set  func(time.Time) error
-	mu   sync.Mutex
-	done bool
-}
-
-func (c *canceller) fire() {
-	c.mu.Lock()
-	if !c.done {
-		_ = c.set(pastDeadline)
-	}
-	c.mu.Unlock()
-}
-
-func (c *canceller) finish() {
-	c.mu.Lock()
-	c.done = true
-	c.mu.Unlock()
-}
-
-// Kernel mode: a blocking call sleeps in the kernel under ctx: ctx's deadline becomes
-// the call's absolute CLOCK_REALTIME timeout, and cancellation or Close interrupt the
-// thread (internal/wait). A non-blocking call passes an expired timeout (the epoch),
-// so it never sleeps, and its ETIMEDOUT becomes EAGAIN. The descriptor's own
-// O_NONBLOCK flag is left to SetAttr.
-
-func (q *Queue) sendKernel(ctx context.Context, data []byte, prio uint, block bool) error {
-	if block && ctx.Done() == nil {
-		return q.waiters.Do(ctx, func() error { return sys.MqTimedsend(q.fd, data, prio, nil) })
-	}
-	if !q.waiters.Acquire() {
-		return os.ErrClosed
-	}
-	defer q.waiters.Release()
-	// A send usually finds room: try without sleeping first, and only then pay for
-	// a cancellable wait.
-	var abs unix.Timespec
-	err := q.nowait(func() error { return sys.MqTimedsend(q.fd, data, prio, &abs) })
-	if !block || err != unix.EAGAIN {
-		return err
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
-	}
-	ts, hasDL := kernelTimeout(ctx, &abs)
-	err = q.waiters.Do(ctx, func() error { return sys.MqTimedsend(q.fd, data, prio, ts) })
-	return kernelErr(err, hasDL)
-}
-
-func (q *Queue) recvKernel(ctx context.Context, buf []byte, block bool) (n int, prio uint, err error) {
-	if block && ctx.Done() == nil {
-		err = q.waiters.Do(ctx, func() (e error) {
-			n, prio, e = sys.MqTimedreceive(q.fd, buf, nil)
-			return e
-		})
-		return n, prio, err
-	}
-	if !q.waiters.Acquire() {
-		return 0, 0, os.ErrClosed
-	}
-	defer q.waiters.Release()
-	var abs unix.Timespec
-	cerr := ctx.Err()
-	if !block || cerr != nil {
-		err = q.nowait(func() (e error) {
-			n, prio, e = sys.MqTimedreceive(q.fd, buf, &abs)
-			return e
-		})
-		return n, prio, endedErr(err, block, cerr)
-	}
-	ts, hasDL := kernelTimeout(ctx, &abs)
-	err = q.waiters.Do(ctx, func() (e error) {
-		n, prio, e = sys.MqTimedreceive(q.fd, buf, ts)
-		return e
-	})
-	return n, prio, kernelErr(err, hasDL)
-}
-
-// kernelTimeout fills abs with ctx's deadline and returns it, or nil without one.
-func kernelTimeout(ctx context.Context, abs *unix.Timespec) (*unix.Timespec, bool) {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return nil, false
-	}
-	*abs = unix.Timespec{Sec: dl.Unix(), Nsec: int64(dl.Nanosecond())}
-	return abs, true
-}
-
-// nowait makes an attempt that cannot sleep (its timeout has expired) and returns its
-// error, ETIMEDOUT turned into EAGAIN. A signal that lands during the attempt (a
-// cancellation or Close interrupting another call, a profiler) makes it fail with
-// EINTR although it had nothing to wait for: it is made again, unless the queue was
-// closed meanwhile (os.ErrClosed).
-func (q *Queue) nowait(attempt func() error) error {
-	for {
-		switch err := attempt(); err {
-		case unix.ETIMEDOUT:
-			return unix.EAGAIN
-		case unix.EINTR:
-			if q.waiters.Closed() {
-				return os.ErrClosed
-			}
-		default:
-			return err
-		}
-	}
-}
-
-// endedErr is the error of a blocking call whose context had already ended, so that
-// only a non-blocking attempt was made: EAGAIN becomes the context's error.
-func endedErr(err error, block bool, cerr error) error {
-	if block && err == unix.EAGAIN {
-		return cerr
-	}
-	return err
-}
-
-func kernelErr(err error, hasDL bool) error {
-	if err == unix.ETIMEDOUT && hasDL {
-		return context.DeadlineExceeded
-	}
-	return err
 }
 
 // Attr returns the queue's attributes (mq_getsetattr). Nonblock reports this
@@ -662,12 +462,13 @@ func (q *Queue) Attr() (Attr, error) {
 
 // SetAttr applies a.Nonblock, the only attribute that can change after creation (as
 // with mq_setattr(3), MaxMsg, MsgSize and CurMsgs are ignored), and returns the
-// attributes as they were before. In kernel mode it sets the descriptor's O_NONBLOCK
-// flag, which every duplicate of the descriptor shares; in poller mode the descriptor
-// stays non-blocking and only this handle's Send and Recv change behaviour.
+// attributes as they were before. In the auto and kernel modes it sets the
+// descriptor's O_NONBLOCK flag, which every duplicate of the descriptor shares; in
+// poller mode the descriptor stays non-blocking and only this handle's Send and Recv
+// change behaviour.
 func (q *Queue) SetAttr(a Attr) (Attr, error) {
 	var set, old sys.MqAttr
-	if a.Nonblock || q.strategy == ipc.WaitPoller {
+	if a.Nonblock || q.fd.Mode() == ipc.WaitPoller {
 		set.Flags = unix.O_NONBLOCK
 	}
 	err := q.control(func(fd int) error { return sys.MqGetsetattr(fd, &set, &old) })
@@ -838,18 +639,13 @@ func ParseStatus(text string) (Status, error) {
 }
 
 // Fd returns the descriptor number. It stays valid until Close; do not close it or
-// change its flags. After Close it returns -1 in both wait modes (the number may
-// already name another file).
+// change its flags. After Close it returns -1 (the number may already name another
+// file).
 func (q *Queue) Fd() int {
-	if q.file != nil {
-		n := -1
-		_ = q.rc.Control(func(fd uintptr) { n = int(fd) })
-		return n
-	}
 	if q.closed.Load() {
 		return -1
 	}
-	return q.fd
+	return q.fd.Fd()
 }
 
 // File returns a new open file description of the queue (reopened through
@@ -881,31 +677,11 @@ func (q *Queue) File() (*os.File, error) {
 	return f, q.wrap("reopen", err)
 }
 
-// control runs f with the descriptor, guarding against a concurrent Close.
-func (q *Queue) control(f func(fd int) error) error {
-	if q.file != nil {
-		var ferr error
-		if err := q.rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
-			if q.closed.Load() {
-				return os.ErrClosed
-			}
-			return err
-		}
-		return ferr
-	}
-	if !q.waiters.Acquire() {
-		return os.ErrClosed
-	}
-	defer q.waiters.Release()
-	return f(q.fd)
-}
-
 // Close closes the descriptor (mq_close) and stops the handle's Notifiers. It is
 // idempotent: calls after the first return nil. Calls blocked on the queue return an
 // error matching os.ErrClosed. Close drops the handle only: the queue itself lives
 // on until Remove (and, after Remove, until its last descriptor in any process is
-// closed). Closing also removes
-// this process's kernel mq_notify registration on the queue, whichever handle of the
+// closed). Closing also removes this process's kernel mq_notify registration on the queue, whichever handle of the
 // queue made it (the kernel's rule, see KernelNotification).
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
@@ -920,12 +696,8 @@ func (q *Queue) Close() error {
 		for n := range ns {
 			n.Stop()
 		}
-		if q.file != nil {
-			q.closeErr = q.file.Close()
-			return
-		}
-		q.waiters.Close() // interrupts every call blocked on the descriptor
-		q.closeErr = unix.Close(q.fd)
+		q.leak.Stop()
+		q.closeErr = q.fd.Close() // unblocks every call, then releases the descriptor
 	})
 	if q.closeErr != nil {
 		return q.wrap("close", q.closeErr)
@@ -959,20 +731,8 @@ func Remove(name string) error {
 	return ipc.Wrap("mq_unlink", name, sys.MqUnlink(bare))
 }
 
+// control runs f with the descriptor, guarding against a concurrent Close.
+func (q *Queue) control(f func(fd int) error) error { return q.fd.Control(f) }
+
 // wrap turns an error from any layer into the package's *ipc.OpError.
-func (q *Queue) wrap(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errno, ok := err.(unix.Errno); ok {
-		return ipc.Wrap(op, q.name, errno)
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	if q.closed.Load() && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		err = os.ErrClosed
-	}
-	return &ipc.OpError{Op: op, Object: q.name, Err: err}
-}
+func (q *Queue) wrap(op string, err error) error { return q.fd.Wrap(op, err) }

@@ -17,7 +17,7 @@ import (
 	"github.com/ipclab/ipclab/ipc/posixmq"
 )
 
-var strategies = []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+var strategies = []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel}
 
 func TestSendRecvPriorities(t *testing.T) {
 	for _, w := range strategies {
@@ -399,7 +399,7 @@ func TestOpenOrCreateUntrusted(t *testing.T) {
 }
 
 func TestFromFd(t *testing.T) {
-	q := newQueue(t, posixmq.WithAttr(2, 16))
+	q := newQueue(t, posixmq.WithAttr(2, 16), posixmq.WithWait(ipc.WaitPoller))
 	f, err := q.File()
 	must(t, err)
 	// FromFd takes ownership of its descriptor: hand it one that f does not own

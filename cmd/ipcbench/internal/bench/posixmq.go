@@ -18,7 +18,7 @@ import (
 // The posix-mq transport: two POSIX message queues, one per direction, created in the
 // parent with the run's message size, unlinked at once (the descriptors keep them
 // alive, so nothing is left behind whatever happens to either process) and handed to
-// the peer as inherited descriptors. Impl "ipclab" uses ipc/posixmq (either wait
+// the peer as inherited descriptors. Impl "ipclab" uses ipc/posixmq (any wait
 // strategy); "raw" uses blocking descriptors and bare mq_timedsend/mq_timedreceive.
 
 type posixMQTransport struct{}
@@ -33,7 +33,7 @@ func (posixMQTransport) Scenarios() []string {
 }
 
 func (posixMQTransport) Waits() []ipc.WaitStrategy {
-	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+	return []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel}
 }
 
 // MaxSize is /proc/sys/fs/mqueue/msgsize_max (8192 unless raised).
