@@ -104,9 +104,11 @@ type FD struct {
 	lastProgress uint32
 	lastBusy     bool
 
-	// Auto: the hub the descriptor is registered with (nil: none yet), under armMu.
-	armMu sync.Mutex
-	hub   *hub
+	// Auto: the hub the descriptor belongs to (nil: none yet) and whether its epoll
+	// instance watches the descriptor now, under armMu.
+	armMu   sync.Mutex
+	hub     *hub
+	watched bool
 }
 
 // dir is one direction's waiting state.

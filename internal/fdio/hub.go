@@ -17,7 +17,9 @@ import (
 // descriptor joins the hub the first time one of its calls waits there and leaves it
 // on Close; it is armed one-shot (EPOLLONESHOT) for the directions with a call
 // waiting, each time such a call is about to look, so that a descriptor nobody waits
-// on costs the hub nothing however busy it is. A waiting call costs no thread and no
+// on costs the hub nothing however busy it is, and it is taken out of the epoll
+// instance when its last waiting call leaves, so that its calls afterwards do not
+// pay for a wake-up nobody listens to. A waiting call costs no thread and no
 // descriptor of its own; the hub and its goroutine go away when the last descriptor
 // leaves.
 type hub struct {
@@ -56,7 +58,7 @@ func (f *FD) join(ev *unix.EpollEvent) error {
 		return err
 	}
 	h.fds[int32(f.fd)] = weak.Make(f)
-	f.hub = h
+	f.hub, f.watched = h, true
 	return nil
 }
 
@@ -69,8 +71,10 @@ func (f *FD) leaveHub() {
 	if h == nil {
 		return
 	}
-	f.hub = nil
-	_ = unix.EpollCtl(h.ep, unix.EPOLL_CTL_DEL, f.fd, nil)
+	if f.watched {
+		_ = unix.EpollCtl(h.ep, unix.EPOLL_CTL_DEL, f.fd, nil)
+	}
+	f.hub, f.watched = nil, false
 	hubs.mu.Lock()
 	defer hubs.mu.Unlock()
 	delete(h.fds, int32(f.fd))
@@ -169,10 +173,32 @@ func (f *FD) arm() error {
 	ev.Fd = int32(f.fd)
 	f.armMu.Lock()
 	defer f.armMu.Unlock()
-	if f.hub == nil {
+	switch {
+	case f.hub == nil:
 		return f.join(&ev)
+	case !f.watched:
+		if err := unix.EpollCtl(f.hub.ep, unix.EPOLL_CTL_ADD, f.fd, &ev); err != nil {
+			return err
+		}
+		f.watched = true
+		return nil
 	}
 	return unix.EpollCtl(f.hub.ep, unix.EPOLL_CTL_MOD, f.fd, &ev)
+}
+
+// unwatch takes f out of the hub's epoll instance once no call of it waits there
+// (d's call is leaving), keeping its place in the hub. It runs with f's in-flight
+// count held.
+func (f *FD) unwatch(d *dir) {
+	d.parked.Store(false)
+	f.armMu.Lock()
+	defer f.armMu.Unlock()
+	if !f.watched || f.dirs[0].parked.Load() || f.dirs[1].parked.Load() {
+		return
+	}
+	if unix.EpollCtl(f.hub.ep, unix.EPOLL_CTL_DEL, f.fd, nil) == nil {
+		f.watched = false
+	}
 }
 
 // await waits in the hub, in direction d, until ready (called with the descriptor,
@@ -181,7 +207,14 @@ func (f *FD) arm() error {
 // deadline it allocates nothing.
 func (f *FD) await(ctx context.Context, d *dir, ready func(fd uintptr) bool) error {
 	d.parked.Store(true)
-	defer d.parked.Store(false)
+	defer func() {
+		if f.set.Acquire() {
+			f.unwatch(d)
+			f.set.Release()
+		} else {
+			d.parked.Store(false)
+		}
+	}()
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {

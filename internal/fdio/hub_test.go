@@ -103,6 +103,12 @@ func TestHubWakes(t *testing.T) {
 	if err := await(t, done); err != nil {
 		t.Fatalf("read given data: %v", err)
 	}
+	a.armMu.Lock()
+	watched := a.watched
+	a.armMu.Unlock()
+	if watched {
+		t.Fatal("the hub still watches a descriptor no call waits on")
+	}
 
 	done = parked(t, a, ctx)
 	if err := a.SetDeadline(time.Now().Add(20*time.Millisecond), true, false); err != nil {
