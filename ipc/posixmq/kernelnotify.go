@@ -17,21 +17,13 @@ import (
 // ErrUnregistered is returned by KernelNotification.Wait when the registration ended
 // without a notification: it was cancelled, or this process closed a descriptor of
 // the queue.
-var ErrUnregistered = errors.New("mq_notify registration removed")
+var ErrUnregistered = ipc.NewSentinel("mq_notify registration removed", nil)
 
 // ErrRegistered is returned by Queue.File while this process holds a live NotifyKernel
 // registration on the queue: closing the file would remove the registration (see
 // KernelNotification). Cancel the registration, or let it fire, first. It matches
 // unix.EBUSY.
-var ErrRegistered error = registeredError{}
-
-type registeredError struct{}
-
-func (registeredError) Error() string {
-	return "this process holds the queue's mq_notify registration, which closing another descriptor of the queue would remove"
-}
-
-func (registeredError) Is(target error) bool { return target == unix.EBUSY }
+var ErrRegistered = ipc.NewSentinel("this process holds the queue's mq_notify registration, which closing another descriptor of the queue would remove", nil, unix.EBUSY)
 
 // KernelNotification is a registration with the kernel's own mq_notify(2), with its
 // exact semantics: a queue has at most one registered process (another registration
