@@ -9,9 +9,9 @@ import (
 	"github.com/ipclab/ipclab/ipc"
 )
 
-// TestConformance runs the shared checks for concurrent callers, deadlines,
+// TestConformanceSocket runs the shared checks for concurrent callers, deadlines,
 // cancellation and Close on each Unix socket type, in every wait mode.
-func TestConformance(t *testing.T) {
+func TestConformanceSocket(t *testing.T) {
 	type pair struct {
 		recv    func(ctx context.Context, p []byte) (int, error)
 		tryRecv func(p []byte) (int, error)

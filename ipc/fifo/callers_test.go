@@ -11,11 +11,11 @@ import (
 	"github.com/ipclab/ipclab/ipc/pipe"
 )
 
-// TestConformanceCallers runs the shared checks on a FIFO's read end, in both wait
+// TestConformanceFIFO runs the shared checks on a FIFO's read end, in both wait
 // modes: concurrent callers, deadlines, cancellation, Close, TryRead, the read end's
 // other methods after Close, and Remove (a FIFO is persistent: after Remove, opening
 // it by name fails with fs.ErrNotExist).
-func TestConformanceCallers(t *testing.T) {
+func TestConformanceFIFO(t *testing.T) {
 	for _, mode := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {

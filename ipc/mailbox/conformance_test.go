@@ -9,13 +9,13 @@ import (
 	"github.com/ipclab/ipclab/ipc/mailbox"
 )
 
-// TestConformance runs the shared checks on the receive side of a persistent mailbox,
+// TestConformanceMailbox runs the shared checks on the receive side of a persistent mailbox,
 // for each backend and, on POSIX queues, each wait mode (System V queues always wait
 // in the kernel): concurrent callers, cancellation, Close, TryRecv, the handle's
 // other methods after Close, and Remove (opening the mailbox by name then fails with
 // fs.ErrNotExist). A mailbox has no deadline of its own: contexts carry them. The
 // sender is a second handle, opened by name.
-func TestConformance(t *testing.T) {
+func TestConformanceMailbox(t *testing.T) {
 	for _, c := range []struct {
 		backend mailbox.Backend
 		wait    ipc.WaitStrategy

@@ -9,9 +9,9 @@ import (
 	"github.com/ipclab/ipclab/ipc"
 )
 
-// TestConformance runs the shared checks for concurrent callers, deadlines,
+// TestConformancePipe runs the shared checks for concurrent callers, deadlines,
 // cancellation, Try calls and Close on a pipe's read end, in every wait mode.
-func TestConformance(t *testing.T) {
+func TestConformancePipe(t *testing.T) {
 	for _, mode := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {

@@ -9,11 +9,11 @@ import (
 	"github.com/ipclab/ipclab/ipc/posixmq"
 )
 
-// TestConformanceCallers runs the shared checks on a queue handle, in every wait
+// TestConformancePosixMQ runs the shared checks on a queue handle, in every wait
 // mode: concurrent callers, cancellation, Close, TryRecv, every other method after
 // Close, and Remove (a queue is persistent: after Remove, opening it by name fails
 // with fs.ErrNotExist). A queue has no deadline of its own: contexts carry them.
-func TestConformanceCallers(t *testing.T) {
+func TestConformancePosixMQ(t *testing.T) {
 	for _, mode := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
