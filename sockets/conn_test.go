@@ -73,9 +73,9 @@ func listenDialPair(t *testing.T, listen func() (*StreamListener, error), dial f
 	return d, r.c, func() { d.Close(); r.c.Close() }, nil
 }
 
-// bothWaits runs f for the poller and the kernel wait strategies.
+// bothWaits runs f for every wait strategy: auto (the default), poller and kernel.
 func bothWaits(t *testing.T, f func(t *testing.T, w ipc.WaitStrategy)) {
-	for _, w := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+	for _, w := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 		t.Run(w.String(), func(t *testing.T) { f(t, w) })
 	}
 }

@@ -64,7 +64,7 @@ var _ = ipctest.Helper("fi01-sender", func(args []string) int {
 // frames, never a partial frame, and the next connection is clean.
 func TestSenderKilledMidFrame(t *testing.T) {
 	t.Run("FI-01", func(t *testing.T) {
-		for _, w := range []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel} {
+		for _, w := range []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel} {
 			t.Run(w.String(), func(t *testing.T) {
 				seed := ipctest.Seed(t)
 				killAt := 1 + int(seed%50)

@@ -164,7 +164,7 @@ func TestMulticast(t *testing.T) {
 }
 
 // TestBlockingSetup: accept and a connect blocked on a full backlog honour ctx in
-// both wait modes.
+// every wait mode.
 func TestBlockingSetup(t *testing.T) {
 	bothWaits(t, func(t *testing.T, w ipc.WaitStrategy) {
 		path := sockPath(t, "b")

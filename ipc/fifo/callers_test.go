@@ -11,8 +11,8 @@ import (
 	"github.com/ipclab/ipclab/ipc/pipe"
 )
 
-// TestConformanceFIFO runs the shared checks on a FIFO's read end, in both wait
-// modes: concurrent callers, deadlines, cancellation, Close, TryRead, the read end's
+// TestConformanceFIFO runs the shared checks on a FIFO's read end, in every wait
+// mode: concurrent callers, deadlines, cancellation, Close, TryRead, the read end's
 // other methods after Close, and Remove (a FIFO is persistent: after Remove, opening
 // it by name fails with fs.ErrNotExist).
 func TestConformanceFIFO(t *testing.T) {
