@@ -1,7 +1,9 @@
 package mailbox_test
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"sync"
 	"testing"
@@ -163,4 +165,26 @@ func TestSixCombinations(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRemoveAfterClose: Remove on a closed handle of a persistent mailbox still
+// destroys it, and never a mailbox made since under the same name.
+func TestRemoveAfterClose(t *testing.T) {
+	ns := newNS(t)
+	mb, err := ns.CreateMailbox("gone", mailbox.Persistent())
+	must(t, err)
+	must(t, mb.Close())
+	must(t, mb.Remove())
+	if _, err := ns.OpenMailbox("gone"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("opening a mailbox removed after Close: %v, want fs.ErrNotExist", err)
+	}
+	again, err := ns.CreateMailbox("gone", mailbox.Persistent())
+	must(t, err)
+	defer again.Remove()
+	must(t, mb.Remove()) // the old handle's: must leave the new mailbox alone
+	other, err := ns.OpenMailbox("gone")
+	if err != nil {
+		t.Fatalf("a stale handle's Remove destroyed the mailbox made since: %v", err)
+	}
+	must(t, other.Close())
 }

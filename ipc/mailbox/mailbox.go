@@ -22,8 +22,9 @@ type Mailbox struct {
 
 	ent *entry
 
-	once sync.Once
-	err  error
+	once     sync.Once
+	err      error
+	removeMu sync.Mutex // a Remove after Close waits for the Close
 }
 
 // CreateMailbox creates the mailbox name. It fails with an error matching unix.EEXIST
@@ -125,18 +126,35 @@ func (m *Mailbox) Close() error {
 // Remove destroys the mailbox now, whoever else has it open (their calls then fail:
 // ipc.ErrRemoved on System V; a POSIX queue lives on for handles already open, but the
 // name is gone), and closes this handle. A persistent mailbox goes only this way.
+// After Close it still destroys the mailbox this handle had open (not one made since
+// under the same name).
 func (m *Mailbox) Remove() error {
-	return m.close(true)
+	removed := false
+	m.once.Do(func() {
+		removed = true
+		m.err = m.closeNow(true)
+	})
+	if !removed {
+		m.removeMu.Lock()
+		defer m.removeMu.Unlock()
+		return m.ent.remove()
+	}
+	return m.err
 }
 
 func (m *Mailbox) close(remove bool) error {
-	m.once.Do(func() {
-		errs := []error{m.Sender.Close(), m.Receiver.Close()}
-		if remove {
-			errs = append(errs, m.ent.remove())
-		}
-		errs = append(errs, m.Sender.out.close(), m.ent.release(!m.ent.rec.Persistent && !remove))
-		m.err = ipc.Join(errs...)
-	})
+	m.once.Do(func() { m.err = m.closeNow(remove) })
 	return m.err
+}
+
+// closeNow closes the handle and, if remove, destroys the mailbox (once).
+func (m *Mailbox) closeNow(remove bool) error {
+	m.removeMu.Lock()
+	defer m.removeMu.Unlock()
+	errs := []error{m.Sender.Close(), m.Receiver.Close()}
+	if remove {
+		errs = append(errs, m.ent.remove())
+	}
+	errs = append(errs, m.Sender.out.close(), m.ent.release(!m.ent.rec.Persistent && !remove))
+	return ipc.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -133,6 +134,9 @@ type entry struct {
 	f    *os.File
 	rec  Record
 	path string
+	// dev and ino identify the entry's file once f is closed, so that Remove after
+	// Close destroys this entry and not one made since under the same name.
+	dev, ino uint64
 }
 
 func encodeRecord(rec Record) ([]byte, error) {
@@ -321,6 +325,10 @@ func (e *entry) release(last bool) error {
 	if e == nil || e.f == nil {
 		return nil
 	}
+	var st unix.Stat_t
+	if unix.Fstat(int(e.f.Fd()), &st) == nil {
+		e.dev, e.ino = st.Dev, st.Ino
+	}
 	defer func() { e.f.Close(); e.f = nil }()
 	if !last {
 		return nil
@@ -341,6 +349,11 @@ func (e *entry) destroyLocked() error {
 	if !sameFile(e.f, e.path) {
 		return nil // already removed (and perhaps the name reused)
 	}
+	return e.destroy()
+}
+
+// destroy removes the object and the entry, without looking at who holds them.
+func (e *entry) destroy() error {
 	err := destroyObject(e.rec)
 	if rerr := os.Remove(e.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
 		err = rerr
@@ -349,12 +362,33 @@ func (e *entry) destroyLocked() error {
 }
 
 // remove destroys the entry's object and entry whatever other users hold it (Remove
-// of a persistent mailbox).
+// of a persistent mailbox), also after the handle was closed: then the entry is
+// known by the identity of its file.
 func (e *entry) remove() error {
-	if e == nil || e.f == nil {
+	switch {
+	case e == nil:
+		return nil
+	case e.f != nil:
+		return e.destroyLocked()
+	case e.ino == 0:
 		return nil
 	}
-	return e.destroyLocked()
+	f, err := os.Open(e.path)
+	if err != nil {
+		return nil // already removed
+	}
+	var st unix.Stat_t
+	same := unix.Fstat(int(f.Fd()), &st) == nil && st.Dev == e.dev && st.Ino == e.ino
+	if same { // inode numbers are reused: the record must be this one's too
+		rec, err := readRecord(f)
+		same = err == nil && reflect.DeepEqual(rec, e.rec)
+	}
+	f.Close()
+	if !same {
+		return nil // removed, and the name reused
+	}
+	e.ino = 0
+	return e.destroy()
 }
 
 // Reaped describes an entry Reap removed.
