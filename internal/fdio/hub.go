@@ -5,10 +5,11 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 	"weak"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/internal/wait"
 )
 
 // The hub is where Auto-mode calls wait once they leave the kernel: one epoll
@@ -215,12 +216,8 @@ func (f *FD) await(ctx context.Context, d *dir, ready func(fd uintptr) bool) err
 			d.parked.Store(false)
 		}
 	}()
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	var alarm wait.Alarm
+	defer alarm.Stop()
 	for {
 		// Close, SetDeadline and the hub change what they change before they poke,
 		// and a poke that finds a token already waiting is dropped: whoever takes
@@ -240,18 +237,9 @@ func (f *FD) await(ctx context.Context, d *dir, ready func(fd uintptr) bool) err
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var expired <-chan time.Time
-		if t := f.dl.Get(d.write); !t.IsZero() {
-			wait := time.Until(t)
-			if wait <= 0 {
-				return os.ErrDeadlineExceeded
-			}
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-			expired = timer.C
+		expired, passed := alarm.Until(f.dl.Get(d.write))
+		if passed {
+			return os.ErrDeadlineExceeded
 		}
 		select {
 		case <-d.wake:

@@ -166,3 +166,33 @@ func SetFileDeadline(f *os.File, t time.Time, read, write bool) error {
 	}
 	return f.SetWriteDeadline(t)
 }
+
+// An Alarm is the timer of a wait bounded by a deadline that may change while it
+// waits (Turn.Take, fdio's hub): each round arms it again for the deadline as it is
+// then. The zero value is ready to use; Stop it when the wait is over.
+type Alarm struct{ t *time.Timer }
+
+// Until arms the alarm for d and returns the channel that fires then, nil for a zero
+// d (no deadline); passed reports that d has already passed (nothing is armed).
+func (a *Alarm) Until(d time.Time) (fires <-chan time.Time, passed bool) {
+	if d.IsZero() {
+		return nil, false
+	}
+	wait := time.Until(d)
+	if wait <= 0 {
+		return nil, true
+	}
+	if a.t == nil {
+		a.t = time.NewTimer(wait)
+	} else {
+		a.t.Reset(wait)
+	}
+	return a.t.C, false
+}
+
+// Stop disarms the alarm.
+func (a *Alarm) Stop() {
+	if a.t != nil {
+		a.t.Stop()
+	}
+}

@@ -52,28 +52,16 @@ func (t *Turn) Take(ctx context.Context, dl *Deadlines, write bool) error {
 
 // takeSlow is Take for a turn someone holds.
 func (t *Turn) takeSlow(ctx context.Context, dl *Deadlines, write bool) error {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	var alarm Alarm
+	defer alarm.Stop()
 	for {
 		var expired <-chan time.Time
 		var changed <-chan struct{}
 		if dl != nil {
 			changed = dl.Changed()
-			if d := dl.Get(write); !d.IsZero() {
-				wait := time.Until(d)
-				if wait <= 0 {
-					return os.ErrDeadlineExceeded
-				}
-				if timer == nil {
-					timer = time.NewTimer(wait)
-				} else {
-					timer.Reset(wait)
-				}
-				expired = timer.C
+			var passed bool
+			if expired, passed = alarm.Until(dl.Get(write)); passed {
+				return os.ErrDeadlineExceeded
 			}
 		}
 		select {
@@ -92,9 +80,7 @@ func (t *Turn) takeSlow(ctx context.Context, dl *Deadlines, write bool) error {
 		case <-expired:
 			return os.ErrDeadlineExceeded
 		case <-changed:
-			if timer != nil {
-				timer.Stop()
-			}
+			alarm.Stop()
 		}
 	}
 }
