@@ -121,6 +121,9 @@ func (t *Turn) TryDrain() bool {
 	}
 }
 
+// Closed returns a channel that is closed when the turn is (Close).
+func (t *Turn) Closed() <-chan struct{} { return t.closed }
+
 // Drain waits until the turn's holder, if any, has given it back, and keeps it: no
 // call in this direction runs afterwards. Call it after Close, once whatever the
 // holder waits on has been woken.

@@ -16,8 +16,7 @@ import (
 // page references, the bytes are never copied through this process. dst is anything
 // with a descriptor: another pipe's *Writer, an *os.File, a *net.TCPConn or
 // *net.UnixConn. It waits for data under ctx like ReadContext, and for room in dst
-// through dst's own poller registration (a dst without one blocks the thread). It
-// returns io.EOF once every writer is gone and the pipe is drained. dst must stay open
+// under ctx too, holding no thread (fdio's AwaitOther). It returns io.EOF once every writer is gone and the pipe is drained. dst must stay open
 // for the duration of the call.
 func (r *Reader) SpliceTo(ctx context.Context, dst syscall.Conn, n int) (int64, error) {
 	drc, dfd, err := connFd(dst)
@@ -29,7 +28,7 @@ func (r *Reader) SpliceTo(ctx context.Context, dst syscall.Conn, n int) (int64, 
 			return unix.Splice(src, nil, dfd, nil, n, flags)
 		})
 	}
-	got, err := r.move(ctx, attempt, drc, true)
+	got, err := r.move(ctx, attempt, dfd, true)
 	if err == nil && got == 0 {
 		return 0, io.EOF
 	}
@@ -53,7 +52,7 @@ func (r *Reader) TeeTo(ctx context.Context, w *Writer, n int) (int64, error) {
 			return unix.Tee(src, wfd, n, flags)
 		})
 	}
-	got, err := r.move(ctx, attempt, w.fd.RawConn(), true)
+	got, err := r.move(ctx, attempt, w.Fd(), true)
 	if err == nil && got == 0 {
 		return 0, io.EOF
 	}
@@ -62,8 +61,8 @@ func (r *Reader) TeeTo(ctx context.Context, w *Writer, n int) (int64, error) {
 
 // SpliceFrom moves up to n bytes from src into the pipe with splice(2). src is
 // anything with a descriptor (a socket, a file, another pipe's *Reader). It waits for
-// room in the pipe under ctx, and for data in src through src's own poller registration.
-// A return of 0, nil means src is at end of file.
+// room in the pipe under ctx, and for data in src under ctx too; the writer's Close
+// ends either wait. A return of 0, nil means src is at end of file.
 func (w *Writer) SpliceFrom(ctx context.Context, src syscall.Conn, n int) (int64, error) {
 	src2, sfd, err := connFd(src)
 	if err != nil || n <= 0 {
@@ -77,7 +76,7 @@ func (w *Writer) SpliceFrom(ctx context.Context, src syscall.Conn, n int) (int64
 			return unix.Splice(sfd, nil, dst, nil, n, flags)
 		})
 	}
-	got, err := w.move(ctx, attempt, src2, false)
+	got, err := w.move(ctx, attempt, sfd, false)
 	return int64(got), w.wrap("splice", err)
 }
 
@@ -94,17 +93,17 @@ func (w *Writer) Vmsplice(ctx context.Context, p []byte) (int, error) {
 	attempt := func(dst int, flags int) (int, error) {
 		return sys.Vmsplice(dst, p, flags)
 	}
-	n, err := w.move(ctx, attempt, nil, false)
+	n, err := w.move(ctx, attempt, -1, false)
 	return n, w.wrap("vmsplice", err)
 }
 
 // move runs attempt(fd, flags) on this end until it moves something, ends, or fails
 // with an error other than EAGAIN. EAGAIN means either this pipe is not ready (empty
 // for a reader, full for a writer) or the other descriptor is not: the pipe's fill
-// level tells which, and the wait is on that side. other may be nil (the other side is
-// this process's own buffer, or it has no poller registration). otherIsDst says the
-// other descriptor is written to (so its wait is for writability).
-func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error), other syscall.RawConn, otherIsDst bool) (int, error) {
+// level tells which, and the wait is on that side. otherFd is -1 when the other side
+// is this process's own buffer. otherIsDst says the other descriptor is written to
+// (so its wait is for writability).
+func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error), otherFd int, otherIsDst bool) (int, error) {
 	isReader := otherIsDst
 	if e.fd.Mode() == ipc.WaitKernel {
 		var n int
@@ -143,34 +142,17 @@ func (e *end) move(ctx context.Context, attempt func(fd, flags int) (int, error)
 		if !otherBlocked {
 			return n, err
 		}
-		if other == nil {
+		if otherFd < 0 {
 			return 0, unix.EAGAIN
 		}
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		// Wait on the other descriptor, retrying the move from inside its callback so
-		// that no readiness edge is missed.
-		ocb := func(uintptr) bool {
-			done := true
-			cerr := e.fd.Control(func(f int) error { // the move runs under this end's guard
-				n, err = attempt(f, flags)
-				done = err != unix.EAGAIN || !e.selfReady(f, isReader)
-				return nil
-			})
-			if cerr != nil { // this end was closed meanwhile
-				n, err = 0, cerr
-			}
-			return done
-		}
-		var oerr error
-		if otherIsDst {
-			oerr = other.Write(ocb)
-		} else {
-			oerr = other.Read(ocb)
-		}
-		if oerr != nil {
-			return 0, oerr
+		// Wait on the other descriptor, retrying the move each time it becomes
+		// ready, so that no readiness edge is missed; ctx and this end's Close end
+		// the wait.
+		if werr := e.fd.AwaitOther(ctx, !isReader, otherFd, otherIsDst, func(f int) bool {
+			n, err = attempt(f, flags)
+			return err != unix.EAGAIN || !e.selfReady(f, isReader)
+		}); werr != nil {
+			return 0, werr
 		}
 		if err != unix.EAGAIN {
 			return n, err

@@ -2,6 +2,7 @@ package pipe_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"strconv"
@@ -139,4 +140,50 @@ func TestVmsplice(t *testing.T) {
 	defer cancel()
 	_, err = w.Vmsplice(ctx, []byte("x"))
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// TestSpliceWaitingOnOtherSide: a SpliceFrom whose pipe has room but whose source is
+// empty waits on the source, and that wait still ends on the call's context and on
+// the writer's Close, in every mode (it used to wait on the source's own poller
+// registration, deaf to both).
+func TestSpliceWaitingOnOtherSide(t *testing.T) {
+	for _, mode := range strategies {
+		t.Run(mode.String(), func(t *testing.T) {
+			for _, how := range []string{"cancel", "close"} {
+				sr, sw, err := pipe.New(pipe.WithWait(mode))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, w, err := pipe.New(pipe.WithWait(mode))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { _, err := w.SpliceFrom(ctx, sr, 10); done <- err }()
+				time.Sleep(50 * time.Millisecond)
+				want := context.Canceled
+				if how == "cancel" {
+					cancel()
+				} else {
+					w.Close()
+					want = os.ErrClosed
+				}
+				select {
+				case err := <-done:
+					if !errors.Is(err, want) {
+						t.Errorf("%s: SpliceFrom returned %v, want %v", how, err, want)
+					}
+				case <-time.After(ipctest.Slack):
+					t.Errorf("%s: SpliceFrom waiting on an empty source did not return", how)
+					sw.Write([]byte("x"))
+					<-done
+				}
+				cancel()
+				for _, c := range []interface{ Close() error }{sr, sw, r, w} {
+					c.Close()
+				}
+			}
+		})
+	}
 }
