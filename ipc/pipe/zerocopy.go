@@ -16,8 +16,9 @@ import (
 // page references, the bytes are never copied through this process. dst is anything
 // with a descriptor: another pipe's *Writer, an *os.File, a *net.TCPConn or
 // *net.UnixConn. It waits for data under ctx like ReadContext, and for room in dst
-// under ctx too, holding no thread (fdio's AwaitOther). It returns io.EOF once every writer is gone and the pipe is drained. dst must stay open
-// for the duration of the call.
+// under ctx too; the reader's Close ends either wait. It returns io.EOF once every
+// writer is gone and the pipe is drained. dst must stay open for the duration of the
+// call.
 func (r *Reader) SpliceTo(ctx context.Context, dst syscall.Conn, n int) (int64, error) {
 	drc, dfd, err := connFd(dst)
 	if err != nil || n <= 0 {
