@@ -181,17 +181,20 @@ func guarded(rc syscall.RawConn, fd, flags int, call func(fd int) (int64, error)
 }
 
 // selfReady reports whether this pipe could take part in a move now: for a reader,
-// bytes are queued; for a writer, there is room.
+// bytes are queued; for a writer, a slot is free. It asks the kernel (poll with no
+// wait), which counts slots, not bytes: a pipe of 16 one-byte writes is full.
 func (e *end) selfReady(fd int, reader bool) bool {
-	queued, err := unix.IoctlGetInt(fd, unix.TIOCINQ)
-	if err != nil {
-		return true
-	}
+	events := int16(unix.POLLOUT)
 	if reader {
-		return queued > 0
+		events = unix.POLLIN
 	}
-	capacity, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
-	return err != nil || queued < capacity
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+	for {
+		n, err := unix.Poll(pfd, 0)
+		if err != unix.EINTR {
+			return err != nil || n > 0 && pfd[0].Revents&(events|unix.POLLERR|unix.POLLHUP) != 0
+		}
+	}
 }
 
 // connFd returns c's RawConn (nil when c is not registered with the poller) and its

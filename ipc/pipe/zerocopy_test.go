@@ -187,3 +187,38 @@ func TestSpliceWaitingOnOtherSide(t *testing.T) {
 		})
 	}
 }
+
+// TestVmspliceIntoFullSlots: a pipe whose slots are all taken by one-byte buffers is
+// full although it holds 16 bytes of 64 KiB; a Vmsplice into it waits for a slot (it
+// returned EAGAIN, counting bytes, not slots) and goes in once a read frees one.
+func TestVmspliceIntoFullSlots(t *testing.T) {
+	for _, mode := range strategies {
+		t.Run(mode.String(), func(t *testing.T) {
+			r, w, err := pipe.New(pipe.WithWait(mode))
+			require.NoError(t, err)
+			defer r.Close()
+			defer w.Close()
+			for { // vmsplice'd buffers are never merged: one slot each
+				if _, err := sys.Vmsplice(w.Fd(), []byte("x"), unix.SPLICE_F_NONBLOCK); err != nil {
+					require.ErrorIs(t, err, unix.EAGAIN)
+					break
+				}
+			}
+			if q, _ := r.Buffered(); q >= 1024 {
+				t.Fatalf("%d bytes queued: the slots are not one byte each", q)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), ipctest.Slack)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { _, err := w.Vmsplice(ctx, []byte("y")); done <- err }()
+			select {
+			case err := <-done:
+				t.Fatalf("Vmsplice into a pipe with no free slot returned %v at once", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			_, err = r.Read(make([]byte, 1))
+			require.NoError(t, err)
+			require.NoError(t, <-done)
+		})
+	}
+}
