@@ -305,7 +305,7 @@ func (f *FD) SetDeadline(t time.Time, read, write bool) error {
 			continue
 		}
 		w := d.write
-		d.expiry.Arm(t, uintptr(f.fd), d.calls,
+		d.expiry.Arm(t, &f.set, uintptr(f.fd), d.calls,
 			func() bool { return f.set.InFlight() > 0 || d.turn.Held() },
 			func() bool { return f.closed.Load() || !f.dl.Get(w).Equal(t) })
 		d.poke() // a call waiting in the hub looks at the new deadline
@@ -326,7 +326,7 @@ func (f *FD) Close() error {
 		for i := range f.dirs {
 			d := &f.dirs[i]
 			d.turn.Close()
-			d.expiry.Arm(time.Time{}, 0, nil, nil, nil)
+			d.expiry.Arm(time.Time{}, nil, 0, nil, nil, nil)
 			d.poke()
 		}
 		if f.file != nil {

@@ -162,13 +162,15 @@ func (s *Set) interrupt() {
 			tids = append(tids, blockedIn(s.arg, s.syscalls)...)
 		}
 		return tids, registered == 0 && inflight == 0
-	}, func() bool { return false })
+	}, func() bool { return false }, nil)
 }
 
 // kickUntil sends Signal, with a growing pause between rounds, to the threads each
 // round of targets names, until targets reports idle (after that round's signals)
 // or stop reports true.
-func kickUntil(targets func() (tids []int, idle bool), stop func() bool) {
+//
+// after, if not nil, runs after each round's signals (a guard targets took).
+func kickUntil(targets func() (tids []int, idle bool), stop func() bool, after func()) {
 	prepare() // a signal.Notify since the set was made may have restored SA_RESTART
 	delay := 10 * time.Microsecond
 	pid := unix.Getpid()
@@ -178,6 +180,9 @@ func kickUntil(targets func() (tids []int, idle bool), stop func() bool) {
 			for _, tid := range tids {
 				_ = unix.Tgkill(pid, tid, Signal)
 			}
+		}
+		if after != nil {
+			after()
 		}
 		if idle {
 			return
@@ -199,8 +204,11 @@ type Expiry struct {
 // Arm makes the calls blocked in one of syscalls with arg as first argument be
 // interrupted when t passes, again and again, until busy reports false (no such
 // call is left) or stale reports true (t is no longer the deadline). A zero t only
-// disarms. Calls must check the deadline after an interruption.
-func (e *Expiry) Arm(t time.Time, arg uintptr, syscalls []uintptr, busy, stale func() bool) {
+// disarms. Calls must check the deadline after an interruption. Each round of
+// signals runs under guard's in-flight count (Acquire), so that guard's Close cannot
+// release the descriptor arg names, and a number reused by another object, while
+// the round looks for its threads; a closed guard ends the rounds.
+func (e *Expiry) Arm(t time.Time, guard *Set, arg uintptr, syscalls []uintptr, busy, stale func() bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.timer != nil {
@@ -211,10 +219,19 @@ func (e *Expiry) Arm(t time.Time, arg uintptr, syscalls []uintptr, busy, stale f
 		return
 	}
 	e.timer = time.AfterFunc(time.Until(t), func() {
+		held := false
 		kickUntil(func() ([]int, bool) {
+			b := busy() // before the guard's count includes this round
+			if held = guard.Acquire(); !held {
+				return nil, true
+			}
 			tids := blockedIn(uint64(arg), syscalls)
-			return tids, len(tids) == 0 && !busy()
-		}, stale)
+			return tids, len(tids) == 0 && !b
+		}, stale, func() {
+			if held {
+				guard.Release()
+			}
+		})
 	})
 }
 
