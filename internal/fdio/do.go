@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -137,7 +136,7 @@ func (f *FD) park(ctx context.Context, write bool, p []byte, a Attempt) (int, er
 	case ctx == background || ctx.Done() == nil:
 		err = f.pollWait(d)
 	default:
-		err = wait.ViaDeadline(ctx, &f.dl, write, f.deadlineSetter(d), func() error { return f.pollWait(d) })
+		err = f.viaDeadline(ctx, d, func() error { return f.pollWait(d) })
 	}
 	if err != nil {
 		return 0, err
@@ -160,16 +159,6 @@ func (f *FD) pollWait(d *dir) error {
 		return f.rawErr(f.rc.Write(d.pollFn))
 	}
 	return f.rawErr(f.rc.Read(d.pollFn))
-}
-
-// deadlineSetter returns how ViaDeadline puts a deadline on the file (Poller mode)
-// for a call in direction d.
-func (f *FD) deadlineSetter(d *dir) func(time.Time) error {
-	set := f.file.SetReadDeadline
-	if d.write {
-		set = f.file.SetWriteDeadline
-	}
-	return func(t time.Time) error { return f.rawErr(set(t)) }
 }
 
 // Wait runs attempt, one system call on the descriptor that returns its raw error
@@ -217,7 +206,7 @@ func (f *FD) Park(ctx context.Context, write bool, io func(rc syscall.RawConn) e
 	if ctx == background || ctx.Done() == nil {
 		return run()
 	}
-	return wait.ViaDeadline(ctx, &f.dl, write, f.deadlineSetter(d), run)
+	return f.viaDeadline(ctx, d, run)
 }
 
 // hubConn is the RawConn of an Auto-mode descriptor inside Park: Read and Write wait

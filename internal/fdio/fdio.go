@@ -123,6 +123,7 @@ type dir struct {
 	n       int
 	errno   unix.Errno
 	pollFn  func(uintptr) bool
+	br      bridge        // Poller: the waiting call's context on the file
 	parked  atomic.Bool   // Auto: a call of this direction waits in the hub
 	wake    chan struct{} // Auto: the hub, SetDeadline and Close wake that call (buffered)
 }
@@ -302,6 +303,9 @@ func (f *FD) SetDeadline(t time.Time, read, write bool) error {
 			continue
 		}
 		if f.file != nil {
+			if err := f.setFileDeadline(d); err != nil {
+				return err
+			}
 			continue
 		}
 		w := d.write
@@ -309,9 +313,6 @@ func (f *FD) SetDeadline(t time.Time, read, write bool) error {
 			func() bool { return f.set.InFlight() > 0 || d.turn.Held() },
 			func() bool { return f.closed.Load() || !f.dl.Get(w).Equal(t) })
 		d.poke() // a call waiting in the hub looks at the new deadline
-	}
-	if f.file != nil {
-		return f.rawErr(wait.SetFileDeadline(f.file, t, read, write))
 	}
 	return nil
 }

@@ -156,17 +156,6 @@ func BoundErr(c context.Context, err error, bounded bool) error {
 	return err
 }
 
-// SetFileDeadline sets t as f's read and/or write deadline (in the runtime poller).
-func SetFileDeadline(f *os.File, t time.Time, read, write bool) error {
-	switch {
-	case read && write:
-		return f.SetDeadline(t)
-	case read:
-		return f.SetReadDeadline(t)
-	}
-	return f.SetWriteDeadline(t)
-}
-
 // An Alarm is the timer of a wait bounded by a deadline that may change while it
 // waits (Turn.Take, fdio's hub): each round arms it again for the deadline as it is
 // then. The zero value is ready to use; Stop it when the wait is over.

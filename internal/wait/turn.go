@@ -15,7 +15,7 @@ import (
 //
 // The caller that holds the turn is the only one waiting in the runtime poller in
 // that direction, so it may put its own context on the *os.File as a deadline
-// (ViaDeadline) without disturbing anyone.
+// (fdio's bridge) without disturbing anyone.
 //
 // Taking a free turn allocates nothing. Init must be called before use; a Turn must
 // not be copied.
