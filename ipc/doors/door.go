@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/sockets"
 )
@@ -269,8 +270,8 @@ func New(h Handler, opts ...Option) (*Door, error) {
 		return nil, &ipc.OpError{Op: "door create", Err: fmt.Errorf("nil handler: %w", ipc.ErrInvalid)}
 	}
 	c := config{maxData: DefaultMaxData, maxFds: DefaultMaxFds, mode: 0o600}
-	for _, o := range opts {
-		o(&c)
+	if err := option.Apply(&c, opts); err != nil {
+		return nil, &ipc.OpError{Op: "door create", Err: err}
 	}
 	switch {
 	case c.maxData <= 0 || c.maxData > 1<<30:

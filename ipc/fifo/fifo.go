@@ -50,11 +50,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/ipc/pipe"
@@ -111,8 +113,11 @@ func WithPipeOptions(opts ...pipe.Option) Option {
 
 func buildConfig(opts []Option) (config, error) {
 	c := config{mode: DefaultMode, uid: os.Geteuid()}
-	for _, o := range opts {
-		o(&c)
+	if err := option.Apply(&c, opts); err != nil {
+		return c, err
+	}
+	if slices.ContainsFunc(c.opts, func(o pipe.Option) bool { return o == nil }) {
+		return c, fmt.Errorf("a pipe option is nil: %w", ipc.ErrInvalid)
 	}
 	if c.mode&^os.ModePerm != 0 {
 		return c, fmt.Errorf("mode %v has bits other than permissions: %w", c.mode, ipc.ErrInvalid)

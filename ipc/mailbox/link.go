@@ -64,7 +64,10 @@ const linkHello = "ipclab-link-1"
 // end with Accept. The name (a socket in the namespace directory and an entry owned by
 // this process) exists until Accept or Close.
 func (ns *Namespace) ListenLink(name string, end End, opts ...Option) (*LinkListener, error) {
-	c := newConfig(opts)
+	c, err := newConfig("listen link", name, opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkName("listen link", name, false); err != nil {
 		return nil, err
 	}
@@ -127,7 +130,10 @@ func (l *LinkListener) Close() error {
 // error matching unix.ENOENT if nobody listens on that name, and with ipc.ErrPeerGone
 // if another process took the link first.
 func (ns *Namespace) DialLink(ctx context.Context, name string, opts ...Option) (*Link, error) {
-	c := newConfig(opts)
+	c, err := newConfig("dial link", name, opts)
+	if err != nil {
+		return nil, err
+	}
 	ent, err := ns.open("dial link", name, linkKind, c)
 	if err != nil {
 		return nil, err

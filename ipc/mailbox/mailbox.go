@@ -30,7 +30,10 @@ type Mailbox struct {
 // CreateMailbox creates the mailbox name. It fails with an error matching unix.EEXIST
 // if a live mailbox, port or link has that name (a stale one is reaped and replaced).
 func (ns *Namespace) CreateMailbox(name string, opts ...Option) (*Mailbox, error) {
-	c := newConfig(opts)
+	c, err := newConfig("create mailbox", name, opts)
+	if err != nil {
+		return nil, err
+	}
 	ent, q, err := ns.createQueued("create mailbox", name, mailboxKind, c)
 	if err != nil {
 		return nil, err
@@ -69,7 +72,10 @@ func (ns *Namespace) createQueued(op, name, kind string, c config) (*entry, carr
 // OpenMailbox opens the existing mailbox name (unix.ENOENT if there is none). Its
 // backend, persistence and capacity come from the namespace entry.
 func (ns *Namespace) OpenMailbox(name string, opts ...Option) (*Mailbox, error) {
-	c := newConfig(opts)
+	c, err := newConfig("open mailbox", name, opts)
+	if err != nil {
+		return nil, err
+	}
 	ent, err := ns.open("open mailbox", name, mailboxKind, c)
 	if err != nil {
 		return nil, err

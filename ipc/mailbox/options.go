@@ -1,6 +1,7 @@
 package mailbox
 
 import (
+	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/ipc/mailbox/internal/wire"
 )
@@ -20,12 +21,12 @@ type config struct {
 	sendBuf    int
 }
 
-func newConfig(opts []Option) config {
+func newConfig(op, name string, opts []Option) (config, error) {
 	c := config{backend: PosixMQ, maxMsgs: 10, maxPayload: 1024, wait: ipc.WaitPoller, discipline: Receipt, sendBuf: 16}
-	for _, o := range opts {
-		o(&c)
+	if err := option.Apply(&c, opts); err != nil {
+		return c, &ipc.OpError{Op: op, Object: name, Err: err}
 	}
-	return c
+	return c, nil
 }
 
 func (c config) maxFrame() int { return wire.Size(wire.MaxAddr, c.maxPayload) }

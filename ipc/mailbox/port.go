@@ -45,7 +45,10 @@ const (
 
 // CreatePort creates the port name and returns its receive right.
 func (ns *Namespace) CreatePort(name string, opts ...Option) (*Port, error) {
-	c := newConfig(opts)
+	c, err := newConfig("create port", name, opts)
+	if err != nil {
+		return nil, err
+	}
 	ent, q, err := ns.createQueued("create port", name, portKind, c)
 	if err != nil {
 		return nil, err
@@ -63,7 +66,10 @@ func (ns *Namespace) newPort(ent *entry, q carrier, c config) *Port {
 // fail with ipc.ErrRemoved; a POSIX queue already open stays writable but is read by
 // nobody and vanishes with the last descriptor.
 func (ns *Namespace) OpenPort(name string, opts ...Option) (*Sender, error) {
-	c := newConfig(opts)
+	c, err := newConfig("open port", name, opts)
+	if err != nil {
+		return nil, err
+	}
 	ent, err := ns.open("open port", name, portKind, c)
 	if err != nil {
 		return nil, err
@@ -152,7 +158,10 @@ func (p *Port) Handover(ctx context.Context, conn *sockets.SeqpacketConn) error 
 // AcceptPort receives a port's receive right sent with Handover over conn and
 // returns it; the caller becomes the port's owner.
 func (ns *Namespace) AcceptPort(ctx context.Context, conn *sockets.SeqpacketConn, opts ...Option) (*Port, error) {
-	c := newConfig(opts)
+	c, err := newConfig("accept port", "", opts)
+	if err != nil {
+		return nil, err
+	}
 	var msg [256]byte
 	var fds [1]int
 	n, nfds, err := conn.ReadMsg(ctx, msg[:], fds[:])

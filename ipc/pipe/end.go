@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/fdio"
+	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/internal/sys"
 	"github.com/ipclab/ipclab/ipc"
 )
@@ -107,8 +108,8 @@ func WithName(name string) Option { return func(c *config) { c.name = name } }
 
 func buildConfig(opts []Option) (config, error) {
 	var c config
-	for _, o := range opts {
-		o(&c)
+	if err := option.Apply(&c, opts); err != nil {
+		return c, err
 	}
 	if c.strategy != ipc.WaitAuto && c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
 		return c, fmt.Errorf("wait strategy %v not supported (want auto, poller or kernel): %w", c.strategy, ipc.ErrInvalid)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/fdio"
+	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/internal/sys"
 	"github.com/ipclab/ipclab/ipc"
 )
@@ -111,8 +112,8 @@ func TrustExisting() Option { return func(c *config) { c.allowOtherOwners = true
 
 func buildConfig(opts []Option) (config, error) {
 	c := config{access: unix.O_RDWR, mode: 0o600}
-	for _, o := range opts {
-		o(&c)
+	if err := option.Apply(&c, opts); err != nil {
+		return c, err
 	}
 	if c.strategy != ipc.WaitAuto && c.strategy != ipc.WaitPoller && c.strategy != ipc.WaitKernel {
 		return c, fmt.Errorf("wait strategy %v not supported (want auto, poller or kernel): %w", c.strategy, ipc.ErrInvalid)

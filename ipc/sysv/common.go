@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
@@ -111,8 +112,8 @@ func Expect(id Identity) Option { return func(c *config) { c.expect = &id } }
 
 func buildConfig(op string, opts []Option) (config, error) {
 	c := config{mode: 0o600, access: 0o600, owner: os.Geteuid()}
-	for _, o := range opts {
-		o(&c)
+	if err := option.Apply(&c, opts); err != nil {
+		return c, ipc.Wrap(op, "", err)
 	}
 	if err := c.checkMode(c.mode); err != nil {
 		return c, ipc.Wrap(op, "", err)

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/internal/sys"
 	"github.com/ipclab/ipclab/ipc"
 )
@@ -297,8 +298,8 @@ func OpenRing(id int, opts ...RingOption) (*Ring, error) {
 
 func ringOptions(opts []RingOption) (ringConfig, error) {
 	c := ringConfig{wait: ipc.WaitKernel, spin: 20 * time.Microsecond}
-	for _, o := range opts {
-		o(&c)
+	if err := option.Apply(&c, opts); err != nil {
+		return c, ipc.Wrap("ring", "options", err)
 	}
 	if c.wait != ipc.WaitKernel && c.wait != ipc.WaitSpin || c.signal > SignalSemaphore {
 		return c, ipc.Wrap("ring", "options", ipc.ErrInvalid)
