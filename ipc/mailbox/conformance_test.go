@@ -19,7 +19,7 @@ func TestConformanceMailbox(t *testing.T) {
 	for _, c := range []struct {
 		backend mailbox.Backend
 		wait    ipc.WaitStrategy
-	}{{mailbox.PosixMQ, ipc.WaitPoller}, {mailbox.PosixMQ, ipc.WaitKernel}, {mailbox.SysV, ipc.WaitKernel}} {
+	}{{mailbox.PosixMQ, ipc.WaitAuto}, {mailbox.PosixMQ, ipc.WaitPoller}, {mailbox.PosixMQ, ipc.WaitKernel}, {mailbox.SysV, ipc.WaitKernel}} {
 		t.Run(c.backend.String()+"/"+c.wait.String(), func(t *testing.T) {
 			ipctest.RunConformance(t, func(t *testing.T) ipctest.Receiver {
 				ns := newNS(t)

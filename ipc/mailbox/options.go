@@ -22,7 +22,7 @@ type config struct {
 }
 
 func newConfig(op, name string, opts []Option) (config, error) {
-	c := config{backend: PosixMQ, maxMsgs: 10, maxPayload: 1024, wait: ipc.WaitPoller, discipline: Receipt, sendBuf: 16}
+	c := config{backend: PosixMQ, maxMsgs: 10, maxPayload: 1024, wait: ipc.WaitAuto, discipline: Receipt, sendBuf: 16}
 	if err := option.Apply(&c, opts); err != nil {
 		return c, &ipc.OpError{Op: op, Object: name, Err: err}
 	}
@@ -59,9 +59,10 @@ func WithCapacity(maxMsgs, maxPayload int) Option {
 	return func(c *config) { c.maxMsgs, c.maxPayload = maxMsgs, maxPayload }
 }
 
-// WithWait sets how blocking calls wait: ipc.WaitPoller (default; POSIX queues and
-// links park in the Go poller) or ipc.WaitKernel (the thread blocks in the system
-// call). System V queues always wait in the kernel.
+// WithWait sets how blocking calls on POSIX queues and links wait: ipc.WaitAuto (the
+// default: in the kernel while the wait is short, then in the Go poller),
+// ipc.WaitPoller (in the Go poller) or ipc.WaitKernel (the thread blocks in the
+// system call). System V queues always wait in the kernel.
 func WithWait(w ipc.WaitStrategy) Option { return func(c *config) { c.wait = w } }
 
 // WithDiscipline sets the discipline Put uses (default Receipt).

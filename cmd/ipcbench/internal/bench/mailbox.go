@@ -43,7 +43,7 @@ func (t mailboxTransport) Name() string {
 }
 
 func (mailboxTransport) Waits() []ipc.WaitStrategy {
-	return []ipc.WaitStrategy{ipc.WaitPoller, ipc.WaitKernel}
+	return []ipc.WaitStrategy{ipc.WaitAuto, ipc.WaitPoller, ipc.WaitKernel}
 }
 
 func (mailboxTransport) Scenarios() []string {
