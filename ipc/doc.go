@@ -13,11 +13,14 @@
 //   - Blocking: does a call wait? Recv(ctx, buf) and Send(ctx, msg) (or Read/Write on
 //     byte streams) block until done, the context ends, or a deadline passes; TryRecv
 //     and TrySend return ErrWouldBlock at once. How a blocking call waits is a
-//     WaitStrategy: WaitAuto (the default: in the kernel while the wait is short, then
-//     in the Go runtime poller; pipes, FIFOs and POSIX queues so far, the other
-//     descriptors treat it as WaitPoller), in the Go runtime poller (WaitPoller), inside the kernel on the
-//     calling thread (WaitKernel, which eBPF probes can see), or spinning briefly
-//     before sleeping (WaitSpin, for shared memory).
+//     WaitStrategy: WaitAuto (the default for every descriptor: pipes, FIFOs, POSIX
+//     queues, sockets, doors, mailboxes; in the kernel while the wait is short, then
+//     in the Go runtime poller), in the Go runtime poller (WaitPoller), inside the
+//     kernel on the calling thread (WaitKernel, which eBPF probes can see, and the
+//     only way System V objects wait), or spinning briefly before sleeping (WaitSpin,
+//     for shared memory). Listening sockets wait in the poller when asked for
+//     WaitAuto: accept(2) has no flag that makes one call on a blocking socket
+//     return at once.
 //   - Persistence: does the object outlive its processes? Pipes, sockets and doors are
 //     transient: they vanish with the last descriptor. FIFOs (as names), System V objects
 //     and POSIX queues are persistent: they stay until removed.
