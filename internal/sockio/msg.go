@@ -33,7 +33,7 @@ func newMsg(c *Conn) *msg {
 	m := &msg{c: c}
 	n := unix.CmsgSpace(unix.SizeofUcred)
 	if c.maxFds > 0 {
-		n += unix.CmsgSpace(4 * c.maxFds)
+		n += unix.CmsgSpace(4 * int(c.maxFds))
 	}
 	m.buf = make([]byte, n)
 	m.recv, m.send = m.recvAttempt, m.sendAttempt
@@ -41,7 +41,7 @@ func newMsg(c *Conn) *msg {
 }
 
 func (m *msg) recvAttempt(fd int, p []byte, nowait bool) (int, unix.Errno) {
-	flags := m.c.recvFlags
+	flags := int(m.c.recvFlags)
 	if nowait {
 		flags |= unix.MSG_DONTWAIT
 	}
@@ -65,6 +65,23 @@ func (m *msg) sendAttempt(fd int, p []byte, nowait bool) (int, unix.Errno) {
 	return n, 0
 }
 
+// getMsg returns a msg for one call: the Conn's kept one when no other call holds
+// it (one atomic swap, on the line every message touches anyway), otherwise one
+// from the pool.
+func (c *Conn) getMsg() *msg {
+	if m := c.msg.Swap(nil); m != nil {
+		return m
+	}
+	return c.msgs.Get().(*msg)
+}
+
+// putMsg gives back a msg that getMsg returned.
+func (c *Conn) putMsg(m *msg) {
+	if !c.msg.CompareAndSwap(nil, m) {
+		c.msgs.Put(m)
+	}
+}
+
 // Result is what one receive with control data delivered.
 type Result struct {
 	N       int
@@ -82,11 +99,11 @@ type Result struct {
 // length; an empty read on a connection, io.EOF. nowait makes it not wait. It
 // allocates nothing.
 func (c *Conn) RecvMsg(ctx context.Context, p []byte, fds []int, from *sys.Addr, nowait bool) (r Result, err error) {
-	if len(fds) > c.maxFds {
+	if len(fds) > int(c.maxFds) {
 		return r, fmt.Errorf("fd buffer of %d exceeds the cap of %d: %w", len(fds), c.maxFds, ipc.ErrInvalid)
 	}
-	m := c.msgs.Get().(*msg)
-	defer c.msgs.Put(m)
+	m := c.getMsg()
+	defer c.putMsg(m)
 	size := 0
 	if len(fds) > 0 {
 		size = unix.CmsgSpace(4 * len(fds))
@@ -148,8 +165,8 @@ func (c *Conn) SendMsg(ctx context.Context, p []byte, fds []int, cred *unix.Ucre
 		}
 		return c.FD.Do(ctx, true, p, c.send)
 	}
-	m := c.msgs.Get().(*msg)
-	defer c.msgs.Put(m)
+	m := c.getMsg()
+	defer c.putMsg(m)
 	size := 0
 	if len(fds) > 0 {
 		data := sys.PutCmsg(m.buf, unix.SOL_SOCKET, unix.SCM_RIGHTS, 4*len(fds))

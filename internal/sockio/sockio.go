@@ -5,7 +5,8 @@
 //
 // A plain send or receive (no control data, no address) goes through fdio.FD.Do
 // with an Attempt made once, so that it allocates nothing. A call with control data
-// or an address does too, with its per-call state in a Msg taken from a pool.
+// or an address does too, with its per-call state in a msg the Conn keeps (or, when
+// another call holds that one, from a pool).
 package sockio
 
 import (
@@ -42,20 +43,26 @@ type Config struct {
 
 // Conn is one socket under the engine. Init it in place; a Conn must not be copied.
 type Conn struct {
+	// What every message touches comes first, in the cache line that also holds
+	// the head of FD (the descriptor and its in-flight count): behind the whole FD
+	// these fields took a line of their own, and after the peer has run on this
+	// CPU every extra line is a miss. 40 bytes, so that FD's head stays on the line.
+	recvFlags int32
+	// wantCred: SO_PASSCRED is on, so receives need room for credentials.
+	wantCred atomic.Bool
+	sotype   int32
+	maxFds   int32
+	// recv and send are the plain attempts, made once.
+	recv, send fdio.Attempt
+	// msg is the state of a call with control data or an address, kept for the
+	// next such call: one call at a time takes it, the others use msgs.
+	msg atomic.Pointer[msg]
+
 	// FD is the descriptor under the engine: wait modes, deadlines, Close.
 	FD fdio.FD
 
-	name      string
-	sotype    int
-	maxFds    int
-	recvFlags int
-	// wantCred: SO_PASSCRED is on, so receives need room for credentials.
-	wantCred atomic.Bool
-
-	// recv and send are the plain attempts, made once.
-	recv, send fdio.Attempt
-
-	msgs sync.Pool // *Msg
+	name string
+	msgs sync.Pool // *msg, when the kept one is taken
 }
 
 // The system calls a thread blocked on a socket may be in, with the socket as first
@@ -68,7 +75,7 @@ var (
 // Init takes ownership of fd, a socket, and sets c up in place as cfg says. On error
 // fd is closed.
 func (c *Conn) Init(fd int, cfg Config) error {
-	c.name, c.sotype, c.maxFds = cfg.Name, cfg.Sotype, cfg.MaxFds
+	c.name, c.sotype, c.maxFds = cfg.Name, int32(cfg.Sotype), int32(cfg.MaxFds)
 	// On message sockets MSG_TRUNC makes recvmsg return a message's real length
 	// even when it did not fit, so that a truncation error can name it (and a count
 	// above the buffer's length means truncated). Streams never get it: on TCP it
@@ -80,6 +87,7 @@ func (c *Conn) Init(fd int, cfg Config) error {
 	c.wantCred.Store(cfg.PassCred)
 	c.recv, c.send = c.recvAttempt, c.sendAttempt
 	c.msgs.New = func() any { return newMsg(c) }
+	c.msg.Store(newMsg(c))
 	return c.FD.Init(fd, fdio.Config{Name: cfg.Name, Wait: cfg.Wait, ReadCalls: readCalls, WriteCalls: writeCalls})
 }
 
@@ -87,10 +95,10 @@ func (c *Conn) Init(fd int, cfg Config) error {
 func (c *Conn) Name() string { return c.name }
 
 // Sotype returns the socket type.
-func (c *Conn) Sotype() int { return c.sotype }
+func (c *Conn) Sotype() int { return int(c.sotype) }
 
 // MaxFds returns the cap on descriptors per message.
-func (c *Conn) MaxFds() int { return c.maxFds }
+func (c *Conn) MaxFds() int { return int(c.maxFds) }
 
 // WantCred reports whether SO_PASSCRED is on.
 func (c *Conn) WantCred() bool { return c.wantCred.Load() }
@@ -121,7 +129,7 @@ const credSpace = 32
 // recvAttempt is the plain receive: recvmsg(2) into p with no address, and a
 // control buffer on the stack only for the credentials SO_PASSCRED attaches.
 func (c *Conn) recvAttempt(fd int, p []byte, nowait bool) (int, unix.Errno) {
-	flags := c.recvFlags
+	flags := int(c.recvFlags)
 	if nowait {
 		flags |= unix.MSG_DONTWAIT
 	}
@@ -211,7 +219,7 @@ func (c *Conn) TrySend(p []byte) (int, error) {
 
 // checkSend checks a send's arguments before any system call.
 func (c *Conn) checkSend(p []byte, fds []int, cred bool) error {
-	if len(fds) > c.maxFds {
+	if len(fds) > int(c.maxFds) {
 		return fmt.Errorf("%d descriptors exceed the cap of %d: %w", len(fds), c.maxFds, ipc.ErrInvalid)
 	}
 	for _, fd := range fds {
