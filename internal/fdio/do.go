@@ -230,14 +230,24 @@ func (c hubConn) Write(fn func(fd uintptr) bool) error { return c.Read(fn) }
 
 // RawConn returns a syscall.RawConn for the descriptor, so that it can take part in
 // another descriptor's splice or in code that waits in its own way: in Poller mode
-// the file's; otherwise one whose Read and Write wait in poll(2) (Kernel) or on an
-// epoll instance (Auto) between calls of the callback.
+// the file's (with os.ErrClosed after Close); otherwise one whose Read and Write wait
+// in poll(2) (Kernel) or in the hub (Auto) between calls of the callback.
 func (f *FD) RawConn() syscall.RawConn {
 	if f.file != nil {
-		return f.rc
+		return pollerConn{f}
 	}
 	return rawConn{f}
 }
+
+// pollerConn is the file's RawConn (Poller mode) with the engine's errors: after
+// Close, os.ErrClosed rather than the runtime's "use of closed file".
+type pollerConn struct{ f *FD }
+
+func (c pollerConn) Control(fn func(fd uintptr)) error { return c.f.rawErr(c.f.rc.Control(fn)) }
+
+func (c pollerConn) Read(fn func(fd uintptr) bool) error { return c.f.rawErr(c.f.rc.Read(fn)) }
+
+func (c pollerConn) Write(fn func(fd uintptr) bool) error { return c.f.rawErr(c.f.rc.Write(fn)) }
 
 // rawConn is RawConn for the Kernel and Auto modes.
 type rawConn struct{ f *FD }

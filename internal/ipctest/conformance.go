@@ -64,7 +64,8 @@ const Slack = 3 * time.Second
 //     every method in AfterClose match it too afterwards; a second Close returns nil;
 //   - TryRecv on an empty handle fails with ipc.ErrWouldBlock and gets a message
 //     that has been sent;
-//   - Remove destroys the object: Reopen fails with fs.ErrNotExist.
+//   - Remove destroys the object: Reopen fails with fs.ErrNotExist; Remove on a
+//     closed handle still destroys the object the handle had open.
 //
 // Leaks (descriptors, goroutines, threads, System V objects, files) are checked
 // after all the package's tests by ipctest.Main.
@@ -100,6 +101,16 @@ func RunConformance(t *testing.T, open func(t *testing.T) Receiver) {
 		r := open(t)
 		if r.Remove == nil {
 			t.Skip("the object is not persistent")
+		}
+		remove(t, r)
+	})
+	t.Run("RemoveAfterClose", func(t *testing.T) {
+		r := open(t)
+		if r.Remove == nil {
+			t.Skip("the object is not persistent")
+		}
+		if err := r.Close(); err != nil {
+			t.Fatalf("close: %v", err)
 		}
 		remove(t, r)
 	})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
 	"github.com/ipclab/ipclab/ipc"
@@ -33,14 +34,6 @@ func TestConformanceFIFO(t *testing.T) {
 				ctx := context.Background()
 				var b [1]byte
 				tryRecv := func() error { _, err := r.TryRead(b[:]); return err }
-				if mode == ipc.WaitKernel {
-					// ipc/pipe's kernel-mode Try calls use RWF_NOWAIT, which the
-					// kernel refuses on a FIFO (EOPNOTSUPP; on anonymous pipes it
-					// works): TryRead and TryWrite of a FIFO end in kernel mode
-					// always fail. Reported against ipc/pipe; checked in poller
-					// mode only until it is fixed there.
-					tryRecv = nil
-				}
 				return ipctest.Receiver{
 					Recv: func(ctx context.Context) error {
 						var b [1]byte
@@ -51,11 +44,15 @@ func TestConformanceFIFO(t *testing.T) {
 					SetRecvDeadline: r.SetReadDeadline,
 					Close:           r.Close,
 					TryRecv:         tryRecv,
-					// The read end is a *pipe.Reader. Left out, because ipc/pipe
-					// does not match os.ErrClosed there yet (reported): SetReadDeadline
-					// after Close ("use of closed file" in poller mode, nil in kernel
-					// mode) and SyscallConn (nil error).
 					AfterClose: map[string]func() error{
+						"SetReadDeadline": func() error { return r.SetReadDeadline(time.Now()) },
+						"SyscallConn": func() error {
+							rc, err := r.SyscallConn()
+							if err != nil {
+								return err
+							}
+							return rc.Control(func(uintptr) {})
+						},
 						"Read":        func() error { _, err := r.Read(b[:]); return err },
 						"ReadFull":    func() error { _, err := r.ReadFull(ctx, b[:]); return err },
 						"WriteTo":     func() error { _, err := r.WriteTo(io.Discard); return err },

@@ -350,15 +350,23 @@ func (f *FIFO) withDir(call func(dfd int) error) error {
 // Remove unlinks the FIFO, after checking that the name still refers to the FIFO this
 // value was made for (ipc.ErrUntrustedObject if it does not: then it leaves the file
 // alone). Ends already opened keep working; a later Open of the path fails with an
-// error matching fs.ErrNotExist. It is idempotent while the handle is open (a name
-// already gone is no error); after Close it fails with an error matching
-// os.ErrClosed, since the handle no longer holds the directory it would check in.
+// error matching fs.ErrNotExist. It is idempotent (a name already gone is no error).
+// Close drops the handle, Remove destroys the FIFO: after Close it still works, in
+// the directory the path names now, with the same check.
 func (f *FIFO) Remove() error {
 	err := f.withDir(f.remove)
-	if err == os.ErrClosed {
-		return &ipc.OpError{Op: "unlink", Object: f.path, Err: os.ErrClosed}
+	if err != os.ErrClosed {
+		return err
 	}
-	return err
+	dfd, err := unix.Open(filepath.Dir(f.path), unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if err == unix.ENOENT {
+			return nil
+		}
+		return ipc.Wrap("open", filepath.Dir(f.path), err)
+	}
+	defer unix.Close(dfd)
+	return f.remove(dfd)
 }
 
 func (f *FIFO) remove(dfd int) error {

@@ -42,8 +42,6 @@ func TestConformanceMailbox(t *testing.T) {
 					Send:    func() error { return tx.Send(context.Background(), []byte{1}) },
 					Close:   rx.Close,
 					TryRecv: func() error { _, err := rx.TryRecv(b[:]); return err },
-					// Left out: Remove after Close returns nil without removing
-					// anything (reported against ipc/mailbox).
 					AfterClose: map[string]func() error{
 						"Get":     func() error { _, err := rx.Get(ctx, b[:]); return err },
 						"Poll":    func() error { _, err := rx.Poll(b[:]); return err },

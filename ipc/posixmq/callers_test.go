@@ -49,7 +49,6 @@ func TestConformancePosixMQ(t *testing.T) {
 						"Notify":       func() error { _, err := rx.Notify(); return err },
 						"NotifyFunc":   func() error { _, err := rx.NotifyFunc(func() {}); return err },
 						"NotifyKernel": func() error { _, err := rx.NotifyKernel(); return err },
-						"Remove":       rx.Remove,
 					},
 					Remove: rx.Remove,
 					Reopen: func() error {

@@ -709,12 +709,29 @@ func (q *Queue) Close() error {
 // Remove removes the queue's name (mq_unlink), as the package function Remove does:
 // the queue itself lives on, fully usable through this and every other open handle,
 // until the last one in any process is closed; opening it by name then fails with an
-// error matching fs.ErrNotExist. Close drops only the handle; Remove, on a handle still
-// open, is what destroys the queue. After Close it fails with an error matching
-// os.ErrClosed (use the package function to remove a queue by name).
+// error matching fs.ErrNotExist. Close drops only the handle; Remove destroys the
+// queue. After Close it still removes the name, once it has confirmed that the name
+// still names the queue this handle had open (not one made since under the same
+// name, which it leaves alone, returning an error matching ipc.ErrRemoved).
 func (q *Queue) Remove() error {
-	if q.closed.Load() {
-		return &ipc.OpError{Op: "mq_unlink", Object: q.name, Err: os.ErrClosed}
+	if !q.closed.Load() {
+		return Remove(q.name)
+	}
+	bare, err := kernelName("mq_unlink", q.name)
+	if err != nil {
+		return err
+	}
+	fd, err := sys.MqOpen(bare, q.access|unix.O_CLOEXEC|unix.O_NONBLOCK, 0, nil)
+	if err != nil {
+		return ipc.Wrap("mq_unlink", q.name, err)
+	}
+	id, err := queueID(fd)
+	unix.Close(fd)
+	switch {
+	case err != nil:
+		return ipc.Wrap("mq_unlink", q.name, err)
+	case id != q.id:
+		return &ipc.OpError{Op: "mq_unlink", Object: q.name, Err: fmt.Errorf("the name now names another queue: %w", ipc.ErrRemoved)}
 	}
 	return Remove(q.name)
 }

@@ -81,7 +81,6 @@ func TestConformanceQueue(t *testing.T) {
 				"Stat":    func() error { _, err := rx.Stat(); return err },
 				"Attr":    func() error { _, err := rx.Attr(); return err },
 				"SetAttr": func() error { return rx.SetAttr(QueueAttr{UID: 0, GID: 0, Mode: 0o600, MaxBytes: 16384}) },
-				"Remove":  rx.Remove,
 			},
 			Remove: rx.Remove,
 			Reopen: reopen,
@@ -117,7 +116,6 @@ func TestConformanceSemSet(t *testing.T) {
 				"SetAll":  func() error { return rx.SetAll(make([]uint16, 1)) },
 				"Stat":    func() error { _, err := rx.Stat(); return err },
 				"SetPerm": func() error { return rx.SetPerm(uint32(os.Geteuid()), uint32(os.Getegid()), 0o600) },
-				"Remove":  rx.Remove,
 			},
 			Remove: rx.Remove,
 			Reopen: reopen,
@@ -162,7 +160,6 @@ func TestConformanceRing(t *testing.T) {
 					AfterClose: map[string]func() error{
 						"Send":    func() error { return rx.Send(ctx, msg) },
 						"TrySend": func() error { return rx.TrySend(msg) },
-						"Remove":  rx.Remove,
 					},
 					Remove: rx.Remove,
 					Reopen: func() error {

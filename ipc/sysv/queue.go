@@ -433,9 +433,10 @@ func (q *Queue) SetAttr(a QueueAttr) error {
 // every blocked sender and receiver, in any process, fails with ipc.ErrRemoved. The
 // handle stays open (later calls fail with ipc.ErrRemoved) until Close. It first
 // confirms that the id still names this queue: if it names another one now, Remove
-// leaves it alone and returns ipc.ErrRemoved (S4).
+// leaves it alone and returns ipc.ErrRemoved (S4). A closed handle may still Remove, after the same check
+// with its ChangeTime included.
 func (q *Queue) Remove() error {
-	if err := q.check("msgctl IPC_RMID"); err != nil {
+	if err := q.checkRemove("msgctl IPC_RMID"); err != nil {
 		return err
 	}
 	_, err := sys.Msgctl(q.id, unix.IPC_RMID)

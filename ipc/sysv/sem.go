@@ -343,9 +343,10 @@ func (s *SemSet) SetPerm(uid, gid uint32, mode uint32) error {
 // Remove destroys the set (semctl IPC_RMID); every blocked Op, in any process, fails
 // with ipc.ErrRemoved. The handle stays open until Close. It first confirms that the
 // id still names this set: if it names another one now, Remove leaves it alone and
-// returns ipc.ErrRemoved (S4).
+// returns ipc.ErrRemoved (S4). A closed handle may still Remove, after the same check
+// with its ChangeTime included.
 func (s *SemSet) Remove() error {
-	if err := s.check("semctl IPC_RMID"); err != nil {
+	if err := s.checkRemove("semctl IPC_RMID"); err != nil {
 		return err
 	}
 	_, err := sys.SemctlInt(s.id, 0, unix.IPC_RMID, 0)

@@ -386,7 +386,22 @@ func (s *Segment) Unlock() error { return s.ctl("shmctl SHM_UNLOCK", sys.SHM_UNL
 // usable, here and in every process already attached, and is destroyed at the last
 // detach: calling Remove as soon as every party has attached means a crash leaks
 // nothing (the attach-then-remove idiom). No process can attach it afterwards.
-func (s *Segment) Remove() error { return s.ctl("shmctl IPC_RMID", unix.IPC_RMID) }
+func (s *Segment) Remove() error {
+	const op = "shmctl IPC_RMID"
+	if !s.closed.Load() {
+		return s.ctl(op, unix.IPC_RMID)
+	}
+	// Detached: the id no longer holds the segment for this process, so it is
+	// confirmed, ChangeTime included, before it is used (checkRemove).
+	if err := s.checkRemove(op); err != nil {
+		return err
+	}
+	_, err := unix.SysvShmCtl(s.id, unix.IPC_RMID, nil)
+	if err == nil {
+		s.removed.Store(true)
+	}
+	return s.fail(op, err)
+}
 
 func (s *Segment) ctl(op string, cmd int) error {
 	if s.closed.Load() {
