@@ -133,7 +133,7 @@ func (f *FD) park(ctx context.Context, write bool, p []byte, a Attempt) (int, er
 	switch {
 	case f.file == nil:
 		err = f.await(ctx, d, d.pollFn)
-	case ctx == background || ctx.Done() == nil:
+	case ctx.Done() == nil:
 		err = f.pollWait(d)
 	default:
 		err = f.viaDeadline(ctx, d, func() error { return f.pollWait(d) })
@@ -203,7 +203,7 @@ func (f *FD) Park(ctx context.Context, write bool, io func(rc syscall.RawConn) e
 		return io(hubConn{f: f, d: d, ctx: ctx})
 	}
 	run := func() error { return f.rawErr(io(f.rc)) }
-	if ctx == background || ctx.Done() == nil {
+	if ctx.Done() == nil {
 		return run()
 	}
 	return f.viaDeadline(ctx, d, run)

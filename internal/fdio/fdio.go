@@ -347,13 +347,13 @@ func (f *FD) Close() error {
 	return f.closeErr
 }
 
-// background is compared with, rather than asked for Done, on the hot path.
+// background is the context of calls the engine makes for itself.
 var background = context.Background()
 
 // canSleep reports whether a call under ctx has nothing to honour but Close, so
 // that it may sleep in the kernel unregistered.
 func (f *FD) canSleep(ctx context.Context, write bool) bool {
-	if ctx != background && ctx.Done() != nil {
+	if ctx.Done() != nil {
 		return false
 	}
 	if write {
