@@ -2,10 +2,10 @@ package fdio
 
 import (
 	"context"
-	"errors"
-	"os"
 	"sync"
 	"time"
+
+	"github.com/ipclab/ipclab/internal/wait"
 )
 
 // bridge is how a Poller-mode call in one direction honours its context: the runtime
@@ -56,7 +56,7 @@ func (f *FD) viaDeadline(ctx context.Context, d *dir, io func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ctxDl, has := ctx.Deadline()
+	ctxDl, _ := ctx.Deadline()
 	b := &d.br
 	b.mu.Lock()
 	b.gen++
@@ -80,23 +80,5 @@ func (f *FD) viaDeadline(ctx context.Context, d *dir, io func() error) error {
 	b.active, b.cancelled = false, false
 	_ = f.applyDeadline(d) // the handle's own again
 	b.mu.Unlock()
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return err
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
-	}
-	if u := f.dl.Get(d.write); has && (u.IsZero() || time.Now().Before(u)) {
-		// Not the handle's deadline: ctx's, whose timer in the poller can fire just
-		// before ctx's own. Report it once ctx says so too, so that callers who
-		// check ctx.Err() after an error see it.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Until(ctxDl) + 100*time.Millisecond):
-			// ctx's deadline is not what fired either (the handle's deadline was
-			// set and cleared meanwhile): report the file's.
-		}
-	}
-	return err
+	return wait.DeadlineErr(ctx, err, f.dl.Get(d.write))
 }

@@ -223,7 +223,7 @@ func (c hubConn) Control(fn func(fd uintptr)) error {
 }
 
 func (c hubConn) Read(fn func(fd uintptr) bool) error {
-	return c.f.await(c.ctx, c.d, func(fd uintptr) bool { return fn(fd) })
+	return c.f.await(c.ctx, c.d, fn)
 }
 
 func (c hubConn) Write(fn func(fd uintptr) bool) error { return c.Read(fn) }

@@ -39,6 +39,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -109,6 +110,7 @@ type FD struct {
 	armMu   sync.Mutex
 	hub     *hub
 	watched bool
+	dropped runtime.Cleanup // forgets the hub entry of an FD dropped without Close
 }
 
 // dir is one direction's waiting state.

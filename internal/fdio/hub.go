@@ -3,6 +3,7 @@ package fdio
 import (
 	"context"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"weak"
@@ -60,7 +61,29 @@ func (f *FD) join(ev *unix.EpollEvent) error {
 	}
 	h.fds[int32(f.fd)] = weak.Make(f)
 	f.hub, f.watched = h, true
+	// An FD dropped without Close (its owner's cleanup closes the descriptor) never
+	// calls leaveHub: forget its entry when the collector finds it.
+	f.dropped = runtime.AddCleanup(f, forgetDropped, hubEntry{h, int32(f.fd)})
 	return nil
+}
+
+// hubEntry names an FD's entry in a hub, for forgetDropped.
+type hubEntry struct {
+	h  *hub
+	fd int32
+}
+
+// forgetDropped removes the entry of an FD collected without Close, unless the
+// descriptor number has joined again since, and retires the hub if it is empty.
+func forgetDropped(e hubEntry) {
+	hubs.mu.Lock()
+	defer hubs.mu.Unlock()
+	if wf, ok := e.h.fds[e.fd]; ok && wf.Value() == nil {
+		delete(e.h.fds, e.fd)
+		if len(e.h.fds) == 0 {
+			e.h.close()
+		}
+	}
 }
 
 // leaveHub removes f from its hub, if it joined one, and closes the hub if f was the
@@ -76,14 +99,10 @@ func (f *FD) leaveHub() {
 		_ = unix.EpollCtl(h.ep, unix.EPOLL_CTL_DEL, f.fd, nil)
 	}
 	f.hub, f.watched = nil, false
+	f.dropped.Stop()
 	hubs.mu.Lock()
 	defer hubs.mu.Unlock()
 	delete(h.fds, int32(f.fd))
-	for fd, wf := range h.fds {
-		if wf.Value() == nil { // dropped without Close: its number may be reused
-			delete(h.fds, fd)
-		}
-	}
 	if len(h.fds) == 0 {
 		h.close()
 	}

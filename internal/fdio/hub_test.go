@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -185,4 +186,41 @@ func TestHubBothDirections(t *testing.T) {
 	if err := await(t, read); err != nil {
 		t.Fatalf("read given data: %v", err)
 	}
+}
+
+// TestHubForgetsDroppedFD: an FD that joined the hub and was then dropped without
+// Close (its owner's cleanup closes the descriptor itself) leaves the hub when the
+// collector finds it, and the hub, then empty, goes away.
+func TestHubForgetsDroppedFD(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	func() {
+		f := new(FD)
+		if err := f.Init(fds[0], Config{Name: "dropped", Wait: ipc.WaitAuto}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		if _, err := f.Do(ctx, false, make([]byte, 8), readAttempt); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("read on an empty socket: %v", err)
+		}
+		if f.hub == nil {
+			t.Fatal("the read never joined the hub")
+		}
+	}()
+	for i := 0; i < 100; i++ {
+		runtime.GC()
+		hubs.mu.Lock()
+		gone := hubs.cur == nil
+		hubs.mu.Unlock()
+		if gone {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the hub kept a dropped FD and stayed")
 }

@@ -46,19 +46,26 @@ func ViaDeadline(ctx context.Context, dl *Deadlines, write bool, set func(time.T
 	})
 	err := io()
 	if !stop() {
-		<-fired
-		_ = set(user())
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return ctx.Err()
-		}
-		return err
+		<-fired // its deadline in the past must land before the handle's is restored
 	}
 	u := user()
 	_ = set(u)
-	if errors.Is(err, os.ErrDeadlineExceeded) && has && (u.IsZero() || time.Now().Before(u)) {
-		// Not the handle's deadline: ctx's, whose timer in the poller can fire just
-		// before ctx's own. Report it once ctx says so too, so that callers who check
-		// ctx.Err() after an error see it.
+	return DeadlineErr(ctx, err, u)
+}
+
+// DeadlineErr is the error of a wait in the runtime poller that ended with err under
+// ctx and the handle's deadline handle (as it is now; zero: none), with the earlier
+// of the two on the file: a deadline that was ctx's, not the handle's, is ctx.Err().
+// ctx's timer in the poller can fire just before ctx's own, so it waits for ctx to
+// say so too, so that callers who check ctx.Err() after an error see it.
+func DeadlineErr(ctx context.Context, err error, handle time.Time) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if ctxDl, has := ctx.Deadline(); has && (handle.IsZero() || time.Now().Before(handle)) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
