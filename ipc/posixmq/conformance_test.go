@@ -684,3 +684,23 @@ func waitBlockedReceiver(t *testing.T, q *posixmq.Queue) {
 		}
 	}
 }
+
+// TestRemoveAfterCloseKeepsNotification: Remove on a closed handle opens the queue by
+// name to check it is the same queue; closing that descriptor must not end the
+// mq_notify registration another handle of this process holds on the queue (the
+// kernel ends it on any close of a descriptor of the queue).
+func TestRemoveAfterCloseKeepsNotification(t *testing.T) {
+	q := newQueue(t)
+	b, err := posixmq.Open(q.Name())
+	must(t, err)
+	must(t, b.Close()) // before the registration: closing b's descriptor would end it
+	kn, err := q.NotifyKernel()
+	must(t, err)
+	defer kn.Cancel()
+	must(t, b.Remove())
+	st, err := q.Status()
+	must(t, err)
+	if st.NotifyPID != os.Getpid() {
+		t.Fatalf("the registration ended when Remove checked the queue: %+v", st)
+	}
+}

@@ -726,11 +726,14 @@ func (q *Queue) Remove() error {
 		return ipc.Wrap("mq_unlink", q.name, err)
 	}
 	id, err := queueID(fd)
-	unix.Close(fd)
-	switch {
-	case err != nil:
+	if err != nil {
+		unix.Close(fd)
 		return ipc.Wrap("mq_unlink", q.name, err)
-	case id != q.id:
+	}
+	// Through the queue's record: closing a descriptor of a queue ends this
+	// process's mq_notify registration on it, which another handle may hold.
+	closeQueueFd(id, keptFd{fd: fd, read: q.access != unix.O_WRONLY})
+	if id != q.id {
 		return &ipc.OpError{Op: "mq_unlink", Object: q.name, Err: fmt.Errorf("the name now names another queue: %w", ipc.ErrRemoved)}
 	}
 	return Remove(q.name)
