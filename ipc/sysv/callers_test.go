@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
 )
@@ -172,5 +173,32 @@ func TestConformanceRing(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestRemoveAfterCloseAfterSetAll: a set whose values were set (which moves its
+// ChangeTime) is still removed by a closed handle's Remove: the identity it checks
+// is what no change of attributes or values alters.
+func TestRemoveAfterCloseAfterSetAll(t *testing.T) {
+	s, err := CreateSemSet(Private, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.ID()
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond))) // the next second
+	if err := s.SetAll([]uint16{3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(); err != nil {
+		t.Fatalf("Remove after SetAll and Close: %v", err)
+	}
+	if o, err := OpenSemSetID(id); !errors.Is(err, fs.ErrNotExist) {
+		if err == nil {
+			o.Remove()
+		}
+		t.Fatalf("opening the set after Remove: %v, want fs.ErrNotExist", err)
 	}
 }

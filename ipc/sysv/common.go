@@ -343,33 +343,26 @@ func (o *object) check(op string) error {
 	if err := o.usable(op); err != nil {
 		return err
 	}
+	return o.verify(op)
+}
+
+// checkRemove is check for Remove, which a closed handle may still call (Close drops
+// a handle, Remove destroys the object): the same confirmation, so that a Remove
+// after Close cannot destroy a stranger's object that got the id since.
+func (o *object) checkRemove(op string) error {
+	if o.removed.Load() {
+		return &ipc.OpError{Op: op, Object: o.name, Err: ipc.ErrRemoved}
+	}
+	return o.verify(op)
+}
+
+// verify reads the object (one IPC_STAT) and confirms it is the handle's.
+func (o *object) verify(op string) error {
 	st, err := o.stat()
 	if err != nil {
 		return o.fail(op, err)
 	}
 	return o.confirm(op, st)
-}
-
-// checkRemove is check for Remove, which a closed handle may still call (Close drops
-// a handle, Remove destroys the object): on a closed handle it confirms, ChangeTime
-// included, that the id still names the object the handle had open, so that a
-// Remove long after Close cannot destroy a stranger's object that got the id since.
-func (o *object) checkRemove(op string) error {
-	if !o.closed.Load() {
-		return o.check(op)
-	}
-	if o.removed.Load() {
-		return &ipc.OpError{Op: op, Object: o.name, Err: ipc.ErrRemoved}
-	}
-	st, err := o.stat()
-	if err != nil {
-		return o.fail(op, err)
-	}
-	if !o.sameCreation(st) || st.ident.ChangeTime != o.ctime.Load() {
-		o.removed.Store(true)
-		return ipc.Wrap(op, o.name, errReplaced)
-	}
-	return nil
 }
 
 // confirm compares st, just read, with what the handle opened.

@@ -388,16 +388,15 @@ func (s *Segment) Unlock() error { return s.ctl("shmctl SHM_UNLOCK", sys.SHM_UNL
 // nothing (the attach-then-remove idiom). No process can attach it afterwards.
 func (s *Segment) Remove() error {
 	const op = "shmctl IPC_RMID"
-	if !s.closed.Load() {
-		return s.ctl(op, unix.IPC_RMID)
-	}
-	// Detached: the id no longer holds the segment for this process, so it is
-	// confirmed, ChangeTime included, before it is used (checkRemove).
-	if err := s.checkRemove(op); err != nil {
-		return err
+	detached := s.closed.Load()
+	if detached {
+		// The id no longer holds the segment for this process: confirm it first.
+		if err := s.checkRemove(op); err != nil {
+			return err
+		}
 	}
 	_, err := unix.SysvShmCtl(s.id, unix.IPC_RMID, nil)
-	if err == nil {
+	if err == nil && detached {
 		s.removed.Store(true)
 	}
 	return s.fail(op, err)
