@@ -358,15 +358,15 @@ func (f *FIFO) Remove() error {
 	if err != os.ErrClosed {
 		return err
 	}
-	dfd, err := unix.Open(filepath.Dir(f.path), unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
+	dir, _, err := openParent(f.path, false)
 	if err != nil {
 		if err == unix.ENOENT {
 			return nil
 		}
-		return ipc.Wrap("open", filepath.Dir(f.path), err)
+		return ipc.Wrap("open", f.path, err)
 	}
-	defer unix.Close(dfd)
-	return f.remove(dfd)
+	defer dir.Close()
+	return f.remove(int(dir.Fd()))
 }
 
 func (f *FIFO) remove(dfd int) error {
@@ -390,7 +390,7 @@ func (f *FIFO) remove(dfd int) error {
 // Close drops the handle: it releases the FIFO's directory descriptor and leaves the
 // FIFO itself in place (Remove deletes it). Opens blocked in OpenReader or
 // OpenWriter return an error matching os.ErrClosed, and so do the handle's later
-// calls, Remove included. Ends already opened keep working. It is idempotent.
+// calls but Remove. Ends already opened keep working. It is idempotent.
 func (f *FIFO) Close() error {
 	f.closeOnce.Do(func() {
 		f.calls.Close() // interrupts blocked opens and waits for every call to leave

@@ -24,7 +24,7 @@ type Mailbox struct {
 
 	once     sync.Once
 	err      error
-	removeMu sync.Mutex // a Remove after Close waits for the Close
+	removeMu sync.Mutex // serialises Removes after Close
 }
 
 // CreateMailbox creates the mailbox name. It fails with an error matching unix.EEXIST
@@ -140,12 +140,12 @@ func (m *Mailbox) Remove() error {
 		removed = true
 		m.err = m.closeNow(true)
 	})
-	if !removed {
-		m.removeMu.Lock()
-		defer m.removeMu.Unlock()
-		return m.ent.remove()
+	if removed {
+		return m.err
 	}
-	return m.err
+	m.removeMu.Lock() // Removes after Close, against each other
+	defer m.removeMu.Unlock()
+	return m.ent.remove()
 }
 
 func (m *Mailbox) close(remove bool) error {
@@ -153,10 +153,9 @@ func (m *Mailbox) close(remove bool) error {
 	return m.err
 }
 
-// closeNow closes the handle and, if remove, destroys the mailbox (once).
+// closeNow closes the handle and, if remove, destroys the mailbox; it runs once,
+// under m.once, which holds back every other Close and Remove meanwhile.
 func (m *Mailbox) closeNow(remove bool) error {
-	m.removeMu.Lock()
-	defer m.removeMu.Unlock()
 	errs := []error{m.Sender.Close(), m.Receiver.Close()}
 	if remove {
 		errs = append(errs, m.ent.remove())

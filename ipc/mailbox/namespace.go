@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 
@@ -379,9 +378,9 @@ func (e *entry) remove() error {
 	}
 	var st unix.Stat_t
 	same := unix.Fstat(int(f.Fd()), &st) == nil && st.Dev == e.dev && st.Ino == e.ino
-	if same { // inode numbers are reused: the record must be this one's too
+	if same { // inode numbers are reused: the record must name this object too
 		rec, err := readRecord(f)
-		same = err == nil && reflect.DeepEqual(rec, e.rec)
+		same = err == nil && sameObject(rec, e.rec)
 	}
 	f.Close()
 	if !same {
@@ -389,6 +388,13 @@ func (e *entry) remove() error {
 	}
 	e.ino = 0
 	return e.destroy()
+}
+
+// sameObject reports whether two records name the same kernel object: what the
+// owner's hand-over (setOwner) can rewrite plays no part.
+func sameObject(a, b Record) bool {
+	return a.Name == b.Name && a.Kind == b.Kind && a.Backend == b.Backend && a.Object == b.Object &&
+		(a.SysV == nil) == (b.SysV == nil) && (a.SysV == nil || *a.SysV == *b.SysV)
 }
 
 // Reaped describes an entry Reap removed.

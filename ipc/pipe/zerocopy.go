@@ -182,7 +182,8 @@ func guarded(rc syscall.RawConn, fd, flags int, call func(fd int) (int64, error)
 
 // selfReady reports whether this pipe could take part in a move now: for a reader,
 // bytes are queued; for a writer, a slot is free. It asks the kernel (poll with no
-// wait), which counts slots, not bytes: a pipe of 16 one-byte writes is full.
+// wait), which counts slots, not bytes: 16 one-byte packets or vmsplice'd buffers
+// fill a pipe of 16 slots (plain writes would share one page).
 func (e *end) selfReady(fd int, reader bool) bool {
 	events := int16(unix.POLLOUT)
 	if reader {

@@ -134,10 +134,9 @@ func threadsIn(nr uintptr, fd int) int {
 }
 
 // TestAutoIdleReceiversHoldFewThreads: 1 024 receivers blocked on 128 idle queues (8
-// each, msg_max's default) in the default mode hold at most 64 OS threads, and each still wakes on a
+// each) in the default mode hold at most 64 OS threads, and each still wakes on a
 // message (the receivers of half the queues) or on cancellation (the others). It
-// runs in a fresh
-// process: the Go runtime keeps the threads earlier tests made.
+// runs in a fresh process: the Go runtime keeps the threads earlier tests made.
 func TestAutoIdleReceiversHoldFewThreads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a thousand receivers")

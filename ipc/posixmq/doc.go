@@ -9,7 +9,8 @@
 //   - ipc.WaitAuto (default): the descriptor is blocking. A Send or Recv whose context
 //     cannot end sleeps inside mq_timedsend/mq_timedreceive, as in C, while few such
 //     calls sleep in the process; one that stays blocked for a few milliseconds is
-//     interrupted and moved to the Go runtime poller, so idle queues hold no thread.
+//     interrupted and moved to the engine's hub (one epoll instance per process, in
+//     the Go runtime poller), so idle queues hold no thread.
 //     A call with a context that can end tries once without waiting (an absolute
 //     timeout already past, which the kernel answers with ETIMEDOUT at once) and then
 //     waits in the poller.

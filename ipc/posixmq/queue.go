@@ -679,11 +679,12 @@ func (q *Queue) File() (*os.File, error) {
 }
 
 // Close closes the descriptor (mq_close) and stops the handle's Notifiers. It is
-// idempotent: calls after the first return nil. Calls blocked on the queue return an
-// error matching os.ErrClosed. Close drops the handle only: the queue itself lives
-// on until Remove (and, after Remove, until its last descriptor in any process is
-// closed). Closing also removes this process's kernel mq_notify registration on the queue, whichever handle of the
-// queue made it (the kernel's rule, see KernelNotification).
+// idempotent: later calls return the first one's result. Calls blocked on the queue
+// return an error matching os.ErrClosed. Close drops the handle only: the queue
+// itself lives on until Remove (and, after Remove, until its last descriptor in any
+// process is closed). Closing also removes this process's kernel mq_notify
+// registration on the queue, whichever handle of the queue made it (the kernel's
+// rule, see KernelNotification).
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.notifMu.Lock()
