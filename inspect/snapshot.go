@@ -146,8 +146,8 @@ type MailboxEntry struct {
 	Backend string `json:"backend"` // posixmq, sysv, seqpacket
 	Object  string `json:"object"`  // the kernel object's name, id or path
 	// ObjectID is the ID of the kernel object in this snapshot, if it was seen.
-	ObjectID  string `json:"object_id,omitempty"`
-	OwnerPID  int    `json:"owner_pid"`
+	ObjectID   string `json:"object_id,omitempty"`
+	OwnerPID   int    `json:"owner_pid"`
 	Persistent bool   `json:"persistent"`
 	// Live reports whether the owner process still exists; a transient entry whose
 	// owner is gone is stale (mailbox.Namespace.Reap removes it).
