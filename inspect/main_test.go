@@ -1,0 +1,9 @@
+package inspect
+
+import (
+	"testing"
+
+	"github.com/ipclab/ipclab/internal/ipctest"
+)
+
+func TestMain(m *testing.M) { ipctest.Main(m) }
