@@ -86,7 +86,11 @@ func TestMailboxes(t *testing.T) {
 			continue
 		}
 		k := findObject(t, c.kernel, m.ObjectID)
-		if got := map[string]string{"posixmq": k.Name, "sysv": strconv.Itoa(k.SysVID)}[c.backend]; got != m.Object {
+		got := k.Name
+		if k.SysVID != nil {
+			got = strconv.Itoa(*k.SysVID)
+		}
+		if got != m.Object {
 			t.Errorf("%s: object %q is %+v", c.name, m.Object, k)
 		}
 	}

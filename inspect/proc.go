@@ -450,9 +450,9 @@ func (p *problems) list() []Unreadable {
 // the same user where Yama allows), and closes the duplicate at once. The duplicate
 // is the same open file description, so nothing the holder or its peers see changes:
 // opening /proc/PID/fd/N instead would add a reader or writer to the pipe. The
-// descriptor may have been reused since it was listed; callers compare the inode.
-// queued is -1 on error.
-func pipeLevel(pid, fd int) (queued, capacity int64, err error) {
+// descriptor may have been reused since it was listed: unless ino is 0, the pipe must
+// have that inode (otherwise the error matches ipc.ErrInvalid). queued is -1 on error.
+func pipeLevel(pid, fd int, ino uint64) (queued, capacity int64, err error) {
 	object := fmt.Sprintf("%s/fd/%d", procPath(pid), fd)
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -468,7 +468,7 @@ func pipeLevel(pid, fd int) (queued, capacity int64, err error) {
 	if err := unix.Fstat(dup, &st); err != nil {
 		return -1, 0, ipc.Wrap("fstat", object, err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO || ino != 0 && st.Ino != ino {
 		return -1, 0, ipc.Wrap("pipe level", object, ipc.ErrInvalid)
 	}
 	n, err := unix.IoctlGetInt(dup, unix.TIOCINQ) // FIONREAD

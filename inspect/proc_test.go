@@ -258,18 +258,28 @@ func TestPipeLevel(t *testing.T) {
 	if _, err := w.Write(make([]byte, queued)); err != nil {
 		t.Fatal(err)
 	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(r.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
 	p := ipctest.Start(t, procDrainHelper, ipctest.Handover(r, w), ipctest.WithArgs(strconv.Itoa(queued)))
 	before := openFDs(t)
+	if q, _, err := pipeLevel(p.Pid(), ipctest.Fd(0), st.Ino); err != nil || q != queued {
+		t.Errorf("pipeLevel with the pipe's inode = %d, %v", q, err)
+	}
+	if _, _, err := pipeLevel(p.Pid(), ipctest.Fd(0), st.Ino+1); !errors.Is(err, ipc.ErrInvalid) {
+		t.Errorf("pipeLevel with another inode: %v, want ipc.ErrInvalid", err)
+	}
 	for _, fd := range []int{ipctest.Fd(0), ipctest.Fd(1)} {
-		q, c, err := pipeLevel(p.Pid(), fd)
+		q, c, err := pipeLevel(p.Pid(), fd, 0)
 		if err != nil || q != queued || c != int64(capacity) {
 			t.Errorf("pipeLevel(fd %d) = %d, %d, %v; want %d, %d", fd, q, c, err, queued, capacity)
 		}
 	}
-	if _, _, err := pipeLevel(p.Pid(), 0); !errors.Is(err, ipc.ErrInvalid) { // /dev/null
+	if _, _, err := pipeLevel(p.Pid(), 0, 0); !errors.Is(err, ipc.ErrInvalid) { // /dev/null
 		t.Errorf("pipeLevel of a non-pipe: %v", err)
 	}
-	if _, _, err := pipeLevel(p.Pid(), 999); !errors.Is(err, unix.EBADF) {
+	if _, _, err := pipeLevel(p.Pid(), 999, 0); !errors.Is(err, unix.EBADF) {
 		t.Errorf("pipeLevel of a closed fd: %v", err)
 	}
 	if after := openFDs(t); !slices.Equal(before, after) {

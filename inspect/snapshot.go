@@ -107,7 +107,7 @@ type Object struct {
 
 	// System V: key and id, the processes that last used it, attachments.
 	Key         *int32 `json:"key,omitempty"`
-	SysVID      int    `json:"sysv_id,omitempty"`
+	SysVID      *int   `json:"sysv_id,omitempty"` // (a pointer: 0 is a valid id)
 	CreatorPID  int    `json:"cpid,omitempty"`
 	LastPID     int    `json:"lpid,omitempty"`  // segment: last shmat/shmdt
 	LastSendPID int    `json:"lspid,omitempty"` // queue: last msgsnd

@@ -120,7 +120,7 @@ func (r *sysvRow) object(prefix, kind, idCol string) Object {
 		Kind:       kind,
 		Name:       sysv.Key(key).String(),
 		Key:        &key,
-		SysVID:     id,
+		SysVID:     &id,
 		UID:        r.int("uid"),
 		GID:        r.int("gid"),
 		CreatorUID: r.int("cuid"),
@@ -139,7 +139,7 @@ func fillSysVQueue(o *Object, r *sysvRow) error {
 	o.LastSendPID = r.int("lspid")
 	o.LastRecvPID = r.int("lrpid")
 	var ds sys.MsqidDS
-	if _, err := sys.MsgctlStat(o.SysVID, unix.IPC_STAT, &ds); err != nil {
+	if _, err := sys.MsgctlStat(*o.SysVID, unix.IPC_STAT, &ds); err != nil {
 		return ipc.Wrap("msgctl IPC_STAT", o.ID, err)
 	}
 	o.Capacity = int64(ds.Qbytes)
@@ -176,7 +176,7 @@ func fillSysVSemSet(o *Object, r *sysvRow) error {
 			{"semctl GETNCNT", sys.GETNCNT, &s.WaitingIncrease},
 			{"semctl GETZCNT", sys.GETZCNT, &s.WaitingZero},
 		} {
-			v, err := sys.SemctlInt(o.SysVID, i, c.cmd, 0)
+			v, err := sys.SemctlInt(*o.SysVID, i, c.cmd, 0)
 			if err != nil {
 				return ipc.Wrap(c.op, fmt.Sprintf("%s semaphore %d", o.ID, i), err)
 			}

@@ -280,7 +280,7 @@ func readOurSysV(t *testing.T, ids []string) map[string]Object {
 // sysvFacts is what the tools can show of o, named as factNames names them.
 func sysvFacts(o Object) map[string]string {
 	f := map[string]string{
-		"key": o.Name, "id": strconv.Itoa(o.SysVID), "mode": fmt.Sprintf("%o", o.Mode),
+		"key": o.Name, "id": strconv.Itoa(*o.SysVID), "mode": fmt.Sprintf("%o", o.Mode),
 		"uid": strconv.Itoa(o.UID), "gid": strconv.Itoa(o.GID),
 		"cuid": strconv.Itoa(o.CreatorUID), "cgid": strconv.Itoa(o.CreatorGID),
 	}
@@ -384,7 +384,7 @@ func lsipcFacts(t *testing.T, objs map[string]Object) toolFacts {
 	tf.addRows("sem", parseTable(run(t, "lsipc", "-s", "--raw", "-o", common+"NSEMS"), "key"))
 	for id, o := range objs {
 		if o.Kind == KindSysVSemSet {
-			for _, r := range parseTable(run(t, "lsipc", "-s", "-i", strconv.Itoa(o.SysVID)), "semnum") {
+			for _, r := range parseTable(run(t, "lsipc", "-s", "-i", strconv.Itoa(*o.SysVID)), "semnum") {
 				tf.add(id, r)
 			}
 		}
@@ -427,7 +427,7 @@ func ipcsFacts(t *testing.T, objs map[string]Object) toolFacts {
 	}
 	opts := map[string]string{KindSysVQueue: "-q", KindSysVSegment: "-m", KindSysVSemSet: "-s"}
 	for id, o := range objs {
-		out := run(t, "ipcs", opts[o.Kind], "-i", strconv.Itoa(o.SysVID))
+		out := run(t, "ipcs", opts[o.Kind], "-i", strconv.Itoa(*o.SysVID))
 		tf.add(id, parseKV(out))
 		for _, r := range parseTable(out, "semnum") {
 			tf.add(id, r)
