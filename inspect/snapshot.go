@@ -21,7 +21,8 @@ type Snapshot struct {
 	PIDs []int `json:"pids,omitempty"`
 	// Processes are the processes that hold or wait on an object listed, sorted by pid.
 	Processes []Process `json:"processes"`
-	// Objects are the IPC objects, sorted by ID.
+	// Objects are the IPC objects, sorted by ID: by kind, then numerically by the
+	// number after the colon ("pipe:999" before "pipe:1000"), else by name.
 	Objects []Object `json:"objects"`
 	// Waits are the threads blocked in an IPC system call, sorted by pid, then tid.
 	Waits []Wait `json:"waits"`
@@ -62,8 +63,9 @@ const (
 //
 // ID names the object within a snapshot and across snapshots of one machine:
 // "pipe:INODE", "fifo:INODE", "unix:INODE", "tcp:INODE", "udp:INODE", "msg:ID",
-// "shm:ID", "sem:ID", "mq:NAME", "door:INODE" (the listening socket's inode) and
-// "mailbox:NAME".
+// "shm:ID", "sem:ID", "mq:/NAME", "door:INODE" (the listening socket's inode) and
+// "mailbox:NAME"; a TCP socket in TIME-WAIT, which has no inode, is
+// "tcp:LOCAL->REMOTE".
 type Object struct {
 	ID   string `json:"id"`
 	Kind string `json:"kind"`
@@ -73,7 +75,8 @@ type Object struct {
 	Name  string `json:"name,omitempty"`
 	Inode uint64 `json:"inode,omitempty"`
 
-	// Owner and mode: System V objects, POSIX queues, FIFOs, mailbox entries.
+	// Owner and mode: System V objects, POSIX queues, pipes, FIFOs, mailbox
+	// entries; for a socket the owner's uid only. -1 when unknown.
 	UID  int    `json:"uid"`
 	GID  int    `json:"gid"`
 	Mode uint32 `json:"mode,omitempty"` // permission bits

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"slices"
@@ -142,7 +143,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 			delete(objs, id)
 		}
 	}
-	sort.Slice(s.Objects, func(i, j int) bool { return s.Objects[i].ID < s.Objects[j].ID })
+	slices.SortFunc(s.Objects, func(a, b Object) int { return compareIDs(a.ID, b.ID) })
 	if len(opts.PIDs) > 0 {
 		s.Waits = slices.DeleteFunc(s.Waits, func(w Wait) bool { return !slices.Contains(opts.PIDs, w.PID) })
 	}
@@ -325,4 +326,25 @@ func processesOf(procs []procInfo, s *Snapshot) []Process {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out
+}
+
+// compareIDs orders object IDs by kind, then by the number or name after the
+// colon, numbers in numeric order: "pipe:999" before "pipe:1000".
+func compareIDs(a, b string) int {
+	ka, ra, _ := strings.Cut(a, ":")
+	kb, rb, _ := strings.Cut(b, ":")
+	if c := strings.Compare(ka, kb); c != 0 {
+		return c
+	}
+	na, ea := strconv.ParseUint(ra, 10, 64)
+	nb, eb := strconv.ParseUint(rb, 10, 64)
+	switch {
+	case ea == nil && eb == nil:
+		return cmp.Compare(na, nb)
+	case ea == nil:
+		return -1
+	case eb == nil:
+		return 1
+	}
+	return strings.Compare(ra, rb)
 }

@@ -10,6 +10,10 @@
 //	ipcbench compare A.json B.json...   results of several machines side by side
 //	ipcbench report [-o report.html] A.json...  a self-contained HTML report (without
 //	                              -o, report.html, which is never overwritten)
+//	ipcbench trace -p PID         what a running process's IPC calls do (eBPF)
+//	ipcbench inspect              the machine's IPC objects, the threads blocked on
+//	                              them and the deadlocks among them (exit status 3
+//	                              when there is one)
 //
 // Every measurement runs the primitive through ipclab ("impl ipclab", in each wait
 // strategy it offers) and through bare system calls ("impl raw"), so the library's own
@@ -41,9 +45,13 @@ import (
 
 func main() {
 	bench.PeerMain()
+	inspectChildMain()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, errDeadlock) {
+			os.Exit(3) // (inspect has printed the deadlocks)
+		}
 		fmt.Fprintln(os.Stderr, "ipcbench:", err)
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -71,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return htmlReport(args[1:], stdout, stderr)
 	case "trace":
 		return trace(ctx, args[1:], stdout, stderr)
+	case "inspect":
+		return inspectCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -101,6 +111,7 @@ const usage = `usage:
   ipcbench compare [-format text|markdown|bench] A.json B.json...
   ipcbench report -o report.html A.json B.json...
   ipcbench trace -p PID [-interval 1s] [-format text|table|json|prometheus]
+  ipcbench inspect [-pid P,Q] [-format text|json|dot|svg] [-watch] [-cost]
 `
 
 type runFlags struct {

@@ -22,6 +22,8 @@ import (
 
 func TestMain(m *testing.M) {
 	bench.PeerMain()
+	inspectChildMain()
+	testActorMain()
 	ipctest.Main(m)
 }
 

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/ipclab/ipclab/inspect"
+)
+
+// envTestReader makes the test binary, re-executed, a process that reads its
+// descriptor 3 until something arrives (testActorMain).
+const envTestReader = "IPCBENCH_TEST_READ3"
+
+// testActorMain runs the test binary as a reader of descriptor 3 when the
+// environment says so.
+func testActorMain() {
+	if os.Getenv(envTestReader) == "" {
+		return
+	}
+	unix.SetNonblock(3, false)
+	var b [1]byte
+	unix.Read(3, b[:]) // blocks in read(2): what inspect looks for
+	os.Exit(0)
+}
+
+// twoPipeDeadlock starts two processes, each reading a pipe whose only writer is
+// the other: a deadlock. It returns their pids; the test's cleanup kills them.
+func twoPipeDeadlock(t *testing.T) (int, int) {
+	t.Helper()
+	var a, b [2]int
+	require.NoError(t, unix.Pipe2(a[:], unix.O_CLOEXEC))
+	require.NoError(t, unix.Pipe2(b[:], unix.O_CLOEXEC))
+	file := func(fd int) *os.File { return os.NewFile(uintptr(fd), "pipe") }
+	ar, aw, br, bw := file(a[0]), file(a[1]), file(b[0]), file(b[1])
+	start := func(read, write *os.File) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), envTestReader+"=1")
+		cmd.ExtraFiles = []*os.File{read, write} // fds 3 and 4
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		return cmd
+	}
+	p1 := start(ar, bw)
+	p2 := start(br, aw)
+	for _, f := range []*os.File{ar, aw, br, bw} {
+		f.Close()
+	}
+	return p1.Process.Pid, p2.Process.Pid
+}
+
+// INS-02 through the command: inspect finds the deadlock, names both processes,
+// exits with errDeadlock, and writes it in every format.
+func TestInspectDeadlockCommand(t *testing.T) {
+	p1, p2 := twoPipeDeadlock(t)
+	pids := strconv.Itoa(p1) + "," + strconv.Itoa(p2)
+	var out string
+	var err error
+	// The children may not have reached read(2) yet: the first snapshot that finds
+	// the deadlock ends the loop.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		out, _, err = runCLI(t, "inspect", "-pid", pids)
+		if err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, errDeadlock, out)
+	assert.Contains(t, out, "DEADLOCKS (1)")
+	assert.Contains(t, out, "BLOCKED IN IPC CALLS (2 threads)")
+	lines := strings.Split(out, "\n")
+	i := indexOf(lines, "DEADLOCKS (1)")
+	require.Greater(t, i, 0)
+	d := lines[i+1]
+	assert.Regexp(t, `^1\. \d+ \(\S+\) read pipe:\d+ → \d+ \(\S+\) read pipe:\d+ → \d+$`, d)
+	assert.Contains(t, d, strconv.Itoa(p1))
+	assert.Contains(t, d, strconv.Itoa(p2))
+
+	out, _, err = runCLI(t, "inspect", "-pid", pids, "-json")
+	require.ErrorIs(t, err, errDeadlock)
+	s, rerr := inspect.ReadJSON(strings.NewReader(out))
+	require.NoError(t, rerr)
+	require.Len(t, s.Deadlocks, 1)
+	assert.Len(t, s.Deadlocks[0].Path, 2)
+	assert.ElementsMatch(t, []int{p1, p2}, []int{s.Deadlocks[0].Path[0].PID, s.Deadlocks[0].Path[1].PID})
+
+	out, _, err = runCLI(t, "inspect", "-pid", pids, "-format", "dot")
+	require.ErrorIs(t, err, errDeadlock)
+	assert.True(t, strings.HasPrefix(out, "digraph"), out)
+	assert.Contains(t, out, "red")
+
+	out, _, err = runCLI(t, "inspect", "-pid", pids, "-format", "svg")
+	require.ErrorIs(t, err, errDeadlock)
+	assert.Contains(t, out, "<svg")
+	assert.Contains(t, out, "deadlock")
+}
+
+// -watch takes -count snapshots and marks what changed (Diff and the marks are
+// checked in package inspect; here, that the command shows them).
+func TestInspectWatch(t *testing.T) {
+	p1, p2 := twoPipeDeadlock(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out strings.Builder
+	err := run(ctx, []string{"inspect", "-watch", "-interval", "300ms", "-count", "2", "-confirm", "20ms",
+		"-pid", strconv.Itoa(p1) + "," + strconv.Itoa(p2)}, &out, &strings.Builder{})
+	require.NoError(t, err, "-watch does not end with the deadlock status")
+	assert.Equal(t, 2, strings.Count(out.String(), "IPC snapshot "), out.String())
+	// The second table has the change column, "+" or blank in each row.
+	second := out.String()[strings.LastIndex(out.String(), "IPC snapshot "):]
+	assert.Contains(t, second, "(nothing changed)")
+	for _, line := range strings.Split(second, "\n") {
+		if strings.Contains(line, "pipe:") && !strings.HasPrefix(line, "1.") {
+			assert.Regexp(t, `^([+~] |  )`, line)
+		}
+	}
+}
+
+func TestInspectFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"inspect", "-pid", "x"},
+		{"inspect", "-pid", "0"},
+		{"inspect", "-format", "yaml"},
+		{"inspect", "-interval", "0", "-watch"},
+		{"inspect", "-count", "-1"},
+		{"inspect", "-confirm", "0"},
+		{"inspect", "extra"},
+		{"inspect", "-cost", "-json"},
+		{"inspect", "-pid", "999999999"},
+	} {
+		_, _, err := runCLI(t, args...)
+		var ue usageError
+		assert.ErrorAs(t, err, &ue, "%q", args)
+	}
+}
+
+// inspect -cost runs end to end on small numbers (the figures themselves are for
+// the closing note, not checked against a time).
+func TestInspectCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ping-pongs")
+	}
+	var out, errOut strings.Builder
+	err := inspectCost(context.Background(), &out, &errOut, costOptions{
+		pipes: 50, socketPairs: 25, snapshots: 2, rounds: 2, duration: 100 * time.Millisecond,
+		pins: []string{"same"},
+	})
+	require.NoError(t, err, errOut.String())
+	assert.Contains(t, out.String(), "with 50 pipes and 50 Unix sockets")
+	assert.Regexp(t, `(?m)^raw\s+same\s+[\d.]+ µs\s+[\d.]+ µs\s+[\d.]+×`, out.String())
+	assert.Regexp(t, `(?m)^ipclab\s+same\s+`, out.String())
+}
+
+func indexOf(lines []string, s string) int {
+	for i, l := range lines {
+		if l == s {
+			return i
+		}
+	}
+	return -1
+}
