@@ -376,10 +376,14 @@ const (
 	svgPadX      = 8.0
 	svgPadY      = 6.0
 	svgGap       = 24.0  // the least room between two node boxes
+	svgRingGap   = 40.0  // the least room between two nodes on a ring, for edge labels
 	svgColumnGap = 150.0 // room between columns, for edge labels
 	svgMargin    = 16.0
 	svgTitleH    = 30.0
-	svgRowWidth  = 1000.0 // rings are placed in rows up to this wide
+	svgRowWidth  = 1200.0 // rings are placed in rows up to this wide
+	// svgMaxEdgeLabels is the most edges drawn with all their labels; beyond,
+	// only the deadlocks' edges are labelled.
+	svgMaxEdgeLabels = 20
 )
 
 // A svgBox is a node's place: its centre and size.
@@ -467,21 +471,13 @@ func (g *waitGraph) layout(limit int) *svgLayout {
 		for _, i := range r {
 			W, H = max(W, l.box[i].w), max(H, l.box[i].h)
 		}
-		// Neighbours on the ring are a chord 2R·sin(π/k) apart; boxes whose
-		// centres are at least their diagonal apart do not overlap, and other
-		// nodes on the ring are farther.
-		R := 0.0
-		if k := len(r); k > 1 {
-			R = (math.Hypot(W, H) + svgGap) / 2 / math.Sin(math.Pi/float64(k))
-		}
+		R := ringRadius(l.box, r)
 		rw, rh := 2*R+W, 2*R+H
 		if x > 0 && x+rw > svgRowWidth {
 			x, y, rowH = 0, y+rowH+svgGap, 0
 		}
-		cx, cy := x+rw/2, y+rh/2
-		for j, i := range r {
-			a := -math.Pi/2 + 2*math.Pi*float64(j)/float64(len(r))
-			l.box[i].x, l.box[i].y = cx+R*math.Cos(a), cy+R*math.Sin(a)
+		ringPlace(l.box, r, R, x+rw/2, y+rh/2)
+		for _, i := range r {
 			l.shown[i] = true
 		}
 		x += rw + svgGap
@@ -530,19 +526,47 @@ func (g *waitGraph) layout(limit int) *svgLayout {
 		}
 		cols[c] = append(cols[c], i)
 	}
+	// The first column is stacked from the top; a node of a later column goes
+	// level with the middle of its neighbours in earlier columns (in that
+	// order), or if that place is taken, just below the node above it.
+	near := map[int][]int{}
+	for _, e := range g.edges {
+		near[e.from] = append(near[e.from], e.to)
+		near[e.to] = append(near[e.to], e.from)
+	}
+	inGrid := make([]bool, n)
 	x = 0
 	for _, col := range cols {
 		if len(col) == 0 {
 			continue
 		}
 		var W float64
+		want := map[int]float64{}
 		for _, i := range col {
 			W = max(W, l.box[i].w)
+			sum, k := 0.0, 0
+			for _, j := range near[i] {
+				if inGrid[j] {
+					sum += l.box[j].y
+					k++
+				}
+			}
+			want[i] = math.Inf(1)
+			if k > 0 {
+				want[i] = sum / float64(k)
+			}
 		}
+		slices.SortStableFunc(col, func(a, b int) int { return cmp.Compare(want[a], want[b]) })
 		y := top
 		for _, i := range col {
+			if w := want[i] - l.box[i].h/2; !math.IsInf(w, 1) {
+				y = max(y, w)
+			}
 			l.box[i].x, l.box[i].y = x+W/2, y+l.box[i].h/2
 			y += l.box[i].h + svgGap
+		}
+		for _, i := range col {
+			inGrid[i] = true
 		}
 		x += W + svgColumnGap
 	}
@@ -560,6 +584,53 @@ func (g *waitGraph) layout(limit int) *svgLayout {
 		}
 	}
 	return l
+}
+
+// ringPlace puts the nodes r on a circle of radius R around (cx, cy), the
+// first at the top, clockwise.
+func ringPlace(box []svgBox, r []int, R, cx, cy float64) {
+	for j, i := range r {
+		a := -math.Pi/2 + 2*math.Pi*float64(j)/float64(len(r))
+		box[i].x, box[i].y = cx+R*math.Cos(a), cy+R*math.Sin(a)
+	}
+}
+
+// ringRadius is the smallest radius (to a pixel) at which the nodes r, placed by
+// ringPlace, are all at least svgRingGap apart.
+func ringRadius(box []svgBox, r []int) float64 {
+	if len(r) < 2 {
+		return 0
+	}
+	var W, H float64
+	for _, i := range r {
+		W, H = max(W, box[i].w), max(H, box[i].h)
+	}
+	// Neighbours are a chord 2R·sin(π/k) apart, other nodes farther; boxes whose
+	// centres are at least their diagonal apart do not overlap: hi is enough.
+	hi := (math.Hypot(W, H) + svgRingGap) / 2 / math.Sin(math.Pi/float64(len(r)))
+	// Scaling the circle moves every two nodes apart along both axes, so the
+	// radii that are enough are those above some least one.
+	apart := func(R float64) bool {
+		ringPlace(box, r, R, 0, 0)
+		for j, a := range r {
+			for _, b := range r[j+1:] {
+				A, B := box[a], box[b]
+				if math.Abs(A.x-B.x) < (A.w+B.w)/2+svgRingGap && math.Abs(A.y-B.y) < (A.h+B.h)/2+svgRingGap {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	lo := 0.0
+	for hi-lo > 1 {
+		if m := (lo + hi) / 2; apart(m) {
+			hi = m
+		} else {
+			lo = m
+		}
+	}
+	return math.Ceil(hi)
 }
 
 // svgNum formats a coordinate.
@@ -623,15 +694,19 @@ svg.waitfor marker.deadlock path { fill: #d00; }
 //
 // Each deadlock's cycle is drawn as a ring, process and object alternating
 // clockwise from the top; the other nodes stand below in three columns: waiting
-// processes, objects, processes that only wake. Processes are boxes, objects
-// ellipses; wait edges are solid arrows, "can wake" edges dashed. The root
-// element has class "chart waitfor"; every node is a group of class "mark node
-// process" or "mark node object", every edge one of class "mark edge wait" or
-// "mark edge wake", with "deadlock" added on the deadlocks' cycles (edges also
-// carry data-from and data-to, their ends' node keys). An inline style sheet
-// gives default colours, scoped to svg.waitfor. Besides the deadlocks' nodes,
-// at most 60 are drawn; the title says how many were left out. The output
-// depends only on s.
+// processes, objects, processes that only wake (a node of a later column level
+// with its neighbours). Processes are boxes, objects ellipses; wait edges are
+// solid arrows, "can wake" edges dashed; a legend line follows the title.
+//
+// The root element has class "chart waitfor"; every node is a group of class
+// "mark node process" or "mark node object", every edge one of class "mark edge
+// wait" or "mark edge wake", with "deadlock" added on the deadlocks' cycles.
+// Nodes carry data-id (their key: "p:PID" or "o:" + object ID), edges data-from
+// and data-to, and each a tooltip; when more than 20 edges are drawn, only the
+// deadlocks' edges show their label. An inline style sheet, scoped to
+// svg.waitfor, gives default colours. Besides the deadlocks' nodes, at most 60
+// are drawn; the title says how many were left out. The output depends only on
+// s.
 func WriteSVG(w io.Writer, s *Snapshot) error {
 	g := newWaitGraph(s)
 	l := g.layout(svgMaxNodes)
@@ -645,6 +720,12 @@ func WriteSVG(w io.Writer, s *Snapshot) error {
 		if l.shown[i] {
 			b := l.box[i]
 			bounds.add(b.x-b.w/2, b.y-b.h/2, b.x+b.w/2, b.y+b.h/2)
+		}
+	}
+	drawn := 0
+	for _, e := range g.edges {
+		if l.shown[e.from] && l.shown[e.to] {
+			drawn++
 		}
 	}
 	var edges, nodes strings.Builder
@@ -686,7 +767,12 @@ func WriteSVG(w io.Writer, s *Snapshot) error {
 		fmt.Fprintf(&edges, "<g class=\"%s\" data-from=\"%s\" data-to=\"%s\"><title>%s</title>", class, svgEsc(from.key), svgEsc(to.key),
 			svgEsc(strings.Join(from.label, " ")+" → "+strings.Join(to.label, " ")+": "+strings.Join(e.label, ", ")))
 		fmt.Fprintf(&edges, "<path d=\"M%s,%s Q%s,%s %s,%s\" marker-end=\"url(#%s)\"/>", svgNum(x0), svgNum(y0), svgNum(cx), svgNum(cy), svgNum(x1), svgNum(y1), marker)
-		// The label at the curve's middle.
+		// The label at the curve's middle; in a crowded graph only a deadlock's
+		// edges have one drawn (the others' are their tooltips).
+		if drawn > svgMaxEdgeLabels && !e.deadlock {
+			edges.WriteString("</g>\n")
+			continue
+		}
 		mx, my := (x0+2*cx+x1)/4, (y0+2*cy+y1)/4
 		var lines []string
 		width := 0
@@ -732,7 +818,10 @@ func WriteSVG(w io.Writer, s *Snapshot) error {
 	}
 
 	// The title above everything drawn.
-	subtitle := ""
+	subtitle := "box: process · ellipse: object · solid arrow: waits on · dashed: can wake · red: deadlock"
+	if drawn > svgMaxEdgeLabels {
+		subtitle += " · hover an edge for its call"
+	}
 	if len(g.nodes) == 0 {
 		subtitle = emptyGraphLabel
 		bounds.add(0, 0, 0, 0)
