@@ -395,11 +395,11 @@ func (a svgBox) overlaps(b svgBox) bool {
 
 // A svgLayout is where WriteSVG draws a waitGraph's nodes.
 type svgLayout struct {
-	shown   []bool   // by node index: drawn
-	box     []svgBox // by node index, for nodes shown
-	lines   [][]string
-	ring    []bool // by edge index: the edge joins neighbours on a ring
-	omitted int    // nodes not drawn
+	shown   []bool     // by node index: drawn
+	box     []svgBox   // by node index, for nodes shown
+	lines   [][]string // by node index: the label as drawn (long lines cut)
+	ring    []bool     // by edge index: the edge joins neighbours on a ring
+	omitted int        // nodes not drawn
 }
 
 // truncLine cuts a label line to svgMaxRunes.
@@ -428,8 +428,9 @@ func nodeSize(process bool, lines []string) (w, h float64) {
 // layout places g's nodes: each deadlock's cycle on a ring of its own (process,
 // object, process, ... clockwise from the top), the rings side by side in rows;
 // below them the other nodes in three columns, waiting processes | objects |
-// processes that only wake, each column in the order the waits reach it. At most
-// limit nodes besides the deadlocks' are drawn.
+// processes that only wake, the first in the order the waits reach them, a
+// later one level with its neighbours in the earlier ones. At most limit nodes
+// besides the deadlocks' (every deadlock node is on a cycle) are drawn.
 func (g *waitGraph) layout(limit int) *svgLayout {
 	n := len(g.nodes)
 	l := &svgLayout{shown: make([]bool, n), box: make([]svgBox, n), lines: make([][]string, n), ring: make([]bool, len(g.edges))}
@@ -457,12 +458,6 @@ func (g *waitGraph) layout(limit int) *svgLayout {
 		}
 		if len(r) > 0 {
 			rings = append(rings, r)
-		}
-	}
-	for i := range g.nodes {
-		if g.nodes[i].deadlock && !placed[i] { // (not reached: every deadlock node is on a cycle)
-			placed[i] = true
-			rings = append(rings, []int{i})
 		}
 	}
 	x, y, rowH := 0.0, 0.0, 0.0
