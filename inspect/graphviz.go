@@ -60,15 +60,8 @@ type graphEdge struct {
 // title gives the graph's one-line summary.
 func (g *waitGraph) title() string {
 	return fmt.Sprintf("wait-for graph: %s, %s",
-		plural(g.blocked, "blocked thread", "blocked threads"),
-		plural(g.deadlocks, "deadlock", "deadlocks"))
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return strconv.Itoa(n) + " " + many
+		counted(g.blocked, "blocked thread", "blocked threads"),
+		counted(g.deadlocks, "deadlock", "deadlocks"))
 }
 
 // cleanText makes s printable on one line: valid UTF-8, without control
@@ -707,7 +700,7 @@ func WriteSVG(w io.Writer, s *Snapshot) error {
 	l := g.layout(svgMaxNodes)
 	title := g.title()
 	if l.omitted > 0 {
-		title += fmt.Sprintf(" (%s left out)", plural(l.omitted, "node", "nodes"))
+		title += fmt.Sprintf(" (%s left out)", counted(l.omitted, "node", "nodes"))
 	}
 
 	bounds := svgBounds{math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)}

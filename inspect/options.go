@@ -4,7 +4,9 @@ import "time"
 
 // Options says what Take reads.
 type Options struct {
-	// PIDs are the processes to inspect; empty means the whole machine.
+	// PIDs are the processes to inspect; empty means the whole machine. The
+	// snapshot keeps the objects they hold or wait on, their waits, and the
+	// deadlocks with at least one of them on the cycle.
 	PIDs []int
 	// ConfirmFor is how long a wait must hold unchanged to count towards a
 	// deadlock (default 100 ms).

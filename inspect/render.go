@@ -377,6 +377,11 @@ func plural(n int, one, many string) string {
 	return many
 }
 
+// counted gives n and the noun: "1 deadlock", "2 deadlocks".
+func counted(n int, one, many string) string {
+	return strconv.Itoa(n) + " " + plural(n, one, many)
+}
+
 // errWriter keeps the first write error and stops writing after it.
 type errWriter struct {
 	w   io.Writer

@@ -24,7 +24,8 @@ type pidFD struct{ pid, fd int }
 // Take reads the machine's IPC state: objects, their holders, the threads blocked
 // on them, and the deadlocks among those threads. It reads every process's
 // descriptors (a holder outside opts.PIDs can still be the only one who can end a
-// wait), then keeps, when opts.PIDs is set, what those processes hold or wait on.
+// wait), then keeps, when opts.PIDs is set, what those processes hold or wait on
+// and the deadlocks they are part of.
 //
 // A wait counts towards a deadlock only if it held over opts.ConfirmFor: the
 // thread was in the same call with the same arguments and had not run (its
@@ -146,6 +147,9 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	slices.SortFunc(s.Objects, func(a, b Object) int { return compareIDs(a.ID, b.ID) })
 	if len(opts.PIDs) > 0 {
 		s.Waits = slices.DeleteFunc(s.Waits, func(w Wait) bool { return !slices.Contains(opts.PIDs, w.PID) })
+		s.Deadlocks = slices.DeleteFunc(s.Deadlocks, func(d Deadlock) bool {
+			return !slices.ContainsFunc(d.Path, func(st Step) bool { return slices.Contains(opts.PIDs, st.PID) })
+		})
 	}
 	sort.SliceStable(s.Waits, func(i, j int) bool {
 		a, b := s.Waits[i], s.Waits[j]
