@@ -25,8 +25,17 @@ import (
 // processes of inspect -cost instead of ipcbench.
 const (
 	envHolder    = "IPCBENCH_INSPECT_HOLDER"    // "PIPES,SOCKETPAIRS": hold them open
-	envInspector = "IPCBENCH_INSPECT_INSPECTOR" // "1": take snapshots back to back
+	envInspector = "IPCBENCH_INSPECT_INSPECTOR" // a load: what the other process does
 )
+
+// The loads a ping-pong is measured under in inspect -cost, besides none.
+const (
+	loadLoop  = "inspect-loop" // whole-machine snapshots back to back
+	loadWatch = "inspect-1s"   // one snapshot a second, as inspect -watch -interval 1s
+	loadBurn  = "cpu-burn"     // a process spinning on the CPU: the control
+)
+
+var costLoads = []string{loadLoop, loadWatch, loadBurn}
 
 // costOptions size inspect -cost; zero fields take the defaults.
 type costOptions struct {
@@ -61,8 +70,11 @@ func (o *costOptions) defaults() {
 // inspectCost measures what inspect costs: how long a whole-machine snapshot takes
 // while one process holds o.pipes pipes and 2×o.socketPairs sockets, and how much a
 // pipe ping-pong between two pinned processes slows while another process takes
-// snapshots back to back (every round measures the ping-pong without and with it,
-// in alternating order, so that a drift of the machine hits both alike).
+// snapshots back to back, or one a second as -watch does, or (the control) while
+// another process only burns CPU: on a small machine a busy inspector slows a
+// ping-pong as any busy process does. Every round measures the ping-pong without
+// and with the load, in alternating order, so that a drift of the machine hits both
+// alike.
 func inspectCost(ctx context.Context, stdout, stderr io.Writer, o costOptions) error {
 	o.defaults()
 	exe, err := os.Executable()
@@ -142,73 +154,89 @@ func inspectCost(ctx context.Context, stdout, stderr io.Writer, o costOptions) e
 	}
 
 	// 2. Ping-pong latency with and without an inspector running.
-	fmt.Fprintf(stdout, "\nPipe ping-pong, 64 B, p50 round trip without and with `ipcbench inspect` taking snapshots back to back in another process (unpinned); %d rounds, alternating order:\n", o.rounds)
+	fmt.Fprintf(stdout, "\nPipe ping-pong, 64 B, p50 round trip without and with a load in another (unpinned) process: %s = snapshots back to back, %s = one a second, %s = a CPU spinner (the control); %d rounds each, alternating order:\n",
+		loadLoop, loadWatch, loadBurn, o.rounds)
 	var lt table.Table
-	lt.Right = table.RightFrom(2)
-	lt.Add("IMPL", "PIN", "WITHOUT P50", "WITH P50", "RATIO (MEDIAN)", "RATIO RANGE", "SNAPSHOTS")
+	lt.Right = table.RightFrom(3)
+	lt.Add("IMPL", "PIN", "LOAD", "WITHOUT P50", "WITH P50", "RATIO (MEDIAN)", "RATIO RANGE", "SNAPSHOTS")
 	for _, pin := range o.pins {
-		cfg := bench.Config{
-			Primitives: []string{"pipe"}, Sizes: []int{64}, Scenario: bench.ScenarioPingPong,
-			Duration: o.duration, Warmup: o.duration / 5, Pin: pin,
-			Waits: []ipc.WaitStrategy{ipc.WaitKernel}, Impls: []string{bench.ImplRaw, bench.ImplIpclab},
-		}
-		type acc struct{ without, with, ratio []float64 }
-		byImpl := map[string]*acc{}
-		var order []string
-		snapshots := 0
-		for round := range o.rounds {
-			var p50 [2]map[string]float64
-			for _, with := range []bool{round%2 == 1, round%2 == 0} {
-				var stop func() (int, error)
-				if with {
-					if stop, err = startInspector(ctx, exe, stderr); err != nil {
-						return err
-					}
-				}
-				rs, err := bench.Run(ctx, cfg)
-				if stop != nil {
-					n, serr := stop()
-					snapshots += n
-					err = errors.Join(err, serr)
-				}
-				if err != nil {
-					return err
-				}
-				m := map[string]float64{}
-				for _, r := range rs {
-					m[r.Impl] = r.RTT.P50
-				}
-				p50[b2i(with)] = m
+		for _, load := range costLoads {
+			if err := measureLoad(ctx, exe, stderr, o, pin, load, &lt); err != nil {
+				return err
 			}
-			for impl, without := range p50[0] {
-				a := byImpl[impl]
-				if a == nil {
-					a = &acc{}
-					byImpl[impl] = a
-					order = append(order, impl)
-				}
-				with := p50[1][impl]
-				a.without, a.with = append(a.without, without), append(a.with, with)
-				a.ratio = append(a.ratio, with/without)
-			}
-		}
-		slices.Sort(order)
-		for _, impl := range order {
-			a := byImpl[impl]
-			lt.Add(impl, pin, fmtNs(medianF(a.without)), fmtNs(medianF(a.with)),
-				fmt.Sprintf("%.3f×", medianF(a.ratio)),
-				fmt.Sprintf("%.3f–%.3f", slices.Min(a.ratio), slices.Max(a.ratio)),
-				strconv.Itoa(snapshots))
 		}
 	}
 	return lt.WriteText(stdout)
 }
 
-// startInspector starts a process taking whole-machine snapshots back to back; stop
-// ends it and returns how many it took.
-func startInspector(ctx context.Context, exe string, stderr io.Writer) (stop func() (int, error), err error) {
+// measureLoad measures the pipe ping-pong with pin placement, without and with load
+// running in another process, and adds a row per implementation to lt.
+func measureLoad(ctx context.Context, exe string, stderr io.Writer, o costOptions, pin, load string, lt *table.Table) error {
+	cfg := bench.Config{
+		Primitives: []string{"pipe"}, Sizes: []int{64}, Scenario: bench.ScenarioPingPong,
+		Duration: o.duration, Warmup: o.duration / 5, Pin: pin,
+		Waits: []ipc.WaitStrategy{ipc.WaitKernel}, Impls: []string{bench.ImplRaw, bench.ImplIpclab},
+	}
+	type acc struct{ without, with, ratio []float64 }
+	byImpl := map[string]*acc{}
+	var order []string
+	snapshots := 0
+	for round := range o.rounds {
+		var p50 [2]map[string]float64
+		for _, with := range []bool{round%2 == 1, round%2 == 0} {
+			var stop func() (int, error)
+			if with {
+				var err error
+				if stop, err = startLoad(ctx, exe, load, stderr); err != nil {
+					return err
+				}
+			}
+			rs, err := bench.Run(ctx, cfg)
+			if stop != nil {
+				n, serr := stop()
+				snapshots += n
+				err = errors.Join(err, serr)
+			}
+			if err != nil {
+				return err
+			}
+			m := map[string]float64{}
+			for _, r := range rs {
+				m[r.Impl] = r.RTT.P50
+			}
+			p50[b2i(with)] = m
+		}
+		for impl, without := range p50[0] {
+			a := byImpl[impl]
+			if a == nil {
+				a = &acc{}
+				byImpl[impl] = a
+				order = append(order, impl)
+			}
+			with := p50[1][impl]
+			a.without, a.with = append(a.without, without), append(a.with, with)
+			a.ratio = append(a.ratio, with/without)
+		}
+	}
+	slices.Sort(order)
+	for _, impl := range order {
+		a := byImpl[impl]
+		n := "-"
+		if load != loadBurn {
+			n = strconv.Itoa(snapshots)
+		}
+		lt.Add(impl, pin, load, fmtNs(medianF(a.without)), fmtNs(medianF(a.with)),
+			fmt.Sprintf("%.3f×", medianF(a.ratio)),
+			fmt.Sprintf("%.3f–%.3f", slices.Min(a.ratio), slices.Max(a.ratio)), n)
+	}
+	return nil
+}
+
+// startLoad starts a process running load; stop ends it and returns how many
+// snapshots it took (for the CPU spinner, how many millions of spins).
+func startLoad(ctx context.Context, exe, load string, stderr io.Writer) (stop func() (int, error), err error) {
 	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), envInspector+"=1")
+	cmd.Env = append(os.Environ(), envInspector+"="+load)
 	cmd.Stderr = stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -249,8 +277,8 @@ func inspectChildMain() {
 		}
 		os.Exit(0)
 	}
-	if os.Getenv(envInspector) != "" {
-		if err := inspectLoop(); err != nil {
+	if load := os.Getenv(envInspector); load != "" {
+		if err := runLoad(load); err != nil {
 			fmt.Fprintln(os.Stderr, "ipcbench inspector:", err)
 			os.Exit(1)
 		}
@@ -292,9 +320,9 @@ func holdObjects(spec string) error {
 	return err // (the descriptors close as the process exits)
 }
 
-// inspectLoop takes whole-machine snapshots back to back until its standard input
-// ends, then prints how many it took.
-func inspectLoop() error {
+// runLoad runs load until its standard input ends, then prints how many snapshots
+// it took (for the CPU spinner, millions of spins).
+func runLoad(load string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
@@ -302,11 +330,30 @@ func inspectLoop() error {
 	}()
 	os.Stdout.WriteString("ready\n")
 	n := 0
-	for ctx.Err() == nil {
-		if _, err := inspect.Take(ctx, inspect.Options{}); err != nil && ctx.Err() == nil {
-			return err
+	switch load {
+	case loadLoop, loadWatch:
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			if _, err := inspect.Take(ctx, inspect.Options{}); err != nil && ctx.Err() == nil {
+				return err
+			}
+			n++
+			if load == loadWatch {
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+				}
+			}
 		}
-		n++
+	case loadBurn:
+		for spins := 1; ctx.Err() == nil; spins++ {
+			if spins%1_000_000 == 0 {
+				n++
+			}
+		}
+	default:
+		return fmt.Errorf("%s=%q: not a load", envInspector, load)
 	}
 	_, err := fmt.Println(n)
 	return err

@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/inspect"
+	"github.com/ipclab/ipclab/internal/ipctest"
 )
 
 // envTestReader makes the test binary, re-executed, a process that reads its
@@ -165,8 +170,13 @@ func TestInspectCost(t *testing.T) {
 	})
 	require.NoError(t, err, errOut.String())
 	assert.Contains(t, out.String(), "with 50 pipes and 50 Unix sockets")
-	assert.Regexp(t, `(?m)^raw\s+same\s+[\d.]+ µs\s+[\d.]+ µs\s+[\d.]+×`, out.String())
-	assert.Regexp(t, `(?m)^ipclab\s+same\s+`, out.String())
+	for _, impl := range []string{"raw", "ipclab"} {
+		// Under the snapshot loop, at least one snapshot was taken; the CPU
+		// spinner takes none.
+		assert.Regexp(t, `(?m)^`+impl+`\s+same\s+inspect-loop\s+[\d.]+ µs\s+[\d.]+ µs\s+[\d.]+×\s+[\d.]+–[\d.]+\s+[1-9]\d*$`, out.String())
+		assert.Regexp(t, `(?m)^`+impl+`\s+same\s+inspect-1s\s+[\d.]+ µs\s+[\d.]+ µs\s+[\d.]+×\s+[\d.]+–[\d.]+\s+[1-9]\d*$`, out.String())
+		assert.Regexp(t, `(?m)^`+impl+`\s+same\s+cpu-burn\s+[\d.]+ µs\s+[\d.]+ µs\s+[\d.]+×\s+[\d.]+–[\d.]+\s+-$`, out.String())
+	}
 }
 
 func indexOf(lines []string, s string) int {
@@ -176,4 +186,61 @@ func indexOf(lines []string, s string) int {
 		}
 	}
 	return -1
+}
+
+// inspectAsNobody runs ipcbench inspect in the helper (started as nobody) and
+// prints what the test checks: "RESULT " and a JSON line.
+var inspectAsNobody = ipctest.Helper("ipcbench-inspect-nobody", func([]string) int {
+	var jsonOut, textOut, errOut strings.Builder
+	r := unprivilegedInspect{UID: os.Geteuid()}
+	if err := run(context.Background(), []string{"inspect", "-json"}, &jsonOut, &errOut); err != nil && !errors.Is(err, errDeadlock) {
+		r.Err = err.Error() + ": " + errOut.String()
+	} else if s, err := inspect.ReadJSON(strings.NewReader(jsonOut.String())); err != nil {
+		r.Err = err.Error()
+	} else {
+		r.Privileged, r.Unreadable = s.Privileged, s.Unreadable
+		for _, o := range s.Objects {
+			for _, h := range o.Holders {
+				r.OwnHeld += b2i(h.PID == os.Getpid())
+			}
+		}
+	}
+	if err := run(context.Background(), []string{"inspect"}, &textOut, &errOut); err != nil && !errors.Is(err, errDeadlock) {
+		r.Err += err.Error()
+	}
+	r.Text = textOut.String()
+	b, _ := json.Marshal(r)
+	fmt.Println("RESULT " + string(b))
+	return 0
+})
+
+type unprivilegedInspect struct {
+	UID        int
+	Err        string
+	Privileged bool
+	Unreadable []inspect.Unreadable
+	OwnHeld    int
+	Text       string
+}
+
+// Unprivileged, inspect sees what the user may see (its own descriptors), says
+// it is unprivileged, and lists what it could not read (root's processes)
+// instead of failing.
+func TestInspectUnprivileged(t *testing.T) {
+	ipctest.RequireRoot(t)
+	p := ipctest.Start(t, inspectAsNobody, ipctest.AsUser(ipctest.Nobody))
+	p.MustSucceed()
+	_, line, ok := strings.Cut(p.Output(), "RESULT ")
+	var r unprivilegedInspect
+	require.True(t, ok, p.Output())
+	require.NoError(t, json.Unmarshal([]byte(line), &r), p.Output())
+	require.Empty(t, r.Err)
+	assert.Equal(t, int(ipctest.Nobody), r.UID)
+	assert.False(t, r.Privileged)
+	assert.Positive(t, r.OwnHeld, "the inspector's own descriptors (its standard streams) are not in the snapshot")
+	assert.True(t, slices.ContainsFunc(r.Unreadable, func(u inspect.Unreadable) bool {
+		return strings.HasPrefix(u.What, "/proc/")
+	}), "root's processes are not listed as unreadable: %+v", r.Unreadable)
+	assert.Contains(t, r.Text, "unprivileged")
+	assert.Contains(t, r.Text, "COULD NOT READ")
 }
