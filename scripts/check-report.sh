@@ -67,7 +67,7 @@ js_errors=$(attr data-js-errors)
 csp=$(attr data-csp-violations)
 charts=$(attr data-charts)
 drawn=$(attr data-charts-drawn)
-svgs=$(grep -o '<svg class="chart"' "$work/dom.html" | wc -l)
+svgs=$( (grep -Eo '<svg [^>]*class="chart[" ]' "$work/dom.html" || true) | wc -l)
 console_errors=$(grep -Ec 'Uncaught|CONSOLE.*(Error|error)' "$work/stderr.log" || true)
 
 echo "check-report: $report: charts=$charts drawn=$drawn svg=$svgs js-errors=${js_errors:-0} csp-violations=${csp:-0} console-errors=$console_errors"

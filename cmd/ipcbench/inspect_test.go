@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,6 +100,23 @@ func TestInspectDeadlockCommand(t *testing.T) {
 	require.Len(t, s.Deadlocks, 1)
 	assert.Len(t, s.Deadlocks[0].Path, 2)
 	assert.ElementsMatch(t, []int{p1, p2}, []int{s.Deadlocks[0].Path[0].PID, s.Deadlocks[0].Path[1].PID})
+
+	// The same snapshot, saved, in the HTML report, with and without runs.
+	snap := filepath.Join(t.TempDir(), "snap.json")
+	require.NoError(t, os.WriteFile(snap, []byte(out), 0o600))
+	for _, args := range [][]string{
+		{"report", "-o", "-", "-inspect", snap},
+		{"report", "-o", "-", "-inspect", snap, "internal/report/testdata/fixture-debian12.json"},
+	} {
+		page, _, err := runCLI(t, args...)
+		require.NoError(t, err, args)
+		assert.Contains(t, page, `<section id="snapshots">`)
+		assert.Contains(t, page, `class="chart waitfor"`)
+		assert.Contains(t, page, html.EscapeString(s.Deadlocks[0].String()))
+		assert.Equal(t, len(args) == 6, strings.Contains(page, `<section id="latency">`), args)
+	}
+	_, _, err = runCLI(t, "report", "-o", "-", "-inspect", "internal/report/testdata/fixture-debian12.json")
+	assert.ErrorContains(t, err, "schema")
 
 	out, _, err = runCLI(t, "inspect", "-pid", pids, "-format", "dot")
 	require.ErrorIs(t, err, errDeadlock)

@@ -415,22 +415,38 @@ const defaultReport = "report.html"
 func htmlReport(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	out := fs.String("o", "", "the HTML file to write, replaced if it exists (- for standard output; default "+defaultReport+", which is never replaced)")
+	var snapFiles []string
+	fs.Func("inspect", "an IPC snapshot to show (ipcbench inspect -json > SNAP.json); may be repeated", func(path string) error {
+		snapFiles = append(snapFiles, path)
+		return nil
+	})
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ipcbench report [-o report.html] A.json B.json...")
+		fmt.Fprintln(fs.Output(), "usage: ipcbench report [-o report.html] [-inspect SNAP.json]... [A.json B.json...]")
 		fs.PrintDefaults()
 	}
 	if help, err := parseFlags(fs, args, stderr); help || err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		return usageError{errors.New("report needs at least one results file (ipcbench run --format json)")}
+	if fs.NArg() == 0 && len(snapFiles) == 0 {
+		return usageError{errors.New("report needs at least one results file (ipcbench run --format json) or -inspect snapshot (ipcbench inspect -json)")}
 	}
-	runs, err := report.LoadFiles(fs.Args()...)
-	if err != nil {
-		return err
+	var page report.Page
+	if fs.NArg() > 0 {
+		runs, err := report.LoadFiles(fs.Args()...)
+		if err != nil {
+			return err
+		}
+		page.Runs = runs
+	}
+	for _, p := range snapFiles {
+		s, err := report.LoadSnapshot(p)
+		if err != nil {
+			return err
+		}
+		page.Snapshots = append(page.Snapshots, s)
 	}
 	if *out == "-" {
-		return report.HTML(stdout, runs)
+		return page.WriteHTML(stdout)
 	}
 	path, flags := *out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC
 	if path == "" {
@@ -443,7 +459,7 @@ func htmlReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := report.HTML(file, runs); err != nil {
+	if err := page.WriteHTML(file); err != nil {
 		file.Close()
 		if *out == "" {
 			os.Remove(path) // made here, and incomplete

@@ -65,6 +65,23 @@ func TestBrowserCheck(t *testing.T) {
 		}
 	})
 
+	// INS-02 in a browser: the wait-for graph of a snapshot is drawn next to the
+	// run charts.
+	t.Run("snapshot", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := (Page{Runs: loadFixtures(t), Snapshots: []Snapshot{loadSnapshot(t)}}).WriteHTML(&b); err != nil {
+			t.Fatal(err)
+		}
+		out, ok := checkReport(t, b.Bytes())
+		if !ok {
+			t.Fatalf("the report with a snapshot failed the browser check:\n%s", out)
+		}
+		n := strings.Count(page, `<svg class="chart"`) + 1
+		if !strings.Contains(out, fmt.Sprintf("drawn=%d ", n)) {
+			t.Errorf("want %d charts drawn (the runs' and the wait-for graph):\n%s", n, out)
+		}
+	})
+
 	broken := []struct {
 		name, find, replace, want string
 	}{

@@ -52,3 +52,19 @@ func ExampleHTML() {
 	fmt.Println(strings.Count(page.String(), `<svg class="chart"`), "charts")
 	// Output: 3 charts
 }
+
+func ExamplePage_WriteHTML() {
+	// testdata/inspect-deadlock.json was written by ipcbench inspect -json.
+	snap, err := report.LoadSnapshot("testdata/inspect-deadlock.json")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var page strings.Builder
+	p := report.Page{Runs: []report.Run{machine("new", "6.8.0", 4680)}, Snapshots: []report.Snapshot{snap}}
+	if err := p.WriteHTML(&page); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println(strings.Count(page.String(), `class="chart waitfor"`), "wait-for graph,", len(snap.Deadlocks), "deadlock")
+	// Output: 1 wait-for graph, 1 deadlock
+}

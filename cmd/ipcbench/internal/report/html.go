@@ -16,19 +16,48 @@ import (
 // legends. The page loads nothing from the network: its Content-Security-Policy
 // forbids it, and violations are recorded in data-csp-violations.
 func HTML(w io.Writer, runs []Run) error {
-	if len(runs) == 0 {
-		return fmt.Errorf("%w: no runs for the report", ErrInvalid)
+	return Page{Runs: runs}.WriteHTML(w)
+}
+
+// A Page is what a report shows: benchmark runs, IPC snapshots, or both.
+type Page struct {
+	Runs      []Run
+	Snapshots []Snapshot
+}
+
+// WriteHTML writes the page as HTML does, with a section "IPC snapshots" that
+// shows each snapshot's deadlocks, wait-for graph (as inspect.WriteSVG draws it),
+// waits and objects. A page needs at least one run or one snapshot.
+func (p Page) WriteHTML(w io.Writer) error {
+	runs, snaps := p.Runs, p.Snapshots
+	if len(runs) == 0 && len(snaps) == 0 {
+		return fmt.Errorf("%w: no runs or snapshots for the report", ErrInvalid)
 	}
 	for _, r := range runs {
 		if err := r.Validate(); err != nil {
 			return fmt.Errorf("%s: %w", r.Name, err)
 		}
 	}
+	for i, s := range snaps {
+		if s.Snapshot == nil {
+			return fmt.Errorf("%w: snapshot %d (%s) is empty", ErrInvalid, i+1, s.Name)
+		}
+	}
 	names := labels(runs)
 	ew := &errWriter{w: w}
 	ew.write(pageHead)
-	ew.printf("<h1>ipcbench report</h1>\n<p class=\"sub\">%d %s: %s.</p>\n",
-		len(runs), plural(len(runs), "run", "runs"), esc(strings.Join(names, ", ")))
+	var shown []string
+	if len(runs) > 0 {
+		shown = append(shown, fmt.Sprintf("%s: %s", counted(len(runs), "run", "runs"), esc(strings.Join(names, ", "))))
+	}
+	if len(snaps) > 0 {
+		snapNames := make([]string, len(snaps))
+		for i, s := range snaps {
+			snapNames[i] = s.Name
+		}
+		shown = append(shown, fmt.Sprintf("%s: %s", counted(len(snaps), "IPC snapshot", "IPC snapshots"), esc(strings.Join(snapNames, ", "))))
+	}
+	ew.printf("<h1>ipcbench report</h1>\n<p class=\"sub\">%s.</p>\n", strings.Join(shown, "; "))
 
 	var nav []string
 	var body strings.Builder
@@ -37,11 +66,22 @@ func HTML(w io.Writer, runs []Run) error {
 		fmt.Fprintf(&body, "<section id=\"%s\">\n<h2>%s</h2>\n%s</section>\n", id, esc(title), content)
 	}
 
-	section("latency", "Round-trip latency", latencySection(runs, names))
-	section("throughput", "Throughput vs message size", throughputSection(runs, names))
-	section("ebpf", "Where the time goes (eBPF)", ebpfSection(runs, names))
-	section("tables", "Comparison tables", tablesSection(runs, names))
-	section("machines", "Machines", machinesSection(runs, names))
+	if len(runs) > 0 {
+		section("latency", "Round-trip latency", latencySection(runs, names))
+		section("throughput", "Throughput vs message size", throughputSection(runs, names))
+		section("ebpf", "Where the time goes (eBPF)", ebpfSection(runs, names))
+		section("tables", "Comparison tables", tablesSection(runs, names))
+	}
+	if len(snaps) > 0 {
+		content, err := snapshotSection(snaps)
+		if err != nil {
+			return err
+		}
+		section("snapshots", "IPC snapshots", content)
+	}
+	if len(runs) > 0 {
+		section("machines", "Machines", machinesSection(runs, names))
+	}
 
 	ew.printf("<nav>%s</nav>\n", strings.Join(nav, " · "))
 	ew.write(body.String())
