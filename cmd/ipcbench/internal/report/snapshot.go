@@ -2,8 +2,6 @@ package report
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,16 +18,8 @@ type Snapshot struct {
 
 // LoadSnapshot reads a snapshot written by ipcbench inspect -json.
 func LoadSnapshot(path string) (Snapshot, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	defer f.Close()
-	s, err := inspect.ReadJSON(f)
-	if err != nil {
-		return Snapshot{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return Snapshot{Name: strings.TrimSuffix(filepath.Base(path), ".json"), Snapshot: s}, nil
+	name, s, err := loadFile(path, inspect.ReadJSON)
+	return Snapshot{Name: name, Snapshot: s}, err
 }
 
 // snapshotSection shows each snapshot: what it saw, its deadlocks, its wait-for

@@ -280,16 +280,24 @@ func (f File) Validate() error {
 
 // Load reads the ipcbench JSON file at path. The run is named after the file.
 func Load(path string) (Run, error) {
+	name, f, err := loadFile(path, Decode)
+	return Run{Name: name, File: f}, err
+}
+
+// loadFile decodes the file at path with decode, and names what it read after the
+// file, without ".json".
+func loadFile[T any](path string, decode func(io.Reader) (T, error)) (string, T, error) {
+	var zero T
 	fh, err := os.Open(path)
 	if err != nil {
-		return Run{}, err
+		return "", zero, err
 	}
 	defer fh.Close()
-	f, err := Decode(fh)
+	v, err := decode(fh)
 	if err != nil {
-		return Run{}, fmt.Errorf("%s: %w", path, err)
+		return "", zero, fmt.Errorf("%s: %w", path, err)
 	}
-	return Run{Name: strings.TrimSuffix(filepath.Base(path), ".json"), File: f}, nil
+	return strings.TrimSuffix(filepath.Base(path), ".json"), v, nil
 }
 
 // LoadFiles loads every path in order. Runs may share a name; Compare and HTML then
