@@ -1,0 +1,104 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// A Conn carries whole messages both ways between a source and a sink: one Send is
+// one Recv at the other end. sockets.SeqpacketConn, sockets.DgramConn (Unix or UDP)
+// and sysv.Ring (one way; pair two with Duplex) are Conns; byte streams (pipes, Unix
+// stream sockets, TCP) become Conns with Framed.
+type Conn interface {
+	Send(ctx context.Context, p []byte) error
+	Recv(ctx context.Context, p []byte) (int, error)
+}
+
+// A ContextReader reads with a context: ipc/pipe's Reader and sockets.StreamConn
+// are ContextReaders.
+type ContextReader interface {
+	ReadContext(ctx context.Context, p []byte) (int, error)
+}
+
+// A ContextWriter writes with a context: ipc/pipe's Writer and sockets.StreamConn
+// are ContextWriters.
+type ContextWriter interface {
+	WriteContext(ctx context.Context, p []byte) (int, error)
+}
+
+// Framed makes a Conn of a byte stream: each message is written whole (the unit
+// header carries its length), and Recv reads exactly one. r or w may be nil for a
+// one-way stream (its Recv or Send then fails). A pipe pair, one each way, is
+// Framed(r, w) on each side.
+func Framed(r ContextReader, w ContextWriter) Conn { return &framed{r: r, w: w} }
+
+type framed struct {
+	r ContextReader
+	w ContextWriter
+}
+
+func (f *framed) Send(ctx context.Context, p []byte) error {
+	if f.w == nil {
+		return ipc.Wrap("send", "framed stream", fmt.Errorf("%w: no write side", ipc.ErrInvalid))
+	}
+	for len(p) > 0 {
+		n, err := f.w.WriteContext(ctx, p)
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+func (f *framed) Recv(ctx context.Context, p []byte) (int, error) {
+	if f.r == nil {
+		return 0, ipc.Wrap("recv", "framed stream", fmt.Errorf("%w: no read side", ipc.ErrInvalid))
+	}
+	if len(p) < HeaderSize {
+		return 0, ipc.Wrap("recv", "framed stream", fmt.Errorf("%w: buffer of %d bytes, shorter than a header", ipc.ErrInvalid, len(p)))
+	}
+	if err := f.full(ctx, p[:HeaderSize]); err != nil {
+		return 0, err
+	}
+	var h header
+	if err := h.parse(p[:HeaderSize]); err != nil {
+		return 0, ipc.Wrap("recv", "framed stream", err)
+	}
+	n := HeaderSize + int(h.len)
+	if n > len(p) {
+		// The stream is now out of step: the rest of this unit is unread.
+		return 0, ipc.Wrap("recv", "framed stream", fmt.Errorf("%w: unit of %d bytes, buffer of %d", ipc.ErrTruncated, n, len(p)))
+	}
+	if err := f.full(ctx, p[HeaderSize:n]); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// full reads exactly len(p) bytes; EOF in the middle is io.ErrUnexpectedEOF.
+func (f *framed) full(ctx context.Context, p []byte) error {
+	for got := 0; got < len(p); {
+		n, err := f.r.ReadContext(ctx, p[got:])
+		got += n
+		if err == io.EOF && got > 0 && got < len(p) {
+			return io.ErrUnexpectedEOF
+		}
+		if err != nil && got < len(p) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Duplex makes one Conn of two one-way ones: Send goes out on out, Recv reads in
+// (two sysv.Rings, or two Framed pipes).
+func Duplex(out, in Conn) Conn { return duplex{out, in} }
+
+type duplex struct{ out, in Conn }
+
+func (d duplex) Send(ctx context.Context, p []byte) error        { return d.out.Send(ctx, p) }
+func (d duplex) Recv(ctx context.Context, p []byte) (int, error) { return d.in.Recv(ctx, p) }

@@ -1,0 +1,558 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipclab/ipclab/ipc"
+)
+
+// A Sink is the receiving end of a stream: it admits the stream (with an Admission,
+// if given), polices it against its contract, plays it out according to its mode,
+// and reports on it every interval. One goroutine calls Recv; the other methods are
+// safe for concurrent use.
+type Sink struct {
+	conn   Conn
+	adm    *Admission
+	media  bool
+	epoch  int64
+	buf    []byte
+	ctrl   []byte
+	police *TokenBucket
+
+	mu      sync.Mutex
+	spec    FlowSpec
+	cur     window // the current monitoring interval
+	total   Stats
+	lastSeq map[uint32]uint64 // highest seq seen per sub-stream (+1; 0 = none)
+	seen    map[uint32]*seqSet
+	prevDel int64
+	hasPrev bool
+	log     []Unit
+	logCap  int
+	pending int // length of a unit read but not yet handed out (Recv with a short buffer)
+
+	interval   time.Duration
+	reports    chan Report
+	violations chan Violation
+	done       chan struct{}
+	monitor    sync.WaitGroup
+	closeOnce  sync.Once
+	released   bool
+}
+
+// Stats counts what a sink received over the whole stream.
+type Stats struct {
+	// Units and Bytes handed out (Bytes on the wire, headers included).
+	Units, Bytes uint64
+	// Lost units: sequence numbers never seen below the highest seen (counting only
+	// the units the contract's Every asks for).
+	Lost uint64
+	// Duplicates and Reordered units.
+	Duplicates, Reordered uint64
+	// Beyond counts units the policer found beyond the contract; Dropped those the
+	// sink dropped (beyond the contract under PoliceDrop, or late under DropLate).
+	Beyond, Dropped uint64
+	// Late counts units that arrived after the contract's maximum delay.
+	Late uint64
+	// Unwanted counts units the contract's Every did not ask for (dropped).
+	Unwanted uint64
+}
+
+// A Report is what a sink measured over one monitoring interval.
+type Report struct {
+	// Start and End bound the interval (Now nanoseconds).
+	Start, End int64
+	// Units and Bytes handed out; Rate in bytes per second.
+	Units, Bytes uint64
+	Rate         float64
+	// DelayP50 and DelayP99 are of the end-to-end delay (send to release); JitterP99
+	// of the change in delay between consecutive units.
+	DelayP50, DelayP99, JitterP99 time.Duration
+	// Counts within the interval, as in Stats.
+	Lost, Late, Beyond, Dropped uint64
+	// Violated says how the contract was broken in the interval, if it was: "rate"
+	// (units beyond the contract), "late", "loss". Empty when kept.
+	Violated []string
+}
+
+// A Violation is a breach of the contract, reported as soon as the sink sees it: the
+// first unit beyond the contract in an interval ("rate"), the first late unit
+// ("late"), or an interval whose loss exceeded MaxLoss ("loss").
+type Violation struct {
+	Kind string
+	At   int64 // Now nanoseconds
+	Seq  uint64
+	Sub  uint32
+	// Detail says what was measured against what was agreed.
+	Detail string
+}
+
+type window struct {
+	start              int64
+	units, bytes       uint64
+	lost, late, beyond uint64
+	dropped            uint64
+	delays, jitters    []int64
+	flagged            map[string]bool
+}
+
+type sinkConfig struct {
+	adm      *Admission
+	media    bool
+	interval time.Duration
+	logCap   int
+	maxUnit  int
+}
+
+// A SinkOption configures Accept.
+type SinkOption func(*sinkConfig)
+
+// WithAdmission makes the sink decide offers with a: accept, counter-offer or refuse
+// (without it the sink accepts every valid offer). The stream's rate is given back
+// when it ends.
+func WithAdmission(a *Admission) SinkOption { return func(c *sinkConfig) { c.adm = a } }
+
+// ByMediaTime makes an isochronous sink play each unit out at the stream's epoch +
+// its media time + MinDelay, instead of its send time + MinDelay: the sinks of a
+// complex stream, whose sources share an epoch (WithEpoch), then play their units
+// out in step, whatever path each took.
+func ByMediaTime() SinkOption { return func(c *sinkConfig) { c.media = true } }
+
+// WithInterval sets the monitoring interval (default 100 ms).
+func WithInterval(d time.Duration) SinkOption { return func(c *sinkConfig) { c.interval = d } }
+
+// WithLog makes the sink keep the first n units it handed out (without payloads),
+// for a checker to read: Log.
+func WithLog(n int) SinkOption { return func(c *sinkConfig) { c.logCap = n } }
+
+// WithMaxUnit sets the largest unit the sink can receive, header included (default
+// 64 KiB + HeaderSize).
+func WithMaxUnit(n int) SinkOption { return func(c *sinkConfig) { c.maxUnit = n } }
+
+// Accept waits for a source's offer on conn, decides it, and returns the sink of
+// the admitted stream. A refused offer (or a counter-offer the source turns down)
+// is answered and Accept waits for the next offer, until ctx ends.
+func Accept(ctx context.Context, conn Conn, opts ...SinkOption) (*Sink, error) {
+	c := sinkConfig{interval: 100 * time.Millisecond, maxUnit: 64<<10 + HeaderSize}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.interval <= 0 || c.logCap < 0 || c.maxUnit < HeaderSize+controlSize || c.maxUnit > HeaderSize+MaxPayload {
+		return nil, ipc.Wrap("accept", "stream", fmt.Errorf("%w: interval %v, log %d, max unit %d", ipc.ErrInvalid, c.interval, c.logCap, c.maxUnit))
+	}
+	s := &Sink{conn: conn, adm: c.adm, media: c.media, buf: make([]byte, c.maxUnit), ctrl: make([]byte, HeaderSize+controlSize),
+		lastSeq: map[uint32]uint64{}, seen: map[uint32]*seqSet{}, logCap: c.logCap, interval: c.interval,
+		reports: make(chan Report, 64), violations: make(chan Violation, 64), done: make(chan struct{})}
+	for {
+		offer, err := recvControl(ctx, conn, s.ctrl, opOffer)
+		if err != nil {
+			return nil, wrapOp("accept", err)
+		}
+		spec, ok, err := s.decide(ctx, opOffer, FlowSpec{}, offer.spec)
+		if err != nil {
+			return nil, wrapOp("accept", err)
+		}
+		if ok {
+			s.spec, s.epoch = spec, offer.epoch
+			break
+		}
+	}
+	now := Now()
+	s.police = s.policer(now)
+	s.cur = s.newWindow(now)
+	if c.logCap > 0 {
+		s.log = make([]Unit, 0, c.logCap)
+	}
+	s.monitor.Add(1)
+	go s.run()
+	return s, nil
+}
+
+// policer returns the token bucket the contract allows, widened by the tolerance.
+func (s *Sink) policer(now int64) *TokenBucket {
+	return NewTokenBucket(s.spec.Rate, s.spec.Depth+int(s.spec.Rate*s.spec.tolerance().Seconds()), now)
+}
+
+// decide answers an offer (or renegotiation, holding old) and settles a
+// counter-offer; ok reports whether a contract was agreed.
+func (s *Sink) decide(ctx context.Context, op byte, old, offer FlowSpec) (FlowSpec, bool, error) {
+	d := Decision{Verdict: Grant, Spec: offer}
+	if s.adm != nil {
+		if op == opRenegotiate {
+			d = s.adm.Renegotiate(old, offer)
+		} else {
+			d = s.adm.Decide(offer)
+		}
+	}
+	switch d.Verdict {
+	case Grant:
+		return d.Spec, true, sendControl(ctx, s.conn, s.ctrl, control{op: opAccept, spec: d.Spec})
+	case Counter:
+		if err := sendControl(ctx, s.conn, s.ctrl, control{op: opCounter, spec: d.Spec}); err != nil {
+			return FlowSpec{}, false, err
+		}
+		ans, err := recvControl(ctx, s.conn, s.ctrl, opConfirm, opCancel)
+		if err != nil {
+			return FlowSpec{}, false, err
+		}
+		if ans.op == opConfirm {
+			return d.Spec, true, nil
+		}
+		s.adm.Release("cancel", d.Spec)
+		if op == opRenegotiate { // the old contract stays
+			s.adm.Renegotiate(FlowSpec{}, old)
+		}
+		return FlowSpec{}, false, nil
+	}
+	return FlowSpec{}, false, sendControl(ctx, s.conn, s.ctrl, control{op: opRefuse})
+}
+
+// Spec returns the contract in force.
+func (s *Sink) Spec() FlowSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spec
+}
+
+// Epoch returns the stream's media epoch, as the source gave it.
+func (s *Sink) Epoch() int64 { return s.epoch }
+
+// Stats returns the counts over the whole stream so far.
+func (s *Sink) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// Log returns a copy of the units logged (WithLog).
+func (s *Sink) Log() []Unit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.log)
+}
+
+// Reports delivers a Report at the end of every monitoring interval. Reports the
+// reader does not take in time are dropped (the channel holds 64). It is closed by
+// Close.
+func (s *Sink) Reports() <-chan Report { return s.reports }
+
+// Violations delivers breaches of the contract as they are seen (at most one of
+// each kind per interval). It is closed by Close.
+func (s *Sink) Violations() <-chan Violation { return s.violations }
+
+// Recv returns the next unit to play out, its payload copied into buf: at once in
+// Async and Sync mode, and in Isochronous mode when its play-out time comes. Units
+// beyond the contract under PoliceDrop, late units under DropLate and units the
+// contract's Every does not ask for are dropped and counted, not returned. At the
+// end of the stream Recv returns io.EOF. If buf is too short for the payload, Recv
+// returns an error matching ipc.ErrInvalid and keeps the unit for the next call.
+func (s *Sink) Recv(ctx context.Context, buf []byte) (Unit, error) {
+	for {
+		var n int
+		if s.pending > 0 {
+			n, s.pending = s.pending, 0
+		} else {
+			var err error
+			n, err = s.conn.Recv(ctx, s.buf)
+			if err != nil {
+				return Unit{}, wrapOp("recv", err)
+			}
+		}
+		arrived := Now()
+		var h header
+		if err := h.parse(s.buf[:n]); err != nil {
+			return Unit{}, wrapOp("recv", err)
+		}
+		if int(h.len) != n-HeaderSize {
+			return Unit{}, wrapOp("recv", fmt.Errorf("%w: unit declares %d payload bytes, carries %d", ErrProtocol, h.len, n-HeaderSize))
+		}
+		if h.kind == kindControl {
+			if err := s.control(ctx, s.buf[HeaderSize:n]); err != nil {
+				return Unit{}, err
+			}
+			continue
+		}
+		if len(buf) < int(h.len) {
+			s.pending = n
+			return Unit{}, ipc.Wrap("recv", "stream", fmt.Errorf("%w: buffer of %d bytes for a payload of %d; the unit is kept", ipc.ErrInvalid, len(buf), h.len))
+		}
+		u, ok := s.admit(&h, n, arrived)
+		if !ok {
+			continue
+		}
+		if s.spec.Mode == Isochronous && !u.Late {
+			if err := sleepUntil(ctx, s.playAt(&h)); err != nil {
+				return Unit{}, wrapOp("recv", err)
+			}
+		}
+		u.Released = Now()
+		copy(buf, s.buf[HeaderSize:n])
+		s.handedOut(u, n)
+		return u, nil
+	}
+}
+
+// playAt is when an isochronous unit is due: MinDelay after its send time, or in a
+// complex stream after its media time.
+func (s *Sink) playAt(h *header) int64 {
+	if s.media {
+		return s.epoch + h.pts + int64(s.spec.MinDelay)
+	}
+	return h.sent + int64(s.spec.MinDelay)
+}
+
+// control handles a control message in the middle of the stream.
+func (s *Sink) control(ctx context.Context, p []byte) error {
+	c, err := parseControl(p)
+	if err != nil {
+		return wrapOp("recv", err)
+	}
+	switch c.op {
+	case opClose:
+		s.release()
+		return io.EOF
+	case opRenegotiate:
+		old := s.Spec()
+		spec, ok, err := s.decide(ctx, opRenegotiate, old, c.spec)
+		if err != nil {
+			return wrapOp("renegotiate", err)
+		}
+		if ok {
+			s.mu.Lock()
+			s.spec = spec
+			s.police = s.policer(Now())
+			s.mu.Unlock()
+		}
+		return nil
+	}
+	return wrapOp("recv", fmt.Errorf("%w: %s in the middle of a stream", ErrProtocol, opName(c.op)))
+}
+
+// admit accounts for a data unit that arrived, polices it and checks its delay; ok
+// is false if the unit is dropped.
+func (s *Sink) admit(h *header, n int, arrived int64) (Unit, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := Unit{Sub: h.sub, Seq: h.seq, PTS: h.pts, Sent: h.sent, Arrived: arrived, Len: int(h.len)}
+	every := uint64(s.spec.every())
+	if h.seq%every != 0 {
+		s.total.Unwanted++
+		return u, false
+	}
+	// Sequence: duplicates, reordering, loss (counted as gaps below the highest).
+	set := s.seen[h.sub]
+	if set == nil {
+		set = &seqSet{}
+		s.seen[h.sub] = set
+	}
+	if !set.add(h.seq) {
+		s.total.Duplicates++
+		return u, false
+	}
+	top := s.lastSeq[h.sub] // highest seen + 1; 0 for none
+	if h.seq+1 > top {
+		var miss uint64
+		if top == 0 {
+			miss = h.seq / every
+		} else {
+			miss = (h.seq-(top-1))/every - 1
+		}
+		s.total.Lost += miss
+		s.cur.lost += miss
+		s.lastSeq[h.sub] = h.seq + 1
+	} else { // a hole filled late: it was counted lost
+		s.total.Reordered++
+		s.total.Lost--
+		if s.cur.lost > 0 {
+			s.cur.lost--
+		}
+	}
+	// Policing.
+	if !s.police.Take(n+s.spec.Overhead, arrived) {
+		s.total.Beyond++
+		s.cur.beyond++
+		s.flag("rate", u, fmt.Sprintf("unit %d beyond the contract (%.0f bytes/s, depth %d, tolerance %v)", h.seq, s.spec.Rate, s.spec.Depth, s.spec.tolerance()))
+		switch s.spec.Police {
+		case PoliceDrop:
+			s.total.Dropped++
+			s.cur.dropped++
+			return u, false
+		case PoliceMark:
+			u.Marked = true
+		}
+	}
+	// Delay.
+	if s.spec.Mode != Async {
+		due := h.sent + int64(s.spec.MaxDelay)
+		if s.media {
+			due = s.epoch + h.pts + int64(s.spec.MaxDelay)
+		}
+		if arrived > due {
+			u.Late = true
+			s.total.Late++
+			s.cur.late++
+			s.flag("late", u, fmt.Sprintf("unit %d arrived %v after its due time", h.seq, time.Duration(arrived-due)))
+			if s.spec.DropLate {
+				s.total.Dropped++
+				s.cur.dropped++
+				return u, false
+			}
+		}
+	}
+	return u, true
+}
+
+// handedOut records a unit handed out.
+func (s *Sink) handedOut(u Unit, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total.Units++
+	s.total.Bytes += uint64(n)
+	s.cur.units++
+	s.cur.bytes += uint64(n)
+	d := u.Delay()
+	s.cur.delays = append(s.cur.delays, d)
+	if s.hasPrev {
+		j := d - s.prevDel
+		if j < 0 {
+			j = -j
+		}
+		s.cur.jitters = append(s.cur.jitters, j)
+	}
+	s.prevDel, s.hasPrev = d, true
+	if len(s.log) < s.logCap {
+		s.log = append(s.log, u)
+	}
+}
+
+// flag reports a violation of kind once per interval; s.mu is held.
+func (s *Sink) flag(kind string, u Unit, detail string) {
+	if s.cur.flagged[kind] {
+		return
+	}
+	s.cur.flagged[kind] = true
+	select {
+	case s.violations <- Violation{Kind: kind, At: Now(), Seq: u.Seq, Sub: u.Sub, Detail: detail}:
+	default:
+	}
+}
+
+func (s *Sink) newWindow(now int64) window {
+	return window{start: now, flagged: map[string]bool{}, delays: s.cur.delays[:0], jitters: s.cur.jitters[:0]}
+}
+
+// run ends an interval every s.interval and reports it.
+func (s *Sink) run() {
+	defer s.monitor.Done()
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.endInterval()
+		}
+	}
+}
+
+func (s *Sink) endInterval() {
+	s.mu.Lock()
+	now := Now()
+	w := &s.cur
+	r := Report{Start: w.start, End: now, Units: w.units, Bytes: w.bytes, Lost: w.lost, Late: w.late, Beyond: w.beyond, Dropped: w.dropped}
+	if span := now - w.start; span > 0 {
+		r.Rate = float64(w.bytes) / (float64(span) / 1e9)
+	}
+	r.DelayP50, r.DelayP99 = quantile(w.delays, 0.5), quantile(w.delays, 0.99)
+	r.JitterP99 = quantile(w.jitters, 0.99)
+	if w.beyond > 0 {
+		r.Violated = append(r.Violated, "rate")
+	}
+	if w.late > 0 {
+		r.Violated = append(r.Violated, "late")
+	}
+	if expected := w.units + w.lost; expected > 0 && float64(w.lost)/float64(expected) > s.spec.MaxLoss {
+		r.Violated = append(r.Violated, "loss")
+		s.flag("loss", Unit{}, fmt.Sprintf("%d of %d units lost in the interval, more than %.2g", w.lost, expected, s.spec.MaxLoss))
+	}
+	s.cur = s.newWindow(now)
+	s.mu.Unlock()
+	select {
+	case s.reports <- r:
+	default:
+	}
+}
+
+// quantile returns the q-quantile of v (sorting it in place), 0 for none.
+func quantile(v []int64, q float64) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	i := int(q * float64(len(v)-1))
+	return time.Duration(v[i])
+}
+
+// release gives the stream's rate back to the admission controller, once.
+func (s *Sink) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adm != nil && !s.released {
+		s.released = true
+		s.adm.Release("release", s.spec)
+	}
+}
+
+// Close stops the monitor, closes Reports and Violations, and gives the stream's
+// rate back to the admission controller. It does not close the Conn. Close is
+// idempotent.
+func (s *Sink) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.monitor.Wait()
+		s.release()
+		close(s.reports)
+		close(s.violations)
+	})
+	return nil
+}
+
+// seqSet remembers which sequence numbers were seen, compactly: every number below
+// base was seen, and bits holds the ones above it.
+type seqSet struct {
+	base uint64
+	bits []uint64
+}
+
+// add records seq and reports whether it was new.
+func (q *seqSet) add(seq uint64) bool {
+	if seq < q.base {
+		return false
+	}
+	off := seq - q.base
+	for off >= uint64(len(q.bits))*64 {
+		if len(q.bits) >= 1<<14 { // a window of a million units: forget the oldest
+			q.base += 64
+			q.bits = q.bits[1:]
+			off -= 64
+			continue
+		}
+		q.bits = append(q.bits, 0)
+	}
+	w, b := off/64, off%64
+	if q.bits[w]&(1<<b) != 0 {
+		return false
+	}
+	q.bits[w] |= 1 << b
+	for len(q.bits) > 0 && q.bits[0] == ^uint64(0) {
+		q.base += 64
+		q.bits = q.bits[1:]
+	}
+	return true
+}
