@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"sync"
 
 	"github.com/ipclab/ipclab/ipc"
 )
@@ -102,3 +104,50 @@ type duplex struct{ out, in Conn }
 
 func (d duplex) Send(ctx context.Context, p []byte) error        { return d.out.Send(ctx, p) }
 func (d duplex) Recv(ctx context.Context, p []byte) (int, error) { return d.in.Recv(ctx, p) }
+
+// A PacketConn is an unconnected datagram socket: sockets.DgramConn from ListenUDP
+// or ListenDgram.
+type PacketConn interface {
+	SendTo(ctx context.Context, p []byte, addr net.Addr) error
+	RecvFrom(ctx context.Context, p []byte) (int, net.Addr, error)
+}
+
+// Unconnected makes a Conn of an unconnected datagram socket that talks to one
+// peer: peer if given, else the sender of the first datagram received (a sink
+// listening for one source). Datagrams from anyone else are dropped unread. A
+// source dials (sockets.DialUDP) and uses its connected socket as the Conn.
+func Unconnected(c PacketConn, peer net.Addr) Conn { return &unconnected{c: c, peer: peer} }
+
+type unconnected struct {
+	c    PacketConn
+	mu   sync.Mutex
+	peer net.Addr
+}
+
+func (u *unconnected) Send(ctx context.Context, p []byte) error {
+	u.mu.Lock()
+	peer := u.peer
+	u.mu.Unlock()
+	if peer == nil {
+		return ipc.Wrap("send", "datagram stream", fmt.Errorf("%w: no peer yet (nothing received)", ipc.ErrInvalid))
+	}
+	return u.c.SendTo(ctx, p, peer)
+}
+
+func (u *unconnected) Recv(ctx context.Context, p []byte) (int, error) {
+	for {
+		n, from, err := u.c.RecvFrom(ctx, p)
+		if err != nil {
+			return n, err
+		}
+		u.mu.Lock()
+		if u.peer == nil {
+			u.peer = from
+		}
+		ok := from != nil && u.peer.String() == from.String()
+		u.mu.Unlock()
+		if ok {
+			return n, nil
+		}
+	}
+}

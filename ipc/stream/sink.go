@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -57,7 +58,8 @@ type Stats struct {
 	// Beyond counts units the policer found beyond the contract; Dropped those the
 	// sink dropped (beyond the contract under PoliceDrop, or late under DropLate).
 	Beyond, Dropped uint64
-	// Late counts units that arrived after the contract's maximum delay.
+	// Late counts units that arrived, or were handed out, after the contract's
+	// maximum delay.
 	Late uint64
 	// Unwanted counts units the contract's Every did not ask for (dropped).
 	Unwanted uint64
@@ -148,6 +150,10 @@ func Accept(ctx context.Context, conn Conn, opts ...SinkOption) (*Sink, error) {
 	s := &Sink{conn: conn, adm: c.adm, media: c.media, buf: make([]byte, c.maxUnit), ctrl: make([]byte, HeaderSize+controlSize),
 		lastSeq: map[uint32]uint64{}, seen: map[uint32]*seqSet{}, logCap: c.logCap, interval: c.interval,
 		reports: make(chan Report, 64), violations: make(chan Violation, 64), done: make(chan struct{})}
+	if c.logCap > 0 {
+		// Before the answer: the source sends once it has it.
+		s.log = make([]Unit, 0, c.logCap)
+	}
 	for {
 		offer, err := recvControl(ctx, conn, s.ctrl, opOffer)
 		if err != nil {
@@ -165,9 +171,6 @@ func Accept(ctx context.Context, conn Conn, opts ...SinkOption) (*Sink, error) {
 	now := Now()
 	s.police = s.policer(now)
 	s.cur = s.newWindow(now)
-	if c.logCap > 0 {
-		s.log = make([]Unit, 0, c.logCap)
-	}
 	s.monitor.Add(1)
 	go s.run()
 	return s, nil
@@ -259,6 +262,11 @@ func (s *Sink) Recv(ctx context.Context, buf []byte) (Unit, error) {
 		} else {
 			var err error
 			n, err = s.conn.Recv(ctx, s.buf)
+			if errors.Is(err, io.EOF) {
+				// The transport ended without the source's close: it died or
+				// dropped the connection. The end is not a clean one.
+				return Unit{}, wrapOp("recv", fmt.Errorf("%w: the source went away without closing the stream", io.ErrUnexpectedEOF))
+			}
 			if err != nil {
 				return Unit{}, wrapOp("recv", err)
 			}
@@ -292,7 +300,7 @@ func (s *Sink) Recv(ctx context.Context, buf []byte) (Unit, error) {
 		}
 		u.Released = Now()
 		copy(buf, s.buf[HeaderSize:n])
-		s.handedOut(u, n)
+		s.handedOut(&u, &h, n)
 		return u, nil
 	}
 }
@@ -304,6 +312,14 @@ func (s *Sink) playAt(h *header) int64 {
 		return s.epoch + h.pts + int64(s.spec.MinDelay)
 	}
 	return h.sent + int64(s.spec.MinDelay)
+}
+
+// due is the latest a unit may be handed out: MaxDelay after its reference.
+func (s *Sink) due(h *header) int64 {
+	if s.media {
+		return s.epoch + h.pts + int64(s.spec.MaxDelay)
+	}
+	return h.sent + int64(s.spec.MaxDelay)
 }
 
 // control handles a control message in the middle of the stream.
@@ -388,10 +404,7 @@ func (s *Sink) admit(h *header, n int, arrived int64) (Unit, bool) {
 	}
 	// Delay.
 	if s.spec.Mode != Async {
-		due := h.sent + int64(s.spec.MaxDelay)
-		if s.media {
-			due = s.epoch + h.pts + int64(s.spec.MaxDelay)
-		}
+		due := s.due(h)
 		if arrived > due {
 			u.Late = true
 			s.total.Late++
@@ -407,10 +420,18 @@ func (s *Sink) admit(h *header, n int, arrived int64) (Unit, bool) {
 	return u, true
 }
 
-// handedOut records a unit handed out.
-func (s *Sink) handedOut(u Unit, n int) {
+// handedOut records a unit handed out. A unit that arrived in time but is handed
+// out after its due time (the sink itself was late: descheduled, or slow to come
+// back to Recv) is late too.
+func (s *Sink) handedOut(u *Unit, h *header, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.spec.Mode != Async && !u.Late && u.Released > s.due(h) {
+		u.Late = true
+		s.total.Late++
+		s.cur.late++
+		s.flag("late", *u, fmt.Sprintf("unit %d handed out %v after its due time", h.seq, time.Duration(u.Released-s.due(h))))
+	}
 	s.total.Units++
 	s.total.Bytes += uint64(n)
 	s.cur.units++
@@ -426,7 +447,7 @@ func (s *Sink) handedOut(u Unit, n int) {
 	}
 	s.prevDel, s.hasPrev = d, true
 	if len(s.log) < s.logCap {
-		s.log = append(s.log, u)
+		s.log = append(s.log, *u)
 	}
 }
 

@@ -21,8 +21,6 @@ const (
 
 	kindData    = 1
 	kindControl = 2
-
-	flagMarked = 1 // the sink's policer found the unit beyond the contract
 )
 
 // A Unit is one data unit of a stream as the sink hands it out.
@@ -35,12 +33,15 @@ type Unit struct {
 	// a 25/s video is at 120 ms). Complex streams are synchronised by it.
 	PTS int64
 	// Sent, Arrived and Released are CLOCK_MONOTONIC nanoseconds (see Now): when the
-	// source wrote the unit, when the sink read it, and when the sink handed it out
-	// (later than Arrived in isochronous mode, which holds units back).
+	// source let the unit go (took its tokens), when the sink read it from the
+	// transport, and when the sink handed it out (later than Arrived in isochronous
+	// mode, which holds units back). A unit waits in the transport while the sink
+	// holds the one before it, so Arrived is never before the last Released.
 	Sent, Arrived, Released int64
 	// Len is the payload's length; the payload is in the caller's buffer.
 	Len int
-	// Late reports that the unit was released after the contract's maximum delay.
+	// Late reports that the unit arrived, or was handed out, after the contract's
+	// maximum delay (Sync and Isochronous).
 	Late bool
 	// Marked reports that the unit was beyond the contract (the policer marks
 	// instead of dropping).
