@@ -20,6 +20,7 @@ import (
 	"github.com/ipclab/ipclab/internal/ipctest"
 	"github.com/ipclab/ipclab/ipc/pipe"
 	"github.com/ipclab/ipclab/ipc/stream"
+	"github.com/ipclab/ipclab/ipc/sysv"
 	"github.com/ipclab/ipclab/sockets"
 )
 
@@ -209,6 +210,34 @@ func helperConn(ctx context.Context, spec string) (stream.Conn, error) {
 		return stream.Framed(r, w), nil
 	case strings.HasPrefix(spec, "udp:"):
 		return sockets.DialUDP(ctx, strings.TrimPrefix(spec, "udp:"))
+	case strings.HasPrefix(spec, "tcp:"):
+		c, err := sockets.DialTCP(ctx, strings.TrimPrefix(spec, "tcp:"))
+		if err != nil {
+			return nil, err
+		}
+		return stream.Framed(c, c), nil
+	case spec == "unix-stream":
+		c, err := sockets.FileStreamConn(ipctest.File(1))
+		if err != nil {
+			return nil, err
+		}
+		return stream.Framed(c, c), nil
+	case strings.HasPrefix(spec, "rings:"):
+		// rings:OUT:IN, segment ids of the rings the test created.
+		var out, in int
+		if _, err := fmt.Sscanf(strings.TrimPrefix(spec, "rings:"), "%d:%d", &out, &in); err != nil {
+			return nil, err
+		}
+		ro, err := sysv.OpenRing(out)
+		if err != nil {
+			return nil, err
+		}
+		ri, err := sysv.OpenRing(in)
+		if err != nil {
+			return nil, err
+		}
+		ipctest.Signal() // attached: the test may remove the segments
+		return stream.Duplex(ro, ri), nil
 	}
 	return nil, fmt.Errorf("unknown transport %q", spec)
 }
@@ -313,6 +342,18 @@ func startSource(t *testing.T, transport string, w workload, opts ...ipctest.Opt
 			conns, closers = append(conns, a), append(closers, a)
 		}
 		conn = duplexPair{conns[0], conns[1]}
+	case "unix-stream":
+		a, b, err := sockets.StreamPair()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := b.File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		files = append(files, f)
+		conn, closers = stream.Framed(a, a), []io.Closer{a}
 	case "pipes":
 		toHelperR, toHelperW, err := pipe.New()
 		if err != nil {

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ipclab/ipclab/internal/ipctest"
 	"github.com/ipclab/ipclab/ipc/stream"
+	"github.com/ipclab/ipclab/ipc/sysv"
 	"github.com/ipclab/ipclab/sockets"
 )
 
@@ -605,5 +607,82 @@ func TestFanoutFilters(t *testing.T) {
 	}
 	if half.sink.Spec().Every != 2 || half.stats.Unwanted != 0 {
 		t.Errorf("half sink spec every %d, unwanted %d", half.sink.Spec().Every, half.stats.Unwanted)
+	}
+}
+
+// A stream runs over every transport ipclab has, between two processes: pipes, a
+// Unix stream socket, a seqpacket socket, TCP and UDP on loopback, and a pair of
+// shared-memory rings; every unit arrives once, in order, shaped to the contract.
+func TestEveryTransport(t *testing.T) {
+	spec := contract(2000, 500, 8)
+	w := workload{Spec: spec, Kind: "burst", Payload: 500, UnitsPerSec: 2000, Peak: 10, Duty: 0.3, Units: 600, Seed: 3}
+	for _, transport := range []string{"pipes", "unix-stream", "seqpacket", "tcp", "udp", "rings"} {
+		t.Run(transport, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var conn stream.Conn
+			var src *source
+			switch transport {
+			case "udp":
+				l, err := sockets.ListenUDP("127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				conn = stream.Unconnected(l, nil)
+				_, src = startSource(t, "udp:"+l.LocalAddr().String(), w)
+			case "tcp":
+				l, err := sockets.ListenTCP("127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				_, src = startSource(t, "tcp:"+l.Addr().String(), w)
+				c, err := l.AcceptStream(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				conn = stream.Framed(c, c)
+			case "rings":
+				toSink, err := sysv.CreateRing(1 << 16)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer toSink.Close()
+				toSource, err := sysv.CreateRing(1 << 12)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer toSource.Close()
+				_, src = startSource(t, fmt.Sprintf("rings:%d:%d", toSink.SegmentID(), toSource.SegmentID()), w)
+				src.proc.Await() // attached
+				for _, r := range []*sysv.Ring{toSink, toSource} {
+					if err := r.Remove(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				conn = stream.Duplex(toSource, toSink)
+			default:
+				conn, src = startSource(t, transport, w)
+			}
+			r := receive(t, ctx, conn)
+			src.result(t)
+			if r.end != nil {
+				t.Fatal(r.end)
+			}
+			times, sizes := sendTimes(r.log, 0)
+			inOrder := true
+			for i, u := range r.log {
+				inOrder = inOrder && u.Seq == uint64(i)
+			}
+			t.Logf("%s: %d units, in order %v, lost %d, rate %.3f× the contract", transport, len(r.log), inOrder, r.stats.Lost, stream.LongRunRate(times, sizes)/spec.Rate)
+			if len(r.log) != 600 || !inOrder || r.stats.Lost != 0 || r.stats.Duplicates != 0 {
+				t.Errorf("%d units, in order %v, stats %+v", len(r.log), inOrder, r.stats)
+			}
+			if br := stream.CheckBucket(times, sizes, spec.Rate, spec.Depth); len(br) > 0 {
+				t.Errorf("shaping: %v", br[0])
+			}
+		})
 	}
 }
