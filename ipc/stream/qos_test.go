@@ -79,6 +79,22 @@ func TestShapedToContract(t *testing.T) {
 	if r.stats.Beyond != 0 {
 		t.Errorf("the sink's policer found %d units of a shaped source beyond the contract", r.stats.Beyond)
 	}
+	// The monitor reported every 100 ms, each interval at the contract's rate (± a
+	// bucket's depth over the interval).
+	var rates []int64
+	for _, rep := range r.reports {
+		if rep.Units > 0 {
+			rates = append(rates, int64(rep.Rate))
+		}
+	}
+	med := float64(quantile(rates, 0.5))
+	t.Logf("monitor: %d reports, median interval rate %.3f× the contract", len(r.reports), med/spec.Rate)
+	if want := int(span / (100 * time.Millisecond)); len(r.reports) < want-2 {
+		t.Errorf("%d reports over %v, want about %d", len(r.reports), span, want)
+	}
+	if !within(med, spec.Rate, float64(spec.Depth)/0.1/spec.Rate) {
+		t.Errorf("median interval rate %.0f, want %.0f", med, spec.Rate)
+	}
 }
 
 // QOS-02: a source that keeps its contract for a second and then sends at three

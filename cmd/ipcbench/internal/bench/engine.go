@@ -51,7 +51,7 @@ const (
 const DefaultPeers = 4
 
 // Scenarios lists the scenarios Run understands.
-var Scenarios = []string{ScenarioPingPong, ScenarioStream, ScenarioCall, ScenarioFdPass, ScenarioFanIn}
+var Scenarios = []string{ScenarioPingPong, ScenarioStream, ScenarioCall, ScenarioFdPass, ScenarioFanIn, ScenarioQoS}
 
 // ScenarioLister is implemented by transports that support other scenarios than
 // pingpong and stream (or only some of them).
@@ -89,7 +89,7 @@ type Connector interface {
 type Config struct {
 	Primitives []string           // empty: every available transport
 	Sizes      []int              // message sizes in bytes
-	Scenario   string             // ScenarioPingPong or ScenarioStream
+	Scenario   string             // one of Scenarios
 	Iters      int                // timed iterations; 0: as many as fit in Duration
 	Duration   time.Duration      // timed phase length when Iters is 0
 	Warmup     time.Duration      // untimed phase before it
@@ -121,6 +121,8 @@ type Config struct {
 	// stay the untraced ones. With Probes, Run measures at least MinTracedRounds
 	// rounds.
 	Probes func() (TracerCloser, error)
+	// QoS parameterises ScenarioQoS (zero: the defaults).
+	QoS QoSConfig
 }
 
 // MinTracedRounds is the fewest rounds Run measures when it traces: the probes'
@@ -148,6 +150,14 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 	}
 	if _, _, err := cpusFor(cfg.Pin); err != nil {
 		return nil, nil, err
+	}
+	if cfg.Scenario == ScenarioQoS {
+		if err := cfg.QoS.validate(); err != nil {
+			return nil, nil, err
+		}
+		if cfg.Probes != nil {
+			return nil, nil, errors.New("scenario qos is not traced with eBPF probes: its figures are the stream's, not the system calls'")
+		}
 	}
 	var ts []Transport
 	if len(cfg.Primitives) == 0 {
@@ -195,8 +205,13 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 			sizes = sizes[:1]
 		}
 		for _, size := range sizes {
-			if m := t.MaxSize(); m > 0 && size > m {
-				why := sizeCut(t, size, m)
+			var why error
+			if cfg.Scenario == ScenarioQoS {
+				why = qosSizeCut(t, size) // a unit carries a header too
+			} else if m := t.MaxSize(); m > 0 && size > m {
+				why = sizeCut(t, size, m)
+			}
+			if why != nil {
 				skipped[t.Name()+" at "+FormatSize(size)] = why
 				cuts.add(t, size, why)
 				continue
@@ -221,6 +236,11 @@ func Plan(cfg Config) ([]Case, map[string]error, error) {
 					}
 					if len(waits) == 0 {
 						skipped[t.Name()+"/"+impl] = waitsMissing(t, cfg.Waits)
+					}
+					if cfg.Scenario == ScenarioQoS && len(cfg.Waits) == 0 && len(waits) > 1 {
+						// A stream's timing is the shaper's and the play-out's: one
+						// wait strategy is enough unless others are asked for.
+						waits = waits[:1]
 					}
 				}
 				for _, w := range waits {
@@ -304,6 +324,7 @@ func Run(ctx context.Context, cfg Config) ([]report.Result, error) {
 					m.hist.Merge(r.hist)
 					m.elapsed += r.elapsed
 					m.finish(m.Iterations + r.Iterations)
+					mergeQoS(m.QoS, r.QoS, m.RTT)
 				})
 			}
 			if err != nil {
@@ -343,7 +364,12 @@ func runPass(ctx context.Context, cfg Config, cases []Case, round, rounds int, l
 			}
 			continue
 		}
-		fmt.Fprintf(pw, "p50 %s\n", formatNs(r.RTT.P50))
+		if q := r.QoS; q != nil {
+			fmt.Fprintf(pw, "rate ×%.3f of the contract, max burst %.1f of %d units, delay p50 %s p99 %s, late %d, lost %d, bucket breaches %d\n",
+				q.RateRatio, q.MaxBurst/float64(q.UnitBytes), q.Depth/q.UnitBytes, formatNs(q.DelayP50Ns), formatNs(q.DelayP99Ns), q.Late, q.Lost, q.BucketBreaches)
+		} else {
+			fmt.Fprintf(pw, "p50 %s\n", formatNs(r.RTT.P50))
+		}
 		done(i, r)
 	}
 	return nil
@@ -373,9 +399,10 @@ func collect(merged []*tracedResult, failed []error, cases []Case, rounds int) (
 const envPeer = "IPCLAB_BENCH_PEER"
 
 type peerSpec struct {
-	Params Params `json:"params"`
-	CPU    int    `json:"cpu"`
-	Files  int    `json:"files"`
+	Params Params   `json:"params"`
+	CPU    int      `json:"cpu"`
+	Files  int      `json:"files"`
+	QoS    *qosPeer `json:"qos,omitempty"` // ScenarioQoS: the stream to send
 }
 
 // RunCase measures one case: it sets up the transport, starts the peer process, runs
@@ -418,7 +445,11 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 			npeers = DefaultPeers
 		}
 	}
-	spec, _ := json.Marshal(peerSpec{Params: p, CPU: peerCPU, Files: len(files)})
+	ps := peerSpec{Params: p, CPU: peerCPU, Files: len(files)}
+	if p.Scenario == ScenarioQoS {
+		ps.QoS = newQoSPeer(cfg)
+	}
+	spec, _ := json.Marshal(ps)
 	peers, anyExited, err := startPeers(exe, spec, files, npeers)
 	for _, f := range files {
 		f.Close()
@@ -606,6 +637,9 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrls []*os
 		if err != nil {
 			return fmt.Errorf("connect: %w", err)
 		}
+	}
+	if p.Scenario == ScenarioQoS {
+		return measureQoS(ctx, cfg, p, ep, ctrls[0], out)
 	}
 	msg := make([]byte, p.Size)
 	for i := range msg {
@@ -859,6 +893,10 @@ func runPeer(specJSON string) error {
 			return nil
 		}
 		switch spec.Params.Scenario {
+		case ScenarioQoS:
+			if err := runQoSSource(spec.QoS, spec.Params, ep); err != nil {
+				return err
+			}
 		case ScenarioFanIn:
 			for i := 0; i < n; i++ {
 				if err := ep.Send(buf); err != nil {

@@ -105,6 +105,9 @@ func WriteTable(w io.Writer, f report.File) error {
 
 func writeScenario(w io.Writer, results []report.Result) error {
 	r0 := results[0]
+	if r0.Scenario == ScenarioQoS {
+		return writeQoS(w, results)
+	}
 	what := "round trip (send + reply), not halved"
 	switch r0.Scenario {
 	case ScenarioStream:
@@ -141,6 +144,50 @@ func writeScenario(w io.Writer, results []report.Result) error {
 		return err
 	}
 	return nil
+}
+
+// writeQoS prints the results of scenario qos: per stream the contract, how the
+// source kept it (its long-run rate and largest burst on the units' send times, and a
+// replay of its token bucket) and how the sink played it out.
+func writeQoS(w io.Writer, results []report.Result) error {
+	r0 := results[0]
+	fmt.Fprintf(w, "\nscenario %s: a shaped stream from the peer (source) to this process (sink); pin=%s (%s)\n", r0.Scenario, r0.Pin, pinMeaning(r0.Pin))
+	if q := r0.QoS; q != nil {
+		fmt.Fprintf(w, "  contract: token bucket of %s, depth %s; %s play-out %s to %s after sending\n",
+			unitRate(q.ContractRate, q.UnitBytes), units(float64(q.Depth), q.UnitBytes), q.Mode, formatNs(q.MinDelayNs), formatNs(q.MaxDelayNs))
+		fmt.Fprintf(w, "  workload: %s (seed %d): %s offered on average\n", q.Workload, q.Seed, unitRate(q.OfferedRate, q.UnitBytes))
+	}
+	fmt.Fprintln(w)
+	t := table.Table{Right: table.RightFrom(2), Indent: "  "}
+	t.Add("primitive", "wait", "size", "sent", "lost", "late", "contract", "long-run rate", "max burst/depth", "breaches", "delay p50", "delay p99", "jitter p99")
+	for _, r := range results {
+		q := r.QoS
+		if q == nil {
+			continue
+		}
+		t.Add(r.Primitive, r.Wait, FormatSize(r.Size), strconv.Itoa(q.Sent), strconv.Itoa(q.Lost), strconv.Itoa(q.Late),
+			unitRate(q.ContractRate, q.UnitBytes), fmt.Sprintf("%s ×%.3f", unitRate(q.LongRunRate, q.UnitBytes), q.RateRatio),
+			fmt.Sprintf("%.1f/%d", q.MaxBurst/float64(q.UnitBytes), q.Depth/q.UnitBytes), strconv.Itoa(q.BucketBreaches),
+			formatNs(q.DelayP50Ns), formatNs(q.DelayP99Ns), formatNs(q.JitterP99Ns))
+	}
+	if err := t.WriteText(w); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, "Rates are of units on the wire (header included); long-run rate and max burst (in units) are measured on the send times; breaches: units a replay of the token bucket over the send times finds without tokens (0 for a shaped stream); delays from sending to play-out; late: arrived after the maximum delay.")
+	return err
+}
+
+// unitRate formats a rate in bytes per second of units of unit bytes: "1000 units/s".
+func unitRate(bps float64, unit int) string {
+	return fmt.Sprintf("%.0f/s", bps/float64(unit))
+}
+
+// units formats bytes as a number of units of unit bytes.
+func units(b float64, unit int) string {
+	if n := b / float64(unit); n == math.Trunc(n) {
+		return fmt.Sprintf("%.0f units", n)
+	}
+	return fmt.Sprintf("%.1f units", b/float64(unit))
 }
 
 // versus returns r's p50 against the baseline of implementation impl measured beside

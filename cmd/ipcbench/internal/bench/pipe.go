@@ -159,9 +159,10 @@ func (pipeTransport) Available() error     { return nil }
 func (pipeTransport) Cleanup(Params) error { return nil }
 
 // Scenarios: every peer of a fan-in inherits the same write end; writes of up to
-// PIPE_BUF bytes stay whole.
+// PIPE_BUF bytes stay whole. A stream with quality of service frames its units on the
+// pair of pipes (stream.Framed).
 func (pipeTransport) Scenarios() []string {
-	return []string{ScenarioPingPong, ScenarioStream, ScenarioFanIn}
+	return []string{ScenarioPingPong, ScenarioStream, ScenarioFanIn, ScenarioQoS}
 }
 
 func (pipeTransport) Setup(p *Params) (Endpoint, []*os.File, error) {

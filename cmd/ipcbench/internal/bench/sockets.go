@@ -54,15 +54,17 @@ func (t sockTransport) Name() string { return t.name }
 
 // Scenarios: Unix sockets also pass descriptors; UDP may drop datagrams when the
 // receiver falls behind, so it runs ping-pong only (a lost message would stall a
-// stream).
+// stream) and the qos scenario, whose streams count what they lose. Every socket
+// carries a stream with quality of service: the message sockets a unit per message,
+// the byte streams framed (stream.Framed).
 func (t sockTransport) Scenarios() []string {
 	switch {
 	case t.family == unix.AF_UNIX:
-		return []string{ScenarioPingPong, ScenarioStream, ScenarioFdPass}
+		return []string{ScenarioPingPong, ScenarioStream, ScenarioFdPass, ScenarioQoS}
 	case t.sotype == unix.SOCK_DGRAM:
-		return []string{ScenarioPingPong}
+		return []string{ScenarioPingPong, ScenarioQoS}
 	}
-	return []string{ScenarioPingPong, ScenarioStream}
+	return []string{ScenarioPingPong, ScenarioStream, ScenarioQoS}
 }
 
 func (t sockTransport) Waits() []ipc.WaitStrategy {

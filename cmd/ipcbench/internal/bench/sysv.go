@@ -362,6 +362,12 @@ type shmTransport struct {
 }
 
 func (t shmTransport) Name() string { return t.name }
+
+// Scenarios: the rings also carry a stream with quality of service, a ring each way
+// (stream.Duplex).
+func (shmTransport) Scenarios() []string {
+	return []string{ScenarioPingPong, ScenarioStream, ScenarioQoS}
+}
 func (shmTransport) Waits() []ipc.WaitStrategy {
 	return []ipc.WaitStrategy{ipc.WaitKernel, ipc.WaitSpin}
 }

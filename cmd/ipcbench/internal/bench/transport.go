@@ -37,8 +37,12 @@ type ImplLister interface {
 	Impls(scenario string) []string
 }
 
-// hasImpl reports whether t runs impl in scenario.
+// hasImpl reports whether t runs impl in scenario. ScenarioQoS runs streams of
+// package ipc/stream over ipclab's endpoints only.
 func hasImpl(t Transport, impl, scenario string) bool {
+	if scenario == ScenarioQoS {
+		return impl == ImplIpclab
+	}
 	if il, ok := t.(ImplLister); ok {
 		return slices.Contains(il.Impls(scenario), impl)
 	}

@@ -153,6 +153,84 @@ type Result struct {
 	MsgsPerSec  float64 `json:"msgs_per_sec"`
 	// EBPF is present when the run was traced with --ebpf.
 	EBPF *EBPF `json:"ebpf,omitempty"`
+	// QoS is present in (and only in) results of scenario "qos": a stream with
+	// quality of service, shaped at the peer (the source) and played out at the
+	// parent (the sink). In those results RTT is the distribution of the one-way
+	// delay from sending a unit to playing it out, not a round trip; Iterations
+	// counts the units played out; the throughput is their payload over the time
+	// from the first unit sent to the last played out.
+	QoS *QoS `json:"qos,omitempty"`
+}
+
+// QoS is what a "qos" result measured: the contract the source offered (and the
+// sink admitted), the workload it sent, and how the stream kept the contract. Rates
+// are bytes per second and sizes bytes on the wire, unit headers included; times are
+// nanoseconds.
+type QoS struct {
+	// Mode is the stream's transmission mode ("isochronous").
+	Mode string `json:"mode"`
+	// UnitBytes is one unit on the wire: the payload (Result.Size) and its header.
+	UnitBytes int `json:"unit_bytes"`
+	// ContractRate and Depth are the token bucket the source shapes to.
+	ContractRate float64 `json:"contract_rate"`
+	Depth        int     `json:"depth"`
+	// MinDelayNs and MaxDelayNs bound the play-out delay of an isochronous stream.
+	MinDelayNs float64 `json:"min_delay_ns"`
+	MaxDelayNs float64 `json:"max_delay_ns"`
+	// Workload: on/off bursts offered at PeakRate, OfferedRate on average, drawn
+	// from Seed (the same seed offers the same units at the same times).
+	Workload    string  `json:"workload"`
+	PeakRate    float64 `json:"peak_rate"`
+	OfferedRate float64 `json:"offered_rate"`
+	Seed        uint64  `json:"seed"`
+	// Rounds is how many streams (--rounds) the result merges: counts add up,
+	// MaxBurst and JitterP99Ns are the worst round's, the delays come from the
+	// merged distribution, and Series is the first round's. 0 or 1: one stream.
+	Rounds int `json:"rounds,omitempty"`
+	// Sent units the source sent, Received the sink played out, Lost never arrived
+	// (Sent − Received), Late arrived after MaxDelayNs, Beyond the sink's policer
+	// found beyond the contract (arrivals bunched by more than its tolerance).
+	Sent     int `json:"sent"`
+	Received int `json:"received"`
+	Lost     int `json:"lost"`
+	Late     int `json:"late"`
+	Beyond   int `json:"beyond"`
+	// SpanNs is the time from the first unit sent to the last one; LongRunRate the
+	// rate of the units' send times over it, RateRatio that over ContractRate.
+	SpanNs      float64 `json:"span_ns"`
+	LongRunRate float64 `json:"long_run_rate"`
+	RateRatio   float64 `json:"rate_ratio"`
+	// MaxBurst is the largest excess over ContractRate in any window of send times
+	// (at most Depth for a shaped stream); BucketBreaches the units a replay of the
+	// token bucket over the send times found without tokens (QOS-01), and
+	// PlayoutBreaches the units played out outside [MinDelayNs, MaxDelayNs] without
+	// being late (QOS-03).
+	MaxBurst        float64 `json:"max_burst"`
+	BucketBreaches  int     `json:"bucket_breaches"`
+	PlayoutBreaches int     `json:"playout_breaches"`
+	// DelayP50Ns and DelayP99Ns are of the delay from sending to play-out,
+	// JitterP99Ns of its change between consecutive units.
+	DelayP50Ns  float64 `json:"delay_p50_ns"`
+	DelayP99Ns  float64 `json:"delay_p99_ns"`
+	JitterP99Ns float64 `json:"jitter_p99_ns"`
+	// IntervalNs is the length of Series' intervals (the sink's monitoring interval).
+	IntervalNs float64    `json:"interval_ns"`
+	Series     []QoSPoint `json:"series"`
+}
+
+// QoSPoint is one interval of a QoS time series, as the sink reported it.
+type QoSPoint struct {
+	// TS is the end of the interval, in seconds after the first unit was sent.
+	TS float64 `json:"t_s"`
+	// Units played out in the interval, at Rate bytes per second, with delays (send
+	// to play-out) DelayP50Ns and DelayP99Ns (0 when no unit was played out).
+	Units      int     `json:"units"`
+	Rate       float64 `json:"rate"`
+	DelayP50Ns float64 `json:"delay_p50_ns"`
+	DelayP99Ns float64 `json:"delay_p99_ns"`
+	// Late and Lost units seen in the interval.
+	Late int `json:"late,omitempty"`
+	Lost int `json:"lost,omitempty"`
 }
 
 // Latency summarises a distribution of times in nanoseconds.
@@ -274,8 +352,57 @@ func (f File) Validate() error {
 				return bad(fmt.Sprintf("measurement %v out of range", v))
 			}
 		}
+		if err := r.validateQoS(); err != "" {
+			return bad(err)
+		}
 	}
 	return nil
+}
+
+// ScenarioQoS is the scenario whose results carry a QoS record.
+const ScenarioQoS = "qos"
+
+// validateQoS says what is wrong with r's QoS record ("" when nothing is): a qos
+// result must have one and other results none; its contract must be a real one, its
+// counts must add up, and its series must run forward in time.
+func (r Result) validateQoS() string {
+	q := r.QoS
+	switch {
+	case r.Scenario == ScenarioQoS && q == nil:
+		return "a qos result without its qos record"
+	case q == nil:
+		return ""
+	case r.Scenario != ScenarioQoS:
+		return "a qos record in a result of another scenario"
+	case !(q.ContractRate > 0) || q.Depth <= 0 || q.UnitBytes <= 0:
+		return "qos: no contract (rate, depth and unit size must be positive)"
+	case q.MaxDelayNs < q.MinDelayNs:
+		return "qos: maximum delay below the minimum"
+	case q.Sent < 0 || q.Received < 0 || q.Lost < 0 || q.Late < 0 || q.Beyond < 0 ||
+		q.BucketBreaches < 0 || q.PlayoutBreaches < 0 || q.Rounds < 0:
+		return "qos: negative count"
+	case q.Received > q.Sent:
+		return fmt.Sprintf("qos: %d units received of %d sent", q.Received, q.Sent)
+	}
+	vals := []float64{q.ContractRate, q.MinDelayNs, q.MaxDelayNs, q.PeakRate, q.OfferedRate, q.SpanNs, q.LongRunRate,
+		q.RateRatio, q.MaxBurst, q.DelayP50Ns, q.DelayP99Ns, q.JitterP99Ns, q.IntervalNs}
+	prev := math.Inf(-1)
+	for i, p := range q.Series {
+		if p.Units < 0 || p.Late < 0 || p.Lost < 0 {
+			return fmt.Sprintf("qos: negative count in interval %d", i)
+		}
+		if !(p.TS >= prev) {
+			return fmt.Sprintf("qos: interval %d ends at %vs, before the one before it", i, p.TS)
+		}
+		prev = p.TS
+		vals = append(vals, p.TS, p.Rate, p.DelayP50Ns, p.DelayP99Ns)
+	}
+	for _, v := range vals {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Sprintf("qos: measurement %v out of range", v)
+		}
+	}
+	return ""
 }
 
 // Load reads the ipcbench JSON file at path. The run is named after the file.
