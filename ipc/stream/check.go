@@ -123,8 +123,9 @@ func Jitter(units []Unit, q float64) time.Duration {
 // CheckSkew checks QOS-05 on the logs of the sub-streams of a complex stream that
 // share epoch: each unit's offset is its release time minus epoch + media time; for
 // every unit of every stream, the unit of each other stream nearest in media time
-// must have an offset within bound of it. It returns the largest skew seen and the
-// breaches.
+// must have an offset within bound of it. Units the sinks marked late (out of step,
+// see ByMediaTime) are their own report of a miss and are left out; count them. It
+// returns the largest skew seen among the rest and the breaches.
 func CheckSkew(streams [][]Unit, epoch int64, bound time.Duration) (time.Duration, []Breach) {
 	var worst time.Duration
 	var out []Breach
@@ -133,8 +134,19 @@ func CheckSkew(streams [][]Unit, epoch int64, bound time.Duration) (time.Duratio
 			if a == b || len(streams[b]) == 0 {
 				continue
 			}
-			other := streams[b]
+			var other []Unit
+			for _, v := range streams[b] {
+				if !v.Late {
+					other = append(other, v)
+				}
+			}
+			if len(other) == 0 {
+				continue
+			}
 			for i, u := range streams[a] {
+				if u.Late {
+					continue
+				}
 				k := sort.Search(len(other), func(k int) bool { return other[k].PTS >= u.PTS })
 				best := -1
 				for _, c := range []int{k - 1, k} {

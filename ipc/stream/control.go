@@ -33,10 +33,11 @@ func opName(op byte) string {
 	return fmt.Sprintf("op(%d)", op)
 }
 
-// control is a decoded control message: op, the stream's media epoch, a flow spec.
+// control is a decoded control message: op, a value (the stream's media epoch in
+// an offer, the number of units sent in a close), a flow spec.
 type control struct {
 	op    byte
-	epoch int64
+	value int64
 	spec  FlowSpec
 }
 
@@ -50,7 +51,7 @@ func putControl(b []byte, c control) int {
 	p := b[HeaderSize:]
 	clear(p[:16])
 	p[0] = c.op
-	binary.LittleEndian.PutUint64(p[8:], uint64(c.epoch))
+	binary.LittleEndian.PutUint64(p[8:], uint64(c.value))
 	c.spec.put(p[16:])
 	return HeaderSize + controlSize
 }
@@ -63,7 +64,7 @@ func parseControl(p []byte) (control, error) {
 		return c, fmt.Errorf("%w: control message of %d bytes, want %d", ErrProtocol, len(p), controlSize)
 	}
 	c.op = p[0]
-	c.epoch = int64(binary.LittleEndian.Uint64(p[8:]))
+	c.value = int64(binary.LittleEndian.Uint64(p[8:]))
 	switch c.op {
 	case opOffer, opRenegotiate, opAccept, opCounter:
 		if err := c.spec.parse(p[16:]); err != nil {

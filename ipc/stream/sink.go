@@ -20,6 +20,7 @@ type Sink struct {
 	conn   Conn
 	adm    *Admission
 	media  bool
+	slack  time.Duration
 	epoch  int64
 	buf    []byte
 	ctrl   []byte
@@ -36,6 +37,10 @@ type Sink struct {
 	log     []Unit
 	logCap  int
 	pending int // length of a unit read but not yet handed out (Recv with a short buffer)
+	// closing is when the grace period after the source's close ends (0: open);
+	// sent is the number of units the source said it sent.
+	closing int64
+	sent    uint64
 
 	interval   time.Duration
 	reports    chan Report
@@ -106,6 +111,7 @@ type window struct {
 type sinkConfig struct {
 	adm      *Admission
 	media    bool
+	slack    time.Duration
 	interval time.Duration
 	logCap   int
 	maxUnit  int
@@ -122,8 +128,13 @@ func WithAdmission(a *Admission) SinkOption { return func(c *sinkConfig) { c.adm
 // ByMediaTime makes an isochronous sink play each unit out at the stream's epoch +
 // its media time + MinDelay, instead of its send time + MinDelay: the sinks of a
 // complex stream, whose sources share an epoch (WithEpoch), then play their units
-// out in step, whatever path each took.
-func ByMediaTime() SinkOption { return func(c *sinkConfig) { c.media = true } }
+// out in step, whatever path each took. A unit handed out more than slack after its
+// play-out time is out of step with the other sub-streams: it counts as late (and is
+// dropped under DropLate), as one after MaxDelay does. Sub-streams whose units are
+// all in step are within slack of each other.
+func ByMediaTime(slack time.Duration) SinkOption {
+	return func(c *sinkConfig) { c.media, c.slack = true, slack }
+}
 
 // WithInterval sets the monitoring interval (default 100 ms).
 func WithInterval(d time.Duration) SinkOption { return func(c *sinkConfig) { c.interval = d } }
@@ -144,10 +155,10 @@ func Accept(ctx context.Context, conn Conn, opts ...SinkOption) (*Sink, error) {
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.interval <= 0 || c.logCap < 0 || c.maxUnit < HeaderSize+controlSize || c.maxUnit > HeaderSize+MaxPayload {
+	if c.interval <= 0 || c.logCap < 0 || c.slack < 0 || c.maxUnit < HeaderSize+controlSize || c.maxUnit > HeaderSize+MaxPayload {
 		return nil, ipc.Wrap("accept", "stream", fmt.Errorf("%w: interval %v, log %d, max unit %d", ipc.ErrInvalid, c.interval, c.logCap, c.maxUnit))
 	}
-	s := &Sink{conn: conn, adm: c.adm, media: c.media, buf: make([]byte, c.maxUnit), ctrl: make([]byte, HeaderSize+controlSize),
+	s := &Sink{conn: conn, adm: c.adm, media: c.media, slack: c.slack, buf: make([]byte, c.maxUnit), ctrl: make([]byte, HeaderSize+controlSize),
 		lastSeq: map[uint32]uint64{}, seen: map[uint32]*seqSet{}, logCap: c.logCap, interval: c.interval,
 		reports: make(chan Report, 64), violations: make(chan Violation, 64), done: make(chan struct{})}
 	if c.logCap > 0 {
@@ -164,7 +175,7 @@ func Accept(ctx context.Context, conn Conn, opts ...SinkOption) (*Sink, error) {
 			return nil, wrapOp("accept", err)
 		}
 		if ok {
-			s.spec, s.epoch = spec, offer.epoch
+			s.spec, s.epoch = spec, offer.value
 			break
 		}
 	}
@@ -254,14 +265,36 @@ func (s *Sink) Violations() <-chan Violation { return s.violations }
 // contract's Every does not ask for are dropped and counted, not returned. At the
 // end of the stream Recv returns io.EOF. If buf is too short for the payload, Recv
 // returns an error matching ipc.ErrInvalid and keeps the unit for the next call.
+// After the source's Close, Recv hands out the units still on their way (a path
+// that reorders may deliver some after the close) and returns io.EOF once all have
+// come or MaxDelay (100 ms in Async mode) has passed; those that did not come are
+// counted lost.
 func (s *Sink) Recv(ctx context.Context, buf []byte) (Unit, error) {
 	for {
 		var n int
 		if s.pending > 0 {
 			n, s.pending = s.pending, 0
 		} else {
+			if s.closing != 0 && s.complete() {
+				s.release()
+				return Unit{}, io.EOF
+			}
 			var err error
-			n, err = s.conn.Recv(ctx, s.buf)
+			if s.closing != 0 {
+				// Closed, with units still missing: wait for stragglers until the
+				// grace period ends; those that do not come are lost.
+				rctx, cancel := context.WithDeadline(ctx, time.Now().Add(time.Duration(s.closing-Now())))
+				n, err = s.conn.Recv(rctx, s.buf)
+				cancel()
+				if err != nil && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF)) {
+					// The grace period ended, or the source's end of the
+					// transport closed: nothing more will come.
+					s.endMissing()
+					return Unit{}, io.EOF
+				}
+			} else {
+				n, err = s.conn.Recv(ctx, s.buf)
+			}
 			if errors.Is(err, io.EOF) {
 				// The transport ended without the source's close: it died or
 				// dropped the connection. The end is not a clean one.
@@ -299,8 +332,10 @@ func (s *Sink) Recv(ctx context.Context, buf []byte) (Unit, error) {
 			}
 		}
 		u.Released = Now()
+		if !s.handedOut(&u, &h, n) {
+			continue
+		}
 		copy(buf, s.buf[HeaderSize:n])
-		s.handedOut(&u, &h, n)
 		return u, nil
 	}
 }
@@ -314,10 +349,40 @@ func (s *Sink) playAt(h *header) int64 {
 	return h.sent + int64(s.spec.MinDelay)
 }
 
-// due is the latest a unit may be handed out: MaxDelay after its reference.
+// complete reports whether every unit the source sent has been seen or counted
+// lost for good: the last one has arrived and no hole below it is left.
+func (s *Sink) complete() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var top uint64
+	for _, v := range s.lastSeq {
+		top = max(top, v)
+	}
+	return top >= s.sent && s.total.Lost == 0
+}
+
+// endMissing ends a closed stream whose last units did not come: they are lost.
+func (s *Sink) endMissing() {
+	s.mu.Lock()
+	var top uint64
+	for _, v := range s.lastSeq {
+		top = max(top, v)
+	}
+	if every := uint64(s.spec.every()); s.sent > top {
+		// Wanted sequence numbers in [top, sent).
+		miss := (s.sent+every-1)/every - (top+every-1)/every
+		s.total.Lost += miss
+		s.cur.lost += miss
+	}
+	s.mu.Unlock()
+	s.release()
+}
+
+// due is the latest a unit may be handed out: MaxDelay after its reference, and in
+// a complex stream no more than the slack after its play-out time.
 func (s *Sink) due(h *header) int64 {
 	if s.media {
-		return s.epoch + h.pts + int64(s.spec.MaxDelay)
+		return s.epoch + h.pts + min(int64(s.spec.MaxDelay), int64(s.spec.MinDelay+s.slack))
 	}
 	return h.sent + int64(s.spec.MaxDelay)
 }
@@ -330,8 +395,14 @@ func (s *Sink) control(ctx context.Context, p []byte) error {
 	}
 	switch c.op {
 	case opClose:
-		s.release()
-		return io.EOF
+		if s.closing == 0 {
+			grace := s.spec.MaxDelay
+			if grace == 0 {
+				grace = 100 * time.Millisecond
+			}
+			s.closing, s.sent = Now()+int64(grace), uint64(c.value)
+		}
+		return nil
 	case opRenegotiate:
 		old := s.Spec()
 		spec, ok, err := s.decide(ctx, opRenegotiate, old, c.spec)
@@ -423,7 +494,8 @@ func (s *Sink) admit(h *header, n int, arrived int64) (Unit, bool) {
 // handedOut records a unit handed out. A unit that arrived in time but is handed
 // out after its due time (the sink itself was late: descheduled, or slow to come
 // back to Recv) is late too.
-func (s *Sink) handedOut(u *Unit, h *header, n int) {
+// It reports false if the unit is dropped instead (late, under DropLate).
+func (s *Sink) handedOut(u *Unit, h *header, n int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.spec.Mode != Async && !u.Late && u.Released > s.due(h) {
@@ -431,6 +503,11 @@ func (s *Sink) handedOut(u *Unit, h *header, n int) {
 		s.total.Late++
 		s.cur.late++
 		s.flag("late", *u, fmt.Sprintf("unit %d handed out %v after its due time", h.seq, time.Duration(u.Released-s.due(h))))
+		if s.spec.DropLate {
+			s.total.Dropped++
+			s.cur.dropped++
+			return false
+		}
 	}
 	s.total.Units++
 	s.total.Bytes += uint64(n)
@@ -449,6 +526,7 @@ func (s *Sink) handedOut(u *Unit, h *header, n int) {
 	if len(s.log) < s.logCap {
 		s.log = append(s.log, *u)
 	}
+	return true
 }
 
 // flag reports a violation of kind once per interval; s.mu is held.

@@ -83,7 +83,7 @@ func Open(ctx context.Context, conn Conn, spec FlowSpec, opts ...SourceOption) (
 
 // negotiate sends an offer (or renegotiation) and settles the answer.
 func (s *Source) negotiate(ctx context.Context, op byte, offer FlowSpec) (FlowSpec, error) {
-	if err := sendControl(ctx, s.conn, s.buf, control{op: op, epoch: s.epoch, spec: offer}); err != nil {
+	if err := sendControl(ctx, s.conn, s.buf, control{op: op, value: s.epoch, spec: offer}); err != nil {
 		return FlowSpec{}, err
 	}
 	ans, err := recvControl(ctx, s.conn, s.buf, opAccept, opRefuse, opCounter)
@@ -210,5 +210,7 @@ func (s *Source) Close() error {
 	s.closed = true
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	return wrapOp("close", sendControl(ctx, s.conn, s.buf, control{op: opClose}))
+	// The close says how many units were sent (the next sequence number), so that
+	// a sink on a path that reorders can wait for the stragglers.
+	return wrapOp("close", sendControl(ctx, s.conn, s.buf, control{op: opClose, value: int64(s.seq)}))
 }
