@@ -131,6 +131,17 @@ type runPlan struct {
 	output    string
 	ebpf      bool
 	peers     int
+	qosSizes  []int // the sizes of scenario qos: --size if given, else its own default
+}
+
+// config returns the configuration of scenario sc.
+func (rp runPlan) config(sc string) bench.Config {
+	cfg := rp.cfg
+	cfg.Scenario = sc
+	if sc == bench.ScenarioQoS {
+		cfg.Sizes = rp.qosSizes
+	}
+	return cfg
 }
 
 // parseRunFlags parses and checks the flags of run (or of the default suite, whose
@@ -148,9 +159,10 @@ func parseRunFlags(args []string, stderr io.Writer, defaults bool) (rp runPlan, 
 	}
 	var f runFlags
 	fs.StringVar(&f.prims, "prim", "", "primitives, comma-separated (default: all available; see 'ipcbench list')")
-	fs.StringVar(&f.sizes, "size", "64,4K,64K", "message sizes, comma-separated (64, 4K, 1M); a size above a primitive's limit skips it, with the limit named")
-	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency), stream (one-way throughput), fanin (-peers senders, one receiver), fdpass (a descriptor with every message), call (door calls); several: pingpong,stream")
-	fs.IntVar(&f.iters, "iters", 0, "timed iterations per measurement (default: as many as fit in -duration)")
+	fs.StringVar(&f.sizes, "size", "64,4K,64K", fmt.Sprintf("message sizes, comma-separated (64, 4K, 1M); a size above a primitive's limit skips it, with the limit named (scenario qos: the units' payload, default %d)", bench.QoSDefaultSize))
+	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency), stream (one-way throughput), fanin (-peers senders, one receiver), fdpass (a descriptor with every message), call (door calls), "+
+		"qos (a stream shaped to a contract of 1000 units/s with a depth of 8 units, sent in on/off bursts at 10x the contract from a fixed seed and played out 5-20 ms after sending: rate and delay over time, for -duration or -iters units; ipclab only, no warm-up); several: pingpong,stream")
+	fs.IntVar(&f.iters, "iters", 0, "timed iterations per measurement (default: as many as fit in -duration; qos: units to send)")
 	fs.IntVar(&f.peers, "peers", bench.DefaultPeers, fmt.Sprintf("sender processes in the fanin scenario (1 to %d)", bench.MaxPeers))
 	fs.IntVar(&f.rounds, "rounds", 1, "measure everything this many times, interleaved, and merge: a case and its raw baseline then share the machine's drift")
 	fs.DurationVar(&f.duration, "duration", time.Second, "length of each timed phase when -iters is not given")
@@ -189,7 +201,7 @@ func parseRunFlags(args []string, stderr io.Writer, defaults bool) (rp runPlan, 
 	case f.peers < 1 || f.peers > bench.MaxPeers:
 		return bad("--peers %d: must be between 1 and %d", f.peers, bench.MaxPeers)
 	}
-	rp = runPlan{format: f.format, output: f.output, ebpf: f.ebpf, peers: f.peers}
+	rp = runPlan{format: f.format, output: f.output, ebpf: f.ebpf, peers: f.peers, qosSizes: []int{bench.QoSDefaultSize}}
 	rp.cfg = bench.Config{
 		Iters: f.iters, Rounds: f.rounds, Peers: f.peers, Duration: f.duration, Warmup: f.warmup,
 		Pin: f.pin, Progress: stderr,
@@ -204,6 +216,14 @@ func parseRunFlags(args []string, stderr io.Writer, defaults bool) (rp runPlan, 
 	}
 	if rp.cfg.Sizes, err = parseSizes(f.sizes); err != nil {
 		return bad("--size: %v", err)
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "size" {
+			rp.qosSizes = rp.cfg.Sizes
+		}
+	})
+	if f.ebpf && slices.Contains(rp.scenarios, bench.ScenarioQoS) {
+		return bad("--ebpf: scenario qos is not traced (its figures are the stream's, not the system calls')")
 	}
 	rp.cfg.Primitives = split(f.prims)
 	rp.cfg.Impls = split(f.impls)
@@ -236,8 +256,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	// Plan every scenario before anything runs: a size no chosen primitive can carry,
 	// a plan with nothing in it or one that would not fit in memory is refused here.
 	for _, sc := range rp.scenarios {
-		cfg.Scenario = sc
-		if _, _, err := bench.Plan(cfg); err != nil {
+		if _, _, err := bench.Plan(rp.config(sc)); err != nil {
 			return usageError{err}
 		}
 	}
@@ -285,8 +304,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	var runErrs []error
 	perScenario := make([][]report.Result, len(rp.scenarios))
 	for i, sc := range rp.scenarios {
-		cfg.Scenario = sc
-		rs, err := bench.Run(ctx, cfg)
+		scfg := rp.config(sc)
+		scfg.Probes = cfg.Probes
+		rs, err := bench.Run(ctx, scfg)
 		perScenario[i] = rs
 		if err != nil {
 			runErrs = append(runErrs, err)

@@ -73,17 +73,40 @@ func Helper(name string, fn func(args []string) int) string {
 // IsHelper reports whether this process is running as a helper peer.
 func IsHelper() bool { return os.Getenv(envHelper) != "" }
 
-// File returns the i-th file passed to this helper with WithFiles.
+// File returns the i-th file passed to this helper with WithFiles. Every call for
+// one i returns the same *os.File: a second os.File on the descriptor would close
+// it when garbage-collected, under the first one's feet (or, the number reused,
+// under someone else's).
 func File(i int) *os.File {
-	return os.NewFile(uintptr(firstUserFd+i), fmt.Sprintf("ipctest-file-%d", i))
+	return helperFile(firstUserFd+i, fmt.Sprintf("ipctest-file-%d", i))
 }
 
 // Fd returns the descriptor number of the i-th file passed to this helper.
 func Fd(i int) int { return firstUserFd + i }
 
+var helperFiles struct {
+	sync.Mutex
+	m map[int]*os.File
+}
+
+// helperFile returns the one *os.File of this process for descriptor fd.
+func helperFile(fd int, name string) *os.File {
+	helperFiles.Lock()
+	defer helperFiles.Unlock()
+	if f := helperFiles.m[fd]; f != nil {
+		return f
+	}
+	if helperFiles.m == nil {
+		helperFiles.m = map[int]*os.File{}
+	}
+	f := os.NewFile(uintptr(fd), name)
+	helperFiles.m[fd] = f
+	return f
+}
+
 // Signal tells the test that started this helper that a step is done.
 func Signal() {
-	if _, err := os.NewFile(4, "ipctest-sync-out").Write([]byte{1}); err != nil {
+	if _, err := helperFile(4, "ipctest-sync-out").Write([]byte{1}); err != nil {
 		fmt.Fprintln(os.Stderr, "ipctest: signal:", err)
 		os.Exit(3)
 	}
@@ -93,7 +116,7 @@ func Signal() {
 // gone.
 func Await() {
 	var b [1]byte
-	if _, err := io.ReadFull(os.NewFile(3, "ipctest-sync-in"), b[:]); err != nil {
+	if _, err := io.ReadFull(helperFile(3, "ipctest-sync-in"), b[:]); err != nil {
 		os.Exit(3)
 	}
 }

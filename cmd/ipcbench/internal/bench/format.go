@@ -153,13 +153,13 @@ func writeQoS(w io.Writer, results []report.Result) error {
 	r0 := results[0]
 	fmt.Fprintf(w, "\nscenario %s: a shaped stream from the peer (source) to this process (sink); pin=%s (%s)\n", r0.Scenario, r0.Pin, pinMeaning(r0.Pin))
 	if q := r0.QoS; q != nil {
-		fmt.Fprintf(w, "  contract: token bucket of %s, depth %s; %s play-out %s to %s after sending\n",
+		fmt.Fprintf(w, "  contract: token bucket of %s units, depth %s; %s play-out %s to %s after sending\n",
 			unitRate(q.ContractRate, q.UnitBytes), units(float64(q.Depth), q.UnitBytes), q.Mode, formatNs(q.MinDelayNs), formatNs(q.MaxDelayNs))
 		fmt.Fprintf(w, "  workload: %s (seed %d): %s offered on average\n", q.Workload, q.Seed, unitRate(q.OfferedRate, q.UnitBytes))
 	}
 	fmt.Fprintln(w)
 	t := table.Table{Right: table.RightFrom(2), Indent: "  "}
-	t.Add("primitive", "wait", "size", "sent", "lost", "late", "contract", "long-run rate", "max burst/depth", "breaches", "delay p50", "delay p99", "jitter p99")
+	t.Add("primitive", "wait", "size", "sent", "lost", "late", "contract", "long-run rate", "max burst/depth", "bucket breaches", "delay p50", "delay p99", "jitter p99")
 	for _, r := range results {
 		q := r.QoS
 		if q == nil {
@@ -173,7 +173,9 @@ func writeQoS(w io.Writer, results []report.Result) error {
 	if err := t.WriteText(w); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, "Rates are of units on the wire (header included); long-run rate and max burst (in units) are measured on the send times; breaches: units a replay of the token bucket over the send times finds without tokens (0 for a shaped stream); delays from sending to play-out; late: arrived after the maximum delay.")
+	_, err := fmt.Fprint(w, "Rates and depths count units on the wire, headers included. Long-run rate and max burst (in units) are measured on\n"+
+		"the send times; bucket breaches: units a replay of the token bucket over the send times finds without tokens (0 for a\n"+
+		"shaped stream). Delays run from sending to play-out; late: arrived after the maximum delay; lost: sent, never received.\n")
 	return err
 }
 

@@ -48,6 +48,8 @@ var (
 	metricRTT = metric{title: "round-trip time p50", get: func(r Result) float64 { return r.RTT.P50 }, format: formatNs}
 	metricBPS = metric{title: "throughput", higherBetter: true, get: func(r Result) float64 { return r.BytesPerSec }, format: formatBytesPerSec}
 	metricMPS = metric{title: "messages per second", higherBetter: true, get: func(r Result) float64 { return r.MsgsPerSec }, format: formatRate}
+	// metricDelay: a qos result's RTT is its units' one-way delay to play-out.
+	metricDelay = metric{title: "delay p50, send to play-out", get: func(r Result) float64 { return r.RTT.P50 }, format: formatNs}
 )
 
 // metricFor picks the scenario's headline number: throughput for "stream", the
@@ -55,6 +57,9 @@ var (
 func metricFor(scenario string, results []Result) metric {
 	if scenario == "stream" {
 		return metricBPS
+	}
+	if scenario == ScenarioQoS {
+		return metricDelay
 	}
 	for _, r := range results {
 		if r.RTT.P50 > 0 {

@@ -9,8 +9,10 @@ import (
 )
 
 // HTML writes a single self-contained HTML page about the runs: round-trip latency by
-// primitive and size, throughput against message size, the eBPF breakdown of system
-// call time where the runs were traced, comparison tables, and the machines' details.
+// primitive and size, throughput against message size, the rate and delay over time
+// of streams with quality of service where the runs have any (scenario qos), the
+// eBPF breakdown of system call time where the runs were traced, comparison tables,
+// and the machines' details.
 // Charts are inline SVG drawn here; the page's small inline script only checks that
 // they rendered (it sets data-charts-drawn on <body>) and toggles series from the
 // legends. The page loads nothing from the network: its Content-Security-Policy
@@ -69,6 +71,9 @@ func (p Page) WriteHTML(w io.Writer) error {
 	if len(runs) > 0 {
 		section("latency", "Round-trip latency", latencySection(runs, names))
 		section("throughput", "Throughput vs message size", throughputSection(runs, names))
+		if hasQoS(runs) {
+			section("qos", "Streams with quality of service", qosSection(runs, names))
+		}
 		section("ebpf", "Where the time goes (eBPF)", ebpfSection(runs, names))
 		section("tables", "Comparison tables", tablesSection(runs, names))
 	}
