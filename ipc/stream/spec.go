@@ -94,7 +94,9 @@ type FlowSpec struct {
 	Police Policing
 	// Tolerance is how much earlier than the contract a unit may arrive before the
 	// policer calls it beyond the contract: the delay variation the path adds
-	// (units that queued in the transport arrive together). 0 means 2 ms.
+	// (units that queued in the transport, or while the sink was descheduled,
+	// arrive together). 0 means 5 ms. The policer's bucket is deeper by Tolerance ×
+	// Rate, so a cheater is caught that much later.
 	Tolerance time.Duration
 }
 
@@ -118,10 +120,10 @@ func (f FlowSpec) minRate() float64 {
 	return f.MinRate
 }
 
-// tolerance returns Tolerance, 2 ms when unset.
+// tolerance returns Tolerance, 5 ms when unset.
 func (f FlowSpec) tolerance() time.Duration {
 	if f.Tolerance == 0 {
-		return 2 * time.Millisecond
+		return 5 * time.Millisecond
 	}
 	return f.Tolerance
 }

@@ -82,6 +82,27 @@ func TestBrowserCheck(t *testing.T) {
 		}
 	})
 
+	// Streams with quality of service: a rate and a delay chart per stream, drawn
+	// next to the other runs' charts.
+	t.Run("qos", func(t *testing.T) {
+		qos := loadQoSFixture(t)
+		var b bytes.Buffer
+		if err := HTML(&b, append(loadFixtures(t), qos)); err != nil {
+			t.Fatal(err)
+		}
+		out, ok := checkReport(t, b.Bytes())
+		if !ok {
+			t.Fatalf("the report with qos results failed the browser check:\n%s", out)
+		}
+		n := strings.Count(b.String(), `<svg class="chart"`)
+		if want := strings.Count(page, `<svg class="chart"`) + 2*len(qosResults(qos)); n != want {
+			t.Errorf("%d charts, want %d (the runs' and two per stream)", n, want)
+		}
+		if !strings.Contains(out, fmt.Sprintf("drawn=%d ", n)) {
+			t.Errorf("want %d charts drawn:\n%s", n, out)
+		}
+	})
+
 	broken := []struct {
 		name, find, replace, want string
 	}{
