@@ -82,6 +82,49 @@ func TestRunFormats(t *testing.T) {
 	assert.Regexp(t, `(?m)^BenchmarkStream/prim=pipe/impl=ipclab/wait=kernel/pin=same/size=64\s+100\s+[0-9.]+ ns/op`, out)
 }
 
+// TestRunQoS: scenario qos next to another, with its own default size, in the table
+// and in the JSON format (whose results carry their qos record and load for a report).
+func TestRunQoS(t *testing.T) {
+	args := []string{"run", "--prim", "pipe,unix-seqpacket", "--scenario", "pingpong,qos", "--impl", "ipclab", "--wait", "kernel", "--iters", "100", "--warmup", "1ms"}
+	out, progress, err := runCLI(t, append(args, "--format", "table")...)
+	require.NoError(t, err, progress)
+	assert.Contains(t, progress, "qos pipe/ipclab kernel size=256 pin=same ... rate ×")
+	assert.Contains(t, out, "scenario qos: a shaped stream from the peer (source) to this process (sink)")
+	assert.Contains(t, out, "contract: token bucket of 1000 units/s, depth 8 units; isochronous play-out 5.00ms to 20.00ms after sending")
+	assert.Regexp(t, `(?m)^\s+pipe\s+kernel\s+256\s+100\s+0\s+\d+\s+1000/s\s`, out)
+	assert.Regexp(t, `(?m)^\s+unix-seqpacket\s+kernel\s+256\s+100\s+0\s+`, out)
+
+	out, progress, err = runCLI(t, append(args, "--size", "64", "--format", "json")...)
+	require.NoError(t, err, progress)
+	f, err := report.Decode(strings.NewReader(out))
+	require.NoError(t, err)
+	require.Len(t, f.Results, 4)
+	for _, r := range f.Results {
+		assert.Equal(t, 64, r.Size, "--size applies to qos when given")
+		if r.Scenario != bench.ScenarioQoS {
+			assert.Nil(t, r.QoS)
+			continue
+		}
+		require.NotNil(t, r.QoS)
+		assert.Equal(t, 100, r.QoS.Sent, "--iters is the number of units")
+		assert.Zero(t, r.QoS.BucketBreaches)
+		assert.NotEmpty(t, r.QoS.Series)
+	}
+	var raw map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &raw))
+	q := raw["results"].([]any)[2].(map[string]any)["qos"].(map[string]any)
+	for _, k := range []string{"contract_rate", "depth", "long_run_rate", "rate_ratio", "max_burst", "bucket_breaches", "delay_p50_ns", "delay_p99_ns", "jitter_p99_ns", "late", "lost", "series"} {
+		assert.Contains(t, q, k)
+	}
+
+	_, _, err = runCLI(t, "run", "--prim", "pipe", "--scenario", "qos", "--ebpf")
+	var ue usageError
+	assert.ErrorAs(t, err, &ue)
+	_, help, err := runCLI(t, "run", "-h")
+	require.NoError(t, err)
+	assert.Contains(t, help, "qos (a stream shaped to a contract")
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"frobnicate"},

@@ -32,8 +32,7 @@ func within(got, want, frac float64) bool { return math.Abs(got-want) <= frac*wa
 // on average) is shaped to the contract: over 10 s its long-run rate is within 2%
 // of the token rate and no burst exceeds the bucket's depth, on the send times (the
 // shaper's output) and, with the policer's default 5 ms tolerance for the path, on
-// the arrival times in the
-// other process.
+// the arrival times in the other process.
 func TestShapedToContract(t *testing.T) {
 	units := 10000 // 10 s at the contract
 	if testing.Short() {
@@ -190,17 +189,19 @@ func TestPolicerCatchesCheater(t *testing.T) {
 }
 
 // QOS-03: isochronous delivery at 1000 units/s over a pipe and over UDP, source and
-// sink pinned to CPU 0 and a process spinning on CPU 1: every unit is released between MinDelay and
-// MaxDelay after it was sent (or marked late, and then it really arrived late), and
-// the output jitter p99 stays within 1 ms, the bound this 2-vCPU machine holds (Go
-// timers overshoot by tens of microseconds, a preempted sink by up to a scheduler
-// tick).
+// sink pinned to CPU 0 and a process spinning on CPU 1: every unit is released
+// between MinDelay and MaxDelay after it was sent (or marked late, and then it
+// really was), and the output jitter p99 stays within 2 ms. That is the bound this
+// shared 2-vCPU VM holds: the sink sleeps the last 2 ms in the kernel's
+// high-resolution timer and wakes within ~0.1 ms at p50, but now and then its vCPU
+// is not running when the timer fires; measured p99s were 0.46–1.06 ms, so 1 ms
+// would fail a run in a few.
 func TestIsochronous(t *testing.T) {
 	units := 5000
 	if testing.Short() {
 		units = 1000
 	}
-	const jitterBound = time.Millisecond
+	const jitterBound = 2 * time.Millisecond
 	for _, transport := range []string{"pipes", "udp"} {
 		t.Run(transport, func(t *testing.T) {
 			burn := ipctest.Start(t, helperBurn, ipctest.WithArgs("1"))

@@ -153,8 +153,8 @@ func writeQoS(w io.Writer, results []report.Result) error {
 	r0 := results[0]
 	fmt.Fprintf(w, "\nscenario %s: a shaped stream from the peer (source) to this process (sink); pin=%s (%s)\n", r0.Scenario, r0.Pin, pinMeaning(r0.Pin))
 	if q := r0.QoS; q != nil {
-		fmt.Fprintf(w, "  contract: token bucket of %s units, depth %s; %s play-out %s to %s after sending\n",
-			unitRate(q.ContractRate, q.UnitBytes), units(float64(q.Depth), q.UnitBytes), q.Mode, formatNs(q.MinDelayNs), formatNs(q.MaxDelayNs))
+		fmt.Fprintf(w, "  contract: token bucket of %.0f units/s, depth %s; %s play-out %s to %s after sending\n",
+			q.ContractRate/float64(q.UnitBytes), units(float64(q.Depth), q.UnitBytes), q.Mode, formatNs(q.MinDelayNs), formatNs(q.MaxDelayNs))
 		fmt.Fprintf(w, "  workload: %s (seed %d): %s offered on average\n", q.Workload, q.Seed, unitRate(q.OfferedRate, q.UnitBytes))
 	}
 	fmt.Fprintln(w)
