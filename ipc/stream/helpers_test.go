@@ -404,7 +404,7 @@ type received struct {
 // receive accepts a stream on conn and reads it to its end.
 func receive(t *testing.T, ctx context.Context, conn stream.Conn, opts ...stream.SinkOption) received {
 	t.Helper()
-	opts = append([]stream.SinkOption{stream.WithLog(1 << 20)}, opts...)
+	opts = append([]stream.SinkOption{stream.WithLog(20000)}, opts...)
 	sink, err := stream.Accept(ctx, conn, opts...)
 	if err != nil {
 		t.Fatalf("accept: %v", err)

@@ -471,7 +471,15 @@ func TestComplexStreamInSync(t *testing.T) {
 		t.Errorf("audio %d of %d units, video %d of %d", len(ra.log), 50*secs, len(rv.log), 25*secs)
 	}
 	if late := ra.stats.Late + rv.stats.Late; late > uint64(75*secs/100) {
-		t.Errorf("%d of %d units out of step", late, 75*secs)
+		var seqs []string
+		for _, r := range []received{ra, rv} {
+			for _, u := range r.log {
+				if u.Late {
+					seqs = append(seqs, fmt.Sprintf("%d/%d:+%v", u.Sub, u.Seq, time.Duration(u.Released-(epoch+u.PTS)-int64(40*time.Millisecond))))
+				}
+			}
+		}
+		t.Errorf("%d of %d units out of step: %v", late, 75*secs, seqs)
 	}
 }
 

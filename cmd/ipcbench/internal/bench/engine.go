@@ -483,6 +483,9 @@ func runCase(ctx context.Context, cfg Config, c Case) (tracedResult, error) {
 	timeout := cfg.Timeout
 	if timeout == 0 {
 		timeout = defaultTimeout(cfg, p.Size)
+		if p.Scenario == ScenarioQoS {
+			timeout += qosTimeout(cfg)
+		}
 	}
 	done := make(chan error, 1)
 	go func() {

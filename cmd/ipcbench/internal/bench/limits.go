@@ -135,7 +135,12 @@ func checkMemory(cfg Config, cases []Case) error {
 				peers = DefaultPeers
 			}
 		}
-		if need, parts := caseMemory(c.Params.Size, peers); need > limit {
+		need, parts := caseMemory(c.Params.Size, peers)
+		if c.Params.Scenario == ScenarioQoS {
+			need += qosMemory(cfg)
+			parts += ", and the stream's log of every unit"
+		}
+		if need > limit {
 			return fmt.Errorf("size %s: %s needs about %s of memory (%s), more than 1/%d of MemAvailable %s (/proc/meminfo)",
 				FormatSize(c.Params.Size), c.Params.Primitive, formatBytes(need), parts, memoryShare, formatBytes(float64(avail)))
 		}
