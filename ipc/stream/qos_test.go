@@ -194,7 +194,7 @@ func TestPolicerCatchesCheater(t *testing.T) {
 // really was), and the output jitter p99 stays within 2 ms. That is the bound this
 // shared 2-vCPU VM holds: the sink sleeps the last 2 ms in the kernel's
 // high-resolution timer and wakes within ~0.1 ms at p50, but now and then its vCPU
-// is not running when the timer fires; measured p99s were 0.46–1.06 ms, so 1 ms
+// is not running when the timer fires; measured p99s were 0.36–1.06 ms, so 1 ms
 // would fail a run in a few.
 func TestIsochronous(t *testing.T) {
 	units := 5000
