@@ -34,6 +34,7 @@ func within(got, want, frac float64) bool { return math.Abs(got-want) <= frac*wa
 // shaper's output) and, with the policer's default 5 ms tolerance for the path, on
 // the arrival times in the other process.
 func TestShapedToContract(t *testing.T) {
+	priorityTest(t)
 	units := 10000 // 10 s at the contract
 	if testing.Short() {
 		units = 2000
@@ -106,6 +107,7 @@ func TestShapedToContract(t *testing.T) {
 func TestPolicerCatchesCheater(t *testing.T) {
 	for _, police := range []stream.Policing{stream.PoliceDrop, stream.PoliceMark} {
 		t.Run(police.String(), func(t *testing.T) {
+			priorityTest(t)
 			// A tolerance of 20 ms: on this shared 2-vCPU machine the sink is now and
 			// then descheduled for several milliseconds, and what queued meanwhile
 			// arrives together (with 2 ms, an honest unit was marked once in a few
@@ -197,6 +199,7 @@ func TestPolicerCatchesCheater(t *testing.T) {
 // is not running when the timer fires; measured p99s were 0.36–1.06 ms, so 1 ms
 // would fail a run in a few.
 func TestIsochronous(t *testing.T) {
+	priorityTest(t)
 	units := 5000
 	if testing.Short() {
 		units = 1000
@@ -411,6 +414,7 @@ var helperProbe = ipctest.Helper("stream-probe", func(args []string) int {
 // counting it late. Over 60 s the units played out stay within 10 ms of each other,
 // and at most 1% are late.
 func TestComplexStreamInSync(t *testing.T) {
+	priorityTest(t)
 	secs := 60
 	if testing.Short() {
 		secs = 5
@@ -486,6 +490,7 @@ func TestComplexStreamInSync(t *testing.T) {
 // Loss, duplication and reordering injected (seeded) between the processes are
 // counted exactly by the sink: what the injector did is what the sink reports.
 func TestFaultsCounted(t *testing.T) {
+	priorityTest(t)
 	seed := ipctest.Seed(t)
 	f := ipctest.Faults{Seed: seed, Loss: 0.05, Dup: 0.05, Reorder: 0.05}
 	spec := contract(2000, 100, 16)
@@ -533,6 +538,7 @@ func TestFaultsCounted(t *testing.T) {
 // every other unit still plays out in bounds. A source killed (SIGKILL) ends the
 // sink's Recv with an unexpected EOF, not a hang.
 func TestSourceStoppedAndKilled(t *testing.T) {
+	priorityTest(t)
 	spec := contract(1000, 100, 8)
 	spec.Mode, spec.MinDelay, spec.MaxDelay = stream.Isochronous, 2*time.Millisecond, 20*time.Millisecond
 	w := workload{Spec: spec, Kind: "steady", Payload: 100, UnitsPerSec: 1000, Units: 1500}
@@ -587,6 +593,7 @@ func TestSourceStoppedAndKilled(t *testing.T) {
 // Renegotiation: the source lowers its contract mid-stream; the sink's admission
 // controller and policer follow, and the units after it are shaped to the new rate.
 func TestRenegotiate(t *testing.T) {
+	priorityTest(t)
 	spec := contract(2000, 200, 8)
 	lower := spec.Rate / 4
 	adm := stream.NewAdmission(spec.Rate * 1.5)
@@ -628,6 +635,7 @@ func TestRenegotiate(t *testing.T) {
 // Multicast with filtering: one source process, two sinks; one wants every unit,
 // the other (a lower capability) every other one, each at its own contract.
 func TestFanoutFilters(t *testing.T) {
+	priorityTest(t)
 	spec := contract(1000, 100, 8)
 	w := workload{Spec: spec, Kind: "steady", Payload: 100, UnitsPerSec: 1000, Units: 1000, Every2: 2}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -660,6 +668,7 @@ func TestFanoutFilters(t *testing.T) {
 // Unix stream socket, a seqpacket socket, TCP and UDP on loopback, and a pair of
 // shared-memory rings; every unit arrives once, in order, shaped to the contract.
 func TestEveryTransport(t *testing.T) {
+	priorityTest(t)
 	spec := contract(2000, 500, 8)
 	w := workload{Spec: spec, Kind: "burst", Payload: 500, UnitsPerSec: 2000, Peak: 10, Duty: 0.3, Units: 600, Seed: 3}
 	for _, transport := range []string{"pipes", "unix-stream", "seqpacket", "tcp", "udp", "rings"} {
