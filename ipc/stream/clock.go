@@ -32,18 +32,22 @@ func init() {
 // in this package. It costs what time.Now costs.
 func Now() int64 { return monoBase + int64(time.Since(wallStart)) }
 
-// kernelBelow is how close to a deadline sleepUntil stops using Go's timers, which
+// kernelBelow is how close to a deadline a sleeper stops using Go's timers, which
 // on a loaded machine fire up to a millisecond late (a 200 µs timer measured 0.9 ms
 // late at p50 on the project's VM), and sleeps in the kernel's high-resolution timer
 // instead.
 const kernelBelow = 2 * time.Millisecond
 
-// sleepUntil waits until Now() ≥ at or ctx ends. While the deadline is far it waits
-// on a Go timer (so ctx can end it); for the last kernelBelow it sleeps in
+// A sleeper waits until a time; it keeps one Go timer for every wait, so that a
+// wait allocates nothing. It is not safe for concurrent use.
+type sleeper struct{ t *time.Timer }
+
+// until waits until Now() ≥ at or ctx ends. While the deadline is far it waits on
+// a Go timer (so ctx can end it); for the last kernelBelow it sleeps in
 // clock_nanosleep(2) with an absolute deadline, which blocks the thread (Go hands
 // its other goroutines to another thread) for at most kernelBelow and wakes within
 // tens of microseconds. It returns ctx's error if ctx ended first.
-func sleepUntil(ctx context.Context, at int64) error {
+func (s *sleeper) until(ctx context.Context, at int64) error {
 	for {
 		left := time.Duration(at - Now())
 		if left <= 0 {
@@ -53,12 +57,16 @@ func sleepUntil(ctx context.Context, at int64) error {
 			return err
 		}
 		if left > kernelBelow {
-			t := time.NewTimer(left - kernelBelow)
+			if s.t == nil {
+				s.t = time.NewTimer(left - kernelBelow)
+			} else {
+				s.t.Reset(left - kernelBelow)
+			}
 			select {
 			case <-ctx.Done():
-				t.Stop()
+				s.t.Stop()
 				return ctx.Err()
-			case <-t.C:
+			case <-s.t.C:
 			}
 			continue
 		}

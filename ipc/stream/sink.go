@@ -25,6 +25,7 @@ type Sink struct {
 	buf    []byte
 	ctrl   []byte
 	police *TokenBucket
+	sleep  sleeper
 
 	mu      sync.Mutex
 	spec    FlowSpec
@@ -327,7 +328,7 @@ func (s *Sink) Recv(ctx context.Context, buf []byte) (Unit, error) {
 			continue
 		}
 		if s.spec.Mode == Isochronous && !u.Late {
-			if err := sleepUntil(ctx, s.playAt(&h)); err != nil {
+			if err := s.sleep.until(ctx, s.playAt(&h)); err != nil {
 				return Unit{}, wrapOp("recv", err)
 			}
 		}

@@ -18,6 +18,7 @@ type Source struct {
 	conn    Conn
 	spec    FlowSpec
 	bucket  *TokenBucket
+	sleep   sleeper
 	shaping bool
 	sub     uint32
 	epoch   int64
@@ -153,7 +154,7 @@ func (s *Source) send(ctx context.Context, seq uint64, payload []byte, pts time.
 				s.bucket.Take(n, sent)
 				break
 			}
-			if err := sleepUntil(ctx, sent+int64(w)); err != nil {
+			if err := s.sleep.until(ctx, sent+int64(w)); err != nil {
 				return ipc.Wrap("send", "stream", err)
 			}
 			sent = Now()
