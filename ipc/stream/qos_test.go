@@ -595,6 +595,7 @@ func TestSourceStoppedAndKilled(t *testing.T) {
 func TestRenegotiate(t *testing.T) {
 	priorityTest(t)
 	spec := contract(2000, 200, 8)
+	spec.Tolerance = 20 * time.Millisecond // as in TestPolicerCatchesCheater
 	lower := spec.Rate / 4
 	adm := stream.NewAdmission(spec.Rate * 1.5)
 	w := workload{Spec: spec, Kind: "burst", Payload: 200, UnitsPerSec: 2000, Peak: 10, Duty: 0.5, Units: 2000, Seed: 7, RenegotiateAt: 1000, RenegotiateRate: lower}
@@ -606,8 +607,11 @@ func TestRenegotiate(t *testing.T) {
 	if r.end != nil {
 		t.Fatal(r.end)
 	}
-	if res.Renegotiated.Rate != lower {
-		t.Fatalf("renegotiated to %.0f, want %.0f", res.Renegotiated.Rate, lower)
+	if res.Renegotiated.Rate != lower || r.sink.Spec().Rate != lower {
+		t.Fatalf("renegotiated to %.0f (the sink holds %.0f), want %.0f", res.Renegotiated.Rate, r.sink.Spec().Rate, lower)
+	}
+	if got := adm.Log()[1]; got.Op != "renegotiate" || got.Verdict != stream.Grant || got.Admitted != lower {
+		t.Errorf("admission after renegotiation: %+v", got)
 	}
 	var after []stream.Unit
 	for i, u := range r.log {
