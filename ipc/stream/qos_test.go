@@ -755,3 +755,60 @@ func stopped(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] == 'T'
 }
+
+// Synchronous mode: over UDP through a relay that delays each datagram by up to
+// 20 ms, with a maximum delay of 10 ms, about half the units are late; with DropLate
+// they are dropped and counted, and every unit handed out was within the bound.
+func TestSyncDropsLate(t *testing.T) {
+	priorityTest(t)
+	for _, drop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("DropLate=%v", drop), func(t *testing.T) {
+			spec := contract(500, 100, 8)
+			spec.Mode, spec.MaxDelay, spec.DropLate = stream.Sync, 10*time.Millisecond, drop
+			w := workload{Spec: spec, Kind: "steady", Payload: 100, UnitsPerSec: 500, Units: 1000}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			l, err := sockets.ListenUDP("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			relay, err := ipctest.NewRelay(pc, l.LocalAddr(), ipctest.Faults{Seed: ipctest.Seed(t), Delay: 20 * time.Millisecond, DelayProb: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer relay.Close()
+			_, src := startSource(t, "udp:"+relay.Addr().String(), w)
+			r := receive(t, ctx, stream.Unconnected(l, nil))
+			src.result(t)
+			if r.end != nil {
+				t.Fatal(r.end)
+			}
+			late := 0
+			for _, u := range r.log {
+				d := time.Duration(u.Delay())
+				if d > spec.MaxDelay != u.Late {
+					t.Errorf("unit %d: delay %v, marked late %v", u.Seq, d, u.Late)
+				}
+				if u.Late {
+					late++
+				}
+			}
+			t.Logf("sync, max delay 10 ms, path delay up to 20 ms, drop %v: %d handed out (%d late among them), %d late in all, %d dropped, %d lost, %d reordered",
+				drop, len(r.log), late, r.stats.Late, r.stats.Dropped, r.stats.Lost, r.stats.Reordered)
+			if r.stats.Late < 100 || r.stats.Late > 900 {
+				t.Errorf("%d of 1000 units late, want about half", r.stats.Late)
+			}
+			if drop && (late != 0 || r.stats.Dropped != r.stats.Late || uint64(len(r.log))+r.stats.Dropped+r.stats.Lost != 1000) {
+				t.Errorf("DropLate: %d late handed out, %d dropped of %d late, %d + %d + %d lost ≠ 1000", late, r.stats.Dropped, r.stats.Late, len(r.log), r.stats.Dropped, r.stats.Lost)
+			}
+			if !drop && (uint64(late) != r.stats.Late || len(r.log) != 1000) {
+				t.Errorf("late %d handed out, %d counted, %d of 1000 handed out", late, r.stats.Late, len(r.log))
+			}
+		})
+	}
+}

@@ -268,8 +268,8 @@ func (s *Sink) Violations() <-chan Violation { return s.violations }
 // returns an error matching ipc.ErrInvalid and keeps the unit for the next call.
 // After the source's Close, Recv hands out the units still on their way (a path
 // that reorders may deliver some after the close) and returns io.EOF once all have
-// come or MaxDelay (100 ms in Async mode) has passed; those that did not come are
-// counted lost.
+// come or the larger of MaxDelay and 100 ms has passed; those that did not come
+// are counted lost.
 func (s *Sink) Recv(ctx context.Context, buf []byte) (Unit, error) {
 	for {
 		var n int
@@ -397,10 +397,7 @@ func (s *Sink) control(ctx context.Context, p []byte) error {
 	switch c.op {
 	case opClose:
 		if s.closing == 0 {
-			grace := s.spec.MaxDelay
-			if grace == 0 {
-				grace = 100 * time.Millisecond
-			}
+			grace := max(s.spec.MaxDelay, 100*time.Millisecond)
 			s.closing, s.sent = Now()+int64(grace), uint64(c.value)
 		}
 		return nil
