@@ -175,7 +175,7 @@ func writeQoS(w io.Writer, results []report.Result) error {
 	}
 	_, err := fmt.Fprint(w, "Rates and depths count units on the wire, headers included. Long-run rate and max burst (in units) are measured on\n"+
 		"the send times; bucket breaches: units a replay of the token bucket over the send times finds without tokens (0 for a\n"+
-		"shaped stream). Delays run from sending to play-out; late: arrived after the maximum delay; lost: sent, never received.\n")
+		"shaped stream). Delays run from sending to play-out; late: arrived or played out after the maximum delay; lost: sent, never received.\n")
 	return err
 }
 

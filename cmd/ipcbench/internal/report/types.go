@@ -188,7 +188,8 @@ type QoS struct {
 	// merged distribution, and Series is the first round's. 0 or 1: one stream.
 	Rounds int `json:"rounds,omitempty"`
 	// Sent units the source sent, Received the sink played out, Lost never arrived
-	// (Sent − Received), Late arrived after MaxDelayNs, Beyond the sink's policer
+	// (Sent − Received), Late arrived or were played out after MaxDelayNs (as the
+	// sink marked them; they are still played out), Beyond the sink's policer
 	// found beyond the contract (arrivals bunched by more than its tolerance).
 	Sent     int `json:"sent"`
 	Received int `json:"received"`
