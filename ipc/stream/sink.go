@@ -22,7 +22,6 @@ type Sink struct {
 	media  bool
 	slack  time.Duration
 	epoch  int64
-	buf    []byte
 	ctrl   []byte
 	police *TokenBucket
 	sleep  sleeper
@@ -37,7 +36,18 @@ type Sink struct {
 	hasPrev bool
 	log     []Unit
 	logCap  int
-	pending int // length of a unit read but not yet handed out (Recv with a short buffer)
+	// The reader goroutine reads ahead into buffers from free and queues them, so
+	// that a unit's arrival time is when it came, and the transport's buffer is
+	// not the only play-out buffer. playing is the unit admitted and not yet
+	// handed out (Recv returned early: a short buffer, ctx); readErr ends every
+	// later Recv.
+	queue    chan readItem
+	free     chan []byte
+	stopRead context.CancelFunc
+	reader   sync.WaitGroup
+	playing  playItem
+	readErr  error
+	maxUnit  int
 	// closing is when the grace period after the source's close ends (0: open);
 	// sent is the number of units the source said it sent.
 	closing int64
@@ -110,6 +120,7 @@ type window struct {
 }
 
 type sinkConfig struct {
+	ahead    int
 	adm      *Admission
 	media    bool
 	slack    time.Duration
@@ -148,18 +159,25 @@ func WithLog(n int) SinkOption { return func(c *sinkConfig) { c.logCap = n } }
 // 64 KiB + HeaderSize).
 func WithMaxUnit(n int) SinkOption { return func(c *sinkConfig) { c.maxUnit = n } }
 
+// WithReadAhead sets how many units the sink reads ahead of the one it hands out
+// (default 32): the play-out buffer. An isochronous stream holds about rate ×
+// MinDelay units in it; a sink whose buffer is full leaves the rest in the
+// transport, and a full transport blocks the source.
+func WithReadAhead(n int) SinkOption { return func(c *sinkConfig) { c.ahead = n } }
+
 // Accept waits for a source's offer on conn, decides it, and returns the sink of
 // the admitted stream. A refused offer (or a counter-offer the source turns down)
 // is answered and Accept waits for the next offer, until ctx ends.
 func Accept(ctx context.Context, conn Conn, opts ...SinkOption) (*Sink, error) {
-	c := sinkConfig{interval: 100 * time.Millisecond, maxUnit: 64<<10 + HeaderSize}
+	c := sinkConfig{interval: 100 * time.Millisecond, maxUnit: 64<<10 + HeaderSize, ahead: 32}
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.interval <= 0 || c.logCap < 0 || c.slack < 0 || c.maxUnit < HeaderSize+controlSize || c.maxUnit > HeaderSize+MaxPayload {
-		return nil, ipc.Wrap("accept", "stream", fmt.Errorf("%w: interval %v, log %d, max unit %d", ipc.ErrInvalid, c.interval, c.logCap, c.maxUnit))
+	if c.interval <= 0 || c.logCap < 0 || c.slack < 0 || c.ahead < 1 || c.maxUnit < HeaderSize+controlSize || c.maxUnit > HeaderSize+MaxPayload {
+		return nil, ipc.Wrap("accept", "stream", fmt.Errorf("%w: interval %v, log %d, slack %v, read-ahead %d, max unit %d", ipc.ErrInvalid, c.interval, c.logCap, c.slack, c.ahead, c.maxUnit))
 	}
-	s := &Sink{conn: conn, adm: c.adm, media: c.media, slack: c.slack, buf: make([]byte, c.maxUnit), ctrl: make([]byte, HeaderSize+controlSize),
+	s := &Sink{conn: conn, adm: c.adm, media: c.media, slack: c.slack, maxUnit: c.maxUnit, ctrl: make([]byte, HeaderSize+controlSize),
+		queue: make(chan readItem, c.ahead), free: make(chan []byte, c.ahead+1),
 		lastSeq: map[uint32]uint64{}, seen: map[uint32]*seqSet{}, logCap: c.logCap, interval: c.interval,
 		reports: make(chan Report, 64), violations: make(chan Violation, 64), done: make(chan struct{})}
 	if c.logCap > 0 {
@@ -183,9 +201,95 @@ func Accept(ctx context.Context, conn Conn, opts ...SinkOption) (*Sink, error) {
 	now := Now()
 	s.police = s.policer(now)
 	s.cur = s.newWindow(now)
+	for range c.ahead + 1 {
+		s.free <- nil // allocated on first use
+	}
+	var rctx context.Context
+	rctx, s.stopRead = context.WithCancel(context.Background())
+	s.reader.Add(1)
+	go s.read(rctx)
 	s.monitor.Add(1)
 	go s.run()
 	return s, nil
+}
+
+// A readItem is one message the reader read, or the error that ended it.
+type readItem struct {
+	buf []byte
+	n   int
+	at  int64
+	err error
+}
+
+// read reads messages ahead until the transport fails or ctx ends (Close).
+func (s *Sink) read(ctx context.Context) {
+	defer s.reader.Done()
+	for {
+		var b []byte
+		select {
+		case b = <-s.free:
+		case <-ctx.Done():
+			return
+		}
+		if b == nil {
+			b = make([]byte, s.maxUnit)
+		}
+		n, err := s.conn.Recv(ctx, b)
+		it := readItem{buf: b, n: n, at: Now(), err: err}
+		select {
+		case s.queue <- it:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// next returns the next message read ahead, or io.EOF when the grace period
+// after the source's close has ended.
+func (s *Sink) next(ctx context.Context) (readItem, error) {
+	if s.readErr != nil {
+		return readItem{}, s.readErr
+	}
+	var grace <-chan time.Time
+	if s.closing != 0 {
+		if s.complete() {
+			s.release()
+			return readItem{}, io.EOF
+		}
+		// Closed, with units still missing: wait for stragglers until the grace
+		// period ends; those that do not come are lost.
+		t := time.NewTimer(time.Duration(s.closing - Now()))
+		defer t.Stop()
+		grace = t.C
+	}
+	select {
+	case it := <-s.queue:
+		if it.err == nil {
+			return it, nil
+		}
+		switch {
+		case s.closing != 0 && errors.Is(it.err, io.EOF):
+			// The source's end of the transport closed after its close.
+			s.endMissing()
+			s.readErr = io.EOF
+		case errors.Is(it.err, io.EOF):
+			// The transport ended without the source's close: it died or
+			// dropped the connection. The end is not a clean one.
+			s.readErr = wrapOp("recv", fmt.Errorf("%w: the source went away without closing the stream", io.ErrUnexpectedEOF))
+		default:
+			s.readErr = wrapOp("recv", it.err)
+		}
+		return readItem{}, s.readErr
+	case <-grace:
+		s.endMissing()
+		s.readErr = io.EOF
+		return readItem{}, io.EOF
+	case <-ctx.Done():
+		return readItem{}, wrapOp("recv", ctx.Err())
+	}
 }
 
 // policer returns the token bucket the contract allows, widened by the tolerance.
@@ -272,73 +376,81 @@ func (s *Sink) Violations() <-chan Violation { return s.violations }
 // are counted lost.
 func (s *Sink) Recv(ctx context.Context, buf []byte) (Unit, error) {
 	for {
-		var n int
-		if s.pending > 0 {
-			n, s.pending = s.pending, 0
-		} else {
-			if s.closing != 0 && s.complete() {
-				s.release()
-				return Unit{}, io.EOF
-			}
-			var err error
-			if s.closing != 0 {
-				// Closed, with units still missing: wait for stragglers until the
-				// grace period ends; those that do not come are lost.
-				rctx, cancel := context.WithDeadline(ctx, time.Now().Add(time.Duration(s.closing-Now())))
-				n, err = s.conn.Recv(rctx, s.buf)
-				cancel()
-				if err != nil && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF)) {
-					// The grace period ended, or the source's end of the
-					// transport closed: nothing more will come.
-					s.endMissing()
-					return Unit{}, io.EOF
-				}
-			} else {
-				n, err = s.conn.Recv(ctx, s.buf)
-			}
-			if errors.Is(err, io.EOF) {
-				// The transport ended without the source's close: it died or
-				// dropped the connection. The end is not a clean one.
-				return Unit{}, wrapOp("recv", fmt.Errorf("%w: the source went away without closing the stream", io.ErrUnexpectedEOF))
-			}
+		if s.playing.buf == nil {
+			it, err := s.next(ctx)
 			if err != nil {
-				return Unit{}, wrapOp("recv", err)
-			}
-		}
-		arrived := Now()
-		var h header
-		if err := h.parse(s.buf[:n]); err != nil {
-			return Unit{}, wrapOp("recv", err)
-		}
-		if int(h.len) != n-HeaderSize {
-			return Unit{}, wrapOp("recv", fmt.Errorf("%w: unit declares %d payload bytes, carries %d", ErrProtocol, h.len, n-HeaderSize))
-		}
-		if h.kind == kindControl {
-			if err := s.control(ctx, s.buf[HeaderSize:n]); err != nil {
 				return Unit{}, err
 			}
-			continue
-		}
-		if len(buf) < int(h.len) {
-			s.pending = n
-			return Unit{}, ipc.Wrap("recv", "stream", fmt.Errorf("%w: buffer of %d bytes for a payload of %d; the unit is kept", ipc.ErrInvalid, len(buf), h.len))
-		}
-		u, ok := s.admit(&h, n, arrived)
-		if !ok {
-			continue
-		}
-		if s.spec.Mode == Isochronous && !u.Late {
-			if err := s.sleep.until(ctx, s.playAt(&h)); err != nil {
-				return Unit{}, wrapOp("recv", err)
+			if err := s.take(ctx, it, buf); err != nil {
+				return Unit{}, err
+			}
+			if s.playing.buf == nil {
+				continue // a control message, or a unit dropped
 			}
 		}
-		u.Released = Now()
-		if !s.handedOut(&u, &h, n) {
-			continue
+		if len(buf) < s.playing.u.Len {
+			return Unit{}, ipc.Wrap("recv", "stream", fmt.Errorf("%w: buffer of %d bytes for a payload of %d; the unit is kept", ipc.ErrInvalid, len(buf), s.playing.u.Len))
 		}
-		copy(buf, s.buf[HeaderSize:n])
-		return u, nil
+		u, ok, err := s.play(ctx, buf)
+		if err != nil || ok {
+			return u, err
+		}
 	}
+}
+
+// A playItem is a data unit admitted and waiting to be handed out.
+type playItem struct {
+	readItem
+	u Unit
+	h header
+}
+
+// take handles one message read ahead: a control message, or a data unit that it
+// checks, polices and (unless dropped) makes s.playing.
+func (s *Sink) take(ctx context.Context, it readItem, buf []byte) error {
+	b, n := it.buf, it.n
+	keep := false
+	defer func() {
+		if !keep {
+			s.free <- b
+		}
+	}()
+	var h header
+	if err := h.parse(b[:n]); err != nil {
+		return wrapOp("recv", err)
+	}
+	if int(h.len) != n-HeaderSize {
+		return wrapOp("recv", fmt.Errorf("%w: unit declares %d payload bytes, carries %d", ErrProtocol, h.len, n-HeaderSize))
+	}
+	if h.kind == kindControl {
+		return s.control(ctx, b[HeaderSize:n])
+	}
+	u, ok := s.admit(&h, n, it.at)
+	if ok {
+		s.playing, keep = playItem{readItem: it, u: u, h: h}, true
+	}
+	return nil
+}
+
+// play hands s.playing out when its play-out time comes (at once but in
+// Isochronous mode): ok is false if it was dropped. If ctx ends first, the unit
+// stays for the next call.
+func (s *Sink) play(ctx context.Context, buf []byte) (Unit, bool, error) {
+	p := &s.playing
+	if s.spec.Mode == Isochronous && !p.u.Late {
+		if err := s.sleep.until(ctx, s.playAt(&p.h)); err != nil {
+			return Unit{}, false, wrapOp("recv", err)
+		}
+	}
+	u := p.u
+	u.Released = Now()
+	ok := s.handedOut(&u, &p.h, p.n)
+	if ok {
+		copy(buf, p.buf[HeaderSize:p.n])
+	}
+	s.free <- p.buf
+	s.playing = playItem{}
+	return u, ok, nil
 }
 
 // playAt is when an isochronous unit is due: MinDelay after its send time, or in a
@@ -611,8 +723,19 @@ func (s *Sink) release() {
 // idempotent.
 func (s *Sink) Close() error {
 	s.closeOnce.Do(func() {
+		if s.stopRead != nil {
+			s.stopRead()
+			s.reader.Wait()
+		}
 		close(s.done)
 		s.monitor.Wait()
+		s.mu.Lock()
+		w := &s.cur
+		last := w.units+w.lost+w.late+w.beyond+w.dropped > 0
+		s.mu.Unlock()
+		if last {
+			s.endInterval() // the last, partial interval
+		}
 		s.release()
 		close(s.reports)
 		close(s.violations)

@@ -35,8 +35,8 @@ type Unit struct {
 	// Sent, Arrived and Released are CLOCK_MONOTONIC nanoseconds (see Now): when the
 	// source let the unit go (took its tokens), when the sink read it from the
 	// transport, and when the sink handed it out (later than Arrived in isochronous
-	// mode, which holds units back). A unit waits in the transport while the sink
-	// holds the one before it, so Arrived is never before the last Released.
+	// mode, which holds units back). The sink reads ahead (WithReadAhead), so
+	// Arrived is when the unit came, unless the read-ahead buffer was full.
 	Sent, Arrived, Released int64
 	// Len is the payload's length; the payload is in the caller's buffer.
 	Len int
