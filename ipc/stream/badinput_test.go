@@ -48,15 +48,10 @@ func TestFlowSpecValidate(t *testing.T) {
 // Open refuses a bad spec, and Send a unit larger than the bucket, before anything
 // goes on the wire; the peer sees nothing.
 func TestRefusedBeforeSending(t *testing.T) {
-	a, b, err := sockets.SeqpacketPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
+	a, b := localPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = stream.Open(ctx, a, stream.FlowSpec{Rate: -1, Depth: 100})
+	_, err := stream.Open(ctx, a, stream.FlowSpec{Rate: -1, Depth: 100})
 	ipctest.CheckOpError(t, "bad spec", err, ipc.ErrInvalid)
 
 	done := make(chan error, 1)
@@ -101,12 +96,7 @@ func TestRefusedBeforeSending(t *testing.T) {
 // A peer that sends garbage gets ErrProtocol, never a panic; a cancelled context
 // ends a waiting Accept.
 func TestGarbageAndCancel(t *testing.T) {
-	a, b, err := sockets.SeqpacketPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
+	a, b := localPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, junk := range [][]byte{[]byte("hello"), make([]byte, 100), append([]byte{'Q', 1, 2, 0}, make([]byte, 36)...)} {
@@ -118,7 +108,7 @@ func TestGarbageAndCancel(t *testing.T) {
 	}
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancelShort()
-	_, err = stream.Accept(short, b)
+	_, err := stream.Accept(short, b)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Accept with nothing offered: %v", err)
 	}
@@ -130,12 +120,7 @@ func FuzzRecv(f *testing.F) {
 	f.Add([]byte("Q\x01\x01\x00"))
 	f.Add(append([]byte{'Q', 1, 1, 0}, make([]byte, 60)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, b, err := sockets.SeqpacketPair()
-		if err != nil {
-			t.Skip(err)
-		}
-		defer a.Close()
-		defer b.Close()
+		a, b := localPair(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		go func() {
@@ -163,4 +148,18 @@ func FuzzRecv(f *testing.F) {
 			return
 		}
 	})
+}
+
+// localPair returns a seqpacket pair in this process, closed when the test ends.
+func localPair(t testing.TB) (*sockets.SeqpacketConn, *sockets.SeqpacketConn) {
+	t.Helper()
+	a, b, err := sockets.SeqpacketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.Close()
+		b.Close()
+	})
+	return a, b
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -316,33 +317,14 @@ func startSource(t *testing.T, transport string, w workload, opts ...ipctest.Opt
 	var closers []io.Closer
 	switch transport {
 	case "seqpacket":
-		a, b, err := sockets.SeqpacketPair()
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := b.File()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.Close()
+		a, f := seqpacketPair(t)
 		files = append(files, f)
 		conn, closers = a, []io.Closer{a}
 	case "seqpacket2":
-		var conns []stream.Conn
-		for range 2 {
-			a, b, err := sockets.SeqpacketPair()
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := b.File()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b.Close()
-			files = append(files, f)
-			conns, closers = append(conns, a), append(closers, a)
-		}
-		conn = duplexPair{conns[0], conns[1]}
+		a1, f1 := seqpacketPair(t)
+		a2, f2 := seqpacketPair(t)
+		files = append(files, f1, f2)
+		conn, closers = duplexPair{a1, a2}, []io.Closer{a1, a2}
 	case "unix-stream":
 		a, b, err := sockets.StreamPair()
 		if err != nil {
@@ -535,4 +517,41 @@ func priorityTest(t *testing.T) {
 		t.Logf("running at normal priority (%v): timings depend on the machine's load", err)
 	}
 	t.Cleanup(restore)
+}
+
+// seqpacketPair returns one end of a seqpacket pair, and the other as a file to
+// hand over to a helper.
+func seqpacketPair(t *testing.T) (*sockets.SeqpacketConn, *os.File) {
+	t.Helper()
+	a, b, err := sockets.SeqpacketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := b.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	return a, f
+}
+
+// delayingRelay returns a UDP socket for a sink and a relay in front of it that
+// delays every datagram by up to 20 ms (seeded): the address a source dials.
+func delayingRelay(t *testing.T) (sink *sockets.DgramConn, relay *ipctest.Relay) {
+	t.Helper()
+	l, err := sockets.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err = ipctest.NewRelay(pc, l.LocalAddr(), ipctest.Faults{Seed: ipctest.Seed(t), Delay: 20 * time.Millisecond, DelayProb: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	return l, relay
 }

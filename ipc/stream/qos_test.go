@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -431,20 +430,7 @@ func TestComplexStreamInSync(t *testing.T) {
 	audio := workload{Spec: iso(50, 160), Kind: "steady", Payload: 160, UnitsPerSec: 50, Units: 50 * secs, Epoch: epoch, Sub: 1}
 	video := workload{Spec: iso(25, 4000), Kind: "steady", Payload: 4000, UnitsPerSec: 25, Units: 25 * secs, Epoch: epoch, Sub: 2}
 
-	l, err := sockets.ListenUDP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay, err := ipctest.NewRelay(pc, l.LocalAddr(), ipctest.Faults{Seed: ipctest.Seed(t), Delay: 20 * time.Millisecond, DelayProb: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
+	l, relay := delayingRelay(t)
 
 	aconn, asrc := startSource(t, "pipes", audio)
 	_, vsrc := startSource(t, "udp:"+relay.Addr().String(), video)
@@ -768,20 +754,7 @@ func TestSyncDropsLate(t *testing.T) {
 			w := workload{Spec: spec, Kind: "steady", Payload: 100, UnitsPerSec: 500, Units: 1000}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			l, err := sockets.ListenUDP("127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			relay, err := ipctest.NewRelay(pc, l.LocalAddr(), ipctest.Faults{Seed: ipctest.Seed(t), Delay: 20 * time.Millisecond, DelayProb: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer relay.Close()
+			l, relay := delayingRelay(t)
 			_, src := startSource(t, "udp:"+relay.Addr().String(), w)
 			r := receive(t, ctx, stream.Unconnected(l, nil))
 			src.result(t)
