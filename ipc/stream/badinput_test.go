@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"testing"
 	"time"
@@ -114,8 +115,10 @@ func TestGarbageAndCancel(t *testing.T) {
 	}
 }
 
-// FuzzRecv feeds arbitrary bytes to a sink as units: it never panics, and every
-// error is an OpError.
+// FuzzRecv feeds arbitrary bytes to a sink as a unit, after a real offer, over a
+// seqpacket pair: it never panics or hangs (it found a peer's far-ahead sequence
+// number making the sink loop over the gap), and it ends with io.EOF (the bytes,
+// or the source's close after them, ended the stream) or an OpError.
 func FuzzRecv(f *testing.F) {
 	f.Add([]byte("Q\x01\x01\x00"))
 	f.Add(append([]byte{'Q', 1, 1, 0}, make([]byte, 60)...))
@@ -123,7 +126,9 @@ func FuzzRecv(f *testing.F) {
 		a, b := localPair(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+		sent := make(chan struct{})
 		go func() {
+			defer close(sent)
 			src, err := stream.Open(ctx, a, stream.FlowSpec{Rate: 1e9, Depth: 1 << 20})
 			if err == nil {
 				a.Send(ctx, data)
@@ -134,7 +139,10 @@ func FuzzRecv(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sink.Close()
+		defer func() {
+			sink.Close()
+			<-sent
+		}()
 		buf := make([]byte, 1<<16)
 		for {
 			_, err := sink.Recv(ctx, buf)
@@ -142,8 +150,8 @@ func FuzzRecv(f *testing.F) {
 				continue
 			}
 			var op *ipc.OpError
-			if !errors.As(err, &op) && !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("error not an OpError: %v", err)
+			if err != io.EOF && !errors.As(err, &op) {
+				t.Fatalf("error neither the clean end (io.EOF) nor an OpError: %v", err)
 			}
 			return
 		}
@@ -151,9 +159,14 @@ func FuzzRecv(f *testing.F) {
 }
 
 // localPair returns a seqpacket pair in this process, closed when the test ends.
+// Its ends wait in the runtime poller: with the default WaitAuto, fuzzing (tens of
+// thousands of pairs made, used and closed a second by two goroutines each) hung a
+// worker after 13 000–50 000 runs, as no loop of the same body outside the fuzzing
+// engine did (60 000 runs); with WaitPoller, 135 000 runs passed. The hang is the
+// sockets engine's (issue 15's concurrent-cancellation findings), not the stream's.
 func localPair(t testing.TB) (*sockets.SeqpacketConn, *sockets.SeqpacketConn) {
 	t.Helper()
-	a, b, err := sockets.SeqpacketPair()
+	a, b, err := sockets.SeqpacketPair(sockets.WithWait(ipc.WaitPoller))
 	if err != nil {
 		t.Fatal(err)
 	}

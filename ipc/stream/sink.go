@@ -744,25 +744,36 @@ func (s *Sink) Close() error {
 }
 
 // seqSet remembers which sequence numbers were seen, compactly: every number below
-// base was seen, and bits holds the ones above it.
+// base was seen (or is too old to matter), and bits holds the ones above it, within
+// a window of seqWindow numbers.
 type seqSet struct {
 	base uint64
 	bits []uint64
 }
+
+// seqWindow is how many sequence numbers a seqSet tells apart above its base: a
+// number further back than this behind the newest is taken as seen (a duplicate).
+const seqWindow = 1 << 20
 
 // add records seq and reports whether it was new.
 func (q *seqSet) add(seq uint64) bool {
 	if seq < q.base {
 		return false
 	}
+	if off := seq - q.base; off >= seqWindow {
+		// Slide the window so that seq is in its last word: forget what falls out
+		// (at most the whole window: a peer that jumps far ahead costs one clear,
+		// not a loop over the gap).
+		shift := (off - seqWindow + 64) / 64 // words
+		if shift >= uint64(len(q.bits)) {
+			q.bits = q.bits[:0]
+		} else {
+			q.bits = q.bits[shift:]
+		}
+		q.base += shift * 64
+	}
 	off := seq - q.base
 	for off >= uint64(len(q.bits))*64 {
-		if len(q.bits) >= 1<<14 { // a window of a million units: forget the oldest
-			q.base += 64
-			q.bits = q.bits[1:]
-			off -= 64
-			continue
-		}
 		q.bits = append(q.bits, 0)
 	}
 	w, b := off/64, off%64
