@@ -162,8 +162,9 @@ func FuzzRecv(f *testing.F) {
 // Its ends wait in the runtime poller: with the default WaitAuto, fuzzing (tens of
 // thousands of pairs made, used and closed a second by two goroutines each) hung a
 // worker after 13 000–50 000 runs, as no loop of the same body outside the fuzzing
-// engine did (60 000 runs); with WaitPoller, 135 000 runs passed. The hang is the
-// sockets engine's (issue 15's concurrent-cancellation findings), not the stream's.
+// engine did (60 000 runs); with WaitPoller, 135 000 runs passed. The hang looks
+// like the sockets engine's kernel wait (issue 15's cancellation findings); it is
+// not yet understood.
 func localPair(t testing.TB) (*sockets.SeqpacketConn, *sockets.SeqpacketConn) {
 	t.Helper()
 	a, b, err := sockets.SeqpacketPair(sockets.WithWait(ipc.WaitPoller))
