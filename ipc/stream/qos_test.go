@@ -192,18 +192,19 @@ func TestPolicerCatchesCheater(t *testing.T) {
 // QOS-03: isochronous delivery at 1000 units/s over a pipe and over UDP, source and
 // sink pinned to CPU 0 and a process spinning on CPU 1: every unit is released
 // between MinDelay and MaxDelay after it was sent (or marked late, and then it
-// really was), and the output jitter p99 stays within 2 ms. That is the bound this
-// shared 2-vCPU VM holds: the sink sleeps the last 2 ms in the kernel's
-// high-resolution timer and wakes within ~0.1 ms at p50, but now and then its vCPU
-// is not running when the timer fires; measured p99s were 0.36–1.06 ms, so 1 ms
-// would fail a run in a few.
+// really was), and the output jitter p99 stays within 5 ms. On this shared 2-vCPU
+// VM, otherwise quiet, p99 measured 0.36–1.06 ms (the sink sleeps the last 2 ms in
+// the kernel's high-resolution timer and wakes within ~0.1 ms at p50, but now and
+// then its vCPU is not running when the timer fires): 2 ms holds there. CI runs
+// this under -race beside other packages' tests, where 2.24 ms was measured: the
+// bound asserted is the one that holds in both.
 func TestIsochronous(t *testing.T) {
 	priorityTest(t)
 	units := 5000
 	if testing.Short() {
 		units = 1000
 	}
-	const jitterBound = 2 * time.Millisecond
+	const jitterBound = 5 * time.Millisecond
 	for _, transport := range []string{"pipes", "udp"} {
 		t.Run(transport, func(t *testing.T) {
 			burn := ipctest.Start(t, helperBurn, ipctest.WithArgs("1"))
