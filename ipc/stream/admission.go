@@ -110,16 +110,23 @@ func (a *Admission) decide(op string, offer FlowSpec) Decision {
 }
 
 // Renegotiate decides on a new offer for a stream that holds old: old's rate is
-// given back first, and kept if the new offer is refused.
+// given back first, and kept if the new offer is refused. A renegotiation is granted
+// as offered or refused, never countered: the stream is running, and its answer must
+// not wait for another round of the protocol.
 func (a *Admission) Renegotiate(old, offer FlowSpec) Decision {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.admitted -= old.Rate
-	d := a.decide("renegotiate", offer)
-	if d.Verdict == Refuse {
+	free := a.capacity - a.admitted
+	d := Decision{Verdict: Refuse, Free: free}
+	granted := 0.0
+	if offer.Rate <= free {
+		d.Verdict, d.Spec, granted = Grant, offer, offer.Rate
+		a.admitted += offer.Rate
+	} else {
 		a.admitted += old.Rate
-		a.log[len(a.log)-1].Admitted = a.admitted
 	}
+	a.log = append(a.log, AdmissionEvent{Op: "renegotiate", Offered: offer.Rate, Verdict: d.Verdict, Granted: granted, Admitted: a.admitted})
 	return d
 }
 
@@ -129,8 +136,5 @@ func (a *Admission) Release(op string, spec FlowSpec) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.admitted -= spec.Rate
-	if a.admitted < 1e-9*a.capacity {
-		a.admitted = max(a.admitted, 0)
-	}
 	a.log = append(a.log, AdmissionEvent{Op: op, Offered: spec.Rate, Admitted: a.admitted})
 }

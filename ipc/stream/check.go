@@ -198,6 +198,9 @@ func CheckAdmission(log []AdmissionEvent, capacity float64) []Breach {
 			default:
 				bad(i, "no verdict")
 			}
+			if e.Op == "renegotiate" && e.Verdict == Counter {
+				bad(i, "a renegotiation countered (it is granted or refused)")
+			}
 			if e.Op == "offer" {
 				held += e.Granted
 			} else {

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,12 +43,13 @@ const kernelBelow = 2 * time.Millisecond
 // wait allocates nothing. It is not safe for concurrent use.
 type sleeper struct{ t *time.Timer }
 
-// until waits until Now() ≥ at or ctx ends. While the deadline is far it waits on
+// until waits until Now() ≥ at, ctx ends or done is closed. While the deadline is far it waits on
 // a Go timer (so ctx can end it); for the last kernelBelow it sleeps in
 // clock_nanosleep(2) with an absolute deadline, which blocks the thread (Go hands
 // its other goroutines to another thread) for at most kernelBelow and wakes within
-// tens of microseconds. It returns ctx's error if ctx ended first.
-func (s *sleeper) until(ctx context.Context, at int64) error {
+// tens of microseconds. It returns ctx's error if ctx ended first, os.ErrClosed if
+// done was closed.
+func (s *sleeper) until(ctx context.Context, done <-chan struct{}, at int64) error {
 	for {
 		left := time.Duration(at - Now())
 		if left <= 0 {
@@ -66,6 +68,9 @@ func (s *sleeper) until(ctx context.Context, at int64) error {
 			case <-ctx.Done():
 				s.t.Stop()
 				return ctx.Err()
+			case <-done:
+				s.t.Stop()
+				return os.ErrClosed
 			case <-s.t.C:
 			}
 			continue

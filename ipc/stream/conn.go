@@ -11,7 +11,8 @@ import (
 )
 
 // A Conn carries whole messages both ways between a source and a sink: one Send is
-// one Recv at the other end. sockets.SeqpacketConn, sockets.DgramConn (Unix or UDP)
+// one Recv at the other end. Recv must return when its context ends: a Sink reads
+// ahead on its own goroutine and stops it that way on Close. sockets.SeqpacketConn, sockets.DgramConn (Unix or UDP)
 // and sysv.Ring (one way; pair two with Duplex) are Conns; byte streams (pipes, Unix
 // stream sockets, TCP) become Conns with Framed.
 type Conn interface {
@@ -32,26 +33,33 @@ type ContextWriter interface {
 }
 
 // Framed makes a Conn of a byte stream: each message is written whole (the unit
-// header carries its length), and Recv reads exactly one. r or w may be nil for a
+// header carries its length), and Recv reads exactly one. A Send that ends (its
+// context, an error) with a message written in part leaves the stream out of step:
+// every later Send fails with ErrProtocol. Send and Recv may run at once (one each). r or w may be nil for a
 // one-way stream (its Recv or Send then fails). A pipe pair, one each way, is
 // Framed(r, w) on each side.
 func Framed(r ContextReader, w ContextWriter) Conn { return &framed{r: r, w: w} }
 
 type framed struct {
-	r ContextReader
-	w ContextWriter
+	r      ContextReader
+	w      ContextWriter
+	broken bool // a message was written in part: the byte stream is out of step
 }
 
 func (f *framed) Send(ctx context.Context, p []byte) error {
 	if f.w == nil {
 		return ipc.Wrap("send", "framed stream", fmt.Errorf("%w: no write side", ipc.ErrInvalid))
 	}
-	for len(p) > 0 {
-		n, err := f.w.WriteContext(ctx, p)
+	if f.broken {
+		return ipc.Wrap("send", "framed stream", fmt.Errorf("%w: an earlier message was written in part", ErrProtocol))
+	}
+	for sent := 0; sent < len(p); {
+		n, err := f.w.WriteContext(ctx, p[sent:])
+		sent += n
 		if err != nil {
+			f.broken = sent > 0 && sent < len(p)
 			return err
 		}
-		p = p[n:]
 	}
 	return nil
 }

@@ -48,8 +48,10 @@
 // (QOS-03), CheckAdmission (QOS-04), CheckSkew (QOS-05); policing (QOS-02) is checked
 // by the sink itself. The package's tests hold the shaper against the kernel's own
 // token bucket (tc qdisc tbf) on the same traffic, run every guarantee between real
-// processes under seeded loss, duplication, reordering and delay and under SIGSTOP
-// and SIGKILL of the source, and show each checker catching a planted violation.
+// processes, show each checker catching a planted violation, and inject faults
+// from a seed: loss, duplication and reordering (the sink's counts against the
+// injector's), delay (the synchronous and complex-stream tests run through a
+// delaying relay), and SIGSTOP and SIGKILL of the source.
 //
 // # Transports
 //

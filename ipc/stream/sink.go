@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -26,12 +27,17 @@ type Sink struct {
 	police *TokenBucket
 	sleep  sleeper
 
-	mu      sync.Mutex
-	spec    FlowSpec
-	cur     window // the current monitoring interval
-	total   Stats
-	lastSeq map[uint32]uint64 // highest seq seen per sub-stream (+1; 0 = none)
-	seen    map[uint32]*seqSet
+	mu    sync.Mutex
+	spec  FlowSpec
+	cur   window // the current monitoring interval
+	total Stats
+	// A stream carries one sub-stream, fixed by its first unit: top is the highest
+	// sequence number seen + 1 (0: none), seen the numbers seen.
+	sub     uint32
+	hasSub  bool
+	top     uint64
+	seen    seqSet
+	closed  bool // Close has begun: nothing more goes on the channels
 	prevDel int64
 	hasPrev bool
 	log     []Unit
@@ -66,8 +72,9 @@ type Sink struct {
 type Stats struct {
 	// Units and Bytes handed out (Bytes on the wire, headers included).
 	Units, Bytes uint64
-	// Lost units: sequence numbers never seen below the highest seen (counting only
-	// the units the contract's Every asks for).
+	// Lost units: sequence numbers never seen below the highest seen, and after the
+	// source's close those it said it sent and that never came (counting only the
+	// units the contract's Every asks for).
 	Lost uint64
 	// Duplicates and Reordered units.
 	Duplicates, Reordered uint64
@@ -178,7 +185,7 @@ func Accept(ctx context.Context, conn Conn, opts ...SinkOption) (*Sink, error) {
 	}
 	s := &Sink{conn: conn, adm: c.adm, media: c.media, slack: c.slack, maxUnit: c.maxUnit, ctrl: make([]byte, HeaderSize+controlSize),
 		queue: make(chan readItem, c.ahead), free: make(chan []byte, c.ahead+1),
-		lastSeq: map[uint32]uint64{}, seen: map[uint32]*seqSet{}, logCap: c.logCap, interval: c.interval,
+		logCap: c.logCap, interval: c.interval,
 		reports: make(chan Report, 64), violations: make(chan Violation, 64), done: make(chan struct{})}
 	if c.logCap > 0 {
 		// Before the answer: the source sends once it has it.
@@ -235,6 +242,9 @@ func (s *Sink) read(ctx context.Context) {
 			b = make([]byte, s.maxUnit)
 		}
 		n, err := s.conn.Recv(ctx, b)
+		if ctx.Err() != nil {
+			return // Close: what was read is not handed out
+		}
 		it := readItem{buf: b, n: n, at: Now(), err: err}
 		select {
 		case s.queue <- it:
@@ -250,6 +260,11 @@ func (s *Sink) read(ctx context.Context) {
 // next returns the next message read ahead, or io.EOF when the grace period
 // after the source's close has ended.
 func (s *Sink) next(ctx context.Context) (readItem, error) {
+	select {
+	case <-s.done:
+		return readItem{}, ipc.Wrap("recv", "stream", os.ErrClosed)
+	default:
+	}
 	if s.readErr != nil {
 		return readItem{}, s.readErr
 	}
@@ -289,6 +304,8 @@ func (s *Sink) next(ctx context.Context) (readItem, error) {
 		return readItem{}, io.EOF
 	case <-ctx.Done():
 		return readItem{}, wrapOp("recv", ctx.Err())
+	case <-s.done:
+		return readItem{}, ipc.Wrap("recv", "stream", os.ErrClosed)
 	}
 }
 
@@ -303,29 +320,43 @@ func (s *Sink) decide(ctx context.Context, op byte, old, offer FlowSpec) (FlowSp
 	d := Decision{Verdict: Grant, Spec: offer}
 	if s.adm != nil {
 		if op == opRenegotiate {
-			d = s.adm.Renegotiate(old, offer)
+			d = s.adm.Renegotiate(old, offer) // grant or refuse: see Admission.Renegotiate
 		} else {
 			d = s.adm.Decide(offer)
 		}
 	}
+	// giveBack undoes the reservation when the answer cannot be settled: the
+	// stream is then broken, and holds nothing (for a renegotiation, the old rate
+	// was already given back).
+	giveBack := func(err error) (FlowSpec, bool, error) {
+		if s.adm != nil && d.Verdict != Refuse {
+			s.adm.Release("cancel", d.Spec)
+			if op == opRenegotiate {
+				s.mu.Lock()
+				s.released = true
+				s.mu.Unlock()
+			}
+		}
+		return FlowSpec{}, false, err
+	}
 	switch d.Verdict {
 	case Grant:
-		return d.Spec, true, sendControl(ctx, s.conn, s.ctrl, control{op: opAccept, spec: d.Spec})
-	case Counter:
+		if err := sendControl(ctx, s.conn, s.ctrl, control{op: opAccept, spec: d.Spec}); err != nil {
+			return giveBack(err)
+		}
+		return d.Spec, true, nil
+	case Counter: // offers only, before the stream runs: nothing else reads conn
 		if err := sendControl(ctx, s.conn, s.ctrl, control{op: opCounter, spec: d.Spec}); err != nil {
-			return FlowSpec{}, false, err
+			return giveBack(err)
 		}
 		ans, err := recvControl(ctx, s.conn, s.ctrl, opConfirm, opCancel)
 		if err != nil {
-			return FlowSpec{}, false, err
+			return giveBack(err)
 		}
 		if ans.op == opConfirm {
 			return d.Spec, true, nil
 		}
 		s.adm.Release("cancel", d.Spec)
-		if op == opRenegotiate { // the old contract stays
-			s.adm.Renegotiate(FlowSpec{}, old)
-		}
 		return FlowSpec{}, false, nil
 	}
 	return FlowSpec{}, false, sendControl(ctx, s.conn, s.ctrl, control{op: opRefuse})
@@ -423,9 +454,12 @@ func (s *Sink) take(ctx context.Context, it readItem, buf []byte) error {
 		return wrapOp("recv", fmt.Errorf("%w: unit declares %d payload bytes, carries %d", ErrProtocol, h.len, n-HeaderSize))
 	}
 	if h.kind == kindControl {
-		return s.control(ctx, b[HeaderSize:n])
+		return s.control(ctx, b[HeaderSize:n], it.at)
 	}
-	u, ok := s.admit(&h, n, it.at)
+	u, ok, err := s.admit(&h, n, it.at)
+	if err != nil {
+		return wrapOp("recv", err)
+	}
 	if ok {
 		s.playing, keep = playItem{readItem: it, u: u, h: h}, true
 	}
@@ -438,7 +472,7 @@ func (s *Sink) take(ctx context.Context, it readItem, buf []byte) error {
 func (s *Sink) play(ctx context.Context, buf []byte) (Unit, bool, error) {
 	p := &s.playing
 	if s.spec.Mode == Isochronous && !p.u.Late {
-		if err := s.sleep.until(ctx, s.playAt(&p.h)); err != nil {
+		if err := s.sleep.until(ctx, s.done, s.playAt(&p.h)); err != nil {
 			return Unit{}, false, wrapOp("recv", err)
 		}
 	}
@@ -467,23 +501,18 @@ func (s *Sink) playAt(h *header) int64 {
 func (s *Sink) complete() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var top uint64
-	for _, v := range s.lastSeq {
-		top = max(top, v)
-	}
-	return top >= s.sent && s.total.Lost == 0
+	return s.top >= s.sent && s.total.Lost == 0
 }
+
+// wantedBelow is how many sequence numbers below x the contract's every wants:
+// the multiples of every in [0, x).
+func wantedBelow(x, every uint64) uint64 { return x/every + min(x%every, 1) }
 
 // endMissing ends a closed stream whose last units did not come: they are lost.
 func (s *Sink) endMissing() {
 	s.mu.Lock()
-	var top uint64
-	for _, v := range s.lastSeq {
-		top = max(top, v)
-	}
-	if every := uint64(s.spec.every()); s.sent > top {
-		// Wanted sequence numbers in [top, sent).
-		miss := (s.sent+every-1)/every - (top+every-1)/every
+	if every := uint64(s.spec.every()); s.sent > s.top {
+		miss := wantedBelow(s.sent, every) - wantedBelow(s.top, every)
 		s.total.Lost += miss
 		s.cur.lost += miss
 	}
@@ -501,7 +530,7 @@ func (s *Sink) due(h *header) int64 {
 }
 
 // control handles a control message in the middle of the stream.
-func (s *Sink) control(ctx context.Context, p []byte) error {
+func (s *Sink) control(ctx context.Context, p []byte, at int64) error {
 	c, err := parseControl(p)
 	if err != nil {
 		return wrapOp("recv", err)
@@ -522,7 +551,7 @@ func (s *Sink) control(ctx context.Context, p []byte) error {
 		if ok {
 			s.mu.Lock()
 			s.spec = spec
-			s.police = s.policer(Now())
+			s.police = s.policer(at) // from the moment the renegotiation came
 			s.mu.Unlock()
 		}
 		return nil
@@ -532,39 +561,47 @@ func (s *Sink) control(ctx context.Context, p []byte) error {
 
 // admit accounts for a data unit that arrived, polices it and checks its delay; ok
 // is false if the unit is dropped.
-func (s *Sink) admit(h *header, n int, arrived int64) (Unit, bool) {
+func (s *Sink) admit(h *header, n int, arrived int64) (Unit, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := Unit{Sub: h.sub, Seq: h.seq, PTS: h.pts, Sent: h.sent, Arrived: arrived, Len: int(h.len)}
+	// Times from the future: the clock is the machine's, so a unit cannot have
+	// been sent after it arrived, nor be due later than MaxDelay from now (it would
+	// hold the play-out back).
+	if h.sent > arrived+int64(time.Millisecond) {
+		return u, false, fmt.Errorf("%w: unit %d sent %v after it arrived", ErrProtocol, h.seq, time.Duration(h.sent-arrived))
+	}
+	if s.spec.Mode == Isochronous && s.playAt(h) > arrived+int64(s.spec.MaxDelay) {
+		return u, false, fmt.Errorf("%w: unit %d due %v from its arrival, beyond the maximum delay", ErrProtocol, h.seq, time.Duration(s.playAt(h)-arrived))
+	}
 	every := uint64(s.spec.every())
 	if h.seq%every != 0 {
 		s.total.Unwanted++
-		return u, false
+		return u, false, nil
 	}
-	// Sequence: duplicates, reordering, loss (counted as gaps below the highest).
-	set := s.seen[h.sub]
-	if set == nil {
-		set = &seqSet{}
-		s.seen[h.sub] = set
+	// One sub-stream per stream: another is a peer's mistake (and each would cost
+	// the sink a sequence window).
+	if !s.hasSub {
+		s.sub, s.hasSub = h.sub, true
+	} else if h.sub != s.sub {
+		return u, false, fmt.Errorf("%w: unit of sub-stream %d in a stream of sub-stream %d", ErrProtocol, h.sub, s.sub)
 	}
-	if !set.add(h.seq) {
+	// Sequence: duplicates, reordering, loss (counted as the wanted numbers skipped
+	// below the highest seen).
+	if !s.seen.add(h.seq) {
 		s.total.Duplicates++
-		return u, false
+		return u, false, nil
 	}
-	top := s.lastSeq[h.sub] // highest seen + 1; 0 for none
-	if h.seq+1 > top {
-		var miss uint64
-		if top == 0 {
-			miss = h.seq / every
-		} else {
-			miss = (h.seq-(top-1))/every - 1
-		}
+	if h.seq >= s.top {
+		miss := wantedBelow(h.seq, every) - wantedBelow(s.top, every)
 		s.total.Lost += miss
 		s.cur.lost += miss
-		s.lastSeq[h.sub] = h.seq + 1
+		s.top = h.seq + 1
 	} else { // a hole filled late: it was counted lost
 		s.total.Reordered++
-		s.total.Lost--
+		if s.total.Lost > 0 {
+			s.total.Lost--
+		}
 		if s.cur.lost > 0 {
 			s.cur.lost--
 		}
@@ -578,7 +615,7 @@ func (s *Sink) admit(h *header, n int, arrived int64) (Unit, bool) {
 		case PoliceDrop:
 			s.total.Dropped++
 			s.cur.dropped++
-			return u, false
+			return u, false, nil
 		case PoliceMark:
 			u.Marked = true
 		}
@@ -594,11 +631,11 @@ func (s *Sink) admit(h *header, n int, arrived int64) (Unit, bool) {
 			if s.spec.DropLate {
 				s.total.Dropped++
 				s.cur.dropped++
-				return u, false
+				return u, false, nil
 			}
 		}
 	}
-	return u, true
+	return u, true, nil
 }
 
 // handedOut records a unit handed out. A unit that arrived in time but is handed
@@ -641,7 +678,7 @@ func (s *Sink) handedOut(u *Unit, h *header, n int) bool {
 
 // flag reports a violation of kind once per interval; s.mu is held.
 func (s *Sink) flag(kind string, u Unit, detail string) {
-	if s.cur.flagged[kind] {
+	if s.closed || s.cur.flagged[kind] {
 		return
 	}
 	s.cur.flagged[kind] = true
@@ -737,6 +774,9 @@ func (s *Sink) Close() error {
 			s.endInterval() // the last, partial interval
 		}
 		s.release()
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		close(s.reports)
 		close(s.violations)
 	})

@@ -91,10 +91,21 @@ func (s *Source) negotiate(ctx context.Context, op byte, offer FlowSpec) (FlowSp
 	if err != nil {
 		return FlowSpec{}, err
 	}
+	// The answer may change the rate, nothing else.
+	if ans.op != opRefuse {
+		got := ans.spec
+		got.Rate = offer.Rate
+		if got != offer || (ans.op == opAccept && ans.spec.Rate != offer.Rate) {
+			return FlowSpec{}, fmt.Errorf("%w: the sink answered %s with a contract other than the offer's", ErrProtocol, opName(ans.op))
+		}
+	}
 	switch ans.op {
 	case opAccept:
 		return ans.spec, nil
 	case opCounter:
+		if op == opRenegotiate {
+			return FlowSpec{}, fmt.Errorf("%w: a renegotiation countered (it is granted or refused)", ErrProtocol)
+		}
 		if ans.spec.Rate >= offer.minRate() && ans.spec.Rate <= offer.Rate {
 			return ans.spec, sendControl(ctx, s.conn, s.buf, control{op: opConfirm})
 		}
@@ -154,7 +165,7 @@ func (s *Source) send(ctx context.Context, seq uint64, payload []byte, pts time.
 				s.bucket.Take(n, sent)
 				break
 			}
-			if err := s.sleep.until(ctx, sent+int64(w)); err != nil {
+			if err := s.sleep.until(ctx, nil, sent+int64(w)); err != nil {
 				return ipc.Wrap("send", "stream", err)
 			}
 			sent = Now()

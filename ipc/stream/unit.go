@@ -41,7 +41,8 @@ type Unit struct {
 	// Len is the payload's length; the payload is in the caller's buffer.
 	Len int
 	// Late reports that the unit arrived, or was handed out, after the contract's
-	// maximum delay (Sync and Isochronous).
+	// maximum delay (Sync and Isochronous) — with ByMediaTime, after its play-out
+	// time plus the slack, if that is sooner.
 	Late bool
 	// Marked reports that the unit was beyond the contract (the policer marks
 	// instead of dropping).
@@ -90,6 +91,9 @@ func (h *header) parse(b []byte) error {
 	h.sent = int64(binary.LittleEndian.Uint64(b[16:]))
 	h.pts = int64(binary.LittleEndian.Uint64(b[24:]))
 	h.len = binary.LittleEndian.Uint32(b[32:])
+	if h.seq == ^uint64(0) {
+		return fmt.Errorf("%w: sequence number %d, the last there is", ErrProtocol, h.seq)
+	}
 	if h.len > MaxPayload {
 		return fmt.Errorf("%w: payload of %d bytes declared, more than %d", ErrProtocol, h.len, MaxPayload)
 	}
