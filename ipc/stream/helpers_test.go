@@ -555,3 +555,19 @@ func delayingRelay(t *testing.T) (sink *sockets.DgramConn, relay *ipctest.Relay)
 	t.Cleanup(func() { relay.Close() })
 	return l, relay
 }
+
+// run streams w from a source helper over transport ("seqpacket" or "pipes") to a
+// sink in this process, within a minute, and returns what the sink saw and what the
+// source reported; a stream that did not end cleanly fails the test.
+func run(t *testing.T, transport string, w workload, opts ...stream.SinkOption) (received, sourceResult) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, src := startSource(t, transport, w)
+	r := receive(t, ctx, conn, opts...)
+	res := src.result(t)
+	if r.end != nil {
+		t.Fatal(r.end)
+	}
+	return r, res
+}

@@ -115,14 +115,7 @@ func TestPolicerCatchesCheater(t *testing.T) {
 			spec := contract(1000, 256, 4)
 			spec.Police, spec.Tolerance = police, 20*time.Millisecond
 			w := workload{Spec: spec, Kind: "cheat", Payload: 256, UnitsPerSec: 1000, Units: 1000, CheatFactor: 3, CheatUnits: 1500}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			conn, src := startSource(t, "seqpacket", w)
-			r := receive(t, ctx, conn)
-			res := src.result(t)
-			if r.end != nil {
-				t.Fatal(r.end)
-			}
+			r, res := run(t, "seqpacket", w)
 			honest, marked := 0, 0
 			for i, u := range r.log {
 				if r.payloads[i][0] == 0 {
@@ -482,14 +475,7 @@ func TestFaultsCounted(t *testing.T) {
 	f := ipctest.Faults{Seed: seed, Loss: 0.05, Dup: 0.05, Reorder: 0.05}
 	spec := contract(2000, 100, 16)
 	w := workload{Spec: spec, Kind: "steady", Payload: 100, UnitsPerSec: 2000, Units: 3000, Faults: &f, FaultUnits: 2500}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, src := startSource(t, "seqpacket", w)
-	r := receive(t, ctx, conn)
-	res := src.result(t)
-	if r.end != nil {
-		t.Fatal(r.end)
-	}
+	r, res := run(t, "seqpacket", w)
 	t.Logf("faults (seed %d): injected %v; sink: %d delivered, %d lost, %d duplicates, %d reordered", seed, res.Faults, len(r.log), r.stats.Lost, r.stats.Duplicates, r.stats.Reordered)
 	// Loss and duplication are counted exactly. A message the injector held back
 	// for reordering goes out in order when the next one is lost, so the injector's
@@ -586,14 +572,7 @@ func TestRenegotiate(t *testing.T) {
 	lower := spec.Rate / 4
 	adm := stream.NewAdmission(spec.Rate * 1.5)
 	w := workload{Spec: spec, Kind: "burst", Payload: 200, UnitsPerSec: 2000, Peak: 10, Duty: 0.5, Units: 2000, Seed: 7, RenegotiateAt: 1000, RenegotiateRate: lower}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, src := startSource(t, "seqpacket", w)
-	r := receive(t, ctx, conn, stream.WithAdmission(adm))
-	res := src.result(t)
-	if r.end != nil {
-		t.Fatal(r.end)
-	}
+	r, res := run(t, "seqpacket", w, stream.WithAdmission(adm))
 	if res.Renegotiated.Rate != lower || r.sink.Spec().Rate != lower {
 		t.Fatalf("renegotiated to %.0f (the sink holds %.0f), want %.0f", res.Renegotiated.Rate, r.sink.Spec().Rate, lower)
 	}

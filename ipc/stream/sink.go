@@ -723,7 +723,7 @@ func (s *Sink) endInterval() {
 	if w.late > 0 {
 		r.Violated = append(r.Violated, "late")
 	}
-	if expected := w.units + w.lost; expected > 0 && float64(w.lost)/float64(expected) > s.spec.MaxLoss {
+	if expected := w.units + w.dropped + w.lost; expected > 0 && float64(w.lost)/float64(expected) > s.spec.MaxLoss {
 		r.Violated = append(r.Violated, "loss")
 		s.flag("loss", Unit{}, fmt.Sprintf("%d of %d units lost in the interval, more than %.2g", w.lost, expected, s.spec.MaxLoss))
 	}

@@ -41,12 +41,15 @@ const (
 	tbfTol      = 0.05                   // ±5%
 
 	// tbfTransit is the allowance on MaxBurst measured at the sink: arrival times are
-	// taken when the sink's Recv returns, so a unit that waited in the socket while
-	// the sink was not running (scheduling, the softirq, the race detector) arrives
-	// "together" with the next ones, which adds rate × that wait to the measured
-	// burst. 5 ms of the contract rate (10 kB, about 9 units) covers the waits seen
-	// on a loaded 2-vCPU machine, with and without -race.
-	tbfTransit = 5 * time.Millisecond
+	// taken when the sink's reader reads a unit, so a unit that waited in the
+	// socket while the sink was not running (scheduling, the softirq, the race
+	// detector, a garbage collection) arrives "together" with the next ones, which
+	// adds rate × that wait to the measured burst. Most runs stay within 1 kB of the
+	// depth; one in six full-package runs saw a 13.6 ms stall (43.7 kB at the sink,
+	// in the tbf run), so the allowance is 25 ms of the contract rate (50 kB). The
+	// strict bound — no burst beyond the depth — is checked on ipclab's send times,
+	// and the comparison proper is the rate and the cumulative curves.
+	tbfTransit = 25 * time.Millisecond
 
 	tbfSinkAddr   = "127.0.0.1:47001" // the namespace is private, so fixed ports are free
 	tbfSourceAddr = "127.0.0.1:47002"
