@@ -63,7 +63,8 @@ type Admission struct {
 }
 
 // NewAdmission returns a controller for a transport that carries capacity bytes per
-// second.
+// second. A capacity that is not positive (or NaN) admits nothing: every offer is
+// refused.
 func NewAdmission(capacity float64) *Admission { return &Admission{capacity: capacity} }
 
 // Capacity returns the capacity the controller admits up to.

@@ -1,6 +1,7 @@
 package stream_test
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,14 @@ func TestTokenBucket(t *testing.T) {
 	b.Set(2000, 100, 10_000*ms)
 	if !b.Take(100, 10_050*ms) || b.Take(1, 10_050*ms) {
 		t.Error("after Set, 50 ms at 2 B/ms is 100 tokens (the depth)")
+	}
+}
+
+// An admission controller of no capacity refuses everything.
+func TestAdmissionNoCapacity(t *testing.T) {
+	for _, c := range []float64{0, -1, math.NaN()} {
+		if d := stream.NewAdmission(c).Decide(stream.FlowSpec{Rate: 1, MinRate: 1e-9, Depth: 100}); d.Verdict != stream.Refuse {
+			t.Errorf("capacity %v: %v", c, d.Verdict)
+		}
 	}
 }

@@ -23,8 +23,8 @@ func NewFanout(branches ...*Source) *Fanout {
 }
 
 // Send sends payload at media time pts to every branch that wants this unit, each
-// shaped by its own contract, one after another. It returns the errors of the
-// branches that failed, joined; the others got the unit.
+// shaped by its own contract, one after another. It returns an OpError wrapping the
+// errors of the branches that failed, joined; the others got the unit.
 func (f *Fanout) Send(ctx context.Context, payload []byte, pts time.Duration) error {
 	select {
 	case f.mu <- struct{}{}:
@@ -44,7 +44,7 @@ func (f *Fanout) Send(ctx context.Context, payload []byte, pts time.Duration) er
 		}
 		b.mu.Unlock()
 	}
-	return errors.Join(errs...)
+	return wrapOp("send", errors.Join(errs...))
 }
 
 // Close closes every branch.
@@ -53,5 +53,5 @@ func (f *Fanout) Close() error {
 	for _, b := range f.branches {
 		errs = append(errs, b.Close())
 	}
-	return errors.Join(errs...)
+	return wrapOp("close", errors.Join(errs...))
 }
