@@ -120,6 +120,16 @@ func Jitter(units []Unit, q float64) time.Duration {
 	return quantile(js, q)
 }
 
+// Delay returns the quantile q of the end-to-end delays (send to release) of a
+// sink's log, by the rule a Report's DelayP50 and DelayP99 use.
+func Delay(units []Unit, q float64) time.Duration {
+	ds := make([]int64, len(units))
+	for i, u := range units {
+		ds[i] = u.Delay()
+	}
+	return quantile(ds, q)
+}
+
 // CheckSkew checks QOS-05 on the logs of the sub-streams of a complex stream that
 // share epoch: each unit's offset is its release time minus epoch + media time; for
 // every unit of every stream, the unit of each other stream nearest in media time

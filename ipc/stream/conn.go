@@ -152,10 +152,24 @@ func (u *unconnected) Recv(ctx context.Context, p []byte) (int, error) {
 		if u.peer == nil {
 			u.peer = from
 		}
-		ok := from != nil && u.peer.String() == from.String()
+		ok := sameAddr(u.peer, from)
 		u.mu.Unlock()
 		if ok {
 			return n, nil
 		}
 	}
+}
+
+// sameAddr reports whether a and b are one address, without the allocations of
+// comparing their strings for the address types sockets returns.
+func sameAddr(a, b net.Addr) bool {
+	switch x := a.(type) {
+	case *net.UDPAddr:
+		y, ok := b.(*net.UDPAddr)
+		return ok && x.Port == y.Port && x.Zone == y.Zone && x.IP.Equal(y.IP)
+	case *net.UnixAddr:
+		y, ok := b.(*net.UnixAddr)
+		return ok && x.Name == y.Name && x.Net == y.Net
+	}
+	return a != nil && b != nil && a.String() == b.String()
 }

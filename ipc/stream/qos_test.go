@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +89,8 @@ func TestShapedToContract(t *testing.T) {
 			rates = append(rates, int64(rep.Rate))
 		}
 	}
-	med := float64(quantile(rates, 0.5))
+	slices.Sort(rates)
+	med := float64(rates[len(rates)/2])
 	t.Logf("monitor: %d reports, median interval rate %.3f× the contract", len(r.reports), med/spec.Rate)
 	if want := int(span / (100 * time.Millisecond)); len(r.reports) < want-2 {
 		t.Errorf("%d reports over %v, want about %d", len(r.reports), span, want)
@@ -234,11 +236,7 @@ func TestIsochronous(t *testing.T) {
 			}
 			br := stream.CheckIsochronous(r.log, spec.MinDelay, spec.MaxDelay, false, 0)
 			jit := stream.Jitter(r.log, 0.99)
-			var delays []int64
-			for _, u := range r.log {
-				delays = append(delays, u.Delay())
-			}
-			p50, p99 := quantile(delays, 0.5), quantile(delays, 0.99)
+			p50, p99 := stream.Delay(r.log, 0.5), stream.Delay(r.log, 0.99)
 			t.Logf("QOS-03 over %s: %d units (%d lost, %d late), delay p50 %v p99 %v in [%v, %v], output jitter p99 %v (bound %v), %d breaches",
 				transport, len(r.log), r.stats.Lost, r.stats.Late, p50, p99, spec.MinDelay, spec.MaxDelay, jit, jitterBound, len(br))
 			for i, b := range br {
@@ -254,19 +252,6 @@ func TestIsochronous(t *testing.T) {
 			}
 		})
 	}
-}
-
-func quantile(v []int64, q float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]int64(nil), v...)
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-	return time.Duration(s[int(q*float64(len(s)-1))])
 }
 
 // QOS-04: the sink measures what a seqpacket connection between two processes

@@ -199,3 +199,32 @@ func TestHostileUnits(t *testing.T) {
 		ipctest.CheckOpError(t, "due in an hour", err, stream.ErrProtocol)
 	})
 }
+
+// Close reports the last, partial interval: a stream shorter than one interval
+// still gets a report of everything it carried.
+func TestLastIntervalReported(t *testing.T) {
+	ctx := context.Background()
+	src, sink, _ := openPair(t, stream.FlowSpec{Rate: 1e9, Depth: 1 << 20}, stream.WithInterval(time.Hour))
+	go func() {
+		for i := range 7 {
+			src.Send(ctx, make([]byte, 10), time.Duration(i))
+		}
+		src.Close()
+	}()
+	buf := make([]byte, 10)
+	for {
+		if _, err := sink.Recv(ctx, buf); err != nil {
+			break
+		}
+	}
+	sink.Close()
+	var units uint64
+	n := 0
+	for r := range sink.Reports() {
+		units += r.Units
+		n++
+	}
+	if n != 1 || units != 7 {
+		t.Errorf("%d reports of %d units, want one of 7", n, units)
+	}
+}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -317,7 +318,7 @@ func qosResult(q *qosPeer, spec stream.FlowSpec, sched []time.Duration, log []st
 	res.Lost = max(res.Sent-res.Received, 0)
 	// Send times in the order sent (a datagram transport could reorder arrivals).
 	bySeq := slices.Clone(log)
-	slices.SortFunc(bySeq, func(a, b stream.Unit) int { return int64Cmp(int64(a.Seq), int64(b.Seq)) })
+	slices.SortFunc(bySeq, func(a, b stream.Unit) int { return cmp.Compare(a.Seq, b.Seq) })
 	times, sizes := make([]int64, len(bySeq)), make([]int, len(bySeq))
 	for i, u := range bySeq {
 		times[i], sizes[i] = u.Sent, stream.WireSize(u.Len)+spec.Overhead
@@ -328,34 +329,10 @@ func qosResult(q *qosPeer, spec stream.FlowSpec, sched []time.Duration, log []st
 	res.MaxBurst = stream.MaxBurst(times, sizes, spec.Rate)
 	res.BucketBreaches = len(stream.CheckBucket(times, sizes, spec.Rate, spec.Depth))
 	res.PlayoutBreaches = len(stream.CheckIsochronous(log, spec.MinDelay, spec.MaxDelay, false, 0))
-	delays := make([]int64, len(log))
-	for i, u := range log {
-		delays[i] = u.Delay()
-	}
-	slices.Sort(delays)
-	res.DelayP50Ns, res.DelayP99Ns = float64(quantileOf(delays, 0.5)), float64(quantileOf(delays, 0.99))
+	res.DelayP50Ns, res.DelayP99Ns = float64(stream.Delay(log, 0.5)), float64(stream.Delay(log, 0.99))
 	res.JitterP99Ns = float64(stream.Jitter(log, 0.99))
 	res.Series = qosSeries(reports, times[0], log)
 	return res
-}
-
-func int64Cmp(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// quantileOf returns the q-quantile of sorted v as the stream package takes it (the
-// element at q × (n−1), rounded down).
-func quantileOf(v []int64, q float64) int64 {
-	if len(v) == 0 {
-		return 0
-	}
-	return v[int(q*float64(len(v)-1))]
 }
 
 // qosSeries turns the sink's reports into a time series from the first unit sent
@@ -382,24 +359,23 @@ func qosSeries(reports []stream.Report, start int64, log []stream.Unit) []report
 		})
 		from = max(from, r.End)
 	}
-	var delays []int64
+	var tail []stream.Unit
 	var bytes int
 	late := 0
 	for _, u := range log {
 		if u.Released > from {
-			delays = append(delays, u.Delay())
+			tail = append(tail, u)
 			bytes += stream.WireSize(u.Len)
 			if u.Late {
 				late++
 			}
 		}
 	}
-	if len(delays) > 0 {
-		slices.Sort(delays)
+	if len(tail) > 0 {
 		span := max(int64(qosInterval), end-from)
-		out = append(out, report.QoSPoint{TS: float64(from+span-start) / 1e9, Units: len(delays),
+		out = append(out, report.QoSPoint{TS: float64(from+span-start) / 1e9, Units: len(tail),
 			Rate:       float64(bytes) / (float64(span) / 1e9),
-			DelayP50Ns: float64(quantileOf(delays, 0.5)), DelayP99Ns: float64(quantileOf(delays, 0.99)), Late: late})
+			DelayP50Ns: float64(stream.Delay(tail, 0.5)), DelayP99Ns: float64(stream.Delay(tail, 0.99)), Late: late})
 	}
 	return out
 }
