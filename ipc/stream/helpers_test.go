@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/internal/threads"
 	"github.com/ipclab/ipclab/ipc/pipe"
 	"github.com/ipclab/ipclab/ipc/stream"
 	"github.com/ipclab/ipclab/ipc/sysv"
@@ -89,7 +90,7 @@ func runSource(args []string) (res sourceResult) {
 		return fail(err)
 	}
 	if w.Pin {
-		if _, err := pinProcess(w.CPU); err != nil {
+		if _, err := threads.Pin(w.CPU); err != nil {
 			return fail(err)
 		}
 	}
@@ -461,52 +462,13 @@ type duplexPair [2]stream.Conn
 func (d duplexPair) Send(ctx context.Context, p []byte) error        { return d[0].Send(ctx, p) }
 func (d duplexPair) Recv(ctx context.Context, p []byte) (int, error) { return d[0].Recv(ctx, p) }
 
-// forEachThread calls fn with the id of every thread of this process.
-func forEachThread(fn func(tid int) error) error {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, task := range tasks {
-		tid, _ := strconv.Atoi(task.Name())
-		if err := fn(tid); err != nil && err != unix.ESRCH {
-			return err
-		}
-	}
-	return nil
-}
-
-// pinProcess pins every thread of this process (and, by inheritance, the threads
-// it starts later) to cpu, and returns a func that restores the old mask.
-func pinProcess(cpu int) (func(), error) {
-	var old, set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		return nil, err
-	}
-	set.Set(cpu)
-	if err := forEachThread(func(tid int) error { return unix.SchedSetaffinity(tid, &set) }); err != nil {
-		return nil, err
-	}
-	return func() { forEachThread(func(tid int) error { return unix.SchedSetaffinity(tid, &old) }) }, nil
-}
-
-// raisePriority gives every thread of this process (and, by inheritance, those it
-// starts later) nice −10, so that a stream's timing depends less on what else the
-// machine runs (go test runs packages in parallel, two at a time here): the checks
-// read arrival and play-out times, which a descheduled sink distorts. (SCHED_FIFO
-// would hold better, but one real-time thread spinning in the runtime starved a
-// helper pinned to its CPU for a minute.) Without the privilege it does nothing. It
-// returns a func that restores nice 0.
-func raisePriority() (restore func(), err error) {
-	set := func(nice int) error {
-		return forEachThread(func(tid int) error { return unix.Setpriority(unix.PRIO_PROCESS, tid, nice) })
-	}
-	if err := set(-10); err != nil {
-		set(0)
-		return func() {}, err
-	}
-	return func() { set(0) }, nil
-}
+// raisePriority runs this process at nice −10 (the threads it starts later too), so
+// that a stream's timing depends less on what else the machine runs (go test runs
+// packages in parallel, two at a time here): the checks read arrival and play-out
+// times, which a descheduled sink distorts. (SCHED_FIFO would hold better, but one
+// real-time thread spinning in the runtime starved a helper pinned to its CPU for a
+// minute.) Without the privilege it does nothing.
+func raisePriority() (restore func(), err error) { return threads.Nice(-10) }
 
 // priorityTest runs the calling test's process at nice −10 until the test ends
 // (see raisePriority); the source helpers raise themselves.

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/internal/threads"
 	"github.com/ipclab/ipclab/ipc/stream"
 	"github.com/ipclab/ipclab/ipc/sysv"
 	"github.com/ipclab/ipclab/sockets"
@@ -209,7 +210,7 @@ func TestIsochronous(t *testing.T) {
 			spec.Mode, spec.MinDelay, spec.MaxDelay = stream.Isochronous, 3*time.Millisecond, 15*time.Millisecond
 			// Source and sink on CPU 0, the load on CPU 1.
 			w := workload{Spec: spec, Kind: "steady", Payload: 160, UnitsPerSec: 1000, Units: units, Pin: true, CPU: 0}
-			restore, err := pinProcess(0)
+			restore, err := threads.Pin(0)
 			if err != nil {
 				t.Fatal(err)
 			}
