@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipclab/ipclab/internal/ipctest"
 	"github.com/ipclab/ipclab/ipc/stream"
+	"github.com/ipclab/ipclab/sockets"
 )
 
 // rawUnit is a data unit as a (possibly hostile) peer writes it.
@@ -226,5 +227,55 @@ func TestLastIntervalReported(t *testing.T) {
 	}
 	if n != 1 || units != 7 {
 		t.Errorf("%d reports of %d units, want one of 7", n, units)
+	}
+}
+
+// A sink on an unconnected UDP socket talks to the source it heard first: a
+// datagram from anyone else is dropped unread.
+func TestUnconnectedIgnoresStrangers(t *testing.T) {
+	l, err := sockets.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a, err := sockets.DialUDP(ctx, l.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	stranger, err := sockets.DialUDP(ctx, l.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	srcs := make(chan *stream.Source, 1)
+	go func() {
+		src, err := stream.Open(ctx, a, stream.FlowSpec{Rate: 1e9, Depth: 1 << 20})
+		if err != nil {
+			t.Error(err)
+		}
+		srcs <- src
+	}()
+	sink, err := stream.Accept(ctx, stream.Unconnected(l, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	src := <-srcs
+	if err := stranger.Send(ctx, rawUnit(0, 0, stream.Now(), 0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := src.Send(ctx, make([]byte, 5), 0); err != nil {
+		t.Fatal(err)
+	}
+	u, err := sink.Recv(ctx, make([]byte, 10))
+	if err != nil || u.Len != 5 {
+		t.Fatalf("got a unit of %d bytes (%v), want the source's 5", u.Len, err)
+	}
+	if st := sink.Stats(); st.Units != 1 || st.Duplicates != 0 {
+		t.Errorf("stats %+v: the stranger's unit was counted", st)
 	}
 }
