@@ -29,6 +29,8 @@ type hub struct {
 	rc   syscall.RawConn
 	ep   int
 	fds  map[int32]weak.Pointer[FD] // under hubs.mu
+
+	retired bool // under hubs.mu: taken out of use, its file closed or about to be
 }
 
 // hubs holds the process's hub, made on first need.
@@ -44,21 +46,24 @@ const hubBatch = 128
 // the events ev. It runs under f.armMu.
 func (f *FD) join(ev *unix.EpollEvent) error {
 	hubs.mu.Lock()
-	defer hubs.mu.Unlock()
 	h := hubs.cur
 	if h == nil {
 		var err error
 		if h, err = newHub(); err != nil {
+			hubs.mu.Unlock()
 			return err
 		}
 		hubs.cur = h
 	}
 	if err := unix.EpollCtl(h.ep, unix.EPOLL_CTL_ADD, f.fd, ev); err != nil {
-		if len(h.fds) == 0 {
-			h.close()
+		retired := len(h.fds) == 0 && h.retire()
+		hubs.mu.Unlock()
+		if retired {
+			h.file.Close()
 		}
 		return err
 	}
+	defer hubs.mu.Unlock()
 	h.fds[int32(f.fd)] = weak.Make(f)
 	f.hub, f.watched = h, true
 	// An FD dropped without Close (its owner's cleanup closes the descriptor) never
@@ -77,12 +82,14 @@ type hubEntry struct {
 // descriptor number has joined again since, and retires the hub if it is empty.
 func forgetDropped(e hubEntry) {
 	hubs.mu.Lock()
-	defer hubs.mu.Unlock()
+	retired := false
 	if wf, ok := e.h.fds[e.fd]; ok && wf.Value() == nil {
 		delete(e.h.fds, e.fd)
-		if len(e.h.fds) == 0 {
-			e.h.close()
-		}
+		retired = len(e.h.fds) == 0 && e.h.retire()
+	}
+	hubs.mu.Unlock()
+	if retired {
+		e.h.file.Close()
 	}
 }
 
@@ -101,10 +108,11 @@ func (f *FD) leaveHub() {
 	f.hub, f.watched = nil, false
 	f.dropped.Stop()
 	hubs.mu.Lock()
-	defer hubs.mu.Unlock()
 	delete(h.fds, int32(f.fd))
-	if len(h.fds) == 0 {
-		h.close()
+	retired := len(h.fds) == 0 && h.retire()
+	hubs.mu.Unlock()
+	if retired {
+		h.file.Close()
 	}
 }
 
@@ -127,13 +135,20 @@ func newHub() (*hub, error) {
 	return h, nil
 }
 
-// close retires the hub, under hubs.mu: its goroutine returns and the epoll instance
-// is closed.
-func (h *hub) close() {
+// retire takes the hub out of use, under hubs.mu, and reports whether it was in
+// use: the caller that retired it then closes its epoll file, after letting go of
+// hubs.mu, and its goroutine returns. (Not under hubs.mu: the goroutine takes
+// hubs.mu inside the file's RawConn.Read, and the file's Close waits for that Read
+// to return.) A descriptor that joins meanwhile makes a new hub.
+func (h *hub) retire() bool {
+	if h.retired {
+		return false
+	}
+	h.retired = true
 	if hubs.cur == h {
 		hubs.cur = nil
 	}
-	h.file.Close()
+	return true
 }
 
 // run reads the hub's events, waiting in the runtime poller while there are none,
