@@ -53,6 +53,102 @@ func (f *FD) Do(ctx context.Context, write bool, p []byte, a Attempt) (int, erro
 	return f.park(ctx, write, p, a)
 }
 
+// Pair makes a send then a receive, each as Do would: a request and the wait for
+// its reply. sent reports whether out went out (err is then the receive's). Under
+// a context that can never end and with no deadline, in Kernel mode and in Auto
+// mode while the call may sleep in the kernel, both system calls run under one
+// in-flight count with nothing else between them: all a door call's or an RPC's
+// round trip costs beside the kernel's work. It allocates nothing.
+func (f *FD) Pair(ctx context.Context, out []byte, send Attempt, in []byte, recv Attempt) (n int, sent bool, err error) {
+	if ctx.Done() == nil && f.dl.Read.Load() == 0 && f.dl.Write.Load() == 0 {
+		switch f.mode {
+		case ipc.WaitKernel:
+			return f.pairKernel(out, send, in, recv)
+		case ipc.WaitAuto:
+			if !takeSleeper() {
+				break
+			}
+			n, sent, errno := f.pairAuto(out, send, in, recv)
+			giveSleeper()
+			if errno != unix.EINTR {
+				return n, sent, errnoErr(errno)
+			}
+			if err := f.interrupted(!sent); err != nil {
+				return 0, sent, err
+			}
+			// Woken to make room (Do): the rest waits in the hub.
+			if !sent {
+				if _, err := f.park(ctx, true, out, send); err != nil {
+					return 0, false, err
+				}
+			}
+			n, err = f.park(ctx, false, in, recv)
+			return n, true, err
+		}
+	}
+	if _, err := f.Do(ctx, true, out, send); err != nil {
+		return 0, false, err
+	}
+	n, err = f.Do(ctx, false, in, recv)
+	return n, true, err
+}
+
+// pairKernel is Pair's Kernel-mode hot path, sleep's for two calls.
+func (f *FD) pairKernel(out []byte, send Attempt, in []byte, recv Attempt) (n int, sent bool, err error) {
+	if !f.set.Acquire() {
+		return 0, false, os.ErrClosed
+	}
+	defer f.set.Release()
+	var errno unix.Errno
+	for {
+		if _, errno = send(f.fd, out, false); errno != unix.EINTR {
+			break
+		}
+		if err = f.interrupted(true); err != nil {
+			return 0, false, err
+		}
+	}
+	if errno != 0 {
+		return 0, false, errno
+	}
+	for {
+		if n, errno = recv(f.fd, in, false); errno != unix.EINTR {
+			return n, true, errnoErr(errno)
+		}
+		if err = f.interrupted(false); err != nil {
+			return 0, true, err
+		}
+	}
+}
+
+// pairAuto is Pair's Auto-mode hot path, autoSleep's for two calls: EINTR means
+// Close, a deadline set meanwhile, or the watchdog, before out went out or after.
+func (f *FD) pairAuto(out []byte, send Attempt, in []byte, recv Attempt) (n int, sent bool, errno unix.Errno) {
+	if !f.set.Acquire() {
+		return 0, false, unix.EINTR // closed: Pair reports it
+	}
+	if _, errno = send(f.fd, out, false); errno == 0 {
+		sent = true
+		n, errno = recv(f.fd, in, false)
+	}
+	f.set.Release()
+	f.progress.Add(1)
+	return n, sent, errno
+}
+
+// interrupted is what a Kernel-mode call interrupted in its sleep (EINTR) returns:
+// os.ErrClosed after Close, os.ErrDeadlineExceeded once a deadline set meanwhile
+// has passed, otherwise nil (the call goes on).
+func (f *FD) interrupted(write bool) error {
+	switch {
+	case f.closed.Load():
+		return os.ErrClosed
+	case f.dl.Expired(write): // set while the call slept (see SetDeadline)
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
 // sleep is Kernel mode's hot path: the call sleeps in the kernel with nothing around
 // it but the in-flight count Close waits for (Close finds the thread itself). An
 // interrupted call goes on unless the descriptor was closed or a deadline set
@@ -67,13 +163,9 @@ func (f *FD) sleep(write bool, p []byte, a Attempt) (int, error) {
 			f.set.Release()
 			return n, errnoErr(errno)
 		}
-		if f.closed.Load() {
+		if err := f.interrupted(write); err != nil {
 			f.set.Release()
-			return 0, os.ErrClosed
-		}
-		if f.dl.Expired(write) { // set while the call slept (see SetDeadline)
-			f.set.Release()
-			return 0, os.ErrDeadlineExceeded
+			return 0, err
 		}
 	}
 }

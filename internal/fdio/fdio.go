@@ -8,7 +8,8 @@
 // lets one caller at a time wait in each direction while queued callers honour their
 // own contexts (wait.Turn), the Close that unblocks every call and then drains them,
 // the EAGAIN/EINTR loops, and error wrapping at the boundary (Wrap). The primitives
-// above it (pipe, fifo, sockets) describe one system call as an Attempt and call Do.
+// above it (pipe, fifo, sockets) describe one system call as an Attempt and call Do;
+// a request and the wait for its reply (a door call, an RPC) are one Pair.
 //
 // # The modes
 //

@@ -99,8 +99,20 @@ type Result struct {
 // length; an empty read on a connection, io.EOF. nowait makes it not wait. It
 // allocates nothing.
 func (c *Conn) RecvMsg(ctx context.Context, p []byte, fds []int, from *sys.Addr, nowait bool) (r Result, err error) {
+	r, _, err = c.recvMsg(ctx, nil, p, fds, from, nowait)
+	return r, err
+}
+
+// recvMsg is RecvMsg, after a send of out when out is not empty (fdio's Pair: the
+// send and the wait for the reply in one call); sent reports whether out went out.
+func (c *Conn) recvMsg(ctx context.Context, out, p []byte, fds []int, from *sys.Addr, nowait bool) (r Result, sent bool, err error) {
 	if len(fds) > int(c.maxFds) {
-		return r, fmt.Errorf("fd buffer of %d exceeds the cap of %d: %w", len(fds), c.maxFds, ipc.ErrInvalid)
+		return r, false, fmt.Errorf("fd buffer of %d exceeds the cap of %d: %w", len(fds), c.maxFds, ipc.ErrInvalid)
+	}
+	if len(out) > 0 {
+		if err := c.checkSend(out, nil, false); err != nil {
+			return r, false, err
+		}
 	}
 	m := c.getMsg()
 	defer c.putMsg(m)
@@ -116,14 +128,18 @@ func (c *Conn) RecvMsg(ctx context.Context, p []byte, fds []int, from *sys.Addr,
 		m.to = &m.addr
 	}
 	var n int
-	if nowait {
+	switch {
+	case len(out) > 0:
+		n, sent, err = c.FD.Pair(ctx, out, c.send, p, m.recv)
+	case nowait:
 		n, err = c.FD.Try(p, m.recv)
-	} else {
+	default:
 		n, err = c.FD.Do(ctx, false, p, m.recv)
 	}
+	sent = sent || len(out) == 0
 	m.oob, m.to = nil, nil
 	if err != nil {
-		return r, err
+		return r, sent, err
 	}
 	if from != nil {
 		*from = m.addr
@@ -135,19 +151,19 @@ func (c *Conn) RecvMsg(ctx context.Context, p []byte, fds []int, from *sys.Addr,
 	case m.rflags&unix.MSG_CTRUNC != 0:
 		CloseFds(fds[:r.Nfds])
 		c.Poison()
-		return Result{}, ErrControlTruncated
+		return Result{}, true, ErrControlTruncated
 	case extra:
 		CloseFds(fds[:r.Nfds])
 		c.Poison()
-		return Result{}, ErrUnexpectedFds
+		return Result{}, true, ErrUnexpectedFds
 	case m.rflags&unix.MSG_TRUNC != 0 || n > len(p):
 		CloseFds(fds[:r.Nfds])
-		return Result{N: len(p)}, Truncated(n, len(p))
+		return Result{N: len(p)}, true, Truncated(n, len(p))
 	case n == 0 && len(p) > 0 && c.sotype != unix.SOCK_DGRAM:
 		CloseFds(fds[:r.Nfds])
-		return Result{}, io.EOF
+		return Result{}, true, io.EOF
 	}
-	return r, nil
+	return r, true, nil
 }
 
 // SendMsg makes one sendmsg(2) of p with MSG_NOSIGNAL, the descriptors fds as one

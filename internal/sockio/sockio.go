@@ -240,10 +240,13 @@ func (c *Conn) checkSend(p []byte, fds []int, cred bool) error {
 // request and the wait for its reply. sent reports whether req went out (the error
 // is then the receive's). It does not allocate.
 func (c *Conn) Exchange(ctx context.Context, req, resp []byte) (n int, sent bool, err error) {
-	if _, err := c.Send(ctx, req); err != nil {
+	if err := c.checkSend(req, nil, false); err != nil {
 		return 0, false, err
 	}
-	n, err = c.Recv(ctx, resp)
+	if n, sent, err = c.FD.Pair(ctx, req, c.send, resp, c.recv); !sent {
+		return 0, false, err
+	}
+	n, err = c.recvResult(resp, n, err)
 	return n, true, err
 }
 
@@ -251,13 +254,7 @@ func (c *Conn) Exchange(ctx context.Context, req, resp []byte) (n int, sent bool
 // as RecvMsg does with credentials: a reply and the wait for the next request in
 // one call (the pattern of door_return). sent reports whether out went out.
 func (c *Conn) SendRecvMsg(ctx context.Context, out, p []byte, fds []int) (r Result, sent bool, err error) {
-	if len(out) > 0 {
-		if _, err := c.Send(ctx, out); err != nil {
-			return r, false, err
-		}
-	}
-	r, err = c.RecvMsg(ctx, p, fds, nil, false)
-	return r, true, err
+	return c.recvMsg(ctx, out, p, fds, nil, false)
 }
 
 // Poison shuts a connection down after a protocol error, so that neither side goes
