@@ -85,7 +85,7 @@ func (c *Conn) Init(fd int, cfg Config) error {
 		c.recvFlags |= unix.MSG_TRUNC
 	}
 	c.wantCred.Store(cfg.PassCred)
-	c.recv, c.send = c.recvAttempt, c.sendAttempt
+	c.recv, c.send = c.recvAttempt(), sendAttempt
 	c.msgs.New = func() any { return newMsg(c) }
 	c.msg.Store(newMsg(c))
 	return c.FD.Init(fd, fdio.Config{Name: cfg.Name, Wait: cfg.Wait, ReadCalls: readCalls, WriteCalls: writeCalls})
@@ -126,37 +126,42 @@ const (
 // credSpace is CMSG_SPACE(sizeof(struct ucred)) on 64-bit systems, the most it is.
 const credSpace = 32
 
-// recvAttempt is the plain receive: recvmsg(2) into p with no address, and a
-// control buffer on the stack only for the credentials SO_PASSCRED attaches.
-func (c *Conn) recvAttempt(fd int, p []byte, nowait bool) (int, unix.Errno) {
-	flags := int(c.recvFlags)
-	if nowait {
-		flags |= unix.MSG_DONTWAIT
-	}
-	if !c.wantCred.Load() {
-		n, rflags, errno := sys.RecvData(fd, p, flags)
-		if errno == 0 && rflags&unix.MSG_CTRUNC != 0 {
-			return n, errCtrunc
+// recvAttempt returns the plain receive: recvmsg(2) into p with no address, and a
+// control buffer on the stack only for the credentials SO_PASSCRED attaches. It is
+// a closure rather than a method value, whose wrapper would be one more frame on
+// the stack of a thread asleep in the call: each costs a mispredicted return when
+// the thread wakes.
+func (c *Conn) recvAttempt() fdio.Attempt {
+	return func(fd int, p []byte, nowait bool) (int, unix.Errno) {
+		flags := int(c.recvFlags)
+		if nowait {
+			flags |= unix.MSG_DONTWAIT
 		}
-		return n, errno
+		if !c.wantCred.Load() {
+			n, rflags, errno := sys.RecvData(fd, p, flags)
+			if errno == 0 && rflags&unix.MSG_CTRUNC != 0 {
+				return n, errCtrunc
+			}
+			return n, errno
+		}
+		var buf [credSpace]byte
+		n, oobn, rflags, err := sys.Recvmsg(fd, p, buf[:], nil, flags)
+		if err != nil {
+			return 0, err.(unix.Errno) // sys.Recvmsg fails only with an errno
+		}
+		nfds, extra, _, _ := ParseControl(buf[:oobn], nil)
+		switch {
+		case rflags&unix.MSG_CTRUNC != 0:
+			return n, errCtrunc
+		case nfds > 0 || extra:
+			return n, errExtraFds
+		}
+		return n, 0
 	}
-	var buf [credSpace]byte
-	n, oobn, rflags, err := sys.Recvmsg(fd, p, buf[:], nil, flags)
-	if err != nil {
-		return 0, err.(unix.Errno) // sys.Recvmsg fails only with an errno
-	}
-	nfds, extra, _, _ := ParseControl(buf[:oobn], nil)
-	switch {
-	case rflags&unix.MSG_CTRUNC != 0:
-		return n, errCtrunc
-	case nfds > 0 || extra:
-		return n, errExtraFds
-	}
-	return n, 0
 }
 
 // sendAttempt is the plain send: sendmsg(2) of p with MSG_NOSIGNAL.
-func (c *Conn) sendAttempt(fd int, p []byte, nowait bool) (int, unix.Errno) {
+func sendAttempt(fd int, p []byte, nowait bool) (int, unix.Errno) {
 	flags := unix.MSG_NOSIGNAL
 	if nowait {
 		flags |= unix.MSG_DONTWAIT
