@@ -273,12 +273,18 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 func (s *Server) acceptLoop(l *sockets.StreamListener) {
 	defer s.wg.Done()
 	for {
 		c, err := l.AcceptStream(context.Background())
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || s.isClosed() {
 				return
 			}
 			// Out of descriptors and the like: do not spin.
@@ -338,7 +344,7 @@ func (s *Server) udpLoop(u *sockets.DgramConn) {
 	for {
 		n, from, err := u.RecvFrom(context.Background(), buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || s.isClosed() {
 				return
 			}
 			continue // an ICMP error of an earlier reply, say

@@ -40,6 +40,11 @@ var _ = ipctest.Helper("calc-server", func(args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	if len(args) > 0 && args[0] == "advertise" {
+		if err := s.Advertise(context.Background()); err != nil {
+			return fail("advertise: %v", err)
+		}
+	}
 	fmt.Fprintf(ipctest.File(0), "%s %s\n", ta, ua)
 	ipctest.Signal()
 	ipctest.Await()
