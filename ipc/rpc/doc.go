@@ -52,7 +52,8 @@
 // Each client declares a Semantics (WithSemantics), which each call may override
 // (CallSemantics):
 //
-//   - Maybe: one transmission, no retry; the handler runs at most once.
+//   - Maybe: one transmission, no retry; the handler runs at most once if the
+//     server drops duplicates the network makes (a reply cache, below).
 //   - AtLeastOnce: over UDP, retransmit the same xid (first after WithRetransmit's
 //     interval, then doubling) until a reply or the deadline; a call that returns
 //     nil ran at least once, possibly more.
