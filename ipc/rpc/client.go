@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -92,10 +93,13 @@ func WithClientMaxRecord(n int) ClientOption { return func(c *clientConfig) { c.
 // CallOption configures one call.
 type CallOption func(*callConfig)
 
-type callConfig struct{ sem Semantics }
+type callConfig struct {
+	sem Semantics
+	set bool
+}
 
 // CallSemantics sets the semantics of one call, overriding the client's.
-func CallSemantics(s Semantics) CallOption { return func(c *callConfig) { c.sem = s } }
+func CallSemantics(s Semantics) CallOption { return func(c *callConfig) { c.sem, c.set = s, true } }
 
 // Client calls one version of one program on one server, over TCP or UDP. Calls are
 // serialised: one is in flight at a time. It is safe for concurrent use.
@@ -106,17 +110,30 @@ type Client struct {
 	cfg        clientConfig
 	name       string
 
-	mu     sync.Mutex
-	tcp    *sockets.StreamConn
-	rr     *recordReader
-	udp    *sockets.DgramConn
-	in     []byte
-	enc    encoder
-	dec    decoder
-	xid    uint32
+	mu  sync.Mutex // one call at a time; guards what follows but connMu's
+	tcp *sockets.StreamConn
+	rr  *recordReader
+	udp *sockets.DgramConn
+	in  []byte
+	enc encoder
+	dec decoder
+	xid uint32
+
+	// connMu guards closed and the swaps of tcp (made under mu too), so that
+	// Close can close the sockets of a call in flight without waiting for it.
+	connMu sync.Mutex
 	closed bool
-	sent   uint64
+	sent   atomic.Uint64
 }
+
+// errClosed is a call on a closed Client. It matches os.ErrClosed and net.ErrClosed.
+var errClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string { return "client closed" }
+
+func (closedError) Is(target error) bool { return target == os.ErrClosed || target == net.ErrClosed }
 
 // Dial returns a client for version vers of program prog at addr, a loopback
 // "127.x.y.z:port", over network "tcp" or "udp". A TCP client connects here (and
@@ -170,6 +187,12 @@ func (c *Client) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if c.closed {
+		t.Close()
+		return errClosed
+	}
 	c.tcp = t
 	c.rr = newRecordReader(t, c.cfg.maxRecord)
 	return nil
@@ -183,29 +206,33 @@ func (c *Client) Vers() uint32 { return c.vers }
 
 // Transmissions returns how many call messages the client has sent,
 // retransmissions included.
-func (c *Client) Transmissions() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sent
-}
+func (c *Client) Transmissions() uint64 { return c.sent.Load() }
 
-// Close closes the client's socket. It is idempotent; later calls return nil.
+// Close closes the client's socket; a call in flight returns at once with an error
+// matching os.ErrClosed (and net.ErrClosed), as does every later call. It is
+// idempotent; later calls return nil.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.connMu.Lock()
 	if c.closed {
+		c.connMu.Unlock()
 		return nil
 	}
 	c.closed = true
-	if c.udp != nil {
-		return c.udp.Close()
+	u, t := c.udp, c.tcp
+	c.connMu.Unlock()
+	if u != nil {
+		return u.Close()
 	}
-	if c.tcp != nil {
-		err := c.tcp.Close()
-		c.tcp = nil
-		return err
+	if t != nil {
+		return t.Close()
 	}
 	return nil
+}
+
+func (c *Client) isClosed() bool {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.closed
 }
 
 // Call calls procedure proc with args and decodes the result into res (Void, or
@@ -224,7 +251,7 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 		if err := option.Apply(&cc, opts); err != nil {
 			return opErr("call", c.name, err)
 		}
-		if cc.sem != 0 {
+		if cc.set {
 			if cc.sem < Maybe || cc.sem > AtMostOnce {
 				return invalid("call", c.name, "semantics %d", int(cc.sem))
 			}
@@ -239,8 +266,8 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return opErr("call", c.name, net.ErrClosed)
+	if c.isClosed() {
+		return opErr("call", c.name, errClosed)
 	}
 	c.xid++
 	h := CallHeader{XID: c.xid, Prog: c.prog, Vers: c.vers, Proc: proc, Cred: c.cfg.cred}
@@ -270,6 +297,9 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 		rh, results, err = c.roundTripTCP(ctx, h.XID)
 	}
 	if err != nil {
+		if c.isClosed() {
+			err = errClosed
+		}
 		return opErr("call", c.name, err)
 	}
 	if err := replyError(&rh); err != nil {
@@ -291,13 +321,15 @@ func (c *Client) roundTripTCP(ctx context.Context, xid uint32) (ReplyHeader, []b
 	}
 	broken := func(err error) (ReplyHeader, []byte, error) {
 		c.tcp.Close()
+		c.connMu.Lock()
 		c.tcp, c.rr = nil, nil
+		c.connMu.Unlock()
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			err = ipc.MapErrno(unix.ECONNRESET)
 		}
 		return ReplyHeader{}, nil, err
 	}
-	c.sent++
+	c.sent.Add(1)
 	if _, err := c.tcp.WriteContext(ctx, c.enc.b); err != nil {
 		return broken(err)
 	}
@@ -331,7 +363,7 @@ func (c *Client) roundTripUDP(ctx context.Context, xid uint32, sem Semantics) (R
 	defer c.udp.SetReadDeadline(time.Time{})
 	interval := c.cfg.retry
 	for {
-		c.sent++
+		c.sent.Add(1)
 		if err := c.udp.Send(ctx, c.enc.b); err != nil && !errors.Is(err, unix.ECONNREFUSED) {
 			return ReplyHeader{}, nil, err
 		}

@@ -102,6 +102,10 @@ func WithAuthPolicy(policy func(c *Call) error) ServerOption {
 	return func(c *serverConfig) { c.policy = policy }
 }
 
+// DefaultCacheAge is a reply-cache minimum age that covers a client's default
+// retransmission window (WithTimeout's 25 s) with room to spare.
+const DefaultCacheAge = 30 * time.Second
+
 // WithReplyCache gives the server a duplicate-request cache of entries calls
 // (at-most-once, see the package doc): a call whose (transport, client address, xid,
 // program, version, procedure) is in the cache is answered from it, or dropped while
