@@ -167,3 +167,25 @@ func dial(t testing.TB, network, addr string, prog, vers uint32, opts ...rpc.Cli
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// The policy server: testProg version 1, but only for AUTH_SYS callers claiming uid
+// 4242 (an *AuthError for AUTH_NONE, a plain error for other uids).
+var _ = ipctest.Helper("rpc-policy-server", func(args []string) int {
+	s, err := rpc.NewServer(rpc.WithAuthPolicy(func(c *rpc.Call) error {
+		a, err := c.AuthSys()
+		if err != nil {
+			return err
+		}
+		if a.UID != 4242 {
+			return fmt.Errorf("uid %d is not allowed", a.UID)
+		}
+		return nil
+	}))
+	if err != nil {
+		return fail("%v", err)
+	}
+	if err := s.Register(testProg, 1, testProcs()); err != nil {
+		return fail("%v", err)
+	}
+	return serveUntilTold(s)
+})
