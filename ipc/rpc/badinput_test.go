@@ -41,11 +41,13 @@ func TestBadInput(t *testing.T) {
 			_, err := (&rpc.AuthSys{GIDs: make([]uint32, 17)}).Encode()
 			return err
 		}(),
-		"encode nil":   func() error { _, err := rpc.AppendXDR(nil, nil); return err }(),
-		"decode nil":   rpc.UnmarshalXDR([]byte{0, 0, 0, 0}, nil),
-		"rpcbind port": func() error { _, err := rpc.Set(bg, 1, 1, "tcp", 70000); return err }(),
-		"lookup net":   func() error { _, err := rpc.Lookup(bg, "sctp", 1, 1); return err }(),
-		"getaddr net":  func() error { _, err := rpc.LookupAddr(bg, "unix", 1, 1); return err }(),
+		"encode nil":      func() error { _, err := rpc.AppendXDR(nil, nil); return err }(),
+		"decode nil":      rpc.UnmarshalXDR([]byte{0, 0, 0, 0}, nil),
+		"rpcbind port":    func() error { _, err := rpc.Set(bg, 1, 1, "tcp", 70000); return err }(),
+		"lookup net":      func() error { _, err := rpc.Lookup(bg, "sctp", 1, 1); return err }(),
+		"getaddr net":     func() error { _, err := rpc.LookupAddr(bg, "unix", 1, 1); return err }(),
+		"decode into nil": rpc.UnmarshalXDR(make([]byte, 8), xdr.XDR_uint64(nil)),
+		"typed nil value": func() error { _, err := rpc.AppendXDR(nil, xdr.XDR_uint64(nil)); return err }(),
 		"string bound": func() error {
 			s := "too long"
 			_, err := rpc.AppendXDR(nil, xdr.XdrString{Str: &s, Bound: 3})
@@ -77,6 +79,7 @@ func TestBadInput(t *testing.T) {
 	ipctest.CheckOpError(t, "call nil option", c.Call(bg, 0, nil, nil, nil), ipc.ErrInvalid)
 	long := "much too long"
 	ipctest.CheckOpError(t, "argument over its bound", c.Call(bg, 0, xdr.XdrString{Str: &long, Bound: 4}, nil), ipc.ErrInvalid)
+	ipctest.CheckOpError(t, "result into nil", c.Call(bg, 0, nil, xdr.XDR_uint64(nil)), ipc.ErrInvalid)
 	if c.Transmissions() != 0 {
 		t.Errorf("%d transmissions for calls refused as bad input", c.Transmissions())
 	}

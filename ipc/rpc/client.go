@@ -263,6 +263,8 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 	}
 	if res == nil {
 		res = Void
+	} else if res != Void && nilValue(res) {
+		return invalid("call", c.name, "result into a nil %s", typeName(res))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -360,7 +362,8 @@ func (c *Client) roundTripUDP(ctx context.Context, xid uint32, sem Semantics) (R
 	if !has && c.cfg.timeout > 0 {
 		deadline, has = time.Now().Add(c.cfg.timeout), true
 	}
-	defer c.udp.SetReadDeadline(time.Time{})
+	// Each wait below sets the read deadline it needs (none when next is zero), so
+	// the one left behind by a call is never reset: only this client reads the socket.
 	interval := c.cfg.retry
 	for {
 		c.sent.Add(1)

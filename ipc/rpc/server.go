@@ -41,11 +41,11 @@ type Call struct {
 // arguments are an error matching ErrGarbageArgs: return it and the caller gets
 // GARBAGE_ARGS.
 func (c *Call) Args(v Value) error {
-	if v == nil {
+	if v == nil || nilValue(v) {
 		return invalid("args", "", "nil value")
 	}
 	if err := c.dec.decodeValue(c.args, v); err != nil {
-		return opErr("decode arguments", v.XdrTypeName(), fmt.Errorf("%v: %w", err, ErrGarbageArgs))
+		return opErr("decode arguments", typeName(v), fmt.Errorf("%v: %w", err, ErrGarbageArgs))
 	}
 	return nil
 }
@@ -60,7 +60,7 @@ func (c *Call) Result(v Value) error {
 	c.enc.b = c.enc.b[:c.resStart]
 	if err := c.enc.appendValue(v); err != nil {
 		c.enc.b = c.enc.b[:c.resStart]
-		return invalid("encode result", v.XdrTypeName(), "%v", err)
+		return invalid("encode result", typeName(v), "%v", err)
 	}
 	c.hasRes = true
 	return nil

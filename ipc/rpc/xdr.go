@@ -3,6 +3,7 @@ package rpc
 import (
 	"encoding/binary"
 	"fmt"
+	"reflect"
 
 	"github.com/xdrpp/goxdr/xdr"
 )
@@ -49,7 +50,7 @@ func (e *encoder) Marshal(_ string, v xdr.XdrType) {
 	case xdr.XdrVarBytes:
 		p := v.GetByteSlice()
 		if uint64(len(p)) > uint64(v.XdrBound()) {
-			fail("%s of %d bytes over its bound %d", v.XdrTypeName(), len(p), v.XdrBound())
+			fail("%s of %d bytes over its bound %d", typeName(v), len(p), v.XdrBound())
 		}
 		e.b = binary.BigEndian.AppendUint32(e.b, uint32(len(p)))
 		e.b = append(e.b, p...)
@@ -123,7 +124,7 @@ func (d *decoder) Marshal(_ string, v xdr.XdrType) {
 	case xdr.XdrEnum:
 		n := d.u32()
 		if _, ok := v.XdrEnumNames()[int32(n)]; !ok {
-			fail("%d is not a value of enum %s", int32(n), v.XdrTypeName())
+			fail("%d is not a value of enum %s", int32(n), typeName(v))
 		}
 		v.SetU32(n)
 	case xdr.XdrNum32:
@@ -134,7 +135,7 @@ func (d *decoder) Marshal(_ string, v xdr.XdrType) {
 	case xdr.XdrVarBytes:
 		n := d.u32()
 		if n > v.XdrBound() {
-			fail("%s of %d bytes over its bound %d", v.XdrTypeName(), n, v.XdrBound())
+			fail("%s of %d bytes over its bound %d", typeName(v), n, v.XdrBound())
 		}
 		p := d.bytes(n)
 		switch dst := v.XdrPointer().(type) {
@@ -156,6 +157,28 @@ func (d *decoder) Marshal(_ string, v xdr.XdrType) {
 	}
 }
 
+// typeName is v's XDR type name, or its Go type's if v cannot say (a typed nil).
+func typeName(v Value) (name string) {
+	defer func() {
+		if recover() != nil {
+			name = fmt.Sprintf("%T", v)
+		}
+	}()
+	return v.XdrTypeName()
+}
+
+// nilValue reports whether v points nowhere (XDR_uint64(nil), say): decoding into it
+// is bad input.
+func nilValue(v Value) (isNil bool) {
+	defer func() {
+		if recover() != nil {
+			isNil = true
+		}
+	}()
+	p := reflect.ValueOf(v.XdrPointer())
+	return p.Kind() == reflect.Pointer && p.IsNil()
+}
+
 // catch turns a panic of the XDR code (ours or goxdr's) into an error.
 func catch(err *error) {
 	switch r := recover().(type) {
@@ -169,9 +192,21 @@ func catch(err *error) {
 	}
 }
 
-// appendValue appends v's encoding to e.b.
+// appendValue appends v's encoding to e.b. The value is the caller's: any panic in
+// its generated code (a typed nil pointer, say) is bad input, an error.
 func (e *encoder) appendValue(v Value) (err error) {
-	defer catch(&err)
+	defer func() {
+		if r := recover(); r != nil {
+			switch r := r.(type) {
+			case xdrFail:
+				err = r.err
+			case xdr.XdrError:
+				err = fmt.Errorf("%s", string(r))
+			default:
+				err = fmt.Errorf("encoding %s: %v", typeName(v), r)
+			}
+		}
+	}()
 	v.XdrMarshal(e, "")
 	return nil
 }
@@ -196,7 +231,7 @@ func AppendXDR(b []byte, v Value) ([]byte, error) {
 	}
 	e := encoder{b: b}
 	if err := e.appendValue(v); err != nil {
-		return b, invalid("xdr encode", v.XdrTypeName(), "%v", err)
+		return b, invalid("xdr encode", typeName(v), "%v", err)
 	}
 	return e.b, nil
 }
@@ -207,12 +242,12 @@ func AppendXDR(b []byte, v Value) ([]byte, error) {
 // allocated for the offending item. Opaque<> fields already in v are reused as
 // buffers.
 func UnmarshalXDR(b []byte, v Value) error {
-	if v == nil {
+	if v == nil || nilValue(v) {
 		return invalid("xdr decode", "", "nil value")
 	}
 	var d decoder
 	if err := d.decodeValue(b, v); err != nil {
-		return opErr("xdr decode", v.XdrTypeName(), protoErr("%v", err))
+		return opErr("xdr decode", typeName(v), protoErr("%v", err))
 	}
 	return nil
 }
