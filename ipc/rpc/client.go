@@ -415,3 +415,36 @@ func (c *Client) roundTripUDP(ctx context.Context, xid uint32, sem Semantics) (R
 		}
 	}
 }
+
+// Pending is an asynchronous call started by Client.Go.
+type Pending struct {
+	done chan struct{}
+	err  error
+}
+
+// Done is closed when the call has ended.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Wait waits for the call to end and returns its error, as Call would have.
+func (p *Pending) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Go starts a call and returns at once, as net/rpc's Client.Go: the call goes out
+// when the client's calls before it have ended (calls on one client are sent one at
+// a time), and Pending.Done is closed when it ends; ctx bounds it as it bounds Call.
+// args and res must stay untouched until then.
+func (c *Client) Go(ctx context.Context, proc uint32, args, res Value, opts ...CallOption) *Pending {
+	p := &Pending{done: make(chan struct{})}
+	if ctx == nil {
+		p.err = invalid("call", c.name, "nil context")
+		close(p.done)
+		return p
+	}
+	go func() {
+		defer close(p.done)
+		p.err = c.Call(ctx, proc, args, res, opts...)
+	}()
+	return p
+}

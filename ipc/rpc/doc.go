@@ -42,7 +42,8 @@
 // void unless registered. A handler panic answers SYSTEM_ERR.
 //
 // A Client calls one program version on one server over TCP or UDP; Call is
-// synchronous, takes a context and is serialised per client. Over TCP with a
+// synchronous, takes a context and is serialised per client; Go starts a call and
+// returns a Pending at once (the calls of one client still go out one at a time). Over TCP with a
 // context that cannot end, a call with caller buffers of fixed-size XDR types
 // allocates nothing (BenchmarkCall shows 0 allocs/op); a deadline costs a few
 // allocations for the machinery that honours it.

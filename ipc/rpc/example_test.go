@@ -81,3 +81,42 @@ func Example_semantics() {
 	// <nil>
 	// <nil>
 }
+
+// An asynchronous call: Go returns at once, the result is there when Done is closed.
+func ExampleClient_Go() {
+	const prog, vers, square = 0x20000997, 1, 1
+	s, _ := rpc.NewServer()
+	defer s.Close()
+	s.Register(prog, vers, map[uint32]rpc.ProcFunc{
+		square: func(ctx context.Context, c *rpc.Call) error {
+			var n int64
+			if err := c.Args(xdr.XDR_int64(&n)); err != nil {
+				return err
+			}
+			n *= n
+			return c.Result(xdr.XDR_int64(&n))
+		},
+	})
+	addr, err := s.ListenTCP("127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c, err := rpc.Dial(context.Background(), "tcp", addr.String(), prog, vers)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	in, out := int64(12), int64(0)
+	p := c.Go(context.Background(), square, xdr.XDR_int64(&in), xdr.XDR_int64(&out))
+	// ... other work ...
+	select {
+	case <-p.Done():
+		fmt.Println(out, p.Wait())
+	case <-time.After(10 * time.Second):
+		fmt.Println("no answer")
+	}
+	// Output:
+	// 144 <nil>
+}
