@@ -1,0 +1,82 @@
+// Package rpc is ONC RPC version 2 (RFC 5531) with XDR (RFC 4506) stubs generated
+// from a .x interface file, binding through the machine's rpcbind (RFC 1833), and
+// declared call semantics: the remote procedure call as the textbooks describe it,
+// interoperable with rpcgen and libtirpc programs.
+//
+// # Wire
+//
+// Calls and replies are RFC 5531 messages: accepted replies (SUCCESS, PROG_UNAVAIL,
+// PROG_MISMATCH with the server's version range, PROC_UNAVAIL, GARBAGE_ARGS,
+// SYSTEM_ERR) and rejected ones (RPC_MISMATCH, AUTH_ERROR with its auth_stat), with
+// AUTH_NONE or AUTH_SYS credentials. Over TCP every message is a record of
+// fragments, each behind a 4-byte mark (record marking); over UDP a message is one
+// datagram. A client sees a reply status that is not SUCCESS as an *ipc.OpError
+// matching the status's sentinel (ErrProcUnavail, ...); a *MismatchError carries
+// version ranges, an *AuthError the auth_stat.
+//
+// Transports go through package sockets: TCP and UDP on loopback addresses only
+// (127.0.0.0/8), close-on-exec, MSG_NOSIGNAL.
+//
+// # Limits and bad input
+//
+// A record's announced length is checked, fragment by fragment, against the
+// receiver's limit (WithMaxRecord, WithClientMaxRecord; DefaultMaxRecord, 1 MiB)
+// before a byte of it is read or any room is made for it; a record of more than
+// 1024 fragments is refused too, and either closes the TCP connection. Message
+// headers are decoded in place, without allocating; an opaque_auth body over 400
+// bytes, an AUTH_SYS machine name over 255 bytes or more than 16 gids, non-zero
+// padding, or a length that overruns the message is a protocol error (the server
+// drops the message; a client skips a bad datagram and fails on a bad TCP record).
+// XDR values are decoded by this package's decoder, which checks each string,
+// opaque and vector length against its declared bound and against the bytes left
+// before allocating for it, refuses undeclared enum and union values, and requires
+// the arguments (or results) to use up the message. FuzzRecordReader and
+// FuzzMessage exercise these decoders.
+//
+// # Servers and clients
+//
+// A Server serves any number of program versions (Register, or the generated
+// Register_* of a .x file) on any number of TCP listeners and UDP sockets at once
+// (ListenTCP, ListenUDP). One goroutine per TCP connection and one per UDP socket
+// read calls and run their handlers (ProcFunc) in turn. Procedure 0 answers with
+// void unless registered. A handler panic answers SYSTEM_ERR.
+//
+// A Client calls one program version on one server over TCP or UDP; Call is
+// synchronous, takes a context and is serialised per client; Go starts a call and
+// returns a Pending at once (the calls of one client still go out one at a time). Over TCP with a
+// context that cannot end, a call with caller buffers of fixed-size XDR types
+// allocates nothing (BenchmarkCall shows 0 allocs/op); a deadline costs a few
+// allocations for the machinery that honours it.
+//
+// # Call semantics
+//
+// Each client declares a Semantics (WithSemantics), which each call may override
+// (CallSemantics):
+//
+//   - Maybe: one transmission, no retry; the handler runs at most once if the
+//     server drops duplicates the network makes (a reply cache, below).
+//   - AtLeastOnce: over UDP, retransmit the same xid (first after WithRetransmit's
+//     interval, then doubling) until a reply or the deadline; a call that returns
+//     nil ran at least once, possibly more.
+//   - AtMostOnce: retransmit like AtLeastOnce, against a server with a duplicate
+//     request cache (WithReplyCache): keyed by (transport and client address, xid,
+//     program, version, procedure), it answers a retransmission from the cached
+//     reply, drops it while the first copy is running, and never runs the handler
+//     twice while the server lives. The cache holds at most its configured number
+//     of entries; when full, the oldest completed entry is evicted if it is older
+//     than the configured minimum age, otherwise the new call is dropped unanswered
+//     (the client retransmits), so an entry is never evicted while a client that
+//     gives up within the minimum age may still retransmit it.
+//
+// Over TCP a call is sent once per connection (the transport retransmits); a broken
+// connection fails the call and the next call connects again.
+//
+// # Authentication
+//
+// AUTH_SYS (WithCred with AuthSys.Encode) carries a uid, gids and a machine name
+// that the client asserts and nothing verifies: any process that can reach the
+// port can claim uid 0. WithAuthPolicy lets a server refuse calls by credential
+// (the caller gets AUTH_ERROR), which is meaningful only for callers whose
+// credentials something else vouches for. Never authorise by AUTH_SYS alone over
+// TCP or UDP from another host.
+package rpc

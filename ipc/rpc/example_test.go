@@ -1,0 +1,122 @@
+package rpc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/xdrpp/goxdr/xdr"
+
+	"github.com/ipclab/ipclab/ipc/rpc"
+)
+
+// A server with one procedure that doubles an int, and a synchronous call to it over
+// TCP. The server and the client would normally be two processes.
+func Example() {
+	const prog, vers, double = 0x20000999, 1, 1
+	s, err := rpc.NewServer()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer s.Close()
+	s.Register(prog, vers, map[uint32]rpc.ProcFunc{
+		double: func(ctx context.Context, c *rpc.Call) error {
+			var n int32
+			if err := c.Args(xdr.XDR_int32(&n)); err != nil {
+				return err // GARBAGE_ARGS
+			}
+			n *= 2
+			return c.Result(xdr.XDR_int32(&n))
+		},
+	})
+	addr, err := s.ListenTCP("127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	c, err := rpc.Dial(context.Background(), "tcp", addr.String(), prog, vers)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	in, out := int32(21), int32(0)
+	err = c.Call(context.Background(), double, xdr.XDR_int32(&in), xdr.XDR_int32(&out))
+	fmt.Println(out, err)
+	err = c.Call(context.Background(), 7, nil, nil)
+	fmt.Println(errors.Is(err, rpc.ErrProcUnavail))
+	// Output:
+	// 42 <nil>
+	// true
+}
+
+// Choosing a call semantics: the client retransmits over UDP until its deadline
+// (at-least-once), and one call goes out once only (maybe). A server with a reply
+// cache turns the retransmitting semantics into at-most-once.
+func Example_semantics() {
+	const prog, vers = 0x20000998, 1
+	s, _ := rpc.NewServer(rpc.WithReplyCache(1024, time.Minute))
+	defer s.Close()
+	s.Register(prog, vers, map[uint32]rpc.ProcFunc{})
+	addr, err := s.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c, err := rpc.Dial(context.Background(), "udp", addr.String(), prog, vers,
+		rpc.WithSemantics(rpc.AtMostOnce), rpc.WithRetransmit(50*time.Millisecond, time.Second))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fmt.Println(c.Call(ctx, 0, nil, nil))                               // retransmitted until answered
+	fmt.Println(c.Call(ctx, 0, nil, nil, rpc.CallSemantics(rpc.Maybe))) // sent once
+	// Output:
+	// <nil>
+	// <nil>
+}
+
+// An asynchronous call: Go returns at once, the result is there when Done is closed.
+func ExampleClient_Go() {
+	const prog, vers, square = 0x20000997, 1, 1
+	s, _ := rpc.NewServer()
+	defer s.Close()
+	s.Register(prog, vers, map[uint32]rpc.ProcFunc{
+		square: func(ctx context.Context, c *rpc.Call) error {
+			var n int64
+			if err := c.Args(xdr.XDR_int64(&n)); err != nil {
+				return err
+			}
+			n *= n
+			return c.Result(xdr.XDR_int64(&n))
+		},
+	})
+	addr, err := s.ListenTCP("127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c, err := rpc.Dial(context.Background(), "tcp", addr.String(), prog, vers)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	in, out := int64(12), int64(0)
+	p := c.Go(context.Background(), square, xdr.XDR_int64(&in), xdr.XDR_int64(&out))
+	// ... other work ...
+	select {
+	case <-p.Done():
+		fmt.Println(out, p.Wait())
+	case <-time.After(10 * time.Second):
+		fmt.Println("no answer")
+	}
+	// Output:
+	// 144 <nil>
+}

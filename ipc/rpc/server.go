@@ -1,0 +1,510 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipclab/ipclab/internal/option"
+	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/sockets"
+)
+
+// ProcFunc serves one procedure of a program version. It decodes its arguments with
+// c.Args, does the work and encodes its result with c.Result (a procedure that
+// returns void need not call it). Returning an error sends an error reply instead
+// of the result: ErrGarbageArgs (what c.Args returns for bad arguments) sends
+// GARBAGE_ARGS, an *AuthError sends AUTH_ERROR with its reason, ErrProcUnavail
+// PROC_UNAVAIL, anything else SYSTEM_ERR. ctx ends when the server closes.
+type ProcFunc func(ctx context.Context, c *Call) error
+
+// Call is one incoming call as its ProcFunc sees it. It and everything in it are
+// valid only until the ProcFunc returns.
+type Call struct {
+	Header    CallHeader
+	Transport string   // "tcp" or "udp"
+	Addr      net.Addr // the caller's address
+
+	args     []byte
+	dec      decoder
+	enc      *encoder
+	resStart int
+	hasRes   bool
+}
+
+// Args decodes the call's arguments into v, which must take all of them. Bad
+// arguments are an error matching ErrGarbageArgs: return it and the caller gets
+// GARBAGE_ARGS.
+func (c *Call) Args(v Value) error {
+	if v == nil || nilValue(v) {
+		return invalid("args", "", "nil value")
+	}
+	if err := c.dec.decodeValue(c.args, v); err != nil {
+		return opErr("decode arguments", typeName(v), fmt.Errorf("%v: %w", err, ErrGarbageArgs))
+	}
+	return nil
+}
+
+// Result encodes v as the call's result. A second call replaces the first. A value
+// out of its bounds is an error matching ipc.ErrInvalid (the caller gets
+// SYSTEM_ERR if the ProcFunc returns it).
+func (c *Call) Result(v Value) error {
+	if v == nil {
+		return invalid("result", "", "nil value")
+	}
+	c.enc.b = c.enc.b[:c.resStart]
+	if err := c.enc.appendValue(v); err != nil {
+		c.enc.b = c.enc.b[:c.resStart]
+		return invalid("encode result", typeName(v), "%v", err)
+	}
+	c.hasRes = true
+	return nil
+}
+
+// AuthSys returns the caller's AUTH_SYS credential. A call with another flavour is
+// an *AuthError (AUTH_TOOWEAK): return it to refuse the call. The credential is
+// what the client claims; see the package doc before trusting it.
+func (c *Call) AuthSys() (AuthSys, error) {
+	if c.Header.Cred.Flavor != FlavorSys {
+		return AuthSys{}, &AuthError{Stat: AuthTooWeak}
+	}
+	a, err := DecodeAuthSys(c.Header.Cred.Body)
+	if err != nil {
+		return AuthSys{}, &AuthError{Stat: AuthBadCred}
+	}
+	return a, nil
+}
+
+// ServerOption configures NewServer.
+type ServerOption func(*serverConfig)
+
+type serverConfig struct {
+	maxRecord   int
+	policy      func(c *Call) error
+	cacheSize   int
+	cacheMinAge time.Duration
+}
+
+// WithMaxRecord sets the largest call record or datagram the server accepts
+// (default DefaultMaxRecord); a longer record closes the TCP connection before its
+// bytes are read.
+func WithMaxRecord(n int) ServerOption { return func(c *serverConfig) { c.maxRecord = n } }
+
+// WithAuthPolicy makes the server vet every call's credentials before it looks the
+// procedure up: policy returns nil to accept, an *AuthError to refuse with its
+// reason, any other error to refuse with AUTH_TOOWEAK.
+func WithAuthPolicy(policy func(c *Call) error) ServerOption {
+	return func(c *serverConfig) { c.policy = policy }
+}
+
+// DefaultCacheAge is a reply-cache minimum age that covers a client's default
+// retransmission window (WithTimeout's 25 s) with room to spare.
+const DefaultCacheAge = 30 * time.Second
+
+// WithReplyCache gives the server a duplicate-request cache of entries calls
+// (at-most-once, see the package doc): a call whose (transport, client address, xid,
+// program, version, procedure) is in the cache is answered from it, or dropped while
+// its first copy is still running, and its handler never runs twice. The cache
+// never evicts an entry younger than minAge: when it is full of younger entries a
+// new call is dropped unanswered (the client's retransmission comes back later), so
+// at-most-once holds for every client that stops retransmitting within minAge.
+func WithReplyCache(entries int, minAge time.Duration) ServerOption {
+	return func(c *serverConfig) { c.cacheSize, c.cacheMinAge = entries, minAge }
+}
+
+// ServerStats counts what a server did.
+type ServerStats struct {
+	Calls      uint64 // call messages received, duplicates included
+	Handled    uint64 // handler runs
+	CacheHits  uint64 // calls answered from the reply cache
+	InProgress uint64 // duplicates dropped because the first copy was running
+	CacheFull  uint64 // calls dropped because the cache was full of young entries
+	Garbage    uint64 // records or datagrams dropped as malformed
+}
+
+type progVers struct{ prog, vers uint32 }
+
+// Server serves ONC RPC programs over TCP (record marking) and UDP at once: one
+// goroutine per TCP connection and one per UDP socket read calls and run their
+// handlers in turn.
+type Server struct {
+	cfg    serverConfig
+	ctx    context.Context
+	cancel context.CancelFunc
+	cache  *replyCache
+
+	mu        sync.Mutex
+	progs     map[progVers]map[uint32]ProcFunc
+	tcp       []*sockets.StreamListener
+	udp       []*sockets.DgramConn
+	conns     map[*sockets.StreamConn]struct{}
+	bindings  []binding // rpcbind registrations to undo at Close
+	closed    bool
+	wg        sync.WaitGroup
+	closeErr  error
+	closeOnce sync.Once
+
+	stats struct {
+		calls, handled, hits, inProgress, full, garbage atomic.Uint64
+	}
+}
+
+// NewServer returns a server with no programs and no listeners.
+func NewServer(opts ...ServerOption) (*Server, error) {
+	cfg := serverConfig{maxRecord: DefaultMaxRecord}
+	if err := option.Apply(&cfg, opts); err != nil {
+		return nil, opErr("new server", "", err)
+	}
+	if cfg.maxRecord < 28 || cfg.maxRecord > 1<<30 {
+		return nil, invalid("new server", "", "max record %d outside [28, 1 GiB]", cfg.maxRecord)
+	}
+	if cfg.cacheSize < 0 || (cfg.cacheSize > 0 && cfg.cacheMinAge < 0) {
+		return nil, invalid("new server", "", "reply cache of %d entries, min age %v", cfg.cacheSize, cfg.cacheMinAge)
+	}
+	s := &Server{cfg: cfg, progs: map[progVers]map[uint32]ProcFunc{}, conns: map[*sockets.StreamConn]struct{}{}}
+	if cfg.cacheSize > 0 {
+		s.cache = newReplyCache(cfg.cacheSize, cfg.cacheMinAge)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Register makes the server serve version vers of program prog with procs, by
+// procedure number. Procedure 0, the null procedure, answers with void unless procs
+// has one. Registering a program version twice is an error.
+func (s *Server) Register(prog, vers uint32, procs map[uint32]ProcFunc) error {
+	obj := fmt.Sprintf("%d/%d", prog, vers)
+	for p, f := range procs {
+		if f == nil {
+			return invalid("register", obj, "procedure %d has a nil function", p)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return opErr("register", obj, net.ErrClosed)
+	}
+	if _, dup := s.progs[progVers{prog, vers}]; dup {
+		return invalid("register", obj, "program version already registered")
+	}
+	s.progs[progVers{prog, vers}] = maps.Clone(procs)
+	return nil
+}
+
+// ListenTCP serves on a TCP listener bound to addr, a loopback "127.x.y.z:port"
+// (port 0 picks a free one), and returns its address.
+func (s *Server) ListenTCP(addr string) (*net.TCPAddr, error) {
+	l, err := sockets.ListenTCP(addr)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return nil, opErr("listen", addr, net.ErrClosed)
+	}
+	s.tcp = append(s.tcp, l)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.acceptLoop(l)
+	return l.Addr().(*net.TCPAddr), nil
+}
+
+// ListenUDP serves on a UDP socket bound to addr, a loopback "127.x.y.z:port", and
+// returns its address.
+func (s *Server) ListenUDP(addr string) (*net.UDPAddr, error) {
+	u, err := sockets.ListenUDP(addr)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		u.Close()
+		return nil, opErr("listen", addr, net.ErrClosed)
+	}
+	s.udp = append(s.udp, u)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.udpLoop(u)
+	return u.LocalAddr().(*net.UDPAddr), nil
+}
+
+// Stats returns what the server has done so far.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		Calls: s.stats.calls.Load(), Handled: s.stats.handled.Load(), CacheHits: s.stats.hits.Load(),
+		InProgress: s.stats.inProgress.Load(), CacheFull: s.stats.full.Load(), Garbage: s.stats.garbage.Load(),
+	}
+}
+
+// Close stops the server: it unregisters what Advertise registered with rpcbind,
+// closes every listener and connection, cancels the handlers' context and waits for
+// the server's goroutines to end. It is idempotent; later calls return nil.
+func (s *Server) Close() error {
+	first := false
+	s.closeOnce.Do(func() {
+		first = true
+		s.mu.Lock()
+		s.closed = true
+		bindings := s.bindings
+		s.bindings = nil
+		var errs []error
+		for _, l := range s.tcp {
+			errs = append(errs, l.Close())
+		}
+		for _, u := range s.udp {
+			errs = append(errs, u.Close())
+		}
+		for c := range s.conns {
+			errs = append(errs, c.Close())
+		}
+		s.mu.Unlock()
+		s.cancel()
+		s.wg.Wait()
+		errs = append(errs, unsetAll(bindings))
+		s.closeErr = ipc.Join(errs...)
+	})
+	if !first {
+		return nil
+	}
+	return s.closeErr
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Server) acceptLoop(l *sockets.StreamListener) {
+	defer s.wg.Done()
+	for {
+		c, err := l.AcceptStream(context.Background())
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || s.isClosed() {
+				return
+			}
+			// Out of descriptors and the like: do not spin.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+// serveConn reads records from one TCP connection and answers each in turn.
+func (s *Server) serveConn(c *sockets.StreamConn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.Close()
+	}()
+	rr := newRecordReader(c, s.cfg.maxRecord)
+	enc := &encoder{b: make([]byte, 0, 4096)}
+	from := c.RemoteAddr()
+	key := "tcp " + from.String()
+	for {
+		rec, err := rr.next(context.Background())
+		if err != nil {
+			if errors.Is(err, ErrProtocol) {
+				s.stats.garbage.Add(1)
+			}
+			return
+		}
+		enc.b = append(enc.b[:0], 0, 0, 0, 0)
+		if !s.dispatch(rec, "tcp", from, key, enc) {
+			continue
+		}
+		putMark(enc.b, len(enc.b)-4)
+		if _, err := c.WriteContext(context.Background(), enc.b); err != nil {
+			return
+		}
+	}
+}
+
+// udpLoop reads datagrams from one UDP socket and answers each in turn.
+func (s *Server) udpLoop(u *sockets.DgramConn) {
+	defer s.wg.Done()
+	buf := make([]byte, min(s.cfg.maxRecord, maxDatagram)+1)
+	enc := &encoder{b: make([]byte, 0, maxDatagram)}
+	for {
+		n, from, err := u.RecvFrom(context.Background(), buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || s.isClosed() {
+				return
+			}
+			continue // an ICMP error of an earlier reply, say
+		}
+		if n == len(buf) { // over the limit (or truncated): not a call we can take
+			s.stats.garbage.Add(1)
+			continue
+		}
+		enc.b = enc.b[:0]
+		if !s.dispatch(buf[:n], "udp", from, "udp "+from.String(), enc) {
+			continue
+		}
+		if len(enc.b) > maxDatagram {
+			// The result does not fit a datagram: say so rather than send nothing.
+			h, _, _ := parseCall(buf[:n])
+			enc.b = appendReply(enc.b[:0], &ReplyHeader{XID: h.XID, Accepted: true, Stat: SystemErr})
+		}
+		_ = u.SendTo(context.Background(), enc.b, from)
+	}
+}
+
+// dispatch answers one call message into enc.b (after what is there). It returns
+// false when no reply is to be sent: a malformed message, a reply, a duplicate
+// whose first copy is running, or a call the full reply cache cannot take.
+func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client string, enc *encoder) bool {
+	s.stats.calls.Add(1)
+	start := len(enc.b)
+	h, args, err := parseCall(msg)
+	if err == errRPCVers {
+		enc.b = appendReply(enc.b, &ReplyHeader{XID: h.XID, Reject: rejectRPCMismatch, Low: rpcVersion, High: rpcVersion})
+		return true
+	}
+	if err != nil {
+		s.stats.garbage.Add(1)
+		return false
+	}
+	var key cacheKey
+	if s.cache != nil {
+		key = cacheKey{client: client, xid: h.XID, prog: h.Prog, vers: h.Vers, proc: h.Proc}
+		switch st, reply := s.cache.begin(key); st {
+		case cacheDone:
+			s.stats.hits.Add(1)
+			enc.b = append(enc.b, reply...)
+			return true
+		case cacheRunning:
+			s.stats.inProgress.Add(1)
+			return false
+		case cacheFull:
+			s.stats.full.Add(1)
+			return false
+		}
+	}
+	s.answer(&h, args, transport, from, enc)
+	if s.cache != nil {
+		s.cache.finish(key, enc.b[start:])
+	}
+	return true
+}
+
+// answer runs the call's checks and handler and appends the reply to enc.b.
+func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.Addr, enc *encoder) {
+	start := len(enc.b)
+	deny := func(stat AuthStat) {
+		enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Reject: rejectAuthError, Auth: stat})
+	}
+	accept := func(stat AcceptStat, low, high uint32) {
+		enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Accepted: true, Stat: stat, Low: low, High: high})
+	}
+	switch h.Cred.Flavor {
+	case FlavorNone:
+	case FlavorSys:
+		if _, err := DecodeAuthSys(h.Cred.Body); err != nil {
+			deny(AuthBadCred)
+			return
+		}
+	default:
+		deny(AuthRejectedCred)
+		return
+	}
+	if h.Verf.Flavor != FlavorNone {
+		deny(AuthBadVerf)
+		return
+	}
+	c := &Call{Header: *h, Transport: transport, Addr: from, args: args, enc: enc}
+	if s.cfg.policy != nil {
+		if err := s.cfg.policy(c); err != nil {
+			if ae, ok := isAuth(err); ok {
+				deny(ae.Stat)
+			} else {
+				deny(AuthTooWeak)
+			}
+			return
+		}
+	}
+	s.mu.Lock()
+	procs, ok := s.progs[progVers{h.Prog, h.Vers}]
+	var low, high uint32
+	if !ok {
+		for pv := range s.progs {
+			if pv.prog == h.Prog {
+				if !ok || pv.vers < low {
+					low = pv.vers
+				}
+				if !ok || pv.vers > high {
+					high = pv.vers
+				}
+				ok = true
+			}
+		}
+		s.mu.Unlock()
+		if ok {
+			accept(ProgMismatch, low, high)
+		} else {
+			accept(ProgUnavail, 0, 0)
+		}
+		return
+	}
+	f := procs[h.Proc]
+	s.mu.Unlock()
+	if f == nil {
+		if h.Proc == 0 {
+			accept(Success, 0, 0)
+		} else {
+			accept(ProcUnavail, 0, 0)
+		}
+		return
+	}
+	accept(Success, 0, 0)
+	c.resStart = len(enc.b)
+	s.stats.handled.Add(1)
+	err := runProc(s.ctx, f, c)
+	switch {
+	case err == nil:
+		if !c.hasRes {
+			enc.b = enc.b[:c.resStart]
+		}
+	case errors.Is(err, ErrGarbageArgs):
+		accept(GarbageArgs, 0, 0)
+	case errors.Is(err, ErrProcUnavail):
+		accept(ProcUnavail, 0, 0)
+	default:
+		if ae, ok := isAuth(err); ok {
+			deny(ae.Stat)
+		} else {
+			accept(SystemErr, 0, 0)
+		}
+	}
+}
+
+// runProc runs a handler; a panic in it becomes SYSTEM_ERR for this call rather
+// than the end of the server.
+func runProc(ctx context.Context, f ProcFunc, c *Call) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return f(ctx, c)
+}
