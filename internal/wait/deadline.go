@@ -56,8 +56,10 @@ func ViaDeadline(ctx context.Context, dl *Deadlines, write bool, set func(time.T
 // DeadlineErr is the error of a wait in the runtime poller that ended with err under
 // ctx and the handle's deadline handle (as it is now; zero: none), with the earlier
 // of the two on the file: a deadline that was ctx's, not the handle's, is ctx.Err().
-// ctx's timer in the poller can fire just before ctx's own, so it waits for ctx to
-// say so too, so that callers who check ctx.Err() after an error see it.
+// ctx's timer in the poller can fire just before ctx's own: once ctx's deadline
+// has passed it is context.DeadlineExceeded whether or not ctx's timer has fired
+// (on a busy machine it can lag by more than any grace period); before that, it
+// waits a while for ctx to say so.
 func DeadlineErr(ctx context.Context, err error, handle time.Time) error {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
@@ -66,6 +68,11 @@ func DeadlineErr(ctx context.Context, err error, handle time.Time) error {
 		return cerr
 	}
 	if ctxDl, has := ctx.Deadline(); has && (handle.IsZero() || time.Now().Before(handle)) {
+		if !time.Now().Before(ctxDl) {
+			// ctx's deadline has passed: ctx ends with DeadlineExceeded, though its
+			// own timer, on a busy machine, may not have fired yet.
+			return context.DeadlineExceeded
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -30,6 +30,7 @@ type Turn struct {
 	wake chan struct{}
 
 	closeOnce sync.Once
+	drainOnce sync.Once
 	isClosed  atomic.Bool
 	closed    chan struct{} // closed by Close
 }
@@ -181,16 +182,19 @@ func (t *Turn) Closed() <-chan struct{} { return t.closed }
 
 // Drain waits until the turn's holder, if any, has given it back, and keeps it: no
 // call in this direction runs afterwards. Call it after Close, once whatever the
-// holder waits on has been woken.
+// holder waits on has been woken. It is idempotent: a later Drain (a second Close)
+// returns once the first has the turn.
 func (t *Turn) Drain() {
-	t.state.Add(waiter)
-	for {
-		if s := t.state.Load(); s&held == 0 {
-			if t.state.CompareAndSwap(s, s-waiter+held) {
-				return
+	t.drainOnce.Do(func() {
+		t.state.Add(waiter)
+		for {
+			if s := t.state.Load(); s&held == 0 {
+				if t.state.CompareAndSwap(s, s-waiter+held) {
+					return
+				}
+				continue
 			}
-			continue
+			<-t.wake
 		}
-		<-t.wake
-	}
+	})
 }

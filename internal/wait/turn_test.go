@@ -143,6 +143,8 @@ func TestTurnWaiterHonoursItsOwn(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Drain did not return once the holder gave the turn back")
 	}
+	tu.Close()
+	tu.Drain() // a second Close: returns at once
 	if err := tu.Take(context.Background(), nil, false); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Take after Close and Drain: %v", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/internal/sys"
+	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 )
 
@@ -114,102 +114,7 @@ type Ring struct {
 
 	// One Send and one Recv at a time in this process: the turn's holder alone
 	// touches sendPos (recvPos) and sleeps on the ring.
-	sendTurn, recvTurn turn
-}
-
-// turn lets one caller at a time use one direction of a Ring in this process, while
-// the callers waiting for it each honour their own context and Close (a mutex would
-// make them wait out the holder). It also keeps the mapping in place: Close detaches
-// only once it has drained both turns, so a holder needs no other lock. It does what
-// wait.Turn does for descriptors, but taking a free turn is one compare-and-swap and
-// giving it back one store: with wait.Turn's buffered channel a send and a receive
-// took about 400 ns here instead of about 60. The zero value needs init.
-type turn struct {
-	state   atomic.Int32  // turnFree, turnHeld or turnDrained
-	waiting atomic.Int32  // callers in take's or drain's slow path
-	wake    chan struct{} // capacity 1: a token for one waiting caller
-	closed  chan struct{}
-	once    sync.Once
-}
-
-const (
-	turnFree    = 0
-	turnHeld    = 1
-	turnDrained = 2 // taken for good by Close
-)
-
-func (t *turn) init() {
-	t.wake = make(chan struct{}, 1)
-	t.closed = make(chan struct{})
-}
-
-// tryTake takes the turn if it is free.
-func (t *turn) tryTake() bool { return t.state.CompareAndSwap(turnFree, turnHeld) }
-
-// take waits for the turn until ctx ends (ctx.Err()) or the turn is closed
-// (os.ErrClosed). On success the caller must give it back.
-func (t *turn) take(ctx context.Context) error {
-	t.waiting.Add(1)
-	defer t.waiting.Add(-1)
-	for {
-		select {
-		case <-t.closed:
-			return os.ErrClosed
-		default:
-		}
-		// After counting ourselves: a give that misses the count has freed the turn
-		// before this attempt, and one that sees it leaves a token.
-		if t.state.CompareAndSwap(turnFree, turnHeld) {
-			return nil
-		}
-		select {
-		case <-t.wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.closed:
-			return os.ErrClosed
-		}
-	}
-}
-
-// give hands the turn back, waking one waiting caller if there is any.
-func (t *turn) give() {
-	t.state.Store(turnFree)
-	if t.waiting.Load() != 0 {
-		select {
-		case t.wake <- struct{}{}:
-		default: // a token is waiting already
-		}
-	}
-}
-
-// close makes every waiting and later take fail with os.ErrClosed. It does not wait
-// for the holder: see drain.
-func (t *turn) close() { t.once.Do(func() { close(t.closed) }) }
-
-// isClosed reports whether close has been called.
-func (t *turn) isClosed() bool {
-	select {
-	case <-t.closed:
-		return true
-	default:
-		return false
-	}
-}
-
-// drain waits until the holder, if any, has given the turn back, and keeps it for
-// good. Call it after close, once whatever the holder waits on has been woken.
-func (t *turn) drain() {
-	t.waiting.Add(1)
-	defer t.waiting.Add(-1)
-	for !t.state.CompareAndSwap(turnFree, turnDrained) && t.state.Load() != turnDrained {
-		// A caller leaving take may have swallowed the token meant for us: look
-		// again within a millisecond in any case.
-		select {
-		case <-t.wake:
-		case <-time.After(time.Millisecond):
-		}
-	}
+	sendTurn, recvTurn wait.Turn
 }
 
 // CreateRing creates a ring whose data area holds capacity bytes (a power of two, at
@@ -319,8 +224,8 @@ func newRing(seg *Segment, sem *SemSet, c ringConfig, capacity uint64) *Ring {
 	}
 	r.sendPos = r.head.Load()
 	r.recvPos = r.tail.Load()
-	r.sendTurn.init()
-	r.recvTurn.init()
+	r.sendTurn.Init()
+	r.recvTurn.Init()
 	return r
 }
 
@@ -340,13 +245,11 @@ var errCorrupt = fmt.Errorf("ring state written by the peer is inconsistent: %w"
 // Send copies p into the ring as one message, waiting for room (and for its turn
 // behind other callers of Send in this process) until ctx ends.
 func (r *Ring) Send(ctx context.Context, p []byte) error {
-	if !r.sendTurn.tryTake() {
-		if err := r.take(ctx, &r.sendTurn, "ring send"); err != nil {
-			return err
-		}
+	if err := r.sendTurn.Take(ctx, nil, false); err != nil {
+		return r.takeErr(err, "ring send")
 	}
 	err := r.send(ctx, p, true)
-	r.sendTurn.give()
+	r.sendTurn.Give()
 	return err
 }
 
@@ -354,25 +257,29 @@ func (r *Ring) Send(ctx context.Context, p []byte) error {
 // Send of this process under way, it returns an error matching ipc.ErrWouldBlock
 // (and unix.EAGAIN) at once.
 func (r *Ring) TrySend(p []byte) error {
-	if !r.sendTurn.tryTake() {
+	if !r.sendTurn.TryTake() {
 		return r.turnErr(&r.sendTurn, "ring send")
 	}
-	defer r.sendTurn.give()
+	defer r.sendTurn.Give()
 	return r.send(context.Background(), p, false)
 }
 
-// turnErr is the error of a call that could not take its turn: the ring is closed,
-// or (Try calls) another call holds the turn.
-func (r *Ring) turnErr(t *turn, op string) error {
-	if t.isClosed() {
+// turnErr is the error of a Try call that could not take its turn: the ring is
+// closed, or another call holds the turn.
+func (r *Ring) turnErr(t *wait.Turn, op string) error {
+	select {
+	case <-t.Closed():
 		return r.seg.detachedErr(op)
+	default:
 	}
 	return ipc.Wrap(op, r.seg.name, unix.EAGAIN)
 }
 
-// take waits for t under ctx; a closed ring's turn fails with os.ErrClosed.
-func (r *Ring) take(ctx context.Context, t *turn, op string) error {
-	err := t.take(ctx)
+// takeErr is the error of a call whose wait for its turn (wait.Turn, which also
+// keeps the mapping in place: Close detaches only once it has drained both turns,
+// so a holder needs no other lock) failed: a closed ring's turn fails with
+// os.ErrClosed.
+func (r *Ring) takeErr(err error, op string) error {
 	if err == os.ErrClosed {
 		return r.seg.detachedErr(op)
 	}
@@ -380,7 +287,7 @@ func (r *Ring) take(ctx context.Context, t *turn, op string) error {
 }
 
 // send is Send for the holder of the send turn (which keeps the mapping in place:
-// see turn); with block false it returns ipc.ErrWouldBlock instead of sleeping.
+// see takeErr); with block false it returns ipc.ErrWouldBlock instead of sleeping.
 func (r *Ring) send(ctx context.Context, p []byte, block bool) error {
 	if len(p) > r.MaxMessage() {
 		return ipc.Wrap("ring send", r.seg.name, ipc.ErrInvalid)
@@ -435,13 +342,11 @@ func (r *Ring) send(ctx context.Context, p []byte, block bool) error {
 // length. A message longer than buf is consumed, buf is filled, and the error
 // matches ipc.ErrTruncated.
 func (r *Ring) Recv(ctx context.Context, buf []byte) (int, error) {
-	if !r.recvTurn.tryTake() {
-		if err := r.take(ctx, &r.recvTurn, "ring recv"); err != nil {
-			return 0, err
-		}
+	if err := r.recvTurn.Take(ctx, nil, false); err != nil {
+		return 0, r.takeErr(err, "ring recv")
 	}
 	n, err := r.recv(ctx, buf, true)
-	r.recvTurn.give()
+	r.recvTurn.Give()
 	return n, err
 }
 
@@ -449,10 +354,10 @@ func (r *Ring) Recv(ctx context.Context, buf []byte) (int, error) {
 // this process under way, it returns an error matching ipc.ErrWouldBlock (and
 // unix.EAGAIN) at once.
 func (r *Ring) TryRecv(buf []byte) (int, error) {
-	if !r.recvTurn.tryTake() {
+	if !r.recvTurn.TryTake() {
 		return 0, r.turnErr(&r.recvTurn, "ring recv")
 	}
-	defer r.recvTurn.give()
+	defer r.recvTurn.Give()
 	return r.recv(context.Background(), buf, false)
 }
 
@@ -582,8 +487,8 @@ func (r *Ring) Close() error {
 	// Callers waiting for a turn return at once; the holders are woken (semaphore
 	// set closed, futex sleepers interrupted), then the turns drained, so that no
 	// call uses the mapping when it goes.
-	r.sendTurn.close()
-	r.recvTurn.close()
+	r.sendTurn.Close()
+	r.recvTurn.Close()
 	if r.sem != nil {
 		if r.ownsSem {
 			_ = r.sem.Remove()
@@ -591,7 +496,7 @@ func (r *Ring) Close() error {
 		r.sem.Close()
 	}
 	r.seg.waiters.Close()
-	r.sendTurn.drain()
-	r.recvTurn.drain()
+	r.sendTurn.Drain()
+	r.recvTurn.Drain()
 	return r.seg.Detach()
 }
