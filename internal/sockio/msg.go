@@ -107,7 +107,9 @@ func (c *Conn) RecvMsg(ctx context.Context, p []byte, fds []int, from *sys.Addr,
 // send and the wait for the reply in one call); sent reports whether out went out.
 func (c *Conn) recvMsg(ctx context.Context, out, p []byte, fds []int, from *sys.Addr, nowait bool) (r Result, sent bool, err error) {
 	if len(fds) > int(c.maxFds) {
-		return r, false, fmt.Errorf("fd buffer of %d exceeds the cap of %d: %w", len(fds), c.maxFds, ipc.ErrInvalid)
+		// Nothing was sent: a reply (out) is not sent when its sender's next receive
+		// is bad input; with no reply there was nothing to send.
+		return r, len(out) == 0, fmt.Errorf("fd buffer of %d exceeds the cap of %d: %w", len(fds), c.maxFds, ipc.ErrInvalid)
 	}
 	if len(out) > 0 {
 		if err := c.checkSend(out, nil, false); err != nil {

@@ -51,7 +51,8 @@ func (t *Turn) Init() {
 // whenever it reports a change on its Changed channel), or when the turn is closed
 // (os.ErrClosed). On success the caller must Give the turn back. A free turn that
 // nobody waits for costs one compare-and-swap and one load; a caller that finds
-// others waiting queues behind them rather than overtaking them.
+// others waiting queues behind them, and the turn a holder gives back goes to the
+// waiter it wakes, not to a caller that asks again at once (TryTake may overtake).
 func (t *Turn) Take(ctx context.Context, dl *Deadlines, write bool) error {
 	if t.state.CompareAndSwap(0, held) {
 		if t.isClosed.Load() {
@@ -71,8 +72,13 @@ func (t *Turn) takeSlow(ctx context.Context, dl *Deadlines, write bool) error {
 	t.state.Add(waiter)
 	var alarm Alarm
 	defer alarm.Stop()
+	// A waiter takes a free turn only when woken for it (the token goes to the
+	// waiters in the order they wait on the channel) or when it waits alone, so
+	// that a caller that gives the turn back and asks again at once does not take it
+	// from under the waiter it has just woken, time after time.
+	woken := false
 	for {
-		if s := t.state.Load(); s&held == 0 {
+		if s := t.state.Load(); s&held == 0 && (woken || s == waiter) {
 			if !t.state.CompareAndSwap(s, s-waiter+held) {
 				continue
 			}
@@ -92,8 +98,10 @@ func (t *Turn) takeSlow(ctx context.Context, dl *Deadlines, write bool) error {
 				return os.ErrDeadlineExceeded
 			}
 		}
+		woken = false
 		select {
 		case <-t.wake:
+			woken = true
 		case <-ctx.Done():
 			t.leave()
 			return ctx.Err()

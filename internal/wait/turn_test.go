@@ -185,3 +185,56 @@ func finish(t *testing.T, wg *sync.WaitGroup) {
 		t.Fatal("callers still waiting after 60 s: a wake-up was lost")
 	}
 }
+
+// TestTurnNoOvertaking: two callers that each give the turn back and ask again at
+// once. While one waits, the other must not take the turn time after time: a turn
+// whose waiters competed with the caller that had just given it back let one take
+// it 2 999 times in a row while the other waited (found by review); handing it to
+// the woken waiter makes them alternate.
+func TestTurnNoOvertaking(t *testing.T) {
+	tu := newTurn()
+	const each = 3000
+	var waiting [2]atomic.Bool
+	var waits [2]atomic.Int64 // how many waits each has begun
+	var mu sync.Mutex         // the run bookkeeping (a turn's holder is alone anyway)
+	last, run, longest := -1, 0, 0
+	var seen int64 = -1
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := 1 - g
+			for range each {
+				waits[g].Add(1)
+				waiting[g].Store(true)
+				if err := tu.Take(context.Background(), nil, false); err != nil {
+					t.Error(err)
+					return
+				}
+				waiting[g].Store(false)
+				mu.Lock()
+				// Count only takes during one uninterrupted wait of the other.
+				if waiting[o].Load() && last == g && waits[o].Load() == seen {
+					run++
+				} else {
+					run = 0
+				}
+				last, seen = g, waits[o].Load()
+				if !waiting[o].Load() {
+					seen = -1
+				}
+				longest = max(longest, run)
+				mu.Unlock()
+				for start := time.Now(); time.Since(start) < 5*time.Microsecond; {
+				}
+				tu.Give()
+			}
+		}()
+	}
+	finish(t, &wg)
+	t.Logf("longest run of takes by one caller while the other waited: %d", longest)
+	if longest > each/3 {
+		t.Fatalf("one caller took the turn %d times in a row while the other waited", longest)
+	}
+}
