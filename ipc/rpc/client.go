@@ -17,6 +17,7 @@ import (
 
 	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/doors"
 	"github.com/ipclab/ipclab/sockets"
 )
 
@@ -101,7 +102,7 @@ type callConfig struct {
 // CallSemantics sets the semantics of one call, overriding the client's.
 func CallSemantics(s Semantics) CallOption { return func(c *callConfig) { c.sem, c.set = s, true } }
 
-// Client calls one version of one program on one server, over TCP or UDP. Calls are
+// Client calls one version of one program on one server, over TCP, UDP or a door. Calls are
 // serialised: one is in flight at a time. It is safe for concurrent use.
 type Client struct {
 	prog, vers uint32
@@ -110,14 +111,15 @@ type Client struct {
 	cfg        clientConfig
 	name       string
 
-	mu  sync.Mutex // one call at a time; guards what follows but connMu's
-	tcp *sockets.StreamConn
-	rr  *recordReader
-	udp *sockets.DgramConn
-	in  []byte
-	enc encoder
-	dec decoder
-	xid uint32
+	mu   sync.Mutex // one call at a time; guards what follows but connMu's
+	tcp  *sockets.StreamConn
+	rr   *recordReader
+	udp  *sockets.DgramConn
+	door *doors.Client
+	in   []byte
+	enc  encoder
+	dec  decoder
+	xid  uint32
 
 	// connMu guards closed and the swaps of tcp (made under mu too), so that
 	// Close can close the sockets of a call in flight without waiting for it.
@@ -140,14 +142,36 @@ func (closedError) Is(target error) bool { return target == os.ErrClosed || targ
 // again on the next call after the connection fails); a UDP client's socket is
 // connected to addr.
 func Dial(ctx context.Context, network, addr string, prog, vers uint32, opts ...ClientOption) (*Client, error) {
+	if network != "tcp" && network != "udp" {
+		return nil, invalid("dial", fmt.Sprintf("%d/%d@%s:%s", prog, vers, network, addr), "network %q, want tcp or udp", network)
+	}
+	c, err := newClient(ctx, network, addr, prog, vers, opts)
+	if err != nil {
+		return nil, err
+	}
+	if network == "udp" {
+		u, err := sockets.DialUDP(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		c.udp = u
+		c.in = make([]byte, maxDatagram+1)
+		return c, nil
+	}
+	if err := c.connect(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newClient checks the options and returns a client with no transport yet.
+func newClient(ctx context.Context, network, addr string, prog, vers uint32, opts []ClientOption) (*Client, error) {
 	cfg := clientConfig{retry: 100 * time.Millisecond, maxRetry: 2 * time.Second, timeout: 25 * time.Second, maxRecord: DefaultMaxRecord}
 	name := fmt.Sprintf("%d/%d@%s:%s", prog, vers, network, addr)
 	if err := option.Apply(&cfg, opts); err != nil {
 		return nil, opErr("dial", name, err)
 	}
 	switch {
-	case network != "tcp" && network != "udp":
-		return nil, invalid("dial", name, "network %q, want tcp or udp", network)
 	case cfg.cred.Flavor != FlavorNone && cfg.cred.Flavor != FlavorSys, len(cfg.cred.Body) > maxAuthBody:
 		return nil, invalid("dial", name, "credential of flavour %d and %d bytes", cfg.cred.Flavor, len(cfg.cred.Body))
 	case cfg.sem != 0 && (cfg.sem < Maybe || cfg.sem > AtMostOnce):
@@ -167,18 +191,6 @@ func Dial(ctx context.Context, network, addr string, prog, vers uint32, opts ...
 	_, _ = rand.Read(x[:])
 	c.xid = binary.BigEndian.Uint32(x[:])
 	c.enc.b = make([]byte, 0, 4096)
-	if network == "udp" {
-		u, err := sockets.DialUDP(ctx, addr)
-		if err != nil {
-			return nil, err
-		}
-		c.udp = u
-		c.in = make([]byte, maxDatagram+1)
-		return c, nil
-	}
-	if err := c.connect(ctx); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
@@ -218,8 +230,11 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
-	u, t := c.udp, c.tcp
+	u, t, d := c.udp, c.tcp, c.door
 	c.connMu.Unlock()
+	if d != nil {
+		return d.Close()
+	}
 	if u != nil {
 		return u.Close()
 	}
@@ -275,7 +290,7 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 	h := CallHeader{XID: c.xid, Prog: c.prog, Vers: c.vers, Proc: proc, Cred: c.cfg.cred}
 	var mark int
 	c.enc.b = c.enc.b[:0]
-	if c.tcp != nil || c.udp == nil {
+	if c.door == nil && (c.tcp != nil || c.udp == nil) {
 		c.enc.b = append(c.enc.b, 0, 0, 0, 0)
 		mark = 4
 	}
@@ -286,7 +301,9 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 	var results []byte
 	var rh ReplyHeader
 	var err error
-	if c.udp != nil {
+	if c.door != nil {
+		rh, results, err = c.roundTripDoor(ctx, h.XID)
+	} else if c.udp != nil {
 		if len(c.enc.b) > maxDatagram {
 			return opErr("call", c.name, fmt.Errorf("call of %d bytes does not fit a datagram: %w", len(c.enc.b), ErrTooBig))
 		}

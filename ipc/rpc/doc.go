@@ -17,6 +17,20 @@
 // Transports go through package sockets: TCP and UDP on loopback addresses only
 // (127.0.0.0/8), close-on-exec, MSG_NOSIGNAL.
 //
+// # Door transport and binder
+//
+// On one host a server also serves its programs on a door (package doors:
+// ListenDoor): each RPC call is one door call carrying the call message, its
+// result the reply message. One Server serves TCP, UDP and doors at once. The door
+// gives the server the caller's uid, gid and pid as the kernel vouches for them:
+// over a door Call.AuthSys returns that identity (not what the client claims) and
+// Call.PeerCred the full credentials, so an auth policy written against AUTH_SYS
+// is meaningful there. A Binder (a 0700 directory of 0600 entry files, one per
+// program version) maps <program, version> to a door path on the host
+// (AdvertiseDoor, Binder.Lookup, Binder.Dial); the server's Close removes its
+// entries, and an entry left by a server that died is reported as ErrStale at
+// once, from the entry's pid and process start time.
+//
 // # Limits and bad input
 //
 // A record's announced length is checked, fragment by fragment, against the

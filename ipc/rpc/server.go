@@ -27,9 +27,10 @@ type ProcFunc func(ctx context.Context, c *Call) error
 // valid only until the ProcFunc returns.
 type Call struct {
 	Header    CallHeader
-	Transport string   // "tcp" or "udp"
-	Addr      net.Addr // the caller's address
+	Transport string   // "tcp", "udp" or "door"
+	Addr      net.Addr // the caller's address (a DoorAddr over a door)
 
+	cred     *sockets.Cred // the kernel's word on the caller, over a door
 	args     []byte
 	dec      decoder
 	enc      *encoder
@@ -66,10 +67,15 @@ func (c *Call) Result(v Value) error {
 	return nil
 }
 
-// AuthSys returns the caller's AUTH_SYS credential. A call with another flavour is
-// an *AuthError (AUTH_TOOWEAK): return it to refuse the call. The credential is
-// what the client claims; see the package doc before trusting it.
+// AuthSys returns the caller's AUTH_SYS credential. Over TCP and UDP it is what
+// the client claims (see the package doc before trusting it), and a call with
+// another flavour is an *AuthError (AUTH_TOOWEAK): return it to refuse the call.
+// Over a door it is the caller's uid and gid as the kernel vouches for them
+// (SCM_CREDENTIALS), with Machine "localhost", whatever the client claimed.
 func (c *Call) AuthSys() (AuthSys, error) {
+	if c.cred != nil {
+		return AuthSys{Machine: "localhost", UID: c.cred.Uid, GID: c.cred.Gid}, nil
+	}
 	if c.Header.Cred.Flavor != FlavorSys {
 		return AuthSys{}, &AuthError{Stat: AuthTooWeak}
 	}
@@ -78,6 +84,15 @@ func (c *Call) AuthSys() (AuthSys, error) {
 		return AuthSys{}, &AuthError{Stat: AuthBadCred}
 	}
 	return a, nil
+}
+
+// PeerCred returns the caller's credentials as the kernel vouches for them, and
+// true, for a call over a door; false over TCP and UDP.
+func (c *Call) PeerCred() (sockets.Cred, bool) {
+	if c.cred == nil {
+		return sockets.Cred{}, false
+	}
+	return *c.cred, true
 }
 
 // ServerOption configures NewServer.
@@ -143,7 +158,9 @@ type Server struct {
 	tcp       []*sockets.StreamListener
 	udp       []*sockets.DgramConn
 	conns     map[*sockets.StreamConn]struct{}
-	bindings  []binding // rpcbind registrations to undo at Close
+	doors     []serverDoor
+	binder    []binderBinding // door binder entries to remove at Close
+	bindings  []binding       // rpcbind registrations to undo at Close
 	closed    bool
 	wg        sync.WaitGroup
 	closeErr  error
@@ -256,6 +273,13 @@ func (s *Server) Close() error {
 		bindings := s.bindings
 		s.bindings = nil
 		var errs []error
+		for _, bb := range s.binder {
+			errs = append(errs, bb.b.Unset(bb.pv.prog, bb.pv.vers))
+		}
+		s.binder = nil
+		for _, d := range s.doors {
+			errs = append(errs, d.d.Close())
+		}
 		for _, l := range s.tcp {
 			errs = append(errs, l.Close())
 		}
@@ -330,7 +354,7 @@ func (s *Server) serveConn(c *sockets.StreamConn) {
 			return
 		}
 		enc.b = append(enc.b[:0], 0, 0, 0, 0)
-		if !s.dispatch(rec, "tcp", from, key, enc) {
+		if !s.dispatch(rec, "tcp", from, key, enc, nil) {
 			continue
 		}
 		putMark(enc.b, len(enc.b)-4)
@@ -358,7 +382,7 @@ func (s *Server) udpLoop(u *sockets.DgramConn) {
 			continue
 		}
 		enc.b = enc.b[:0]
-		if !s.dispatch(buf[:n], "udp", from, "udp "+from.String(), enc) {
+		if !s.dispatch(buf[:n], "udp", from, "udp "+from.String(), enc, nil) {
 			continue
 		}
 		if len(enc.b) > maxDatagram {
@@ -373,7 +397,7 @@ func (s *Server) udpLoop(u *sockets.DgramConn) {
 // dispatch answers one call message into enc.b (after what is there). It returns
 // false when no reply is to be sent: a malformed message, a reply, a duplicate
 // whose first copy is running, or a call the full reply cache cannot take.
-func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client string, enc *encoder) bool {
+func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client string, enc *encoder, cred *sockets.Cred) bool {
 	s.stats.calls.Add(1)
 	start := len(enc.b)
 	h, args, err := parseCall(msg)
@@ -401,7 +425,7 @@ func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client st
 			return false
 		}
 	}
-	s.answer(&h, args, transport, from, enc)
+	s.answer(&h, args, transport, from, enc, cred)
 	if s.cache != nil {
 		s.cache.finish(key, enc.b[start:])
 	}
@@ -409,7 +433,7 @@ func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client st
 }
 
 // answer runs the call's checks and handler and appends the reply to enc.b.
-func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.Addr, enc *encoder) {
+func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.Addr, enc *encoder, cred *sockets.Cred) {
 	start := len(enc.b)
 	deny := func(stat AuthStat) {
 		enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Reject: rejectAuthError, Auth: stat})
@@ -432,7 +456,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		deny(AuthBadVerf)
 		return
 	}
-	c := &Call{Header: *h, Transport: transport, Addr: from, args: args, enc: enc}
+	c := &Call{Header: *h, Transport: transport, Addr: from, args: args, enc: enc, cred: cred}
 	if s.cfg.policy != nil {
 		if err := s.cfg.policy(c); err != nil {
 			if ae, ok := isAuth(err); ok {
