@@ -69,9 +69,11 @@
 //
 //   - Maybe: one transmission, no retry; the handler runs at most once if the
 //     server drops duplicates the network makes (a reply cache, below).
+//
 //   - AtLeastOnce: over UDP, retransmit the same xid (first after WithRetransmit's
 //     interval, then doubling) until a reply or the deadline; a call that returns
 //     nil ran at least once, possibly more.
+//
 //   - AtMostOnce: retransmit like AtLeastOnce, against a server with a duplicate
 //     request cache (WithReplyCache): keyed by (transport and client address, xid,
 //     program, version, procedure), it answers a retransmission from the cached
@@ -81,6 +83,27 @@
 //     than the configured minimum age, otherwise the new call is dropped unanswered
 //     (the client retransmits), so an entry is never evicted while a client that
 //     gives up within the minimum age may still retransmit it.
+//
+//   - Exactly-once: AtMostOnce against a server whose reply cache is durable
+//     (WithDurableReplies): each completed call is a record (key, the handler's
+//     effect, the reply) appended to a file in one write and fdatasync'ed before
+//     the reply is sent; a server restarted after a crash (SIGKILL included) loads
+//     the records, answers a retransmission from them without running the handler,
+//     and hands each record's effect to a replay function so the application
+//     rebuilds its state. The key holds the client's address, so a retransmission
+//     must come from the same socket (a UDP client, or a door client's process).
+//
+// What exactly-once cannot cover by itself: a crash after the handler made a side
+// effect and before the record is durable. The reply was never sent, the
+// retransmission finds no record and runs the handler again, so an effect the
+// handler made elsewhere (a file, another server) happens twice. The handler API
+// closes that window for effects made through it: Call.Effect puts the effect in
+// the same record as the reply, so the effect and the record are one atomic step
+// (both or neither survive a crash), and the replay function applies committed
+// effects at start. A handler that makes effects any other way has at-least-once
+// effects across crashes. The log grows by one record per call (RemoveLog deletes
+// it); a record torn by a crash mid-write fails its CRC-32C and is truncated.
+// TestExactlyOnceCrashes kills a server 20 times at each of three points.
 //
 // Over TCP a call is sent once per connection (the transport retransmits); a broken
 // connection fails the call and the next call connects again.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,8 @@ type Call struct {
 	Addr      net.Addr // the caller's address (a DoorAddr over a door)
 
 	cred     *sockets.Cred // the kernel's word on the caller, over a door
+	durable  bool          // the server has a durable reply log
+	effect   []byte        // what Effect recorded
 	args     []byte
 	dec      decoder
 	enc      *encoder
@@ -103,6 +106,9 @@ type serverConfig struct {
 	policy      func(c *Call) error
 	cacheSize   int
 	cacheMinAge time.Duration
+	durable     bool
+	durablePath string
+	replay      func(Effect) error
 }
 
 // WithMaxRecord sets the largest call record or datagram the server accepts
@@ -152,6 +158,8 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	cache  *replyCache
+	log    *durableLog
+	logMu  sync.Mutex
 
 	mu        sync.Mutex
 	progs     map[progVers]map[uint32]ProcFunc
@@ -184,8 +192,22 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 		return nil, invalid("new server", "", "reply cache of %d entries, min age %v", cfg.cacheSize, cfg.cacheMinAge)
 	}
 	s := &Server{cfg: cfg, progs: map[progVers]map[uint32]ProcFunc{}, conns: map[*sockets.StreamConn]struct{}{}}
+	if cfg.durable && cfg.cacheSize == 0 {
+		cfg.cacheSize, cfg.cacheMinAge = 4096, DefaultCacheAge
+		s.cfg = cfg
+	}
+	if cfg.durable && (cfg.durablePath == "" || strings.ContainsRune(cfg.durablePath, 0)) {
+		return nil, invalid("new server", cfg.durablePath, "bad reply log path")
+	}
 	if cfg.cacheSize > 0 {
 		s.cache = newReplyCache(cfg.cacheSize, cfg.cacheMinAge)
+	}
+	if cfg.durable {
+		l, err := openDurable(cfg.durablePath, s.cache, cfg.replay)
+		if err != nil {
+			return nil, err
+		}
+		s.log = l
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -293,6 +315,9 @@ func (s *Server) Close() error {
 		s.cancel()
 		s.wg.Wait()
 		errs = append(errs, unsetAll(bindings))
+		if s.log != nil {
+			errs = append(errs, s.log.close())
+		}
 		s.closeErr = ipc.Join(errs...)
 	})
 	if !first {
@@ -361,6 +386,7 @@ func (s *Server) serveConn(c *sockets.StreamConn) {
 		if _, err := c.WriteContext(context.Background(), enc.b); err != nil {
 			return
 		}
+		faultPoint("rpc-after-reply")
 	}
 }
 
@@ -391,6 +417,7 @@ func (s *Server) udpLoop(u *sockets.DgramConn) {
 			enc.b = appendReply(enc.b[:0], &ReplyHeader{XID: h.XID, Accepted: true, Stat: SystemErr})
 		}
 		_ = u.SendTo(context.Background(), enc.b, from)
+		faultPoint("rpc-after-reply")
 	}
 }
 
@@ -425,15 +452,39 @@ func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client st
 			return false
 		}
 	}
-	s.answer(&h, args, transport, from, enc, cred)
+	faultPoint("rpc-before-handler")
+	effect := s.answer(&h, args, transport, from, enc, cred)
+	faultPoint("rpc-after-handler")
+	if s.log != nil {
+		s.logMu.Lock()
+		err := s.log.commit(key, effect, enc.b[start:])
+		s.logMu.Unlock()
+		if err != nil {
+			// Not durable: never send a success that a restart could forget.
+			enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Accepted: true, Stat: SystemErr})
+		}
+	}
 	if s.cache != nil {
 		s.cache.finish(key, enc.b[start:])
 	}
 	return true
 }
 
-// answer runs the call's checks and handler and appends the reply to enc.b.
-func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.Addr, enc *encoder, cred *sockets.Cred) {
+// testFaultPoint, when set (by the package's tests), is called at the named
+// points of a call's life on the server: "rpc-before-handler",
+// "rpc-after-handler" (before the reply is recorded and sent) and
+// "rpc-after-reply" (TCP and UDP), where a test may crash or stop the process.
+var testFaultPoint func(name string)
+
+func faultPoint(name string) {
+	if testFaultPoint != nil {
+		testFaultPoint(name)
+	}
+}
+
+// answer runs the call's checks and handler and appends the reply to enc.b. It
+// returns the effect the handler recorded (Call.Effect) if it succeeded.
+func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.Addr, enc *encoder, cred *sockets.Cred) []byte {
 	start := len(enc.b)
 	deny := func(stat AuthStat) {
 		enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Reject: rejectAuthError, Auth: stat})
@@ -446,17 +497,17 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 	case FlavorSys:
 		if _, err := DecodeAuthSys(h.Cred.Body); err != nil {
 			deny(AuthBadCred)
-			return
+			return nil
 		}
 	default:
 		deny(AuthRejectedCred)
-		return
+		return nil
 	}
 	if h.Verf.Flavor != FlavorNone {
 		deny(AuthBadVerf)
-		return
+		return nil
 	}
-	c := &Call{Header: *h, Transport: transport, Addr: from, args: args, enc: enc, cred: cred}
+	c := &Call{Header: *h, Transport: transport, Addr: from, args: args, enc: enc, cred: cred, durable: s.log != nil}
 	if s.cfg.policy != nil {
 		if err := s.cfg.policy(c); err != nil {
 			if ae, ok := isAuth(err); ok {
@@ -464,7 +515,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 			} else {
 				deny(AuthTooWeak)
 			}
-			return
+			return nil
 		}
 	}
 	s.mu.Lock()
@@ -488,7 +539,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		} else {
 			accept(ProgUnavail, 0, 0)
 		}
-		return
+		return nil
 	}
 	f := procs[h.Proc]
 	s.mu.Unlock()
@@ -498,7 +549,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		} else {
 			accept(ProcUnavail, 0, 0)
 		}
-		return
+		return nil
 	}
 	accept(Success, 0, 0)
 	c.resStart = len(enc.b)
@@ -509,6 +560,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		if !c.hasRes {
 			enc.b = enc.b[:c.resStart]
 		}
+		return c.effect
 	case errors.Is(err, ErrGarbageArgs):
 		accept(GarbageArgs, 0, 0)
 	case errors.Is(err, ErrProcUnavail):
@@ -520,6 +572,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 			accept(SystemErr, 0, 0)
 		}
 	}
+	return nil
 }
 
 // runProc runs a handler; a panic in it becomes SYSTEM_ERR for this call rather
