@@ -67,7 +67,13 @@ type clientConfig struct {
 	maxRetry  time.Duration
 	timeout   time.Duration
 	maxRecord int
+	batchMax  int
 }
+
+// WithBatchLimit bounds the one-way calls a TCP client holds unsent (default 1
+// MiB): a Send or Batch that would exceed it, with the socket full, fails with
+// ipc.ErrWouldBlock instead of waiting for the server.
+func WithBatchLimit(n int) ClientOption { return func(c *clientConfig) { c.batchMax = n } }
 
 // WithCred sends cred (AUTH_NONE by default) with every call; AuthSys.Encode makes an
 // AUTH_SYS credential.
@@ -117,9 +123,13 @@ type Client struct {
 	udp  *sockets.DgramConn
 	door *doors.Client
 	in   []byte
-	enc  encoder
-	dec  decoder
-	xid  uint32
+	// batch holds one-way calls not yet written to the TCP connection: queued by
+	// Batch, or left over by a Send that could not write them without waiting.
+	batch []byte
+	inner encoder // a wrapped call's inner message
+	enc   encoder
+	dec   decoder
+	xid   uint32
 
 	// connMu guards closed and the swaps of tcp (made under mu too), so that
 	// Close can close the sockets of a call in flight without waiting for it.
@@ -166,7 +176,7 @@ func Dial(ctx context.Context, network, addr string, prog, vers uint32, opts ...
 
 // newClient checks the options and returns a client with no transport yet.
 func newClient(ctx context.Context, network, addr string, prog, vers uint32, opts []ClientOption) (*Client, error) {
-	cfg := clientConfig{retry: 100 * time.Millisecond, maxRetry: 2 * time.Second, timeout: 25 * time.Second, maxRecord: DefaultMaxRecord}
+	cfg := clientConfig{retry: 100 * time.Millisecond, maxRetry: 2 * time.Second, timeout: 25 * time.Second, maxRecord: DefaultMaxRecord, batchMax: 1 << 20}
 	name := fmt.Sprintf("%d/%d@%s:%s", prog, vers, network, addr)
 	if err := option.Apply(&cfg, opts); err != nil {
 		return nil, opErr("dial", name, err)
@@ -180,6 +190,8 @@ func newClient(ctx context.Context, network, addr string, prog, vers uint32, opt
 		return nil, invalid("dial", name, "retransmission %v..%v, timeout %v", cfg.retry, cfg.maxRetry, cfg.timeout)
 	case cfg.maxRecord < 24 || cfg.maxRecord > 1<<30:
 		return nil, invalid("dial", name, "max record %d", cfg.maxRecord)
+	case cfg.batchMax < 0 || cfg.batchMax > 1<<30:
+		return nil, invalid("dial", name, "batch limit %d", cfg.batchMax)
 	case ctx == nil:
 		return nil, invalid("dial", name, "nil context")
 	}
@@ -281,13 +293,19 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 	} else if res != Void && nilValue(res) {
 		return invalid("call", c.name, "result into a nil %s", typeName(res))
 	}
+	return c.call(ctx, c.prog, c.vers, proc, args, res, sem)
+}
+
+// call makes a two-way call of procedure proc of version vers of program prog
+// (the client's, or the control program's).
+func (c *Client) call(ctx context.Context, prog, vers, proc uint32, args, res Value, sem Semantics) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isClosed() {
 		return opErr("call", c.name, errClosed)
 	}
 	c.xid++
-	h := CallHeader{XID: c.xid, Prog: c.prog, Vers: c.vers, Proc: proc, Cred: c.cfg.cred}
+	h := CallHeader{XID: c.xid, Prog: prog, Vers: vers, Proc: proc, Cred: c.cfg.cred}
 	var mark int
 	c.enc.b = c.enc.b[:0]
 	if c.door == nil && (c.tcp != nil || c.udp == nil) {
@@ -343,10 +361,18 @@ func (c *Client) roundTripTCP(ctx context.Context, xid uint32) (ReplyHeader, []b
 		c.connMu.Lock()
 		c.tcp, c.rr = nil, nil
 		c.connMu.Unlock()
+		c.batch = c.batch[:0] // one-way calls queued for the broken connection are lost
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			err = ipc.MapErrno(unix.ECONNRESET)
 		}
 		return ReplyHeader{}, nil, err
+	}
+	if len(c.batch) > 0 {
+		// Batched one-way calls go first, flushed by this two-way call.
+		if _, err := c.tcp.WriteContext(ctx, c.batch); err != nil {
+			return broken(err)
+		}
+		c.batch = c.batch[:0]
 	}
 	c.sent.Add(1)
 	if _, err := c.tcp.WriteContext(ctx, c.enc.b); err != nil {

@@ -108,6 +108,20 @@
 // Over TCP a call is sent once per connection (the transport retransmits); a broken
 // connection fails the call and the next call connects again.
 //
+// # One-way, batched and deferred-synchronous calls
+//
+// These use the control program (ControlProg), which every Server serves: its
+// procedures carry an inner call message that the server checks and runs like any
+// other call. Client.Send makes a one-way call: the server sends no reply and the
+// client never waits for the server (over TCP it writes what the socket takes
+// without waiting and keeps the rest, up to WithBatchLimit, after which Send
+// fails with ipc.ErrWouldBlock). Client.Batch queues one-way calls that the next
+// two-way call (or Flush) writes ahead of itself, ONC RPC's batching. Client.Defer
+// makes a deferred-synchronous call: the server acknowledges it at once with a
+// Ticket and runs it in the background; Client.Collect fetches the result later,
+// from any client of the server (after a reconnection, say). One-way calls have
+// maybe semantics; over a door (synchronous) they are refused.
+//
 // # Authentication
 //
 // AUTH_SYS (WithCred with AuthSys.Encode) carries a uid, gids and a machine name

@@ -106,6 +106,7 @@ type serverConfig struct {
 	policy      func(c *Call) error
 	cacheSize   int
 	cacheMinAge time.Duration
+	deferMax    int
 	durable     bool
 	durablePath string
 	replay      func(Effect) error
@@ -160,6 +161,11 @@ type Server struct {
 	cache  *replyCache
 	log    *durableLog
 	logMu  sync.Mutex
+	ctl    map[uint32]ProcFunc
+
+	deferMu    sync.Mutex
+	deferred   map[uint64]*deferredCall
+	deferOrder []uint64
 
 	mu        sync.Mutex
 	progs     map[progVers]map[uint32]ProcFunc
@@ -181,7 +187,7 @@ type Server struct {
 
 // NewServer returns a server with no programs and no listeners.
 func NewServer(opts ...ServerOption) (*Server, error) {
-	cfg := serverConfig{maxRecord: DefaultMaxRecord}
+	cfg := serverConfig{maxRecord: DefaultMaxRecord, deferMax: defaultDeferMax}
 	if err := option.Apply(&cfg, opts); err != nil {
 		return nil, opErr("new server", "", err)
 	}
@@ -191,7 +197,12 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 	if cfg.cacheSize < 0 || (cfg.cacheSize > 0 && cfg.cacheMinAge < 0) {
 		return nil, invalid("new server", "", "reply cache of %d entries, min age %v", cfg.cacheSize, cfg.cacheMinAge)
 	}
-	s := &Server{cfg: cfg, progs: map[progVers]map[uint32]ProcFunc{}, conns: map[*sockets.StreamConn]struct{}{}}
+	if cfg.deferMax < 1 {
+		return nil, invalid("new server", "", "deferred-call limit %d", cfg.deferMax)
+	}
+	s := &Server{cfg: cfg, progs: map[progVers]map[uint32]ProcFunc{}, conns: map[*sockets.StreamConn]struct{}{},
+		deferred: map[uint64]*deferredCall{}}
+	s.ctl = s.controlProcs()
 	if cfg.durable && cfg.cacheSize == 0 {
 		cfg.cacheSize, cfg.cacheMinAge = 4096, DefaultCacheAge
 		s.cfg = cfg
@@ -439,6 +450,22 @@ func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client st
 	var key cacheKey
 	if s.cache != nil {
 		key = cacheKey{client: client, xid: h.XID, prog: h.Prog, vers: h.Vers, proc: h.Proc}
+	}
+	if h.Prog == ControlProg && h.Vers == controlVers && h.Proc == procOneWay {
+		// One-way: never a reply; the reply cache (if any) drops duplicates.
+		if s.cache != nil {
+			if st, _ := s.cache.begin(key); st != cacheNew {
+				s.stats.hits.Add(1)
+				return false
+			}
+		}
+		s.oneWay(args, transport, from, cred)
+		if s.cache != nil {
+			s.cache.finish(key, []byte{})
+		}
+		return false
+	}
+	if s.cache != nil {
 		switch st, reply := s.cache.begin(key); st {
 		case cacheDone:
 			s.stats.hits.Add(1)
@@ -520,6 +547,9 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 	}
 	s.mu.Lock()
 	procs, ok := s.progs[progVers{h.Prog, h.Vers}]
+	if !ok && h.Prog == ControlProg && h.Vers == controlVers {
+		procs, ok = s.ctl, true
+	}
 	var low, high uint32
 	if !ok {
 		for pv := range s.progs {
