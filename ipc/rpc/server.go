@@ -253,17 +253,31 @@ func (s *Server) ListenTCP(addr string) (*net.TCPAddr, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.ServeTCP(l)
+}
+
+// ServeTCP serves on a TCP listener made elsewhere (one inherited from a parent
+// process, say: sockets.FileStreamListener), which the server then owns and
+// closes, and returns its address.
+func (s *Server) ServeTCP(l *sockets.StreamListener) (*net.TCPAddr, error) {
+	if l == nil {
+		return nil, invalid("serve", "", "nil listener")
+	}
+	ta, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		return nil, invalid("serve", l.Addr().String(), "not a TCP listener")
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		l.Close()
-		return nil, opErr("listen", addr, net.ErrClosed)
+		return nil, opErr("listen", ta.String(), net.ErrClosed)
 	}
 	s.tcp = append(s.tcp, l)
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go s.acceptLoop(l)
-	return l.Addr().(*net.TCPAddr), nil
+	return ta, nil
 }
 
 // ListenUDP serves on a UDP socket bound to addr, a loopback "127.x.y.z:port", and
