@@ -25,9 +25,11 @@ import (
 //   - 2 DEFER(opaque call<>) returns unsigned hyper ticket: acknowledge at once,
 //     run the inner call in the background and keep its reply under the ticket;
 //   - 3 COLLECT(unsigned hyper ticket) returns opaque reply<>: the inner call's
-//     reply message, or nothing while it still runs (the server waits up to half
-//     a second for it first). A ticket unknown to the server (never issued, or
-//     evicted) is SYSTEM_ERR.
+//     reply message, or nothing while it still runs (over TCP and doors the server
+//     waits up to half a second for it first; over UDP, whose socket one goroutine
+//     reads for every client, it answers at once). A ticket unknown to the server
+//     (never issued, or evicted) is SYSTEM_ERR. Results are kept in memory: a
+//     restarted server knows no ticket of its predecessor.
 //
 // Tickets are 64-bit random numbers, valid on any connection and transport of the
 // server: a client collects a result after reconnecting, or from another client.
@@ -153,14 +155,23 @@ func (s *Server) collectProc(ctx context.Context, c *Call) error {
 	if d == nil {
 		return fmt.Errorf("unknown deferred-call ticket %#x", t)
 	}
-	tm := time.NewTimer(collectWait)
-	defer tm.Stop()
 	var reply []byte
-	select {
-	case <-d.done:
-		reply = d.reply
-	case <-tm.C:
-	case <-ctx.Done():
+	if c.Transport == "udp" {
+		// One goroutine reads a UDP socket for every client: never hold it.
+		select {
+		case <-d.done:
+			reply = d.reply
+		default:
+		}
+	} else {
+		tm := time.NewTimer(collectWait)
+		defer tm.Stop()
+		select {
+		case <-d.done:
+			reply = d.reply
+		case <-tm.C:
+		case <-ctx.Done():
+		}
 	}
 	return c.Result(xdr.XdrVecOpaque{Bytes: &reply, Bound: uint32(s.cfg.maxRecord)})
 }
@@ -351,15 +362,21 @@ func (c *Client) Collect(ctx context.Context, t Ticket, res Value) error {
 		return invalid("collect", c.name, "result into a nil %s", typeName(res))
 	}
 	tv := uint64(t)
+	pause := time.Millisecond
 	for {
 		var reply []byte
 		if err := c.call(ctx, ControlProg, controlVers, procCollect, xdr.XDR_uint64(&tv), xdr.XdrVecOpaque{Bytes: &reply, Bound: uint32(c.cfg.maxRecord)}, c.cfg.sem); err != nil {
 			return err
 		}
 		if len(reply) == 0 {
-			if err := ctx.Err(); err != nil {
-				return opErr("collect", c.name, err)
+			// Still running. Over TCP and doors the server waited for it a while
+			// already; over UDP it answers at once, and the client backs off.
+			select {
+			case <-ctx.Done():
+				return opErr("collect", c.name, ctx.Err())
+			case <-time.After(pause):
 			}
+			pause = min(2*pause, 50*time.Millisecond)
 			continue
 		}
 		rh, results, err := parseReply(reply)

@@ -3,6 +3,7 @@ package rpc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -225,6 +226,36 @@ func TestDeferred(t *testing.T) {
 	got = 0
 	if err := u.Collect(bg, tk, xdr.XDR_uint64(&got)); err != nil || got != 600 {
 		t.Fatalf("collect over UDP: %v, %d", err, got)
+	}
+	// Over UDP a pending result is polled: the server's socket stays free for
+	// other calls meanwhile.
+	ms = 300
+	tk, err = u.Defer(bg, procSlow, xdr.XDR_uint64(&ms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	collected := make(chan error, 1)
+	go func() {
+		var r uint64
+		err := u.Collect(bg, tk, xdr.XDR_uint64(&r))
+		if err == nil && r != 600 {
+			err = fmt.Errorf("result %d", r)
+		}
+		collected <- err
+	}()
+	u2 := dial(t, "udp", p.udp, asyncProg, 1)
+	for range 20 {
+		start := time.Now()
+		if n := count(t, u2); n != 0 {
+			t.Fatalf("count %d", n)
+		}
+		if d := time.Since(start); d > 100*time.Millisecond {
+			t.Fatalf("a UDP call took %v while a deferred result was pending", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := <-collected; err != nil {
+		t.Fatalf("collect over UDP while pending: %v", err)
 	}
 	ipctest.CheckOpError(t, "unknown ticket", c2.Collect(bg, tk+1, xdr.XDR_uint64(&got)), rpc.ErrSystemErr)
 	// The deferred call's own failure comes back through Collect.
