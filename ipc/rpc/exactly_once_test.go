@@ -92,6 +92,7 @@ type onceRun struct {
 	committed map[uint64]int // from the durable reply log (durable mode)
 	executed  map[uint64]int // from the execution log: every handler run
 	kills     map[string]int
+	stops     map[string]int
 	calls     int
 	replayed  []int
 	relays    string
@@ -187,11 +188,18 @@ func startOnce(t *testing.T, addr, mode, logPath, runsPath string, opts ...ipcte
 // and restarted on the same port and log, then once more without a fault; it
 // returns what happened, read from the logs.
 func onceCampaign(t *testing.T, mode string, points []string, kills int) onceRun {
+	return onceCampaignSig(t, mode, points, kills, unix.SIGKILL)
+}
+
+// onceCampaignSig is onceCampaign with the fault sig: with unix.SIGSTOP the server
+// stops at the point, stays stopped 150 ms while the clients retransmit into its
+// socket, is continued (SIGCONT), runs 50 ms, and is then SIGKILLed.
+func onceCampaignSig(t *testing.T, mode string, points []string, kills int, sig unix.Signal) onceRun {
 	dir := t.TempDir()
 	logPath, runsPath := filepath.Join(dir, "replies.log"), filepath.Join(dir, "runs.log")
 	seed := ipctest.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, seed+1))
-	h := onceRun{returned: map[uint64]bool{}, committed: map[uint64]int{}, executed: map[uint64]int{}, kills: map[string]int{}}
+	h := onceRun{returned: map[uint64]bool{}, committed: map[uint64]int{}, executed: map[uint64]int{}, kills: map[string]int{}, stops: map[string]int{}}
 
 	var (
 		addr    string
@@ -261,7 +269,17 @@ func onceCampaign(t *testing.T, mode string, points []string, kills int) onceRun
 	}
 	for _, pt := range points {
 		for range kills {
-			p := start(ipctest.FaultAt(pt, 1+rng.IntN(8), unix.SIGKILL))
+			p := start(ipctest.FaultAt(pt, 1+rng.IntN(8), sig))
+			if sig == unix.SIGSTOP {
+				if !awaitStopped(p.Pid(), 30*time.Second) {
+					t.Fatalf("server not stopped at %s within 30 s\n%s", pt, p.Output())
+				}
+				h.stops[pt]++
+				time.Sleep(150 * time.Millisecond)
+				unix.Kill(p.Pid(), unix.SIGCONT)
+				time.Sleep(50 * time.Millisecond)
+				unix.Kill(p.Pid(), unix.SIGKILL)
+			}
 			done := make(chan error, 1)
 			go func() { done <- p.Wait() }()
 			select {
@@ -315,6 +333,20 @@ func onceCampaign(t *testing.T, mode string, points []string, kills int) onceRun
 		}
 	}
 	return h
+}
+
+// awaitStopped waits until process pid is stopped (state T in /proc/PID/stat).
+func awaitStopped(pid int, limit time.Duration) bool {
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return false
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && b[i+2] == 'T' {
+			return true
+		}
+	}
+	return false
 }
 
 var killPoints = []string{"rpc-before-handler", "rpc-after-handler", "rpc-after-reply"}
@@ -424,4 +456,25 @@ func TestDurableBadInput(t *testing.T) {
 		t.Fatalf("torn log: %v, size %v, %d replayed", err, fi, n)
 	}
 	s.RemoveLog()
+}
+
+// TestExactlyOnceStops (RPC-07): the exactly-once campaign with SIGSTOP: the server
+// stops at each point 5 times (150 ms, retransmissions piling up in its socket),
+// continues, and is then SIGKILLed and restarted. Every call that returned has
+// exactly one committed run; none has more.
+func TestExactlyOnceStops(t *testing.T) {
+	h := onceCampaignSig(t, "durable", killPoints, 5, unix.SIGSTOP)
+	r := checkExactlyOnce(h, true)
+	t.Logf("exactly-once with stops: stops %v, kills %v; %d calls; %s", h.stops, h.kills, h.calls, r)
+	for _, v := range r.violations {
+		t.Error(v)
+	}
+	for _, pt := range killPoints {
+		if h.stops[pt] != 5 || h.kills[pt] != 5 {
+			t.Errorf("%s: %d stops, %d kills, want 5 each", pt, h.stops[pt], h.kills[pt])
+		}
+	}
+	if r.returned == 0 {
+		t.Error("no call returned")
+	}
 }
