@@ -71,21 +71,10 @@ func openDurable(path string, cache *replyCache, replay func(Effect) error) (*du
 		f.Close()
 		return nil, opErr("read reply log", path, err)
 	}
-	good := 0
-	for good < len(data) {
-		e, reply, n, ok := decodeRecord(data[good:])
-		if !ok {
-			break
-		}
-		key := cacheKey{client: e.Client, xid: e.XID, prog: e.Prog, vers: e.Vers, proc: e.Proc}
-		cache.load(key, reply)
-		if replay != nil {
-			if err := replay(e); err != nil {
-				f.Close()
-				return nil, opErr("replay reply log", path, err)
-			}
-		}
-		good += n
+	good, err := loadRecords(data, cache, replay)
+	if err != nil {
+		f.Close()
+		return nil, opErr("replay reply log", path, err)
 	}
 	if good < len(data) {
 		if err := f.Truncate(int64(good)); err != nil {
@@ -98,6 +87,26 @@ func openDurable(path string, cache *replyCache, replay func(Effect) error) (*du
 		return nil, opErr("open reply log", path, err)
 	}
 	return &durableLog{f: f, path: path}, nil
+}
+
+// loadRecords enters the whole records at the start of data into cache and
+// replays their effects; it returns the length of those records.
+func loadRecords(data []byte, cache *replyCache, replay func(Effect) error) (int, error) {
+	good := 0
+	for good < len(data) {
+		e, reply, n, ok := decodeRecord(data[good:])
+		if !ok {
+			break
+		}
+		cache.load(cacheKey{client: e.Client, xid: e.XID, prog: e.Prog, vers: e.Vers, proc: e.Proc}, reply)
+		if replay != nil {
+			if err := replay(e); err != nil {
+				return good, err
+			}
+		}
+		good += n
+	}
+	return good, nil
 }
 
 // decodeRecord decodes the record at the start of b, returning its length.
@@ -138,7 +147,19 @@ func decodeRecord(b []byte) (e Effect, reply []byte, n int, ok bool) {
 
 // commit appends the record of a completed call and makes it durable.
 func (d *durableLog) commit(key cacheKey, effect, reply []byte) error {
-	b := d.buf[:0]
+	d.buf = appendRecord(d.buf[:0], key, effect, reply)
+	if _, err := d.f.Write(d.buf); err != nil {
+		return opErr("write reply log", d.path, err)
+	}
+	if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
+		return opErr("fdatasync reply log", d.path, err)
+	}
+	return nil
+}
+
+// appendRecord appends the log record of a completed call to b.
+func appendRecord(b []byte, key cacheKey, effect, reply []byte) []byte {
+	start := len(b)
 	b = binary.BigEndian.AppendUint32(b, durableMagic)
 	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(key.client)))
@@ -151,16 +172,10 @@ func (d *durableLog) commit(key cacheKey, effect, reply []byte) error {
 	b = append(b, effect...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(reply)))
 	b = append(b, reply...)
-	binary.BigEndian.PutUint32(b[4:], uint32(len(b)-12))
-	binary.BigEndian.PutUint32(b[8:], crc32.Checksum(b[12:], castagnoli))
-	d.buf = b
-	if _, err := d.f.Write(b); err != nil {
-		return opErr("write reply log", d.path, err)
-	}
-	if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
-		return opErr("fdatasync reply log", d.path, err)
-	}
-	return nil
+	r := b[start:]
+	binary.BigEndian.PutUint32(r[4:], uint32(len(r)-12))
+	binary.BigEndian.PutUint32(r[8:], crc32.Checksum(r[12:], castagnoli))
+	return b
 }
 
 func (d *durableLog) close() error { return d.f.Close() }
