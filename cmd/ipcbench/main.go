@@ -160,7 +160,7 @@ func parseRunFlags(args []string, stderr io.Writer, defaults bool) (rp runPlan, 
 	var f runFlags
 	fs.StringVar(&f.prims, "prim", "", "primitives, comma-separated (default: all available; see 'ipcbench list')")
 	fs.StringVar(&f.sizes, "size", "64,4K,64K", fmt.Sprintf("message sizes, comma-separated (64, 4K, 1M); a size above a primitive's limit skips it, with the limit named (scenario qos: the units' payload, default %d)", bench.QoSDefaultSize))
-	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency), stream (one-way throughput), fanin (-peers senders, one receiver), fdpass (a descriptor with every message), call (door calls), "+
+	fs.StringVar(&f.scenario, "scenario", bench.ScenarioPingPong, "pingpong (round-trip latency), stream (one-way throughput), fanin (-peers senders, one receiver), fdpass (a descriptor with every message), call (door calls), rpc (remote calls: ONC RPC over a door and TCP, Go net/rpc over a Unix socket, beside a plain door call and a TCP ping-pong), "+
 		"qos (a stream shaped to a contract of 1000 units/s with a depth of 8 units, sent in on/off bursts at 10x the contract from a fixed seed and played out 5-20 ms after sending: rate and delay over time, for -duration or -iters units; ipclab only, no warm-up); several: pingpong,stream")
 	fs.IntVar(&f.iters, "iters", 0, "timed iterations per measurement (default: as many as fit in -duration; qos: units to send)")
 	fs.IntVar(&f.peers, "peers", bench.DefaultPeers, fmt.Sprintf("sender processes in the fanin scenario (1 to %d)", bench.MaxPeers))

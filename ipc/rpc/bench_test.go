@@ -1,10 +1,12 @@
 package rpc_test
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/xdrpp/goxdr/xdr"
 
+	"github.com/ipclab/ipclab/internal/ipctest"
 	"github.com/ipclab/ipclab/ipc/rpc"
 )
 
@@ -49,5 +51,49 @@ func TestCallAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per TCP call, want 0", allocs)
+	}
+}
+
+// TestDoorCallAllocs: over a door, too, a call with caller buffers of fixed-size
+// types allocates nothing on the client.
+func TestDoorCallAllocs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "binder")
+	startServer(t, "rpc-door-server", ipctest.WithArgs(dir))
+	c, err := rpc.DialDoor(bg, filepath.Join(dir, "door"), testProg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var in, out uint64
+	arg, res := xdr.XDR_uint64(&in), xdr.XDR_uint64(&out)
+	allocs := testing.AllocsPerRun(200, func() {
+		in++
+		if err := c.Call(bg, procEcho, arg, res); err != nil || out != in {
+			t.Fatalf("call: %d, %v", out, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per door call, want 0", allocs)
+	}
+}
+
+// BenchmarkDoorCall is BenchmarkCall over the door transport.
+func BenchmarkDoorCall(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "binder")
+	startServer(b, "rpc-door-server", ipctest.WithArgs(dir))
+	c, err := rpc.DialDoor(bg, filepath.Join(dir, "door"), testProg, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	var in, out uint64
+	arg, res := xdr.XDR_uint64(&in), xdr.XDR_uint64(&out)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		in = uint64(i)
+		if err := c.Call(bg, procEcho, arg, res); err != nil || out != in {
+			b.Fatalf("call %d: %d, %v", i, out, err)
+		}
 	}
 }

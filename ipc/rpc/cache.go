@@ -97,3 +97,22 @@ func (c *replyCache) finish(key cacheKey, reply []byte) {
 	e.at = time.Now()
 	c.done = append(c.done, e)
 }
+
+// load enters a completed entry read from a durable log, evicting the oldest
+// completed entry when the cache is full (at start-up, before any call).
+func (c *replyCache) load(key cacheKey, reply []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; ok {
+		return
+	}
+	if len(c.m) >= c.max && c.head < len(c.done) {
+		e := c.done[c.head]
+		c.done[c.head] = nil
+		c.head++
+		delete(c.m, e.key)
+	}
+	e := &cacheEntry{key: key, reply: append(make([]byte, 0, len(reply)), reply...), at: time.Now()}
+	c.m[key] = e
+	c.done = append(c.done, e)
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ipclab/ipclab/internal/option"
 	"github.com/ipclab/ipclab/ipc"
+	"github.com/ipclab/ipclab/ipc/doors"
 	"github.com/ipclab/ipclab/sockets"
 )
 
@@ -66,7 +67,13 @@ type clientConfig struct {
 	maxRetry  time.Duration
 	timeout   time.Duration
 	maxRecord int
+	batchMax  int
 }
+
+// WithBatchLimit bounds the one-way calls a TCP client holds unsent (default 1
+// MiB): a Send or Batch that would exceed it, with the socket full, fails with
+// ipc.ErrWouldBlock instead of waiting for the server.
+func WithBatchLimit(n int) ClientOption { return func(c *clientConfig) { c.batchMax = n } }
 
 // WithCred sends cred (AUTH_NONE by default) with every call; AuthSys.Encode makes an
 // AUTH_SYS credential.
@@ -101,7 +108,7 @@ type callConfig struct {
 // CallSemantics sets the semantics of one call, overriding the client's.
 func CallSemantics(s Semantics) CallOption { return func(c *callConfig) { c.sem, c.set = s, true } }
 
-// Client calls one version of one program on one server, over TCP or UDP. Calls are
+// Client calls one version of one program on one server, over TCP, UDP or a door. Calls are
 // serialised: one is in flight at a time. It is safe for concurrent use.
 type Client struct {
 	prog, vers uint32
@@ -110,14 +117,19 @@ type Client struct {
 	cfg        clientConfig
 	name       string
 
-	mu  sync.Mutex // one call at a time; guards what follows but connMu's
-	tcp *sockets.StreamConn
-	rr  *recordReader
-	udp *sockets.DgramConn
-	in  []byte
-	enc encoder
-	dec decoder
-	xid uint32
+	mu   sync.Mutex // one call at a time; guards what follows but connMu's
+	tcp  *sockets.StreamConn
+	rr   *recordReader
+	udp  *sockets.DgramConn
+	door *doors.Client
+	in   []byte
+	// batch holds one-way calls not yet written to the TCP connection: queued by
+	// Batch, or left over by a Send that could not write them without waiting.
+	batch []byte
+	inner encoder // a wrapped call's inner message
+	enc   encoder
+	dec   decoder
+	xid   uint32
 
 	// connMu guards closed and the swaps of tcp (made under mu too), so that
 	// Close can close the sockets of a call in flight without waiting for it.
@@ -140,33 +152,13 @@ func (closedError) Is(target error) bool { return target == os.ErrClosed || targ
 // again on the next call after the connection fails); a UDP client's socket is
 // connected to addr.
 func Dial(ctx context.Context, network, addr string, prog, vers uint32, opts ...ClientOption) (*Client, error) {
-	cfg := clientConfig{retry: 100 * time.Millisecond, maxRetry: 2 * time.Second, timeout: 25 * time.Second, maxRecord: DefaultMaxRecord}
-	name := fmt.Sprintf("%d/%d@%s:%s", prog, vers, network, addr)
-	if err := option.Apply(&cfg, opts); err != nil {
-		return nil, opErr("dial", name, err)
+	if network != "tcp" && network != "udp" {
+		return nil, invalid("dial", fmt.Sprintf("%d/%d@%s:%s", prog, vers, network, addr), "network %q, want tcp or udp", network)
 	}
-	switch {
-	case network != "tcp" && network != "udp":
-		return nil, invalid("dial", name, "network %q, want tcp or udp", network)
-	case cfg.cred.Flavor != FlavorNone && cfg.cred.Flavor != FlavorSys, len(cfg.cred.Body) > maxAuthBody:
-		return nil, invalid("dial", name, "credential of flavour %d and %d bytes", cfg.cred.Flavor, len(cfg.cred.Body))
-	case cfg.sem != 0 && (cfg.sem < Maybe || cfg.sem > AtMostOnce):
-		return nil, invalid("dial", name, "semantics %d", int(cfg.sem))
-	case cfg.retry <= 0 || cfg.maxRetry < cfg.retry || cfg.timeout < 0:
-		return nil, invalid("dial", name, "retransmission %v..%v, timeout %v", cfg.retry, cfg.maxRetry, cfg.timeout)
-	case cfg.maxRecord < 24 || cfg.maxRecord > 1<<30:
-		return nil, invalid("dial", name, "max record %d", cfg.maxRecord)
-	case ctx == nil:
-		return nil, invalid("dial", name, "nil context")
+	c, err := newClient(ctx, network, addr, prog, vers, opts)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.sem == 0 {
-		cfg.sem = AtLeastOnce
-	}
-	c := &Client{prog: prog, vers: vers, network: network, addr: addr, cfg: cfg, name: name}
-	var x [4]byte
-	_, _ = rand.Read(x[:])
-	c.xid = binary.BigEndian.Uint32(x[:])
-	c.enc.b = make([]byte, 0, 4096)
 	if network == "udp" {
 		u, err := sockets.DialUDP(ctx, addr)
 		if err != nil {
@@ -179,6 +171,38 @@ func Dial(ctx context.Context, network, addr string, prog, vers uint32, opts ...
 	if err := c.connect(ctx); err != nil {
 		return nil, err
 	}
+	return c, nil
+}
+
+// newClient checks the options and returns a client with no transport yet.
+func newClient(ctx context.Context, network, addr string, prog, vers uint32, opts []ClientOption) (*Client, error) {
+	cfg := clientConfig{retry: 100 * time.Millisecond, maxRetry: 2 * time.Second, timeout: 25 * time.Second, maxRecord: DefaultMaxRecord, batchMax: 1 << 20}
+	name := fmt.Sprintf("%d/%d@%s:%s", prog, vers, network, addr)
+	if err := option.Apply(&cfg, opts); err != nil {
+		return nil, opErr("dial", name, err)
+	}
+	switch {
+	case cfg.cred.Flavor != FlavorNone && cfg.cred.Flavor != FlavorSys, len(cfg.cred.Body) > maxAuthBody:
+		return nil, invalid("dial", name, "credential of flavour %d and %d bytes", cfg.cred.Flavor, len(cfg.cred.Body))
+	case cfg.sem != 0 && (cfg.sem < Maybe || cfg.sem > AtMostOnce):
+		return nil, invalid("dial", name, "semantics %d", int(cfg.sem))
+	case cfg.retry <= 0 || cfg.maxRetry < cfg.retry || cfg.timeout < 0:
+		return nil, invalid("dial", name, "retransmission %v..%v, timeout %v", cfg.retry, cfg.maxRetry, cfg.timeout)
+	case cfg.maxRecord < 24 || cfg.maxRecord > 1<<30:
+		return nil, invalid("dial", name, "max record %d", cfg.maxRecord)
+	case cfg.batchMax < 0 || cfg.batchMax > 1<<30:
+		return nil, invalid("dial", name, "batch limit %d", cfg.batchMax)
+	case ctx == nil:
+		return nil, invalid("dial", name, "nil context")
+	}
+	if cfg.sem == 0 {
+		cfg.sem = AtLeastOnce
+	}
+	c := &Client{prog: prog, vers: vers, network: network, addr: addr, cfg: cfg, name: name}
+	var x [4]byte
+	_, _ = rand.Read(x[:])
+	c.xid = binary.BigEndian.Uint32(x[:])
+	c.enc.b = make([]byte, 0, 4096)
 	return c, nil
 }
 
@@ -218,8 +242,11 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
-	u, t := c.udp, c.tcp
+	u, t, d := c.udp, c.tcp, c.door
 	c.connMu.Unlock()
+	if d != nil {
+		return d.Close()
+	}
 	if u != nil {
 		return u.Close()
 	}
@@ -266,16 +293,22 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 	} else if res != Void && nilValue(res) {
 		return invalid("call", c.name, "result into a nil %s", typeName(res))
 	}
+	return c.call(ctx, c.prog, c.vers, proc, args, res, sem)
+}
+
+// call makes a two-way call of procedure proc of version vers of program prog
+// (the client's, or the control program's).
+func (c *Client) call(ctx context.Context, prog, vers, proc uint32, args, res Value, sem Semantics) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isClosed() {
 		return opErr("call", c.name, errClosed)
 	}
 	c.xid++
-	h := CallHeader{XID: c.xid, Prog: c.prog, Vers: c.vers, Proc: proc, Cred: c.cfg.cred}
+	h := CallHeader{XID: c.xid, Prog: prog, Vers: vers, Proc: proc, Cred: c.cfg.cred}
 	var mark int
 	c.enc.b = c.enc.b[:0]
-	if c.tcp != nil || c.udp == nil {
+	if c.door == nil && (c.tcp != nil || c.udp == nil) {
 		c.enc.b = append(c.enc.b, 0, 0, 0, 0)
 		mark = 4
 	}
@@ -286,7 +319,9 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 	var results []byte
 	var rh ReplyHeader
 	var err error
-	if c.udp != nil {
+	if c.door != nil {
+		rh, results, err = c.roundTripDoor(ctx, h.XID)
+	} else if c.udp != nil {
 		if len(c.enc.b) > maxDatagram {
 			return opErr("call", c.name, fmt.Errorf("call of %d bytes does not fit a datagram: %w", len(c.enc.b), ErrTooBig))
 		}
@@ -326,10 +361,18 @@ func (c *Client) roundTripTCP(ctx context.Context, xid uint32) (ReplyHeader, []b
 		c.connMu.Lock()
 		c.tcp, c.rr = nil, nil
 		c.connMu.Unlock()
+		c.batch = c.batch[:0] // one-way calls queued for the broken connection are lost
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			err = ipc.MapErrno(unix.ECONNRESET)
 		}
 		return ReplyHeader{}, nil, err
+	}
+	if len(c.batch) > 0 {
+		// Batched one-way calls go first, flushed by this two-way call.
+		if _, err := c.tcp.WriteContext(ctx, c.batch); err != nil {
+			return broken(err)
+		}
+		c.batch = c.batch[:0]
 	}
 	c.sent.Add(1)
 	if _, err := c.tcp.WriteContext(ctx, c.enc.b); err != nil {

@@ -17,6 +17,20 @@
 // Transports go through package sockets: TCP and UDP on loopback addresses only
 // (127.0.0.0/8), close-on-exec, MSG_NOSIGNAL.
 //
+// # Door transport and binder
+//
+// On one host a server also serves its programs on a door (package doors:
+// ListenDoor): each RPC call is one door call carrying the call message, its
+// result the reply message. One Server serves TCP, UDP and doors at once. The door
+// gives the server the caller's uid, gid and pid as the kernel vouches for them:
+// over a door Call.AuthSys returns that identity (not what the client claims) and
+// Call.PeerCred the full credentials, so an auth policy written against AUTH_SYS
+// is meaningful there. A Binder (a 0700 directory of 0600 entry files, one per
+// program version) maps <program, version> to a door path on the host
+// (AdvertiseDoor, Binder.Lookup, Binder.Dial); the server's Close removes its
+// entries, and an entry left by a server that died is reported as ErrStale at
+// once, from the entry's pid and process start time.
+//
 // # Limits and bad input
 //
 // A record's announced length is checked, fragment by fragment, against the
@@ -55,9 +69,11 @@
 //
 //   - Maybe: one transmission, no retry; the handler runs at most once if the
 //     server drops duplicates the network makes (a reply cache, below).
+//
 //   - AtLeastOnce: over UDP, retransmit the same xid (first after WithRetransmit's
 //     interval, then doubling) until a reply or the deadline; a call that returns
 //     nil ran at least once, possibly more.
+//
 //   - AtMostOnce: retransmit like AtLeastOnce, against a server with a duplicate
 //     request cache (WithReplyCache): keyed by (transport and client address, xid,
 //     program, version, procedure), it answers a retransmission from the cached
@@ -68,8 +84,43 @@
 //     (the client retransmits), so an entry is never evicted while a client that
 //     gives up within the minimum age may still retransmit it.
 //
+//   - Exactly-once: AtMostOnce against a server whose reply cache is durable
+//     (WithDurableReplies): each completed call is a record (key, the handler's
+//     effect, the reply) appended to a file in one write and fdatasync'ed before
+//     the reply is sent; a server restarted after a crash (SIGKILL included) loads
+//     the records, answers a retransmission from them without running the handler,
+//     and hands each record's effect to a replay function so the application
+//     rebuilds its state. The key holds the client's address, so a retransmission
+//     must come from the same socket (a UDP client, or a door client's process).
+//
+// What exactly-once cannot cover by itself: a crash after the handler made a side
+// effect and before the record is durable. The reply was never sent, the
+// retransmission finds no record and runs the handler again, so an effect the
+// handler made elsewhere (a file, another server) happens twice. The handler API
+// closes that window for effects made through it: Call.Effect puts the effect in
+// the same record as the reply, so the effect and the record are one atomic step
+// (both or neither survive a crash), and the replay function applies committed
+// effects at start. A handler that makes effects any other way has at-least-once
+// effects across crashes. The log grows by one record per call (RemoveLog deletes
+// it); a record torn by a crash mid-write fails its CRC-32C and is truncated.
+// TestExactlyOnceCrashes kills a server 20 times at each of three points.
+//
 // Over TCP a call is sent once per connection (the transport retransmits); a broken
 // connection fails the call and the next call connects again.
+//
+// # One-way, batched and deferred-synchronous calls
+//
+// These use the control program (ControlProg), which every Server serves: its
+// procedures carry an inner call message that the server checks and runs like any
+// other call. Client.Send makes a one-way call: the server sends no reply and the
+// client never waits for the server (over TCP it writes what the socket takes
+// without waiting and keeps the rest, up to WithBatchLimit, after which Send
+// fails with ipc.ErrWouldBlock). Client.Batch queues one-way calls that the next
+// two-way call (or Flush) writes ahead of itself, ONC RPC's batching. Client.Defer
+// makes a deferred-synchronous call: the server acknowledges it at once with a
+// Ticket and runs it in the background; Client.Collect fetches the result later,
+// from any client of the server (after a reconnection, say). One-way calls have
+// maybe semantics; over a door (synchronous) they are refused.
 //
 // # Authentication
 //

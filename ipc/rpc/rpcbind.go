@@ -36,9 +36,9 @@ const (
 var RpcbindAddr = "127.0.0.1:111"
 
 // ErrStale is returned when rpcbind names an address at which nothing answers: a
-// registration left behind by a server that died without unregistering. It matches
-// unix.ECONNREFUSED.
-var ErrStale = ipc.NewSentinel("stale rpcbind registration: nothing answers at the registered address", nil, unix.ECONNREFUSED)
+// registration left behind by a server that died without unregistering, or a door
+// binder entry (Binder) whose server is gone. It matches unix.ECONNREFUSED.
+var ErrStale = ipc.NewSentinel("stale registration: nothing answers at the registered address", nil, unix.ECONNREFUSED)
 
 // binding is one registration with rpcbind, undone by Server.Close.
 type binding struct{ prog, vers uint32 }

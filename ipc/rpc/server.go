@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +28,12 @@ type ProcFunc func(ctx context.Context, c *Call) error
 // valid only until the ProcFunc returns.
 type Call struct {
 	Header    CallHeader
-	Transport string   // "tcp" or "udp"
-	Addr      net.Addr // the caller's address
+	Transport string   // "tcp", "udp" or "door"
+	Addr      net.Addr // the caller's address (a DoorAddr over a door)
 
+	cred     *sockets.Cred // the kernel's word on the caller, over a door
+	durable  bool          // the server has a durable reply log
+	effect   []byte        // what Effect recorded
 	args     []byte
 	dec      decoder
 	enc      *encoder
@@ -66,10 +70,15 @@ func (c *Call) Result(v Value) error {
 	return nil
 }
 
-// AuthSys returns the caller's AUTH_SYS credential. A call with another flavour is
-// an *AuthError (AUTH_TOOWEAK): return it to refuse the call. The credential is
-// what the client claims; see the package doc before trusting it.
+// AuthSys returns the caller's AUTH_SYS credential. Over TCP and UDP it is what
+// the client claims (see the package doc before trusting it), and a call with
+// another flavour is an *AuthError (AUTH_TOOWEAK): return it to refuse the call.
+// Over a door it is the caller's uid and gid as the kernel vouches for them
+// (SCM_CREDENTIALS), with Machine "localhost", whatever the client claimed.
 func (c *Call) AuthSys() (AuthSys, error) {
+	if c.cred != nil {
+		return AuthSys{Machine: "localhost", UID: c.cred.Uid, GID: c.cred.Gid}, nil
+	}
 	if c.Header.Cred.Flavor != FlavorSys {
 		return AuthSys{}, &AuthError{Stat: AuthTooWeak}
 	}
@@ -80,6 +89,15 @@ func (c *Call) AuthSys() (AuthSys, error) {
 	return a, nil
 }
 
+// PeerCred returns the caller's credentials as the kernel vouches for them, and
+// true, for a call over a door; false over TCP and UDP.
+func (c *Call) PeerCred() (sockets.Cred, bool) {
+	if c.cred == nil {
+		return sockets.Cred{}, false
+	}
+	return *c.cred, true
+}
+
 // ServerOption configures NewServer.
 type ServerOption func(*serverConfig)
 
@@ -88,6 +106,10 @@ type serverConfig struct {
 	policy      func(c *Call) error
 	cacheSize   int
 	cacheMinAge time.Duration
+	deferMax    int
+	durable     bool
+	durablePath string
+	replay      func(Effect) error
 }
 
 // WithMaxRecord sets the largest call record or datagram the server accepts
@@ -137,13 +159,22 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	cache  *replyCache
+	log    *durableLog
+	logMu  sync.Mutex
+	ctl    map[uint32]ProcFunc
+
+	deferMu    sync.Mutex
+	deferred   map[uint64]*deferredCall
+	deferOrder []uint64
 
 	mu        sync.Mutex
 	progs     map[progVers]map[uint32]ProcFunc
 	tcp       []*sockets.StreamListener
 	udp       []*sockets.DgramConn
 	conns     map[*sockets.StreamConn]struct{}
-	bindings  []binding // rpcbind registrations to undo at Close
+	doors     []serverDoor
+	binder    []binderBinding // door binder entries to remove at Close
+	bindings  []binding       // rpcbind registrations to undo at Close
 	closed    bool
 	wg        sync.WaitGroup
 	closeErr  error
@@ -156,7 +187,7 @@ type Server struct {
 
 // NewServer returns a server with no programs and no listeners.
 func NewServer(opts ...ServerOption) (*Server, error) {
-	cfg := serverConfig{maxRecord: DefaultMaxRecord}
+	cfg := serverConfig{maxRecord: DefaultMaxRecord, deferMax: defaultDeferMax}
 	if err := option.Apply(&cfg, opts); err != nil {
 		return nil, opErr("new server", "", err)
 	}
@@ -166,9 +197,28 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 	if cfg.cacheSize < 0 || (cfg.cacheSize > 0 && cfg.cacheMinAge < 0) {
 		return nil, invalid("new server", "", "reply cache of %d entries, min age %v", cfg.cacheSize, cfg.cacheMinAge)
 	}
-	s := &Server{cfg: cfg, progs: map[progVers]map[uint32]ProcFunc{}, conns: map[*sockets.StreamConn]struct{}{}}
+	if cfg.deferMax < 1 {
+		return nil, invalid("new server", "", "deferred-call limit %d", cfg.deferMax)
+	}
+	s := &Server{cfg: cfg, progs: map[progVers]map[uint32]ProcFunc{}, conns: map[*sockets.StreamConn]struct{}{},
+		deferred: map[uint64]*deferredCall{}}
+	s.ctl = s.controlProcs()
+	if cfg.durable && cfg.cacheSize == 0 {
+		cfg.cacheSize, cfg.cacheMinAge = 4096, DefaultCacheAge
+		s.cfg = cfg
+	}
+	if cfg.durable && (cfg.durablePath == "" || strings.ContainsRune(cfg.durablePath, 0)) {
+		return nil, invalid("new server", cfg.durablePath, "bad reply log path")
+	}
 	if cfg.cacheSize > 0 {
 		s.cache = newReplyCache(cfg.cacheSize, cfg.cacheMinAge)
+	}
+	if cfg.durable {
+		l, err := openDurable(cfg.durablePath, s.cache, cfg.replay)
+		if err != nil {
+			return nil, err
+		}
+		s.log = l
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -203,17 +253,31 @@ func (s *Server) ListenTCP(addr string) (*net.TCPAddr, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.ServeTCP(l)
+}
+
+// ServeTCP serves on a TCP listener made elsewhere (one inherited from a parent
+// process, say: sockets.FileStreamListener), which the server then owns and
+// closes, and returns its address.
+func (s *Server) ServeTCP(l *sockets.StreamListener) (*net.TCPAddr, error) {
+	if l == nil {
+		return nil, invalid("serve", "", "nil listener")
+	}
+	ta, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		return nil, invalid("serve", l.Addr().String(), "not a TCP listener")
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		l.Close()
-		return nil, opErr("listen", addr, net.ErrClosed)
+		return nil, opErr("listen", ta.String(), net.ErrClosed)
 	}
 	s.tcp = append(s.tcp, l)
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go s.acceptLoop(l)
-	return l.Addr().(*net.TCPAddr), nil
+	return ta, nil
 }
 
 // ListenUDP serves on a UDP socket bound to addr, a loopback "127.x.y.z:port", and
@@ -256,6 +320,13 @@ func (s *Server) Close() error {
 		bindings := s.bindings
 		s.bindings = nil
 		var errs []error
+		for _, bb := range s.binder {
+			errs = append(errs, bb.b.Unset(bb.pv.prog, bb.pv.vers))
+		}
+		s.binder = nil
+		for _, d := range s.doors {
+			errs = append(errs, d.d.Close())
+		}
 		for _, l := range s.tcp {
 			errs = append(errs, l.Close())
 		}
@@ -269,6 +340,9 @@ func (s *Server) Close() error {
 		s.cancel()
 		s.wg.Wait()
 		errs = append(errs, unsetAll(bindings))
+		if s.log != nil {
+			errs = append(errs, s.log.close())
+		}
 		s.closeErr = ipc.Join(errs...)
 	})
 	if !first {
@@ -330,13 +404,14 @@ func (s *Server) serveConn(c *sockets.StreamConn) {
 			return
 		}
 		enc.b = append(enc.b[:0], 0, 0, 0, 0)
-		if !s.dispatch(rec, "tcp", from, key, enc) {
+		if !s.dispatch(rec, "tcp", from, key, enc, nil) {
 			continue
 		}
 		putMark(enc.b, len(enc.b)-4)
 		if _, err := c.WriteContext(context.Background(), enc.b); err != nil {
 			return
 		}
+		faultPoint("rpc-after-reply")
 	}
 }
 
@@ -358,7 +433,7 @@ func (s *Server) udpLoop(u *sockets.DgramConn) {
 			continue
 		}
 		enc.b = enc.b[:0]
-		if !s.dispatch(buf[:n], "udp", from, "udp "+from.String(), enc) {
+		if !s.dispatch(buf[:n], "udp", from, "udp "+from.String(), enc, nil) {
 			continue
 		}
 		if len(enc.b) > maxDatagram {
@@ -367,13 +442,14 @@ func (s *Server) udpLoop(u *sockets.DgramConn) {
 			enc.b = appendReply(enc.b[:0], &ReplyHeader{XID: h.XID, Accepted: true, Stat: SystemErr})
 		}
 		_ = u.SendTo(context.Background(), enc.b, from)
+		faultPoint("rpc-after-reply")
 	}
 }
 
 // dispatch answers one call message into enc.b (after what is there). It returns
 // false when no reply is to be sent: a malformed message, a reply, a duplicate
 // whose first copy is running, or a call the full reply cache cannot take.
-func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client string, enc *encoder) bool {
+func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client string, enc *encoder, cred *sockets.Cred) bool {
 	s.stats.calls.Add(1)
 	start := len(enc.b)
 	h, args, err := parseCall(msg)
@@ -388,6 +464,22 @@ func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client st
 	var key cacheKey
 	if s.cache != nil {
 		key = cacheKey{client: client, xid: h.XID, prog: h.Prog, vers: h.Vers, proc: h.Proc}
+	}
+	if h.Prog == ControlProg && h.Vers == controlVers && h.Proc == procOneWay {
+		// One-way: never a reply; the reply cache (if any) drops duplicates.
+		if s.cache != nil {
+			if st, _ := s.cache.begin(key); st != cacheNew {
+				s.stats.hits.Add(1)
+				return false
+			}
+		}
+		s.oneWay(args, transport, from, cred)
+		if s.cache != nil {
+			s.cache.finish(key, []byte{})
+		}
+		return false
+	}
+	if s.cache != nil {
 		switch st, reply := s.cache.begin(key); st {
 		case cacheDone:
 			s.stats.hits.Add(1)
@@ -401,15 +493,39 @@ func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client st
 			return false
 		}
 	}
-	s.answer(&h, args, transport, from, enc)
+	faultPoint("rpc-before-handler")
+	effect := s.answer(&h, args, transport, from, enc, cred)
+	faultPoint("rpc-after-handler")
+	if s.log != nil {
+		s.logMu.Lock()
+		err := s.log.commit(key, effect, enc.b[start:])
+		s.logMu.Unlock()
+		if err != nil {
+			// Not durable: never send a success that a restart could forget.
+			enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Accepted: true, Stat: SystemErr})
+		}
+	}
 	if s.cache != nil {
 		s.cache.finish(key, enc.b[start:])
 	}
 	return true
 }
 
-// answer runs the call's checks and handler and appends the reply to enc.b.
-func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.Addr, enc *encoder) {
+// testFaultPoint, when set (by the package's tests), is called at the named
+// points of a call's life on the server: "rpc-before-handler",
+// "rpc-after-handler" (before the reply is recorded and sent) and
+// "rpc-after-reply" (TCP and UDP), where a test may crash or stop the process.
+var testFaultPoint func(name string)
+
+func faultPoint(name string) {
+	if testFaultPoint != nil {
+		testFaultPoint(name)
+	}
+}
+
+// answer runs the call's checks and handler and appends the reply to enc.b. It
+// returns the effect the handler recorded (Call.Effect) if it succeeded.
+func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.Addr, enc *encoder, cred *sockets.Cred) []byte {
 	start := len(enc.b)
 	deny := func(stat AuthStat) {
 		enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Reject: rejectAuthError, Auth: stat})
@@ -422,17 +538,17 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 	case FlavorSys:
 		if _, err := DecodeAuthSys(h.Cred.Body); err != nil {
 			deny(AuthBadCred)
-			return
+			return nil
 		}
 	default:
 		deny(AuthRejectedCred)
-		return
+		return nil
 	}
 	if h.Verf.Flavor != FlavorNone {
 		deny(AuthBadVerf)
-		return
+		return nil
 	}
-	c := &Call{Header: *h, Transport: transport, Addr: from, args: args, enc: enc}
+	c := &Call{Header: *h, Transport: transport, Addr: from, args: args, enc: enc, cred: cred, durable: s.log != nil}
 	if s.cfg.policy != nil {
 		if err := s.cfg.policy(c); err != nil {
 			if ae, ok := isAuth(err); ok {
@@ -440,11 +556,14 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 			} else {
 				deny(AuthTooWeak)
 			}
-			return
+			return nil
 		}
 	}
 	s.mu.Lock()
 	procs, ok := s.progs[progVers{h.Prog, h.Vers}]
+	if !ok && h.Prog == ControlProg && h.Vers == controlVers {
+		procs, ok = s.ctl, true
+	}
 	var low, high uint32
 	if !ok {
 		for pv := range s.progs {
@@ -464,7 +583,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		} else {
 			accept(ProgUnavail, 0, 0)
 		}
-		return
+		return nil
 	}
 	f := procs[h.Proc]
 	s.mu.Unlock()
@@ -474,7 +593,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		} else {
 			accept(ProcUnavail, 0, 0)
 		}
-		return
+		return nil
 	}
 	accept(Success, 0, 0)
 	c.resStart = len(enc.b)
@@ -485,6 +604,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		if !c.hasRes {
 			enc.b = enc.b[:c.resStart]
 		}
+		return c.effect
 	case errors.Is(err, ErrGarbageArgs):
 		accept(GarbageArgs, 0, 0)
 	case errors.Is(err, ErrProcUnavail):
@@ -496,6 +616,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 			accept(SystemErr, 0, 0)
 		}
 	}
+	return nil
 }
 
 // runProc runs a handler; a panic in it becomes SYSTEM_ERR for this call rather

@@ -47,8 +47,14 @@ func (t doorTransport) MaxSize() int { return doorBenchMax }
 
 func (t doorTransport) Available() error { return nil }
 
-// Scenarios: a door is called, it does not stream.
-func (t doorTransport) Scenarios() []string { return []string{ScenarioCall} }
+// Scenarios: a door is called, it does not stream; "door" is also the plain-call
+// baseline of scenario rpc.
+func (t doorTransport) Scenarios() []string {
+	if t.name == "door" {
+		return []string{ScenarioCall, ScenarioRPC}
+	}
+	return []string{ScenarioCall}
+}
 
 func (t doorTransport) Cleanup(Params) error { return nil }
 

@@ -40,6 +40,10 @@ const (
 	// descriptor (SCM_RIGHTS), which the peer closes on receipt: the cost of passing
 	// a descriptor. Transports whose endpoints are FdEndpoints list it.
 	ScenarioFdPass = "fdpass"
+	// ScenarioRPC is a remote procedure call, argument and result of the message
+	// size, timed like pingpong: ONC RPC (package ipc/rpc) over a door and TCP, Go's
+	// net/rpc, and the plain door call and TCP ping-pong they build on (see rpc.go).
+	ScenarioRPC = "rpc"
 	// ScenarioFanIn: Config.Peers sender processes send back to back to one receiver,
 	// the parent, which times batches of all their messages: throughput into one
 	// receiver, and the time per message received. Transports whose endpoint can be
@@ -51,7 +55,7 @@ const (
 const DefaultPeers = 4
 
 // Scenarios lists the scenarios Run understands.
-var Scenarios = []string{ScenarioPingPong, ScenarioStream, ScenarioCall, ScenarioFdPass, ScenarioFanIn, ScenarioQoS}
+var Scenarios = []string{ScenarioPingPong, ScenarioStream, ScenarioCall, ScenarioFdPass, ScenarioFanIn, ScenarioQoS, ScenarioRPC}
 
 // ScenarioLister is implemented by transports that support other scenarios than
 // pingpong and stream (or only some of them).

@@ -118,6 +118,8 @@ func writeScenario(w io.Writer, results []report.Result) error {
 		what = "round trip, each message out carrying one descriptor, not halved"
 	case ScenarioCall:
 		what = "call round trip (request + reply), not halved"
+	case ScenarioRPC:
+		what = "remote call round trip (argument and result of the size), not halved; door and tcp are the baselines"
 	}
 	fmt.Fprintf(w, "\nscenario %s: %s; pin=%s (%s)\n\n", r0.Scenario, what, r0.Pin, pinMeaning(r0.Pin))
 	withStd := slices.ContainsFunc(results, func(r report.Result) bool { return r.Impl == ImplStd })

@@ -64,6 +64,10 @@ func (t sockTransport) Scenarios() []string {
 	case t.sotype == unix.SOCK_DGRAM:
 		return []string{ScenarioPingPong, ScenarioQoS}
 	}
+	if t.name == "tcp" {
+		// The TCP ping-pong is scenario rpc's baseline for ONC RPC over TCP.
+		return []string{ScenarioPingPong, ScenarioStream, ScenarioQoS, ScenarioRPC}
+	}
 	return []string{ScenarioPingPong, ScenarioStream, ScenarioQoS}
 }
 
