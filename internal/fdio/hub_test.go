@@ -43,24 +43,7 @@ func writeAttempt(fd int, p []byte, nowait bool) (int, unix.Errno) {
 }
 
 // autoPair returns two connected datagram sockets in Auto mode.
-func autoPair(t *testing.T) (a, b *FD) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b = new(FD), new(FD)
-	cfg := Config{Name: "pair", Wait: ipc.WaitAuto,
-		ReadCalls: []uintptr{unix.SYS_RECVFROM}, WriteCalls: []uintptr{unix.SYS_SENDTO}}
-	if err := a.Init(fds[0], cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Init(fds[1], cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+func autoPair(t *testing.T) (a, b *FD) { return modePair(t, ipc.WaitAuto) }
 
 // parked starts a read on f under ctx and returns once it waits in the hub.
 func parked(t *testing.T, f *FD, ctx context.Context) <-chan error {
