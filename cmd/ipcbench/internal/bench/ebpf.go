@@ -39,7 +39,7 @@ func traceRow(r *ebpf.Row) bool {
 // breakdown turns a snapshot of the timed phase into per-call means, and returns the
 // number of calls and the mean bytes per call for the size sweep.
 func breakdown(rep *ebpf.Report) (*report.Breakdown, float64, float64) {
-	var calls, bytes, ok uint64
+	var calls, bytes, ok, waits uint64
 	var sum [ebpf.NumMetrics]uint64
 	for i := range rep.Rows {
 		r := &rep.Rows[i]
@@ -49,6 +49,7 @@ func breakdown(rep *ebpf.Report) (*report.Breakdown, float64, float64) {
 		calls += r.Hist[ebpf.MetricCall].Count()
 		ok += r.Calls - min(r.Calls, r.Errors)
 		bytes += r.Bytes
+		waits += r.Hist[ebpf.MetricReadyWait].Count()
 		for m := range sum {
 			sum[m] += r.Hist[m].Sum
 		}
@@ -62,6 +63,8 @@ func breakdown(rep *ebpf.Report) (*report.Breakdown, float64, float64) {
 		OnCPUNs:      float64(sum[ebpf.MetricOnCPU]) / c,
 		OffCPUPeerNs: float64(sum[ebpf.MetricOffPeer]) / c,
 		OffCPURunqNs: float64(sum[ebpf.MetricOffCPU]) / c,
+		ReadyWaitNs:  float64(sum[ebpf.MetricReadyWait]) / c,
+		ReadyWaits:   waits,
 	}
 	return b, c, float64(bytes) / float64(max(ok, 1))
 }
@@ -99,6 +102,8 @@ func (t *tracing) add(i int, r tracedResult) {
 	a.OnCPUNs = a.OnCPUNs*wa + b.OnCPUNs*wb
 	a.OffCPUPeerNs = a.OffCPUPeerNs*wa + b.OffCPUPeerNs*wb
 	a.OffCPURunqNs = a.OffCPURunqNs*wa + b.OffCPURunqNs*wb
+	a.ReadyWaitNs = a.ReadyWaitNs*wa + b.ReadyWaitNs*wb
+	a.ReadyWaits += b.ReadyWaits
 	m.bytesPerCall = m.bytesPerCall*wa + r.bytesPerCall*wb
 	m.calls += r.calls
 }
@@ -167,7 +172,7 @@ func WriteEBPFTable(w io.Writer, results []report.Result) error {
 	}
 	fmt.Fprintln(w, "\nwhere the time of the primitive's system calls goes (eBPF, mean per call, from the traced rounds):")
 	t := table.Table{Right: table.RightFrom(0), Indent: "  "}
-	t.Add("primitive", "impl", "wait", "size", "in call", "on-CPU", "blocked on peer", "waiting for CPU", "copy ns/B", "fixed ns", "probe overhead (p50)", "spread over rounds")
+	t.Add("primitive", "impl", "wait", "size", "in call", "on-CPU", "blocked on peer", "waiting for CPU", "readiness wait", "copy ns/B", "fixed ns", "probe overhead (p50)", "spread over rounds")
 	for _, r := range results {
 		e := r.EBPF
 		if e == nil || e.Breakdown == nil {
@@ -179,7 +184,7 @@ func WriteEBPFTable(w io.Writer, results []report.Result) error {
 			spread = fmt.Sprintf("%.2fx-%.2fx in %d", e.OverheadMin, e.OverheadMax, e.OverheadRounds)
 		}
 		t.Add(r.Primitive, r.Impl, r.Wait, FormatSize(r.Size),
-			formatNs(b.SyscallNs), formatNs(b.OnCPUNs), formatNs(b.OffCPUPeerNs), formatNs(b.OffCPURunqNs),
+			formatNs(b.SyscallNs), formatNs(b.OnCPUNs), formatNs(b.OffCPUPeerNs), formatNs(b.OffCPURunqNs), readyWait(b),
 			fmt.Sprintf("%.3f", e.CopyCostNsPerByte), fmt.Sprintf("%.0f", e.FixedCostNs), fmt.Sprintf("%.2fx", e.OverheadRatio), spread)
 	}
 	if err := t.WriteText(w); err != nil {
@@ -188,6 +193,18 @@ func WriteEBPFTable(w io.Writer, results []report.Result) error {
 	_, err := fmt.Fprintln(w, "Latencies above are from the untraced rounds. Every round measured each case untraced and traced (probes attached only\n"+
 		"for the traced pass; the order alternates by round): probe overhead is the median over the rounds of traced/untraced p50\n"+
 		"within a round, and the spread is the lowest and highest of those ratios.\n"+
-		"Poller-mode waits happen in epoll_wait on another thread and are not in these figures; use --wait kernel to see blocking inside the call.")
+		"Readiness wait (poller mode): after a call returned EAGAIN, the time until the next successful call on the same\n"+
+		"descriptor and operation, per call. It is spent outside the system call (in epoll_wait, often on another thread),\n"+
+		"so it is not part of \"in call\"; it is the poller's counterpart of \"blocked on peer\". \"-\": the calls never waited\n"+
+		"for readiness (kernel-wait rows block inside the call instead).")
 	return err
+}
+
+// readyWait formats a breakdown's readiness wait for the table: "-" when the calls
+// never found their descriptor unready.
+func readyWait(b *report.Breakdown) string {
+	if b.ReadyWaits == 0 {
+		return "-"
+	}
+	return formatNs(b.ReadyWaitNs)
 }

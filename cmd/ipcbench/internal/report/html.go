@@ -391,13 +391,16 @@ var ebpfSegments = []string{
 	"other on-CPU time (entry, locks, wake-ups)",
 	"blocked, waiting for the peer",
 	"blocked, waiting for a CPU",
+	"readiness wait (poller mode: after EAGAIN, outside the call)",
 }
 
-// ebpfParts splits a result's system call time into the segments above.
+// ebpfParts splits a result's system call time into the segments above, the last
+// one, the readiness wait of poller-mode I/O, being time outside the calls that the
+// caller waited all the same.
 func ebpfParts(r Result) []float64 {
 	bd := r.EBPF.Breakdown
 	copyNs := math.Min(r.EBPF.CopyCostNsPerByte*float64(r.Size), bd.OnCPUNs)
-	return []float64{copyNs, bd.OnCPUNs - copyNs, bd.OffCPUPeerNs, bd.OffCPURunqNs}
+	return []float64{copyNs, bd.OnCPUNs - copyNs, bd.OffCPUPeerNs, bd.OffCPURunqNs, bd.ReadyWaitNs}
 }
 
 func ebpfChart(id, title, machine string, results []Result) string {
@@ -442,14 +445,14 @@ func ebpfChart(id, title, machine string, results []Result) string {
 		cy += barH + gap
 	}
 	s.add(`<line x1="%s" y1="%s" x2="%s" y2="%s" class="axis"/>`+"\n", f1(labelW), f1(top-4), f1(labelW), f1(bottom))
-	s.text((labelW+width)/2, bottom+22, "middle", "axis-label", "time in the primitive's system calls per operation (mean)")
+	s.text((labelW+width)/2, bottom+22, "middle", "axis-label", "time in the primitive's system calls per call (mean), then the readiness wait")
 	s.h = bottom + 32
 	return s.finish(id, title)
 }
 
 func ebpfSection(runs []Run, names []string) string {
 	var b strings.Builder
-	b.WriteString(`<p>With <code>--ebpf</code>, tracepoints split the time spent inside the primitive's system calls into running (on-CPU: copying the payload, entry, locks, wake-ups) and blocked (off-CPU: waiting for the peer, then for a CPU). The copy share is the per-byte cost fitted over the size sweep times the message size; without a sweep it stays in the other on-CPU time. Probes cost time themselves; each chart states the measured overhead.</p>` + "\n")
+	b.WriteString(`<p>With <code>--ebpf</code>, tracepoints split the time spent inside the primitive's system calls into running (on-CPU: copying the payload, entry, locks, wake-ups) and blocked (off-CPU: waiting for the peer, then for a CPU). The copy share is the per-byte cost fitted over the size sweep times the message size; without a sweep it stays in the other on-CPU time. In poller mode (Go's runtime poller) a call that would block returns EAGAIN at once and the wait happens in epoll_wait, often on another thread: the <em>readiness wait</em> segment is the time from such an EAGAIN to the next successful call on the same descriptor and operation, per call. It lies outside the system call and is not in its time, but the caller waited for it; it is not a measure of epoll itself (epoll_wait also waits for other descriptors), and it includes the runtime's scheduling of the waiting goroutine. Probes cost time themselves; each chart states the measured overhead.</p>` + "\n")
 	any := false
 	for i, run := range runs {
 		var res []Result

@@ -276,6 +276,17 @@ type Breakdown struct {
 	OnCPUNs      float64 `json:"oncpu_ns"`       // running: copies, locks, wake-ups
 	OffCPUPeerNs float64 `json:"offcpu_peer_ns"` // blocked waiting for the peer
 	OffCPURunqNs float64 `json:"offcpu_runq_ns"` // woken, waiting for a CPU
+	// ReadyWaitNs is the readiness wait of poller-mode I/O, per system call: the time
+	// from a call that returned EAGAIN to the next successful call on the same
+	// process, descriptor and operation, summed and divided by the calls. It is
+	// spent outside the system calls (in epoll_wait, often on another thread, and in
+	// the runtime's scheduling), so it is not part of SyscallNs; the caller waited
+	// for it all the same. Zero for calls that block in the kernel (their wait is
+	// OffCPUPeerNs) and for calls that never found their descriptor unready.
+	ReadyWaitNs float64 `json:"ready_wait_ns,omitempty"`
+	// ReadyWaits counts the readiness waits the mean is made of (the EAGAINs
+	// followed by a success), over all the traced rounds.
+	ReadyWaits uint64 `json:"ready_waits,omitempty"`
 }
 
 // Key identifies a Result's row in a comparison: everything but the measurement.
@@ -345,7 +356,7 @@ func (f File) Validate() error {
 		if e := r.EBPF; e != nil {
 			vals = append(vals, e.OverheadRatio, e.OverheadMin, e.OverheadMax, float64(e.OverheadRounds), e.CopyCostNsPerByte)
 			if b := e.Breakdown; b != nil {
-				vals = append(vals, b.SyscallNs, b.OnCPUNs, b.OffCPUPeerNs, b.OffCPURunqNs)
+				vals = append(vals, b.SyscallNs, b.OnCPUNs, b.OffCPUPeerNs, b.OffCPURunqNs, b.ReadyWaitNs)
 			}
 		}
 		for _, v := range vals {
