@@ -69,6 +69,46 @@ func breakdown(rep *ebpf.Report) (*report.Breakdown, float64, float64) {
 	return b, c, float64(bytes) / float64(max(ok, 1))
 }
 
+// caseHists adds up the histograms of the rows that belong to the measured primitive.
+func caseHists(rep *ebpf.Report) (h [ebpf.NumMetrics]ebpf.Histogram) {
+	for i := range rep.Rows {
+		r := &rep.Rows[i]
+		if !traceRow(r) {
+			continue
+		}
+		for m := range h {
+			h[m].Add(&r.Hist[m])
+		}
+	}
+	return h
+}
+
+// histograms turns the probes' histograms into the report's, in the report's order,
+// leaving out the empty ones and each one's trailing empty buckets.
+func histograms(h *[ebpf.NumMetrics]ebpf.Histogram) []report.Histogram {
+	var out []report.Histogram
+	for _, hm := range report.HistogramMetrics {
+		m := ebpf.Metric(0)
+		for m < ebpf.NumMetrics && m.String() != hm.Metric {
+			m++
+		}
+		if m == ebpf.NumMetrics || h[m].Count() == 0 {
+			continue
+		}
+		src := &h[m]
+		n := len(src.Buckets)
+		for n > 0 && src.Buckets[n-1] == 0 {
+			n--
+		}
+		out = append(out, report.Histogram{
+			Metric: hm.Metric, Unit: m.Unit(), Buckets: slices.Clone(src.Buckets[:n]),
+			Count: src.Count(), Sum: src.Sum,
+			P50: float64(src.Quantile(0.5)), P99: float64(src.Quantile(0.99)),
+		})
+	}
+	return out
+}
+
 // tracing gathers what Run's traced passes saw, per case: the traced results merged
 // over the rounds, and each round's overhead (traced over untraced p50 of that
 // round). The overhead reported is the median of the rounds' ratios, with their
@@ -105,6 +145,9 @@ func (t *tracing) add(i int, r tracedResult) {
 	a.ReadyWaitNs = a.ReadyWaitNs*wa + b.ReadyWaitNs*wb
 	a.ReadyWaits += b.ReadyWaits
 	m.bytesPerCall = m.bytesPerCall*wa + r.bytesPerCall*wb
+	for k := range m.probeHists {
+		m.probeHists[k].Add(&r.probeHists[k])
+	}
 	m.calls += r.calls
 }
 
@@ -136,6 +179,7 @@ func (t *tracing) attach(results []*tracedResult) {
 			e.OverheadRatio = (rs[(len(rs)-1)/2] + rs[len(rs)/2]) / 2
 			e.OverheadMin, e.OverheadMax, e.OverheadRounds = rs[0], rs[len(rs)-1], len(rs)
 		}
+		e.Histograms = histograms(&tr.probeHists)
 		r.EBPF = e
 		k := key{r.Primitive, r.Impl, r.Wait, r.Scenario}
 		points[k] = append(points[k], ebpf.CostPoint{Bytes: tr.bytesPerCall, Ns: e.Breakdown.OnCPUNs})
@@ -159,6 +203,7 @@ type tracedResult struct {
 	elapsed      time.Duration
 	calls        float64 // system calls the probes attributed to the primitive
 	bytesPerCall float64
+	probeHists   [ebpf.NumMetrics]ebpf.Histogram // of the calls attributed to the primitive
 }
 
 // WriteEBPFTable prints the breakdown of the results that have one.

@@ -177,6 +177,18 @@ func TestEBPFReadyWaitPoller(t *testing.T) {
 		require.NotNil(t, r.EBPF.Breakdown, r.Wait)
 		got[r.Wait] = r.EBPF.Breakdown
 	}
+	// The histograms behind the breakdown go into the JSON too, merged over the
+	// traced rounds: the readiness waits' count is the breakdown's.
+	for _, r := range rs {
+		hs := map[string]report.Histogram{}
+		for _, h := range r.EBPF.Histograms {
+			hs[h.Metric] = h
+		}
+		assert.Positive(t, hs["call"].Count, r.Wait)
+		assert.Equal(t, hs["call"].Count, hs["oncpu"].Count, r.Wait)
+		assert.Equal(t, got[r.Wait].ReadyWaits, hs["ready_wait"].Count, r.Wait)
+		assert.LessOrEqual(t, hs["call"].P50, hs["call"].P99, r.Wait)
+	}
 	poller, kernel := got["poller"], got["kernel"]
 	require.NotNil(t, poller)
 	require.NotNil(t, kernel)

@@ -2,6 +2,8 @@ package report
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -30,5 +32,130 @@ func TestHTMLReadyWait(t *testing.T) {
 	}
 	if !strings.Contains(s, "readiness wait</em> segment") {
 		t.Error("the section does not explain the readiness wait")
+	}
+}
+
+// ebpfRuns loads two real `ipcbench run --ebpf` results (pipe and unix-stream, 64 B
+// and 4 KiB, poller and kernel waits, on this project's 2-CPU VM, one after the other).
+func ebpfRuns(t *testing.T) []Run {
+	t.Helper()
+	runs, err := LoadFiles("testdata/ebpf-run1.json", "testdata/ebpf-run2.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runs
+}
+
+// checkHistograms checks that page has a histogram chart for every case traced in
+// runs, with a panel per metric, a bar per non-empty bucket of every run's histogram
+// and each run's p50 and p99 marked; it returns the number of histogram charts.
+func checkHistograms(t *testing.T, page string, runs []Run) int {
+	t.Helper()
+	names := labels(runs)
+	charts := regexp.MustCompile(`(?s)<svg class="chart" id="hist-\d+" role="img" aria-label="([^"]*)".*?</svg>`).FindAllStringSubmatch(page, -1)
+	byLabel := map[string]string{}
+	for _, c := range charts {
+		byLabel[c[1]] = c[0]
+	}
+	traced := 0
+	seen := map[Key]bool{}
+	for i, run := range runs {
+		for _, r := range run.Results {
+			if r.EBPF == nil || r.EBPF.Breakdown == nil {
+				continue
+			}
+			if len(r.EBPF.Histograms) == 0 {
+				t.Errorf("%s: traced case %s %s has no histograms", names[i], r.Key().Series(), formatSize(r.Size))
+				continue
+			}
+			if !seen[r.Key()] {
+				seen[r.Key()] = true
+				traced++
+			}
+			label := fmt.Sprintf("%s %s, %s: distributions of its system calls (eBPF, log2 buckets)", r.Key().Series(), formatSize(r.Size), r.Scenario)
+			chart, ok := byLabel[label]
+			if !ok {
+				t.Errorf("no histogram chart for %q", label)
+				continue
+			}
+			for _, m := range HistogramMetrics {
+				if !strings.Contains(chart, `class="label">`+esc(m.Title)+`</text>`) {
+					t.Errorf("%s: no panel %q", label, m.Title)
+				}
+			}
+			for _, h := range r.EBPF.Histograms {
+				title := ""
+				for _, m := range HistogramMetrics {
+					if m.Metric == h.Metric {
+						title = m.Title
+					}
+				}
+				bars := 0
+				for _, c := range h.Buckets {
+					if c > 0 {
+						bars++
+					}
+				}
+				prefix := esc(names[i] + ", " + title + " ")
+				if got := strings.Count(chart, `<title>`+prefix) - 2; got != bars {
+					t.Errorf("%s, %s %s: %d bars, want %d (the non-empty buckets)", label, names[i], h.Metric, got, bars)
+				}
+				for _, q := range []string{"p50 ≤ " + histValue(h.Unit, h.P50), "p99 ≤ " + histValue(h.Unit, h.P99)} {
+					if !strings.Contains(chart, prefix+esc(q)+"</title>") {
+						t.Errorf("%s, %s %s: %s not marked", label, names[i], h.Metric, q)
+					}
+				}
+			}
+		}
+	}
+	if len(charts) != traced {
+		t.Errorf("%d histogram charts, want one per traced case (%d)", len(charts), traced)
+	}
+	return len(charts)
+}
+
+// TestHTMLHistograms checks the histogram section for two real --ebpf runs side by
+// side, and that a case traced in one run only is drawn with that run alone.
+func TestHTMLHistograms(t *testing.T) {
+	runs := ebpfRuns(t)
+	var b bytes.Buffer
+	if err := HTML(&b, runs); err != nil {
+		t.Fatal(err)
+	}
+	if n := checkHistograms(t, b.String(), runs); n == 0 {
+		t.Fatal("no histogram charts")
+	}
+
+	one := runs[1]
+	one.Results = one.Results[:1]
+	b.Reset()
+	if err := HTML(&b, []Run{runs[0], one}); err != nil {
+		t.Fatal(err)
+	}
+	checkHistograms(t, b.String(), []Run{runs[0], one})
+
+	b.Reset()
+	if err := HTML(&b, loadFixtures(t)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "No eBPF histograms in these runs") {
+		t.Error("runs without histograms: the section does not say so")
+	}
+}
+
+// TestDecodeRejectsBadHistograms checks that a histogram whose buckets do not add up
+// to its count, or of an unknown metric, is rejected.
+func TestDecodeRejectsBadHistograms(t *testing.T) {
+	for name, h := range map[string]string{
+		"count":    `{"metric": "call", "unit": "ns", "buckets": [1, 2], "count": 4, "p50": 3, "p99": 7}`,
+		"metric":   `{"metric": "nope", "unit": "ns", "buckets": [1], "count": 1}`,
+		"quantile": `{"metric": "call", "unit": "ns", "buckets": [1], "count": 1, "p50": 7, "p99": 3}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := `{"results": [{"primitive": "pipe", "impl": "raw", "scenario": "s", "ebpf": {"histograms": [` + h + `]}}]}`
+			if _, err := Decode(strings.NewReader(in)); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("decoded %s: %v", h, err)
+			}
+		})
 	}
 }

@@ -11,7 +11,9 @@ import (
 // HTML writes a single self-contained HTML page about the runs: round-trip latency by
 // primitive and size, throughput against message size, the rate and delay over time
 // of streams with quality of service where the runs have any (scenario qos), the
-// eBPF breakdown of system call time where the runs were traced, comparison tables,
+// eBPF breakdown of system call time and the distributions behind it (a chart of
+// log2 histograms per traced case, runs side by side) where the runs were traced,
+// comparison tables,
 // and the machines' details.
 // Charts are inline SVG drawn here; the page's small inline script only checks that
 // they rendered (it sets data-charts-drawn on <body>) and toggles series from the
@@ -75,6 +77,7 @@ func (p Page) WriteHTML(w io.Writer) error {
 			section("qos", "Streams with quality of service", qosSection(runs, names))
 		}
 		section("ebpf", "Where the time goes (eBPF)", ebpfSection(runs, names))
+		section("ebpf-histograms", "Latency distributions (eBPF)", histSection(runs, names))
 		section("tables", "Comparison tables", tablesSection(runs, names))
 	}
 	if len(snaps) > 0 {

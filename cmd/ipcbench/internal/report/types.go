@@ -263,6 +263,10 @@ type EBPF struct {
 	OverheadRounds int     `json:"overhead_rounds,omitempty"`
 	// Breakdown splits the time spent in system calls, as means per operation.
 	Breakdown *Breakdown `json:"breakdown,omitempty"`
+	// Histograms are the log2 distributions the probes recorded for the case's
+	// system calls over all its traced rounds: one per metric ("call", "oncpu",
+	// "offcpu_peer", "offcpu_runq", "ready_wait", "bytes"), empty ones left out.
+	Histograms []Histogram `json:"histograms,omitempty"`
 	// CopyCostNsPerByte and FixedCostNs fit on-CPU syscall time per operation to
 	// fixed + copy·bytes over a size sweep. Zero when there was no sweep.
 	CopyCostNsPerByte float64 `json:"copy_cost_ns_per_byte,omitempty"`
@@ -287,6 +291,70 @@ type Breakdown struct {
 	// ReadyWaits counts the readiness waits the mean is made of (the EAGAINs
 	// followed by a success), over all the traced rounds.
 	ReadyWaits uint64 `json:"ready_waits,omitempty"`
+}
+
+// Histogram is a log2 distribution recorded by the eBPF probes: Buckets[0] counts the
+// values 0 and 1, Buckets[k] for k ≥ 1 the values in [2^k, 2^(k+1)-1]; trailing empty
+// buckets are left out.
+type Histogram struct {
+	// Metric is what was measured: "call" (time in the system call), "oncpu",
+	// "offcpu_peer" (blocked, waiting for the peer), "offcpu_runq" (waiting for a
+	// CPU), "ready_wait" (poller mode: from EAGAIN to the next success) or "bytes"
+	// (per successful call).
+	Metric string `json:"metric"`
+	// Unit is "ns" or "bytes".
+	Unit    string   `json:"unit"`
+	Buckets []uint64 `json:"buckets"`
+	// Count is the number of values (the sum of Buckets), Sum their exact sum.
+	Count uint64 `json:"count"`
+	Sum   uint64 `json:"sum"`
+	// P50 and P99 are the upper bounds of the buckets that hold the median and the
+	// 99th percentile: a log2 histogram knows no more.
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+// HistogramMetrics lists the metrics a Histogram can hold, in the order reports
+// show them, with their titles.
+var HistogramMetrics = []struct{ Metric, Title string }{
+	{"call", "time in call"},
+	{"oncpu", "on-CPU"},
+	{"offcpu_peer", "blocked, waiting for the peer"},
+	{"offcpu_runq", "waiting for a CPU"},
+	{"ready_wait", "readiness wait (poller, after EAGAIN)"},
+	{"bytes", "bytes per call"},
+}
+
+// BucketRange returns the smallest and largest value bucket k of a Histogram counts
+// (for k ≥ 1, [2^k, 2^(k+1)-1]; for k = 0, [0, 1]).
+func BucketRange(k int) (lo, hi float64) {
+	if k <= 0 {
+		return 0, 1
+	}
+	return math.Ldexp(1, k), math.Ldexp(1, k+1) - 1
+}
+
+// validate says what is wrong with h ("" when nothing is).
+func (h Histogram) validate() string {
+	known := false
+	for _, m := range HistogramMetrics {
+		known = known || m.Metric == h.Metric
+	}
+	var n uint64
+	for _, c := range h.Buckets {
+		n += c
+	}
+	switch {
+	case !known:
+		return fmt.Sprintf("histogram of unknown metric %q", h.Metric)
+	case len(h.Buckets) > 64:
+		return fmt.Sprintf("histogram %s: %d buckets, at most 64", h.Metric, len(h.Buckets))
+	case n != h.Count:
+		return fmt.Sprintf("histogram %s: buckets add up to %d, count is %d", h.Metric, n, h.Count)
+	case h.P50 < 0 || h.P99 < h.P50 || math.IsNaN(h.P50) || math.IsInf(h.P99, 0):
+		return fmt.Sprintf("histogram %s: p50 %v and p99 %v out of order", h.Metric, h.P50, h.P99)
+	}
+	return ""
 }
 
 // Key identifies a Result's row in a comparison: everything but the measurement.
@@ -357,6 +425,11 @@ func (f File) Validate() error {
 			vals = append(vals, e.OverheadRatio, e.OverheadMin, e.OverheadMax, float64(e.OverheadRounds), e.CopyCostNsPerByte)
 			if b := e.Breakdown; b != nil {
 				vals = append(vals, b.SyscallNs, b.OnCPUNs, b.OffCPUPeerNs, b.OffCPURunqNs, b.ReadyWaitNs)
+			}
+			for _, h := range e.Histograms {
+				if why := h.validate(); why != "" {
+					return bad(why)
+				}
 			}
 		}
 		for _, v := range vals {
