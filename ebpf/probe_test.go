@@ -96,7 +96,7 @@ func trace(t *testing.T, o ebpf.Options, setup func(p *ebpf.Probes), procs ...*i
 	if err := ebpf.WritePrometheus(&prom, r); err != nil {
 		t.Fatal(err)
 	}
-	validatePrometheus(t, prom.String())
+	validatePrometheus(t, prom.String(), r)
 	if testing.Verbose() {
 		var b strings.Builder
 		_ = ebpf.WriteTable(&b, r.Rows)

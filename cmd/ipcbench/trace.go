@@ -20,7 +20,7 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	pid := fs.Int("p", 0, "the process to trace (required)")
 	interval := fs.Duration("interval", time.Second, "print what happened in each interval of this length (0: only at the end)")
-	format := fs.String("format", "text", "text (histograms), table (side by side), json or prometheus")
+	format := fs.String("format", "text", "text (histograms), table (side by side), json or prometheus (one exposition of the totals at the end, -interval and -count only say when that is)")
 	count := fs.Int("count", 0, "stop after this many intervals (0: until interrupted or the process exits)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ipcbench trace -p PID [-interval 1s] [-count N] [-format text|table|json|prometheus]")
@@ -45,6 +45,7 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	totalOnly := *format == "prometheus"
 	probes, err := ebpf.Load(ebpf.Options{PIDs: []int{*pid}, FollowForks: true})
 	if err != nil {
 		return err
@@ -67,30 +68,37 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for n := 0; *count == 0 || n < *count; n++ {
 		select {
 		case <-ctx.Done():
-			return final(stdout, probes, first, render)
+			return final(stdout, probes, first, render, totalOnly)
 		case <-gone:
 			fmt.Fprintf(stderr, "pid %d has exited\n", *pid)
-			return final(stdout, probes, first, render)
+			return final(stdout, probes, first, render, totalOnly)
 		case <-tick:
 		}
 		now, err := probes.Snapshot()
 		if err != nil {
 			return err
 		}
-		if err := render(stdout, now.Sub(prev)); err != nil {
-			return err
+		if !totalOnly {
+			if err := render(stdout, now.Sub(prev)); err != nil {
+				return err
+			}
 		}
 		prev = now
 	}
-	return final(stdout, probes, first, render)
+	return final(stdout, probes, first, render, totalOnly)
 }
 
-func final(w io.Writer, probes *ebpf.Probes, first *ebpf.Report, render func(io.Writer, *ebpf.Report) error) error {
+// final writes the totals since first. Unless totalOnly (the Prometheus exposition,
+// which must be one document with each family once), it heads them "=== total" to set
+// them apart from the intervals above.
+func final(w io.Writer, probes *ebpf.Probes, first *ebpf.Report, render func(io.Writer, *ebpf.Report) error, totalOnly bool) error {
 	now, err := probes.Snapshot()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\n=== total")
+	if !totalOnly {
+		fmt.Fprintln(w, "\n=== total")
+	}
 	return render(w, now.Sub(first))
 }
 
