@@ -5,6 +5,8 @@ import (
 	"context"
 	"math"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -122,4 +124,41 @@ func TestTracePrometheus(t *testing.T) {
 			assert.InEpsilon(t, 2*b[k-1].GetUpperBound()+1e-9, b[k].GetUpperBound(), 1e-9, "log2 buckets: le doubles (plus 1 ns)")
 		}
 	}
+}
+
+// TestTraceHTML: `trace -interval -count 3 -html FILE` writes a heatmap of pipe reads
+// and writes, a column per interval, whose cells hold every call it counted.
+func TestTraceHTML(t *testing.T) {
+	ipctest.RequireRoot(t)
+	p := ipctest.Start(t, "pipe-loop")
+	p.Await()
+	file := filepath.Join(t.TempDir(), "heat.html")
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"trace", "-p", strconv.Itoa(p.Pid()), "-interval", "200ms", "-count", "3", "-format", "table", "-html", file}, &out, &errOut)
+	if err != nil && bytes.Contains(errOut.Bytes(), []byte("CAP_BPF")) {
+		t.Skip("eBPF probes need CAP_BPF and CAP_PERFMON:", err)
+	}
+	require.NoError(t, err, errOut.String())
+	page, err := os.ReadFile(file)
+	require.NoError(t, err)
+	for _, op := range []string{"read", "write"} {
+		re := regexp.MustCompile(`(?s)<svg class="chart" id="heatmap-\d+" role="img" aria-label="pipe ` + op + `, time in call over time \(eBPF\): (\d+) values in 3 intervals of 200ms".*?</svg>`)
+		m := re.FindSubmatch(page)
+		require.NotNil(t, m, "no heatmap of pipe %s in\n%s", op, page)
+		total, _ := strconv.Atoi(string(m[1]))
+		assert.Positive(t, total)
+		sum := 0
+		xs := map[string]bool{}
+		for _, c := range regexp.MustCompile(`<rect class="mark" x="([^"]*)"[^>]*><title>[^<]*: (\d+)</title>`).FindAllSubmatch(m[0], -1) {
+			n, _ := strconv.Atoi(string(c[2]))
+			sum += n
+			xs[string(c[1])] = true
+		}
+		assert.Equal(t, total, sum, "pipe %s: the cells hold every call", op)
+		assert.LessOrEqual(t, len(xs), 3, "a column per interval")
+	}
+
+	_, _, err = runCLI(t, "trace", "-p", strconv.Itoa(p.Pid()), "-interval", "0", "-html", file)
+	var ue usageError
+	assert.ErrorAs(t, err, &ue, "-html without intervals")
 }

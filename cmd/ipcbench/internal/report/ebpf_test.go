@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHTMLReadyWait checks that a poller-mode row's breakdown shows its readiness
@@ -157,5 +158,53 @@ func TestDecodeRejectsBadHistograms(t *testing.T) {
 				t.Fatalf("decoded %s: %v", h, err)
 			}
 		})
+	}
+}
+
+// heatmapFixture is a trace of 4 intervals: fast calls throughout, a slow streak in
+// the third.
+func heatmapFixture() Heatmap {
+	return Heatmap{Title: "pipe read", Metric: "call", Unit: "ns", Start: time.Unix(0, 0), Interval: 100 * time.Millisecond,
+		Columns: [][]uint64{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 900, 3}, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1000}, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 500}, nil}}
+}
+
+// TestHTMLHeatmap checks a heatmap's cells: one per interval and non-empty bucket,
+// holding its count, darker for larger counts, at the column of its interval.
+func TestHTMLHeatmap(t *testing.T) {
+	var b bytes.Buffer
+	if err := (Page{Heatmaps: []Heatmap{heatmapFixture()}}).WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	s := b.String()
+	if !strings.Contains(s, `aria-label="pipe read, time in call over time (eBPF): 2413 values in 4 intervals of 100ms"`) {
+		t.Fatalf("no heatmap titled with its total:\n%s", s)
+	}
+	cells := regexp.MustCompile(`<rect class="mark" x="([^"]*)" y="[^"]*" width="[^"]*" height="[^"]*" fill="([^"]*)"><title>([^<]*)</title>`).FindAllStringSubmatch(s, -1)
+	want := []string{"0s–100ms: 1.02µs–2.05µs: 900", "0s–100ms: 2.05µs–4.09µs: 3", "100ms–200ms: 1.02µs–2.05µs: 1000",
+		"200ms–300ms: 1.02µs–2.05µs: 10", "200ms–300ms: 1.05ms–2.10ms: 500"}
+	if len(cells) != len(want) {
+		t.Fatalf("%d cells, want %d", len(cells), len(want))
+	}
+	fill := map[string]string{}
+	for i, c := range cells {
+		if c[3] != want[i] {
+			t.Errorf("cell %d: %q, want %q", i, c[3], want[i])
+		}
+		fill[c[3][strings.LastIndex(c[3], " ")+1:]] = c[2]
+	}
+	if fill["1000"] != heatColor(1) {
+		t.Errorf("the largest count's colour %s, want %s", fill["1000"], heatColor(1))
+	}
+	if fill["3"] == fill["900"] || fill["10"] == fill["500"] {
+		t.Error("different counts share a colour")
+	}
+	if cells[0][1] != cells[1][1] || cells[0][1] == cells[2][1] {
+		t.Error("cells not in their interval's column")
+	}
+
+	bad := heatmapFixture()
+	bad.Interval = 0
+	if err := (Page{Heatmaps: []Heatmap{bad}}).WriteHTML(&b); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a heatmap without an interval: %v", err)
 	}
 }

@@ -27,15 +27,24 @@ func HTML(w io.Writer, runs []Run) error {
 type Page struct {
 	Runs      []Run
 	Snapshots []Snapshot
+	// Heatmaps are latency distributions over time (ipcbench trace -html), shown
+	// in a section of their own.
+	Heatmaps []Heatmap
 }
 
 // WriteHTML writes the page as HTML does, with a section "IPC snapshots" that
 // shows each snapshot's deadlocks, wait-for graph (as inspect.WriteSVG draws it),
-// waits and objects. A page needs at least one run or one snapshot.
+// waits and objects, and a section "Latency over time" with the heatmaps. A page
+// needs at least one run, snapshot or heatmap.
 func (p Page) WriteHTML(w io.Writer) error {
 	runs, snaps := p.Runs, p.Snapshots
-	if len(runs) == 0 && len(snaps) == 0 {
-		return fmt.Errorf("%w: no runs or snapshots for the report", ErrInvalid)
+	if len(runs) == 0 && len(snaps) == 0 && len(p.Heatmaps) == 0 {
+		return fmt.Errorf("%w: no runs, snapshots or heatmaps for the report", ErrInvalid)
+	}
+	for _, h := range p.Heatmaps {
+		if why := h.validate(); why != "" {
+			return fmt.Errorf("%w: %s", ErrInvalid, why)
+		}
 	}
 	for _, r := range runs {
 		if err := r.Validate(); err != nil {
@@ -61,6 +70,9 @@ func (p Page) WriteHTML(w io.Writer) error {
 		}
 		shown = append(shown, fmt.Sprintf("%s: %s", counted(len(snaps), "IPC snapshot", "IPC snapshots"), esc(strings.Join(snapNames, ", "))))
 	}
+	if len(p.Heatmaps) > 0 {
+		shown = append(shown, counted(len(p.Heatmaps), "latency heatmap", "latency heatmaps"))
+	}
 	ew.printf("<h1>ipcbench report</h1>\n<p class=\"sub\">%s.</p>\n", strings.Join(shown, "; "))
 
 	var nav []string
@@ -79,6 +91,9 @@ func (p Page) WriteHTML(w io.Writer) error {
 		section("ebpf", "Where the time goes (eBPF)", ebpfSection(runs, names))
 		section("ebpf-histograms", "Latency distributions (eBPF)", histSection(runs, names))
 		section("tables", "Comparison tables", tablesSection(runs, names))
+	}
+	if len(p.Heatmaps) > 0 {
+		section("heatmaps", "Latency over time (eBPF)", heatmapSection(p.Heatmaps))
 	}
 	if len(snaps) > 0 {
 		content, err := snapshotSection(snaps)
