@@ -109,6 +109,17 @@ func histograms(h *[ebpf.NumMetrics]ebpf.Histogram) []report.Histogram {
 	return out
 }
 
+// callBuckets returns the time-in-call buckets of hs without the trailing empty
+// ones, as a new slice.
+func callBuckets(hs *[ebpf.NumMetrics]ebpf.Histogram) []uint64 {
+	h := &hs[ebpf.MetricCall]
+	n := len(h.Buckets)
+	for n > 0 && h.Buckets[n-1] == 0 {
+		n--
+	}
+	return slices.Clone(h.Buckets[:n])
+}
+
 // tracing gathers what Run's traced passes saw, per case: the traced results merged
 // over the rounds, and each round's overhead (traced over untraced p50 of that
 // round). The overhead reported is the median of the rounds' ratios, with their
@@ -148,6 +159,7 @@ func (t *tracing) add(i int, r tracedResult) {
 	for k := range m.probeHists {
 		m.probeHists[k].Add(&r.probeHists[k])
 	}
+	m.roundCols = append(m.roundCols, r.roundCols...)
 	m.calls += r.calls
 }
 
@@ -180,6 +192,12 @@ func (t *tracing) attach(results []*tracedResult) {
 			e.OverheadMin, e.OverheadMax, e.OverheadRounds = rs[0], rs[len(rs)-1], len(rs)
 		}
 		e.Histograms = histograms(&tr.probeHists)
+		if len(tr.roundCols) > 1 {
+			e.RoundHeatmap = &report.Heatmap{
+				Title:  fmt.Sprintf("%s %s", r.Key().Series(), FormatSize(r.Size)),
+				Metric: ebpf.MetricCall.String(), Unit: ebpf.MetricCall.Unit(), Rounds: true, Columns: tr.roundCols,
+			}
+		}
 		r.EBPF = e
 		k := key{r.Primitive, r.Impl, r.Wait, r.Scenario}
 		points[k] = append(points[k], ebpf.CostPoint{Bytes: tr.bytesPerCall, Ns: e.Breakdown.OnCPUNs})
@@ -204,6 +222,7 @@ type tracedResult struct {
 	calls        float64 // system calls the probes attributed to the primitive
 	bytesPerCall float64
 	probeHists   [ebpf.NumMetrics]ebpf.Histogram // of the calls attributed to the primitive
+	roundCols    [][]uint64                      // each traced round's time-in-call buckets
 }
 
 // WriteEBPFTable prints the breakdown of the results that have one.

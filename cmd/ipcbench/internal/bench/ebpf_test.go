@@ -188,6 +188,18 @@ func TestEBPFReadyWaitPoller(t *testing.T) {
 		assert.Equal(t, hs["call"].Count, hs["oncpu"].Count, r.Wait)
 		assert.Equal(t, got[r.Wait].ReadyWaits, hs["ready_wait"].Count, r.Wait)
 		assert.LessOrEqual(t, hs["call"].P50, hs["call"].P99, r.Wait)
+		// A column per traced round, together the merged histogram.
+		h := r.EBPF.RoundHeatmap
+		require.NotNil(t, h, r.Wait)
+		require.Len(t, h.Columns, MinTracedRounds, r.Wait)
+		var sum uint64
+		for _, col := range h.Columns {
+			for k, c := range col {
+				sum += c
+				assert.LessOrEqual(t, c, hs["call"].Buckets[k], r.Wait)
+			}
+		}
+		assert.Equal(t, hs["call"].Count, sum, r.Wait)
 	}
 	poller, kernel := got["poller"], got["kernel"]
 	require.NotNil(t, poller)

@@ -126,6 +126,22 @@ func TestHTMLHistograms(t *testing.T) {
 	if n := checkHistograms(t, b.String(), runs); n == 0 {
 		t.Fatal("no histogram charts")
 	}
+	// Every traced case of these 3-round runs has its round-by-round heatmap.
+	for i, run := range runs {
+		for _, r := range run.Results {
+			if r.EBPF == nil || r.EBPF.Breakdown == nil {
+				continue
+			}
+			if r.EBPF.RoundHeatmap == nil {
+				t.Errorf("%s: %s %s has no round heatmap", run.Name, r.Key().Series(), formatSize(r.Size))
+				continue
+			}
+			label := fmt.Sprintf(`aria-label="%s %s %s, time in call round by round (eBPF): `, labels(runs)[i], r.Key().Series(), formatSize(r.Size))
+			if !strings.Contains(b.String(), label) {
+				t.Errorf("no round heatmap %s", label)
+			}
+		}
+	}
 
 	one := runs[1]
 	one.Results = one.Results[:1]

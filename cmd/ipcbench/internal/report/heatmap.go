@@ -20,6 +20,10 @@ type Heatmap struct {
 	// Start is when the first interval began; Interval is each one's length.
 	Start    time.Time     `json:"start"`
 	Interval time.Duration `json:"interval_ns"`
+	// Rounds, when true, says that the columns are not intervals of equal length
+	// but the traced rounds of an ipcbench run, in the order they ran (Start and
+	// Interval are then unused).
+	Rounds bool `json:"rounds,omitempty"`
 	// Columns[i][k] counts the values in log2 bucket k (as in Histogram) recorded in
 	// interval i; trailing empty buckets may be left out.
 	Columns [][]uint64 `json:"columns"`
@@ -28,7 +32,7 @@ type Heatmap struct {
 // validate says what is wrong with h ("" when nothing is).
 func (h Heatmap) validate() string {
 	switch {
-	case h.Interval <= 0:
+	case h.Interval <= 0 && !h.Rounds:
 		return fmt.Sprintf("heatmap %q: interval %v, must be positive", h.Title, h.Interval)
 	case len(h.Columns) == 0:
 		return fmt.Sprintf("heatmap %q: no intervals", h.Title)
@@ -69,6 +73,9 @@ func heatmapChart(id string, h Heatmap) string {
 		}
 	}
 	title := fmt.Sprintf("%s, %s over time (eBPF): %d values in %d intervals of %v", h.Title, metricTitle(h.Metric), total, len(h.Columns), h.Interval)
+	if h.Rounds {
+		title = fmt.Sprintf("%s, %s round by round (eBPF): %d values in %d traced rounds", h.Title, metricTitle(h.Metric), total, len(h.Columns))
+	}
 	s := &svgDoc{w: width}
 	s.text(8, 18, "start", "ctitle", title)
 	top := 40.0
@@ -96,16 +103,27 @@ func heatmapChart(id string, h Heatmap) string {
 			}
 			lo, hi := BucketRange(k)
 			t0 := time.Duration(i) * h.Interval
+			when := fmt.Sprintf("%v–%v", t0, t0+h.Interval)
+			if h.Rounds {
+				when = fmt.Sprintf("traced round %d", i+1)
+			}
 			s.add(`<rect class="mark" x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s</title></rect>`+"\n",
 				f1(left+float64(i)*cellW), f1(bottom-float64(k-kmin+1)*cellH), f1(math.Max(cellW, 0.5)), f1(cellH), heatColor(math.Log1p(float64(c))/logPeak),
-				esc(fmt.Sprintf("%v–%v: %s–%s: %d", t0, t0+h.Interval, histValue(h.Unit, lo), histValue(h.Unit, hi), c)))
+				esc(fmt.Sprintf("%s: %s–%s: %d", when, histValue(h.Unit, lo), histValue(h.Unit, hi), c)))
 		}
 	}
 	ticks := max(1, len(h.Columns)/8)
-	for i := 0; i <= len(h.Columns); i += ticks {
-		s.text(left+float64(i)*cellW, bottom+14, "middle", "tick", (time.Duration(i) * h.Interval).String())
+	if h.Rounds {
+		for i := 0; i < len(h.Columns); i += ticks {
+			s.text(left+(float64(i)+0.5)*cellW, bottom+14, "middle", "tick", fmt.Sprint(i+1))
+		}
+		s.text(left+plotW/2, bottom+30, "middle", "axis-label", "traced round, in the order the rounds ran (each: the case's timed phase with the probes attached)")
+	} else {
+		for i := 0; i <= len(h.Columns); i += ticks {
+			s.text(left+float64(i)*cellW, bottom+14, "middle", "tick", (time.Duration(i) * h.Interval).String())
+		}
+		s.text(left+plotW/2, bottom+30, "middle", "axis-label", "time since the trace began")
 	}
-	s.text(left+plotW/2, bottom+30, "middle", "axis-label", "time since the trace began")
 	// The colour scale: ten steps from 1 to the largest count, logarithmic.
 	ly := bottom + 42
 	s.text(left, ly+10, "end", "tick", "1")

@@ -193,9 +193,16 @@ func histSection(runs []Run, names []string) string {
 		return "<p class=\"none\">No eBPF histograms in these runs (run ipcbench with --ebpf as root on a kernel that allows it).</p>\n"
 	}
 	var b strings.Builder
-	b.WriteString(`<p>For every case traced with <code>--ebpf</code>, the log2 distributions the probes recorded for the primitive's system calls over the traced rounds: time in the call, its on-CPU part, the time blocked waiting for the peer, the time waiting for a CPU, the readiness wait after EAGAIN (poller mode; outside the call) and the bytes per call. Bars are each run's share of its values per bucket, so runs of different lengths share the axes; dashed lines mark each run's p50 and p99 (the upper bound of the bucket that holds them: a log2 histogram knows no more). The times were taken with the probes attached and include their cost (see the overhead above).</p>` + "\n")
+	b.WriteString(`<p>For every case traced with <code>--ebpf</code>, the log2 distributions the probes recorded for the primitive's system calls over the traced rounds: time in the call, its on-CPU part, the time blocked waiting for the peer, the time waiting for a CPU, the readiness wait after EAGAIN (poller mode; outside the call) and the bytes per call. Bars are each run's share of its values per bucket, so runs of different lengths share the axes; dashed lines mark each run's p50 and p99 (the upper bound of the bucket that holds them: a log2 histogram knows no more). The times were taken with the probes attached and include their cost (see the overhead above). Under each, for runs of several rounds, a heatmap of the time in call round by round (a column per traced round, count as colour): how the distribution moved during the run.</p>` + "\n")
 	for n, c := range cases {
 		b.WriteString(histChart(fmt.Sprintf("hist-%d", n), c, names))
+		for i, r := range c.results {
+			if r != nil && r.EBPF.RoundHeatmap != nil {
+				h := *r.EBPF.RoundHeatmap
+				h.Title = fmt.Sprintf("%s %s %s", names[i], c.key.Series(), formatSize(c.key.Size))
+				b.WriteString(heatmapChart(fmt.Sprintf("round-heatmap-%d-%d", n, i), h))
+			}
+		}
 	}
 	return b.String()
 }

@@ -267,6 +267,10 @@ type EBPF struct {
 	// system calls over all its traced rounds: one per metric ("call", "oncpu",
 	// "offcpu_peer", "offcpu_runq", "ready_wait", "bytes"), empty ones left out.
 	Histograms []Histogram `json:"histograms,omitempty"`
+	// RoundHeatmap is the time in call of every traced round, a column per round
+	// in the order they ran: for runs of several rounds (--rounds), how the
+	// distribution drifted over the run. Nil with fewer than two traced rounds.
+	RoundHeatmap *Heatmap `json:"round_heatmap,omitempty"`
 	// CopyCostNsPerByte and FixedCostNs fit on-CPU syscall time per operation to
 	// fixed + copy·bytes over a size sweep. Zero when there was no sweep.
 	CopyCostNsPerByte float64 `json:"copy_cost_ns_per_byte,omitempty"`
@@ -427,6 +431,11 @@ func (f File) Validate() error {
 				vals = append(vals, b.SyscallNs, b.OnCPUNs, b.OffCPUPeerNs, b.OffCPURunqNs, b.ReadyWaitNs)
 			}
 			for _, h := range e.Histograms {
+				if why := h.validate(); why != "" {
+					return bad(why)
+				}
+			}
+			if h := e.RoundHeatmap; h != nil {
 				if why := h.validate(); why != "" {
 					return bad(why)
 				}
