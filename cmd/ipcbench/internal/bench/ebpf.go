@@ -254,6 +254,13 @@ func WriteEBPFTable(w io.Writer, results []report.Result) error {
 	if err := t.WriteText(w); err != nil {
 		return err
 	}
+	for _, r := range results {
+		if e := r.EBPF; e != nil && e.ProbeRunNs > 0 {
+			fmt.Fprintf(w, "The probes' own cost, measured at load (BPF run-time statistics over 64 B pipe writes and reads): %.0f ns a run,\n"+
+				"%.1f runs and %.0f ns per traced system call; the times above include it (not subtracted).\n", e.ProbeRunNs, e.ProbeRunsPerCall, e.ProbeNsPerCall)
+			break
+		}
+	}
 	_, err := fmt.Fprintln(w, "Latencies above are from the untraced rounds. Every round measured each case untraced and traced (probes attached only\n"+
 		"for the traced pass; the order alternates by round): probe overhead is the median over the rounds of traced/untraced p50\n"+
 		"within a round, and the spread is the lowest and highest of those ratios.\n"+

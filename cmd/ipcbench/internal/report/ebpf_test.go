@@ -224,3 +224,19 @@ func TestHTMLHeatmap(t *testing.T) {
 		t.Errorf("a heatmap without an interval: %v", err)
 	}
 }
+
+// TestHTMLProbeCost checks that the breakdown chart states the probes' own cost
+// measured at load, beside the overhead.
+func TestHTMLProbeCost(t *testing.T) {
+	r := ping("pipe", 64, 1000)
+	r.EBPF = &EBPF{Probes: true, OverheadRatio: 1.2, Breakdown: &Breakdown{SyscallNs: 900, OnCPUNs: 900},
+		ProbeRunNs: 200, ProbeRunsPerCall: 2.9, ProbeNsPerCall: 580}
+	var b bytes.Buffer
+	if err := HTML(&b, []Run{run("vm", r)}); err != nil {
+		t.Fatal(err)
+	}
+	want := esc("probes' own cost " + formatNs(580) + " per traced call (2.9 runs of " + formatNs(200) + "), included")
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("the breakdown chart does not state the probes' cost %q", want)
+	}
+}

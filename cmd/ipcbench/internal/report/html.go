@@ -513,6 +513,9 @@ func ebpfSection(runs []Run, names []string) string {
 				note += fmt.Sprintf(", ×%.2f–×%.2f within single rounds", lo, hi)
 			}
 		}
+		if e := res[0].EBPF; e.ProbeRunNs > 0 {
+			note += fmt.Sprintf("; probes' own cost %s per traced call (%.1f runs of %s), included", formatNs(e.ProbeNsPerCall), e.ProbeRunsPerCall, formatNs(e.ProbeRunNs))
+		}
 		for _, sc := range scenarios {
 			b.WriteString(ebpfChart(fmt.Sprintf("ebpf-%d-%s", i, sc), fmt.Sprintf("System call time, %s: %s (%s)", sc, names[i], note), names[i], byScenario[sc]))
 		}

@@ -271,6 +271,15 @@ type EBPF struct {
 	// in the order they ran: for runs of several rounds (--rounds), how the
 	// distribution drifted over the run. Nil with fewer than two traced rounds.
 	RoundHeatmap *Heatmap `json:"round_heatmap,omitempty"`
+	// ProbeRunNs is the mean time of one probe run and ProbeNsPerCall the probes'
+	// time per traced system call, measured when the probes were loaded (BPF run-time
+	// statistics over a calibration of 64 B pipe writes and reads in ipcbench itself,
+	// ProbeRunsPerCall runs per call): what the probes add to the figures taken with
+	// them. An upper bound (the statistics' own clock reads are in it); not
+	// subtracted from anything. Zero when not measured.
+	ProbeRunNs       float64 `json:"probe_run_ns,omitempty"`
+	ProbeRunsPerCall float64 `json:"probe_runs_per_call,omitempty"`
+	ProbeNsPerCall   float64 `json:"probe_ns_per_call,omitempty"`
 	// CopyCostNsPerByte and FixedCostNs fit on-CPU syscall time per operation to
 	// fixed + copy·bytes over a size sweep. Zero when there was no sweep.
 	CopyCostNsPerByte float64 `json:"copy_cost_ns_per_byte,omitempty"`
@@ -426,7 +435,8 @@ func (f File) Validate() error {
 		}
 		vals := []float64{r.RTT.Min, r.RTT.P50, r.RTT.P90, r.RTT.P99, r.RTT.P999, r.RTT.Max, r.RTT.Mean, r.BytesPerSec, r.MsgsPerSec}
 		if e := r.EBPF; e != nil {
-			vals = append(vals, e.OverheadRatio, e.OverheadMin, e.OverheadMax, float64(e.OverheadRounds), e.CopyCostNsPerByte)
+			vals = append(vals, e.OverheadRatio, e.OverheadMin, e.OverheadMax, float64(e.OverheadRounds), e.CopyCostNsPerByte,
+				e.ProbeRunNs, e.ProbeRunsPerCall, e.ProbeNsPerCall)
 			if b := e.Breakdown; b != nil {
 				vals = append(vals, b.SyscallNs, b.OnCPUNs, b.OffCPUPeerNs, b.OffCPURunqNs, b.ReadyWaitNs)
 			}
