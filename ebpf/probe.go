@@ -416,3 +416,56 @@ func (p *Probes) Close() error {
 	p.coll.Close()
 	return ipc.Join(errs...)
 }
+
+// MeasureCost runs workload with the kernel's BPF run-time statistics enabled and
+// returns what the probes' programs cost meanwhile: their runs, their total run time,
+// and the system calls they attributed. The workload must make traced system calls
+// (of a traced process); the counters it leaves are not reset. Statistics stay on
+// only for the call (another holder may keep them on longer).
+func (p *Probes) MeasureCost(workload func() error) (ProbeCost, error) {
+	if workload == nil {
+		return ProbeCost{}, fmt.Errorf("ebpf: measure cost: no workload")
+	}
+	stats, err := cebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		return ProbeCost{}, fmt.Errorf("ebpf: measure cost: enable BPF statistics: %w", err)
+	}
+	defer stats.Close()
+	read := func() (runs uint64, t time.Duration, calls uint64, err error) {
+		p.mu.Lock()
+		closed := p.closed
+		progs := p.coll.Programs
+		p.mu.Unlock()
+		if closed {
+			return 0, 0, 0, os.ErrClosed
+		}
+		for _, prog := range progs {
+			st, err := prog.Stats()
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			runs += st.RunCount
+			t += st.Runtime
+		}
+		r, err := p.Snapshot()
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		for _, row := range r.Rows {
+			calls += row.Calls
+		}
+		return runs, t, calls, nil
+	}
+	runs0, t0, calls0, err := read()
+	if err != nil {
+		return ProbeCost{}, fmt.Errorf("ebpf: measure cost: %w", err)
+	}
+	if err := workload(); err != nil {
+		return ProbeCost{}, fmt.Errorf("ebpf: measure cost: workload: %w", err)
+	}
+	runs1, t1, calls1, err := read()
+	if err != nil {
+		return ProbeCost{}, fmt.Errorf("ebpf: measure cost: %w", err)
+	}
+	return ProbeCost{Events: runs1 - runs0, RunTime: t1 - t0, Calls: calls1 - calls0}, nil
+}

@@ -40,3 +40,6 @@ func (p *Probes) Reset() error { return ErrUnsupported }
 
 // Close does nothing.
 func (p *Probes) Close() error { return nil }
+
+// MeasureCost returns ErrUnsupported.
+func (p *Probes) MeasureCost(func() error) (ProbeCost, error) { return ProbeCost{}, ErrUnsupported }

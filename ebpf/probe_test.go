@@ -96,7 +96,7 @@ func trace(t *testing.T, o ebpf.Options, setup func(p *ebpf.Probes), procs ...*i
 	if err := ebpf.WritePrometheus(&prom, r); err != nil {
 		t.Fatal(err)
 	}
-	validatePrometheus(t, prom.String())
+	validatePrometheus(t, prom.String(), r)
 	if testing.Verbose() {
 		var b strings.Builder
 		_ = ebpf.WriteTable(&b, r.Rows)
@@ -598,4 +598,56 @@ func parseStraceC(t *testing.T, path string) map[string]uint64 {
 		}
 	}
 	return counts
+}
+
+// TestMeasureCost runs n writes and reads of a pipe of this (traced) process under
+// MeasureCost: the probes attribute them all, and ran at least their entries and
+// exits, each taking some time.
+func TestMeasureCost(t *testing.T) {
+	requireProbes(t)
+	const n = 1000
+	p, err := ebpf.Load(ebpf.Options{PIDs: []int{os.Getpid()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	buf := make([]byte, 64)
+	c, err := p.MeasureCost(func() error {
+		for i := 0; i < n; i++ {
+			if _, err := unix.Write(fds[1], buf); err != nil {
+				return err
+			}
+			if _, err := unix.Read(fds[0], buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Calls < 2*n {
+		t.Errorf("%d calls attributed, want at least %d", c.Calls, 2*n)
+	}
+	if c.Events < 2*c.Calls {
+		t.Errorf("%d probe runs for %d calls, want at least an entry and an exit each", c.Events, c.Calls)
+	}
+	if c.RunTime <= 0 || c.PerEventNs() <= 0 || c.PerCallNs() < c.PerEventNs() {
+		t.Errorf("run time %v: %.1f ns per run, %.1f ns per call", c.RunTime, c.PerEventNs(), c.PerCallNs())
+	}
+	t.Logf("%d runs, %d calls: %.1f ns per probe run, %.1f runs and %.1f ns per call", c.Events, c.Calls, c.PerEventNs(), c.EventsPerCall(), c.PerCallNs())
+
+	if _, err := p.MeasureCost(nil); err == nil {
+		t.Error("MeasureCost(nil) succeeded")
+	}
+	p.Close()
+	if _, err := p.MeasureCost(func() error { return nil }); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("MeasureCost after Close: %v", err)
+	}
 }

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/ipclab/ipclab/internal/table"
 )
 
@@ -294,9 +298,24 @@ var promHist = [NumMetrics]struct{ name, help string }{
 // WritePrometheus writes r in the Prometheus text exposition format (version 0.0.4):
 // counters ipclab_ebpf_{calls,errors,eagain,bytes}_total and one histogram family per
 // metric, labelled by primitive and op. Durations are converted to seconds; the le
-// bounds are the log2 buckets' upper bounds, up to the last non-empty bucket.
+// bounds are the log2 buckets' upper bounds (bucket k ≥ 1 ends at 2^(k+1)-1 ns or
+// bytes, bucket 0 at 1), up to the last non-empty bucket, then +Inf. The families are
+// built as client_model metric families and written by the Prometheus project's own
+// encoder (github.com/prometheus/common/expfmt), so the output is what its parser reads.
 func WritePrometheus(w io.Writer, r *Report) error {
-	bw := bufio.NewWriter(w)
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range PrometheusFamilies(r) {
+		if err := enc.Encode(mf); err != nil {
+			return fmt.Errorf("ebpf: writing %s: %w", mf.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// PrometheusFamilies returns r as Prometheus metric families (client_model's
+// dto.MetricFamily), the ones WritePrometheus writes: to serve from a registry's
+// Gatherer, or to encode in another exposition format with expfmt.
+func PrometheusFamilies(r *Report) []*dto.MetricFamily {
 	counters := []struct {
 		name, help string
 		f          func(*Row) uint64
@@ -306,48 +325,52 @@ func WritePrometheus(w io.Writer, r *Report) error {
 		{"ipclab_ebpf_eagain_total", "System calls that failed because they would block.", func(r *Row) uint64 { return r.EAGAIN }},
 		{"ipclab_ebpf_bytes_total", "Bytes moved by successful calls.", func(r *Row) uint64 { return r.Bytes }},
 	}
+	var out []*dto.MetricFamily
 	for _, c := range counters {
-		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s counter\n", c.name, c.help, c.name)
+		mf := &dto.MetricFamily{Name: proto.String(c.name), Help: proto.String(c.help), Type: dto.MetricType_COUNTER.Enum()}
 		for i := range r.Rows {
-			fmt.Fprintf(bw, "%s{%s} %d\n", c.name, promLabels(&r.Rows[i]), c.f(&r.Rows[i]))
+			mf.Metric = append(mf.Metric, &dto.Metric{
+				Label:   promLabels(&r.Rows[i]),
+				Counter: &dto.Counter{Value: proto.Float64(float64(c.f(&r.Rows[i])))},
+			})
 		}
+		out = append(out, mf)
 	}
 	for m := Metric(0); m < NumMetrics; m++ {
 		fam := promHist[m]
-		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s histogram\n", fam.name, fam.help, fam.name)
+		mf := &dto.MetricFamily{Name: proto.String(fam.name), Help: proto.String(fam.help), Type: dto.MetricType_HISTOGRAM.Enum()}
 		scale := 1e9 // ns per second: durations are divided by it
 		if m == MetricBytes {
 			scale = 1
 		}
 		for i := range r.Rows {
-			row := &r.Rows[i]
-			h := &row.Hist[m]
-			labels := promLabels(row)
+			h := &r.Rows[i].Hist[m]
 			last := -1
 			for k, c := range h.Buckets {
 				if c > 0 {
 					last = k
 				}
 			}
+			ph := &dto.Histogram{
+				SampleCount: proto.Uint64(h.Count()),
+				SampleSum:   proto.Float64(float64(h.Sum) / scale),
+			}
 			var cum uint64
 			for k := 0; k <= last && k < NumBuckets-1; k++ {
 				cum += h.Buckets[k]
 				_, hi := BucketBounds(k)
-				fmt.Fprintf(bw, "%s_bucket{%s,le=\"%s\"} %d\n", fam.name, labels,
-					strconv.FormatFloat(float64(hi)/scale, 'g', -1, 64), cum)
+				ph.Bucket = append(ph.Bucket, &dto.Bucket{CumulativeCount: proto.Uint64(cum), UpperBound: proto.Float64(float64(hi) / scale)})
 			}
-			fmt.Fprintf(bw, "%s_bucket{%s,le=\"+Inf\"} %d\n", fam.name, labels, h.Count())
-			fmt.Fprintf(bw, "%s_sum{%s} %s\n", fam.name, labels, strconv.FormatFloat(float64(h.Sum)/scale, 'g', -1, 64))
-			fmt.Fprintf(bw, "%s_count{%s} %d\n", fam.name, labels, h.Count())
+			mf.Metric = append(mf.Metric, &dto.Metric{Label: promLabels(&r.Rows[i]), Histogram: ph})
 		}
+		out = append(out, mf)
 	}
-	return bw.Flush()
+	return out
 }
 
-func promLabels(r *Row) string {
-	return `primitive="` + promEscape(r.Primitive) + `",op="` + promEscape(r.Op) + `"`
+func promLabels(r *Row) []*dto.LabelPair {
+	return []*dto.LabelPair{
+		{Name: proto.String("primitive"), Value: proto.String(r.Primitive)},
+		{Name: proto.String("op"), Value: proto.String(r.Op)},
+	}
 }
-
-var promEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-
-func promEscape(s string) string { return promEscaper.Replace(s) }

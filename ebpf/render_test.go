@@ -8,10 +8,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ipclab/ipclab/ebpf"
 )
@@ -112,7 +116,7 @@ func TestRenderPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "report.prom", b.Bytes())
-	validatePrometheus(t, b.String())
+	validatePrometheus(t, b.String(), sampleReport())
 }
 
 // validateReportJSON checks a WriteJSON document against schema.json, then the
@@ -314,39 +318,92 @@ func TestSchemaRejects(t *testing.T) {
 	}
 }
 
-var promLine = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf)$`)
-
-// validatePrometheus checks the text exposition format: HELP and TYPE before each
-// family's samples, sample syntax, cumulative buckets ending in +Inf equal to _count.
-func validatePrometheus(t *testing.T, text string) {
+// validatePrometheus parses text with the Prometheus project's own text parser
+// (expfmt) and checks it against r: every row's counters, and for every metric its
+// histogram with one le bucket per log2 bucket up to the last non-empty one, each
+// holding the cumulative count of r's buckets, then +Inf, _count and _sum.
+func validatePrometheus(t *testing.T, text string, r *ebpf.Report) {
 	t.Helper()
-	typed := map[string]string{}
-	var lastCum = map[string]float64{}
-	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		if strings.HasPrefix(line, "# HELP ") {
-			continue
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("the Prometheus text parser rejects the output: %v\n%s", err, text)
+	}
+	find := func(family, prim, op string) *dto.Metric {
+		t.Helper()
+		mf := fams[family]
+		if mf == nil {
+			t.Fatalf("no family %s", family)
 		}
-		if strings.HasPrefix(line, "# TYPE ") {
-			f := strings.Fields(line)
-			typed[f[2]] = f[3]
-			continue
-		}
-		if !promLine.MatchString(line) {
-			t.Fatalf("line %d: bad sample %q", i+1, line)
-		}
-		name := line[:strings.IndexAny(line, "{ ")]
-		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
-		if typed[name] == "" && typed[base] != "histogram" {
-			t.Fatalf("line %d: sample of %s before its TYPE", i+1, name)
-		}
-		if strings.HasSuffix(name, "_bucket") {
-			series := line[:strings.Index(line, ",le=")]
-			var v float64
-			fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
-			if v < lastCum[series] {
-				t.Fatalf("line %d: buckets not cumulative", i+1)
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
 			}
-			lastCum[series] = v
+			if l["primitive"] == prim && l["op"] == op {
+				return m
+			}
+		}
+		t.Fatalf("%s: no series for %s %s", family, prim, op)
+		return nil
+	}
+	for _, row := range r.Rows {
+		for family, want := range map[string]uint64{
+			"ipclab_ebpf_calls_total": row.Calls, "ipclab_ebpf_errors_total": row.Errors,
+			"ipclab_ebpf_eagain_total": row.EAGAIN, "ipclab_ebpf_bytes_total": row.Bytes,
+		} {
+			if fams[family].GetType() != dto.MetricType_COUNTER {
+				t.Errorf("%s is a %v, want a counter", family, fams[family].GetType())
+			}
+			if got := find(family, row.Primitive, row.Op).GetCounter().GetValue(); got != float64(want) {
+				t.Errorf("%s{%s %s} = %v, want %d", family, row.Primitive, row.Op, got, want)
+			}
+		}
+		for m := ebpf.Metric(0); m < ebpf.NumMetrics; m++ {
+			family := "ipclab_ebpf_" + m.String() + "_seconds"
+			scale := 1e9
+			switch m {
+			case ebpf.MetricBytes:
+				family, scale = "ipclab_ebpf_call_bytes", 1
+			case ebpf.MetricCall:
+				family = "ipclab_ebpf_call_seconds"
+			}
+			if fams[family].GetType() != dto.MetricType_HISTOGRAM {
+				t.Fatalf("%s is a %v, want a histogram", family, fams[family].GetType())
+			}
+			h := &row.Hist[m]
+			ph := find(family, row.Primitive, row.Op).GetHistogram()
+			if ph.GetSampleCount() != h.Count() {
+				t.Errorf("%s{%s %s}: count %d, want %d", family, row.Primitive, row.Op, ph.GetSampleCount(), h.Count())
+			}
+			if got, want := ph.GetSampleSum(), float64(h.Sum)/scale; math.Abs(got-want) > 1e-12*math.Max(1, want) {
+				t.Errorf("%s{%s %s}: sum %v, want %v", family, row.Primitive, row.Op, got, want)
+			}
+			last := -1
+			for k, c := range h.Buckets {
+				if c > 0 {
+					last = k
+				}
+			}
+			var want []*dto.Bucket
+			var cum uint64
+			for k := 0; k <= last && k < ebpf.NumBuckets-1; k++ {
+				cum += h.Buckets[k]
+				_, hi := ebpf.BucketBounds(k)
+				want = append(want, &dto.Bucket{CumulativeCount: proto.Uint64(cum), UpperBound: proto.Float64(float64(hi) / scale)})
+			}
+			want = append(want, &dto.Bucket{CumulativeCount: proto.Uint64(h.Count()), UpperBound: proto.Float64(math.Inf(1))})
+			got := ph.GetBucket()
+			if len(got) != len(want) {
+				t.Errorf("%s{%s %s}: %d buckets, want %d", family, row.Primitive, row.Op, len(got), len(want))
+				continue
+			}
+			for k := range want {
+				if got[k].GetCumulativeCount() != want[k].GetCumulativeCount() || got[k].GetUpperBound() != want[k].GetUpperBound() {
+					t.Errorf("%s{%s %s}: bucket le=%v count %d, want le=%v count %d", family, row.Primitive, row.Op,
+						got[k].GetUpperBound(), got[k].GetCumulativeCount(), want[k].GetUpperBound(), want[k].GetCumulativeCount())
+				}
+			}
 		}
 	}
 }

@@ -135,6 +135,14 @@ func (h *Histogram) Quantile(q float64) uint64 {
 	return 0
 }
 
+// Add adds o's counts and sum to h: the histogram of both sets of values.
+func (h *Histogram) Add(o *Histogram) {
+	for k := range h.Buckets {
+		h.Buckets[k] += o.Buckets[k]
+	}
+	h.Sum += o.Sum
+}
+
 func (h *Histogram) sub(o *Histogram) {
 	for k := range h.Buckets {
 		h.Buckets[k] -= min(h.Buckets[k], o.Buckets[k])

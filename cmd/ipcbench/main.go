@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ipclab/ipclab/cmd/ipcbench/internal/bench"
 	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
 	"github.com/ipclab/ipclab/ebpf"
@@ -287,6 +289,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 		}
 	}
 	probeOpts := ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true}
+	var cost ebpf.ProbeCost
 	if rp.ebpf {
 		// Fail now rather than in the first traced pass. Run attaches the probes for
 		// each traced pass and detaches them for each untraced one.
@@ -296,7 +299,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 		}
 		fmt.Fprintf(stderr, "eBPF probes attach with %s; every round measures each case untraced and traced (at least %d rounds)\n",
 			probes.Attach(), bench.MinTracedRounds)
+		cost, err = measureProbeCost(probes)
 		probes.Close()
+		if err != nil {
+			return fmt.Errorf("--ebpf: %w", err)
+		}
+		fmt.Fprintf(stderr, "eBPF probes cost %.0f ns a run, %.1f runs and %.0f ns per traced system call (BPF run-time statistics, 64 B pipe calibration)\n",
+			cost.PerEventNs(), cost.EventsPerCall(), cost.PerCallNs())
 		cfg.Probes = func() (bench.TracerCloser, error) { return ebpf.Load(probeOpts) }
 	}
 	start := time.Now()
@@ -314,6 +323,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 	}
 	for _, rs := range perScenario {
 		results = append(results, rs...)
+	}
+	for i := range results {
+		if e := results[i].EBPF; e != nil && cost.Calls > 0 {
+			e.ProbeRunNs, e.ProbeRunsPerCall, e.ProbeNsPerCall = cost.PerEventNs(), cost.EventsPerCall(), cost.PerCallNs()
+		}
 	}
 	runErr := errors.Join(runErrs...)
 	fmt.Fprintf(stderr, "done in %.1fs\n", time.Since(start).Seconds())
@@ -487,4 +501,28 @@ func htmlReport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return file.Close()
+}
+
+// measureProbeCost measures what the probes cost per run and per traced system call:
+// 2000 writes and reads of 64 B through a pipe of this (traced) process under the
+// kernel's BPF run-time statistics.
+func measureProbeCost(p *ebpf.Probes) (ebpf.ProbeCost, error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return ebpf.ProbeCost{}, fmt.Errorf("calibration pipe: %w", err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	buf := make([]byte, 64)
+	return p.MeasureCost(func() error {
+		for range 1000 {
+			if _, err := unix.Write(fds[1], buf); err != nil {
+				return err
+			}
+			if _, err := unix.Read(fds[0], buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -237,3 +237,29 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 		require.False(t, time.Now().After(deadline), "%d System V queues left 30 s after ipcbench was killed", queues())
 	}
 }
+
+// TestRunEBPFProbeCost: `run --ebpf` measures the probes' own cost when it loads
+// them, and reports it beside the probed figures: in every traced result's JSON and
+// under the table.
+func TestRunEBPFProbeCost(t *testing.T) {
+	ipctest.RequireRoot(t)
+	args := []string{"run", "--ebpf", "--prim", "pipe", "--impl", "raw", "--size", "64", "--iters", "200", "--warmup", "1ms"}
+	out, progress, err := runCLI(t, append(args, "--format", "json")...)
+	if err != nil && strings.Contains(err.Error(), "CAP_BPF") {
+		t.Skip("eBPF probes need CAP_BPF and CAP_PERFMON:", err)
+	}
+	require.NoError(t, err, progress)
+	assert.Regexp(t, `eBPF probes cost \d+ ns a run, [0-9.]+ runs and \d+ ns per traced system call`, progress)
+	f, err := report.Decode(strings.NewReader(out))
+	require.NoError(t, err)
+	require.Len(t, f.Results, 1)
+	e := f.Results[0].EBPF
+	require.NotNil(t, e)
+	assert.Positive(t, e.ProbeRunNs)
+	assert.GreaterOrEqual(t, e.ProbeRunsPerCall, 2.0, "an entry and an exit per call at least")
+	assert.InDelta(t, e.ProbeRunNs*e.ProbeRunsPerCall, e.ProbeNsPerCall, 1e-6*e.ProbeNsPerCall)
+
+	out, _, err = runCLI(t, append(args, "--format", "table")...)
+	require.NoError(t, err)
+	assert.Contains(t, out, "The probes' own cost, measured at load")
+}

@@ -730,6 +730,8 @@ func measure(ctx context.Context, cfg Config, p Params, ep Endpoint, ctrls []*os
 		if b, calls, bpc := breakdown(snap); b != nil {
 			out.EBPF = &report.EBPF{Probes: true, Breakdown: b}
 			out.calls, out.bytesPerCall = calls, bpc
+			out.probeHists = caseHists(snap)
+			out.roundCols = [][]uint64{callBuckets(&out.probeHists)}
 		}
 	}
 	out.elapsed = total

@@ -103,6 +103,42 @@ func TestBrowserCheck(t *testing.T) {
 		}
 	})
 
+	// The report of two real --ebpf runs: a histogram chart for every traced case,
+	// every chart drawn.
+	t.Run("ebpf-histograms", func(t *testing.T) {
+		runs := ebpfRuns(t)
+		var b bytes.Buffer
+		if err := HTML(&b, runs); err != nil {
+			t.Fatal(err)
+		}
+		if checkHistograms(t, b.String(), runs) == 0 {
+			t.Fatal("no histogram charts")
+		}
+		out, ok := checkReport(t, b.Bytes())
+		if !ok {
+			t.Fatalf("the report of --ebpf runs failed the browser check:\n%s", out)
+		}
+		if n := strings.Count(b.String(), `<svg class="chart"`); !strings.Contains(out, fmt.Sprintf("drawn=%d ", n)) {
+			t.Errorf("want %d charts drawn:\n%s", n, out)
+		}
+	})
+
+	// A trace's heatmaps (ipcbench trace -html) next to the runs' charts.
+	t.Run("heatmap", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := (Page{Runs: ebpfRuns(t), Heatmaps: []Heatmap{heatmapFixture()}}).WriteHTML(&b); err != nil {
+			t.Fatal(err)
+		}
+		out, ok := checkReport(t, b.Bytes())
+		if !ok {
+			t.Fatalf("the report with a heatmap failed the browser check:\n%s", out)
+		}
+		n := strings.Count(b.String(), `<svg class="chart"`)
+		if !strings.Contains(b.String(), `id="heatmap-0"`) || !strings.Contains(out, fmt.Sprintf("drawn=%d ", n)) {
+			t.Errorf("want %d charts drawn, the heatmap among them:\n%s", n, out)
+		}
+	})
+
 	broken := []struct {
 		name, find, replace, want string
 	}{

@@ -11,7 +11,9 @@ import (
 // HTML writes a single self-contained HTML page about the runs: round-trip latency by
 // primitive and size, throughput against message size, the rate and delay over time
 // of streams with quality of service where the runs have any (scenario qos), the
-// eBPF breakdown of system call time where the runs were traced, comparison tables,
+// eBPF breakdown of system call time and the distributions behind it (a chart of
+// log2 histograms per traced case, runs side by side) where the runs were traced,
+// comparison tables,
 // and the machines' details.
 // Charts are inline SVG drawn here; the page's small inline script only checks that
 // they rendered (it sets data-charts-drawn on <body>) and toggles series from the
@@ -25,15 +27,24 @@ func HTML(w io.Writer, runs []Run) error {
 type Page struct {
 	Runs      []Run
 	Snapshots []Snapshot
+	// Heatmaps are latency distributions over time (ipcbench trace -html), shown
+	// in a section of their own.
+	Heatmaps []Heatmap
 }
 
 // WriteHTML writes the page as HTML does, with a section "IPC snapshots" that
 // shows each snapshot's deadlocks, wait-for graph (as inspect.WriteSVG draws it),
-// waits and objects. A page needs at least one run or one snapshot.
+// waits and objects, and a section "Latency over time" with the heatmaps. A page
+// needs at least one run, snapshot or heatmap.
 func (p Page) WriteHTML(w io.Writer) error {
 	runs, snaps := p.Runs, p.Snapshots
-	if len(runs) == 0 && len(snaps) == 0 {
-		return fmt.Errorf("%w: no runs or snapshots for the report", ErrInvalid)
+	if len(runs) == 0 && len(snaps) == 0 && len(p.Heatmaps) == 0 {
+		return fmt.Errorf("%w: no runs, snapshots or heatmaps for the report", ErrInvalid)
+	}
+	for _, h := range p.Heatmaps {
+		if why := h.validate(); why != "" {
+			return fmt.Errorf("%w: %s", ErrInvalid, why)
+		}
 	}
 	for _, r := range runs {
 		if err := r.Validate(); err != nil {
@@ -59,6 +70,9 @@ func (p Page) WriteHTML(w io.Writer) error {
 		}
 		shown = append(shown, fmt.Sprintf("%s: %s", counted(len(snaps), "IPC snapshot", "IPC snapshots"), esc(strings.Join(snapNames, ", "))))
 	}
+	if len(p.Heatmaps) > 0 {
+		shown = append(shown, counted(len(p.Heatmaps), "latency heatmap", "latency heatmaps"))
+	}
 	ew.printf("<h1>ipcbench report</h1>\n<p class=\"sub\">%s.</p>\n", strings.Join(shown, "; "))
 
 	var nav []string
@@ -75,7 +89,11 @@ func (p Page) WriteHTML(w io.Writer) error {
 			section("qos", "Streams with quality of service", qosSection(runs, names))
 		}
 		section("ebpf", "Where the time goes (eBPF)", ebpfSection(runs, names))
+		section("ebpf-histograms", "Latency distributions (eBPF)", histSection(runs, names))
 		section("tables", "Comparison tables", tablesSection(runs, names))
+	}
+	if len(p.Heatmaps) > 0 {
+		section("heatmaps", "Latency over time (eBPF)", heatmapSection(p.Heatmaps))
 	}
 	if len(snaps) > 0 {
 		content, err := snapshotSection(snaps)
@@ -391,13 +409,16 @@ var ebpfSegments = []string{
 	"other on-CPU time (entry, locks, wake-ups)",
 	"blocked, waiting for the peer",
 	"blocked, waiting for a CPU",
+	"readiness wait (poller mode: after EAGAIN, outside the call)",
 }
 
-// ebpfParts splits a result's system call time into the segments above.
+// ebpfParts splits a result's system call time into the segments above, the last
+// one, the readiness wait of poller-mode I/O, being time outside the calls that the
+// caller waited all the same.
 func ebpfParts(r Result) []float64 {
 	bd := r.EBPF.Breakdown
 	copyNs := math.Min(r.EBPF.CopyCostNsPerByte*float64(r.Size), bd.OnCPUNs)
-	return []float64{copyNs, bd.OnCPUNs - copyNs, bd.OffCPUPeerNs, bd.OffCPURunqNs}
+	return []float64{copyNs, bd.OnCPUNs - copyNs, bd.OffCPUPeerNs, bd.OffCPURunqNs, bd.ReadyWaitNs}
 }
 
 func ebpfChart(id, title, machine string, results []Result) string {
@@ -442,14 +463,14 @@ func ebpfChart(id, title, machine string, results []Result) string {
 		cy += barH + gap
 	}
 	s.add(`<line x1="%s" y1="%s" x2="%s" y2="%s" class="axis"/>`+"\n", f1(labelW), f1(top-4), f1(labelW), f1(bottom))
-	s.text((labelW+width)/2, bottom+22, "middle", "axis-label", "time in the primitive's system calls per operation (mean)")
+	s.text((labelW+width)/2, bottom+22, "middle", "axis-label", "time in the primitive's system calls per call (mean), then the readiness wait")
 	s.h = bottom + 32
 	return s.finish(id, title)
 }
 
 func ebpfSection(runs []Run, names []string) string {
 	var b strings.Builder
-	b.WriteString(`<p>With <code>--ebpf</code>, tracepoints split the time spent inside the primitive's system calls into running (on-CPU: copying the payload, entry, locks, wake-ups) and blocked (off-CPU: waiting for the peer, then for a CPU). The copy share is the per-byte cost fitted over the size sweep times the message size; without a sweep it stays in the other on-CPU time. Probes cost time themselves; each chart states the measured overhead.</p>` + "\n")
+	b.WriteString(`<p>With <code>--ebpf</code>, tracepoints split the time spent inside the primitive's system calls into running (on-CPU: copying the payload, entry, locks, wake-ups) and blocked (off-CPU: waiting for the peer, then for a CPU). The copy share is the per-byte cost fitted over the size sweep times the message size; without a sweep it stays in the other on-CPU time. In poller mode (Go's runtime poller) a call that would block returns EAGAIN at once and the wait happens in epoll_wait, often on another thread: the <em>readiness wait</em> segment is the time from such an EAGAIN to the next successful call on the same descriptor and operation, per call. It lies outside the system call and is not in its time, but the caller waited for it; it is not a measure of epoll itself (epoll_wait also waits for other descriptors), and it includes the runtime's scheduling of the waiting goroutine. Probes cost time themselves; each chart states the measured overhead.</p>` + "\n")
 	any := false
 	for i, run := range runs {
 		var res []Result
@@ -491,6 +512,9 @@ func ebpfSection(runs []Run, names []string) string {
 			if lo <= hi {
 				note += fmt.Sprintf(", ×%.2f–×%.2f within single rounds", lo, hi)
 			}
+		}
+		if e := res[0].EBPF; e.ProbeRunNs > 0 {
+			note += fmt.Sprintf("; probes' own cost %s per traced call (%.1f runs of %s), included", formatNs(e.ProbeNsPerCall), e.ProbeRunsPerCall, formatNs(e.ProbeRunNs))
 		}
 		for _, sc := range scenarios {
 			b.WriteString(ebpfChart(fmt.Sprintf("ebpf-%d-%s", i, sc), fmt.Sprintf("System call time, %s: %s (%s)", sc, names[i], note), names[i], byScenario[sc]))

@@ -263,6 +263,23 @@ type EBPF struct {
 	OverheadRounds int     `json:"overhead_rounds,omitempty"`
 	// Breakdown splits the time spent in system calls, as means per operation.
 	Breakdown *Breakdown `json:"breakdown,omitempty"`
+	// Histograms are the log2 distributions the probes recorded for the case's
+	// system calls over all its traced rounds: one per metric ("call", "oncpu",
+	// "offcpu_peer", "offcpu_runq", "ready_wait", "bytes"), empty ones left out.
+	Histograms []Histogram `json:"histograms,omitempty"`
+	// RoundHeatmap is the time in call of every traced round, a column per round
+	// in the order they ran: for runs of several rounds (--rounds), how the
+	// distribution drifted over the run. Nil with fewer than two traced rounds.
+	RoundHeatmap *Heatmap `json:"round_heatmap,omitempty"`
+	// ProbeRunNs is the mean time of one probe run and ProbeNsPerCall the probes'
+	// time per traced system call, measured when the probes were loaded (BPF run-time
+	// statistics over a calibration of 64 B pipe writes and reads in ipcbench itself,
+	// ProbeRunsPerCall runs per call): what the probes add to the figures taken with
+	// them. An upper bound (the statistics' own clock reads are in it); not
+	// subtracted from anything. Zero when not measured.
+	ProbeRunNs       float64 `json:"probe_run_ns,omitempty"`
+	ProbeRunsPerCall float64 `json:"probe_runs_per_call,omitempty"`
+	ProbeNsPerCall   float64 `json:"probe_ns_per_call,omitempty"`
 	// CopyCostNsPerByte and FixedCostNs fit on-CPU syscall time per operation to
 	// fixed + copy·bytes over a size sweep. Zero when there was no sweep.
 	CopyCostNsPerByte float64 `json:"copy_cost_ns_per_byte,omitempty"`
@@ -276,6 +293,81 @@ type Breakdown struct {
 	OnCPUNs      float64 `json:"oncpu_ns"`       // running: copies, locks, wake-ups
 	OffCPUPeerNs float64 `json:"offcpu_peer_ns"` // blocked waiting for the peer
 	OffCPURunqNs float64 `json:"offcpu_runq_ns"` // woken, waiting for a CPU
+	// ReadyWaitNs is the readiness wait of poller-mode I/O, per system call: the time
+	// from a call that returned EAGAIN to the next successful call on the same
+	// process, descriptor and operation, summed and divided by the calls. It is
+	// spent outside the system calls (in epoll_wait, often on another thread, and in
+	// the runtime's scheduling), so it is not part of SyscallNs; the caller waited
+	// for it all the same. Zero for calls that block in the kernel (their wait is
+	// OffCPUPeerNs) and for calls that never found their descriptor unready.
+	ReadyWaitNs float64 `json:"ready_wait_ns,omitempty"`
+	// ReadyWaits counts the readiness waits the mean is made of (the EAGAINs
+	// followed by a success), over all the traced rounds.
+	ReadyWaits uint64 `json:"ready_waits,omitempty"`
+}
+
+// Histogram is a log2 distribution recorded by the eBPF probes: Buckets[0] counts the
+// values 0 and 1, Buckets[k] for k ≥ 1 the values in [2^k, 2^(k+1)-1]; trailing empty
+// buckets are left out.
+type Histogram struct {
+	// Metric is what was measured: "call" (time in the system call), "oncpu",
+	// "offcpu_peer" (blocked, waiting for the peer), "offcpu_runq" (waiting for a
+	// CPU), "ready_wait" (poller mode: from EAGAIN to the next success) or "bytes"
+	// (per successful call).
+	Metric string `json:"metric"`
+	// Unit is "ns" or "bytes".
+	Unit    string   `json:"unit"`
+	Buckets []uint64 `json:"buckets"`
+	// Count is the number of values (the sum of Buckets), Sum their exact sum.
+	Count uint64 `json:"count"`
+	Sum   uint64 `json:"sum"`
+	// P50 and P99 are the upper bounds of the buckets that hold the median and the
+	// 99th percentile: a log2 histogram knows no more.
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+// HistogramMetrics lists the metrics a Histogram can hold, in the order reports
+// show them, with their titles.
+var HistogramMetrics = []struct{ Metric, Title string }{
+	{"call", "time in call"},
+	{"oncpu", "on-CPU"},
+	{"offcpu_peer", "blocked, waiting for the peer"},
+	{"offcpu_runq", "waiting for a CPU"},
+	{"ready_wait", "readiness wait (poller, after EAGAIN)"},
+	{"bytes", "bytes per call"},
+}
+
+// BucketRange returns the smallest and largest value bucket k of a Histogram counts
+// (for k ≥ 1, [2^k, 2^(k+1)-1]; for k = 0, [0, 1]).
+func BucketRange(k int) (lo, hi float64) {
+	if k <= 0 {
+		return 0, 1
+	}
+	return math.Ldexp(1, k), math.Ldexp(1, k+1) - 1
+}
+
+// validate says what is wrong with h ("" when nothing is).
+func (h Histogram) validate() string {
+	known := false
+	for _, m := range HistogramMetrics {
+		known = known || m.Metric == h.Metric
+	}
+	var n uint64
+	for _, c := range h.Buckets {
+		n += c
+	}
+	switch {
+	case !known:
+		return fmt.Sprintf("histogram of unknown metric %q", h.Metric)
+	case len(h.Buckets) > 64:
+		return fmt.Sprintf("histogram %s: %d buckets, at most 64", h.Metric, len(h.Buckets))
+	case n != h.Count:
+		return fmt.Sprintf("histogram %s: buckets add up to %d, count is %d", h.Metric, n, h.Count)
+	case h.P50 < 0 || h.P99 < h.P50 || math.IsNaN(h.P50) || math.IsInf(h.P99, 0):
+		return fmt.Sprintf("histogram %s: p50 %v and p99 %v out of order", h.Metric, h.P50, h.P99)
+	}
+	return ""
 }
 
 // Key identifies a Result's row in a comparison: everything but the measurement.
@@ -343,9 +435,20 @@ func (f File) Validate() error {
 		}
 		vals := []float64{r.RTT.Min, r.RTT.P50, r.RTT.P90, r.RTT.P99, r.RTT.P999, r.RTT.Max, r.RTT.Mean, r.BytesPerSec, r.MsgsPerSec}
 		if e := r.EBPF; e != nil {
-			vals = append(vals, e.OverheadRatio, e.OverheadMin, e.OverheadMax, float64(e.OverheadRounds), e.CopyCostNsPerByte)
+			vals = append(vals, e.OverheadRatio, e.OverheadMin, e.OverheadMax, float64(e.OverheadRounds), e.CopyCostNsPerByte,
+				e.ProbeRunNs, e.ProbeRunsPerCall, e.ProbeNsPerCall)
 			if b := e.Breakdown; b != nil {
-				vals = append(vals, b.SyscallNs, b.OnCPUNs, b.OffCPUPeerNs, b.OffCPURunqNs)
+				vals = append(vals, b.SyscallNs, b.OnCPUNs, b.OffCPUPeerNs, b.OffCPURunqNs, b.ReadyWaitNs)
+			}
+			for _, h := range e.Histograms {
+				if why := h.validate(); why != "" {
+					return bad(why)
+				}
+			}
+			if h := e.RoundHeatmap; h != nil {
+				if why := h.validate(); why != "" {
+					return bad(why)
+				}
 			}
 		}
 		for _, v := range vals {
