@@ -110,7 +110,29 @@ type serverConfig struct {
 	durable     bool
 	durablePath string
 	replay      func(Effect) error
+	idle        time.Duration
+	maxConns    int
 }
+
+// DefaultIdleTimeout is how long a server waits, by default, for a TCP
+// connection's next call record to arrive in full (WithIdleTimeout).
+const DefaultIdleTimeout = 2 * time.Minute
+
+// DefaultMaxConns is how many TCP connections a server serves at once by default
+// (WithMaxConns).
+const DefaultMaxConns = 1024
+
+// WithIdleTimeout bounds how long the server waits for a TCP connection's next
+// call record, from the end of the previous reply (or the accept) to the record's
+// last byte (default DefaultIdleTimeout): a connection that stays silent, or sends
+// a record too slowly, is closed, so that a client cannot hold the server's
+// resources with connections that say nothing. 0 means no bound.
+func WithIdleTimeout(d time.Duration) ServerOption { return func(c *serverConfig) { c.idle = d } }
+
+// WithMaxConns bounds the TCP connections the server serves at once (default
+// DefaultMaxConns): a connection accepted beyond it is closed at once, before
+// anything is read from it.
+func WithMaxConns(n int) ServerOption { return func(c *serverConfig) { c.maxConns = n } }
 
 // WithMaxRecord sets the largest call record or datagram the server accepts
 // (default DefaultMaxRecord); a longer record closes the TCP connection before its
@@ -187,7 +209,7 @@ type Server struct {
 
 // NewServer returns a server with no programs and no listeners.
 func NewServer(opts ...ServerOption) (*Server, error) {
-	cfg := serverConfig{maxRecord: DefaultMaxRecord, deferMax: defaultDeferMax}
+	cfg := serverConfig{maxRecord: DefaultMaxRecord, deferMax: defaultDeferMax, idle: DefaultIdleTimeout, maxConns: DefaultMaxConns}
 	if err := option.Apply(&cfg, opts); err != nil {
 		return nil, opErr("new server", "", err)
 	}
@@ -196,6 +218,9 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 	}
 	if cfg.cacheSize < 0 || (cfg.cacheSize > 0 && cfg.cacheMinAge < 0) {
 		return nil, invalid("new server", "", "reply cache of %d entries, min age %v", cfg.cacheSize, cfg.cacheMinAge)
+	}
+	if cfg.idle < 0 || cfg.maxConns < 1 {
+		return nil, invalid("new server", "", "idle timeout %v, connection limit %d", cfg.idle, cfg.maxConns)
 	}
 	if cfg.deferMax < 1 {
 		return nil, invalid("new server", "", "deferred-call limit %d", cfg.deferMax)
@@ -375,6 +400,12 @@ func (s *Server) acceptLoop(l *sockets.StreamListener) {
 			c.Close()
 			return
 		}
+		if len(s.conns) >= s.cfg.maxConns {
+			// Over the limit: refuse it rather than let it wait unserved.
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -396,6 +427,11 @@ func (s *Server) serveConn(c *sockets.StreamConn) {
 	from := c.RemoteAddr()
 	key := "tcp " + from.String()
 	for {
+		if s.cfg.idle > 0 {
+			if err := c.SetReadDeadline(time.Now().Add(s.cfg.idle)); err != nil {
+				return
+			}
+		}
 		rec, err := rr.next(context.Background())
 		if err != nil {
 			if errors.Is(err, ErrProtocol) {
