@@ -402,6 +402,7 @@ func (c *Client) roundTripTCP(ctx context.Context, xid uint32) (ReplyHeader, []b
 // by the semantics.
 func (c *Client) roundTripUDP(ctx context.Context, xid uint32, sem Semantics) (ReplyHeader, []byte, error) {
 	deadline, has := ctx.Deadline()
+	ctxDeadline := has // the deadline is the context's, not the client's timeout
 	if !has && c.cfg.timeout > 0 {
 		deadline, has = time.Now().Add(c.cfg.timeout), true
 	}
@@ -430,6 +431,14 @@ func (c *Client) roundTripUDP(ctx context.Context, xid uint32, sem Semantics) (R
 			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					if has && !time.Now().Before(deadline) {
+						if ctxDeadline {
+							// The socket's deadline was the context's: say so,
+							// whether or not ctx's own timer has fired yet.
+							if cerr := ctx.Err(); cerr != nil {
+								return ReplyHeader{}, nil, cerr
+							}
+							return ReplyHeader{}, nil, context.DeadlineExceeded
+						}
 						return ReplyHeader{}, nil, err
 					}
 					break // retransmit

@@ -1,0 +1,99 @@
+package rpc_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ipclab/ipclab/ipc/rpc"
+	"github.com/ipclab/ipclab/sockets"
+)
+
+// silentUDP is a UDP socket that never answers: a port held by a process that is
+// no RPC server (or a server that hangs).
+func silentUDP(t *testing.T) (*sockets.DgramConn, int) {
+	t.Helper()
+	u, err := sockets.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	return u, u.LocalAddr().(*net.UDPAddr).Port
+}
+
+// unsetAfter removes prog/vers from rpcbind now and when the test ends.
+func unsetAfter(t *testing.T, prog, vers uint32) {
+	t.Helper()
+	if _, err := rpc.Unset(bg, prog, vers); err != nil {
+		t.Skipf("rpcbind: %v", err)
+	}
+	t.Cleanup(func() { _, _ = rpc.Unset(bg, prog, vers) })
+}
+
+// TestUDPContextDeadline: a UDP call that ends at its context's deadline returns
+// the context's error, not the socket's os.ErrDeadlineExceeded; the client's own
+// timeout (WithTimeout) still ends with os.ErrDeadlineExceeded.
+func TestUDPContextDeadline(t *testing.T) {
+	_, port := silentUDP(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	for _, sem := range []rpc.Semantics{rpc.Maybe, rpc.AtLeastOnce} {
+		c := dial(t, "udp", addr, 0x20000a01, 1, rpc.WithSemantics(sem), rpc.WithRetransmit(30*time.Millisecond, 30*time.Millisecond))
+		for i := 0; i < 5; i++ {
+			ctx, cancel := context.WithTimeout(bg, 60*time.Millisecond)
+			err := c.Call(ctx, 0, nil, nil)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("%v, run %d: %v, want context.DeadlineExceeded", sem, i, err)
+			}
+		}
+		c.Close()
+	}
+	c := dial(t, "udp", addr, 0x20000a01, 1, rpc.WithTimeout(60*time.Millisecond))
+	if err := c.Call(bg, 0, nil, nil); !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("client timeout: %v, want os.ErrDeadlineExceeded", err)
+	}
+	c.Close()
+}
+
+// TestStaleSilentUDP (RPC-03): a UDP registration whose port is held by a socket
+// that never answers is stale: DialRpcbind says ErrStale, every time, and
+// Advertise replaces it.
+func TestStaleSilentUDP(t *testing.T) {
+	const prog, vers = 0x20000a02, 1
+	unsetAfter(t, prog, vers)
+	_, port := silentUDP(t)
+	if ok, err := rpc.Set(bg, prog, vers, "udp", port); err != nil || !ok {
+		t.Fatalf("set: %v %v", ok, err)
+	}
+	for i := 0; i < 3; i++ {
+		c, err := rpc.DialRpcbind(bg, "udp", prog, vers)
+		if err == nil {
+			c.Close()
+		}
+		if !errors.Is(err, rpc.ErrStale) {
+			t.Fatalf("run %d: DialRpcbind = %v, want ErrStale", i, err)
+		}
+	}
+	s, err := rpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Register(prog, vers, nil); err != nil {
+		t.Fatal(err)
+	}
+	ua, err := s.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Advertise(bg); err != nil {
+		t.Fatalf("advertise over a stale registration: %v", err)
+	}
+	if got, err := rpc.Lookup(bg, "udp", prog, vers); err != nil || got != ua.String() {
+		t.Fatalf("lookup = %q, %v; want %s", got, err, ua)
+	}
+}
