@@ -220,7 +220,9 @@ func DialRpcbind(ctx context.Context, network string, prog, vers uint32, opts ..
 // and DialRpcbind finds them; Close unregisters them. A registration that rpcbind
 // already holds for another address is replaced if nothing answers there (a server
 // that died without unregistering); if something does, Advertise fails with an error
-// matching unix.EADDRINUSE and registers nothing.
+// matching unix.EADDRINUSE and registers nothing. An Advertise that a Close
+// overtakes undoes its registrations and fails with an error matching
+// net.ErrClosed.
 func (s *Server) Advertise(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -276,6 +278,12 @@ func (s *Server) Advertise(ctx context.Context) error {
 		}
 	}
 	s.mu.Lock()
+	if s.closed {
+		// Close ran while we registered: it has undone what it knew of, not
+		// these; undo them here.
+		s.mu.Unlock()
+		return undo(opErr("advertise", "", net.ErrClosed))
+	}
 	s.bindings = append(s.bindings, done...)
 	s.mu.Unlock()
 	return nil

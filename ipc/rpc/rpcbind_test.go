@@ -97,3 +97,43 @@ func TestStaleSilentUDP(t *testing.T) {
 		t.Fatalf("lookup = %q, %v; want %s", got, err, ua)
 	}
 }
+
+// TestAdvertiseRacingClose (RPC-03): whatever the order in which Advertise and
+// Close run, once both have returned rpcbind holds nothing of the server's.
+func TestAdvertiseRacingClose(t *testing.T) {
+	const prog, vers = 0x20000a03, 1
+	unsetAfter(t, prog, vers)
+	left := 0
+	for i := 0; i < 20; i++ {
+		s, err := rpc.NewServer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Register(prog, vers, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ListenTCP("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ListenUDP("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Advertise(bg) }()
+		time.Sleep(time.Duration(i%5) * time.Millisecond)
+		s.Close()
+		if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("round %d: advertise = %v, want nil or net.ErrClosed", i, err)
+		}
+		for _, network := range []string{"tcp", "udp"} {
+			if a, err := rpc.Lookup(bg, network, prog, vers); !errors.Is(err, rpc.ErrNotRegistered) {
+				t.Errorf("round %d: %s still registered after Close: %q, %v", i, network, a, err)
+				left++
+			}
+		}
+		_, _ = rpc.Unset(bg, prog, vers)
+	}
+	if left > 0 {
+		t.Errorf("%d registrations left behind in 20 rounds", left)
+	}
+}
