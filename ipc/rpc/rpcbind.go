@@ -26,6 +26,7 @@ const (
 	pmapUnset   = 2
 	pmapGetport = 3
 	rpcbGetaddr = 3
+	rpcbUnset   = 2
 
 	protoTCP = 6
 	protoUDP = 17
@@ -40,8 +41,12 @@ var RpcbindAddr = "127.0.0.1:111"
 // binder entry (Binder) whose server is gone. It matches unix.ECONNREFUSED.
 var ErrStale = ipc.NewSentinel("stale registration: nothing answers at the registered address", nil, unix.ECONNREFUSED)
 
-// binding is one registration with rpcbind, undone by Server.Close.
-type binding struct{ prog, vers uint32 }
+// binding is one registration with rpcbind, of one transport, undone by
+// Server.Close.
+type binding struct {
+	prog, vers uint32
+	network    string
+}
 
 // pmapMapping is PMAP's mapping {prog, vers, prot, port}.
 type pmapMapping struct{ prog, vers, prot, port uint32 }
@@ -119,6 +124,19 @@ func Unset(ctx context.Context, prog, vers uint32) (bool, error) {
 	var done bool
 	m := pmapMapping{prog: prog, vers: vers}
 	if err := pmapCall(ctx, "udp", pmapVers, pmapUnset, &m, xdr.XDR_bool(&done)); err != nil {
+		return false, err
+	}
+	return done, nil
+}
+
+// unsetNetid removes the registrations of version vers of program prog on one
+// transport ("tcp" or "udp") from the local rpcbind (RPCBPROC_UNSET, version 3,
+// by netid), leaving those of other transports alone; it reports whether there was
+// any.
+func unsetNetid(ctx context.Context, prog, vers uint32, network string) (bool, error) {
+	var done bool
+	q := rpcbEntry{prog: prog, vers: vers, netid: network}
+	if err := pmapCall(ctx, "udp", rpcbVers, rpcbUnset, &q, xdr.XDR_bool(&done)); err != nil {
 		return false, err
 	}
 	return done, nil
@@ -272,9 +290,7 @@ func (s *Server) Advertise(ctx context.Context) error {
 			if !ok {
 				return undo(opErr("advertise", obj, fmt.Errorf("rpcbind refused %s port %d: %w", e.network, e.port, unix.EADDRINUSE)))
 			}
-			if i == 0 {
-				done = append(done, binding(pv))
-			}
+			done = append(done, binding{pv.prog, pv.vers, e.network})
 		}
 	}
 	s.mu.Lock()
@@ -301,15 +317,17 @@ func live(ctx context.Context, prog, vers uint32) bool {
 	return false
 }
 
-// unsetAll undoes registrations with rpcbind.
+// unsetAll undoes registrations with rpcbind, each of its own transport only: a
+// registration of the same program version on another transport (another
+// server's) stays.
 func unsetAll(bs []binding) error {
 	var errs []error
 	for _, b := range bs {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := Unset(ctx, b.prog, b.vers)
+		_, err := unsetNetid(ctx, b.prog, b.vers, b.network)
 		cancel()
 		if err != nil {
-			errs = append(errs, opErr("rpcbind unset", fmt.Sprintf("%d/%d", b.prog, b.vers), err))
+			errs = append(errs, opErr("rpcbind unset", fmt.Sprintf("%d/%d/%s", b.prog, b.vers, b.network), err))
 		}
 	}
 	return ipc.Join(errs...)

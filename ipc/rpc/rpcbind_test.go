@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ipclab/ipclab/ipc/rpc"
 	"github.com/ipclab/ipclab/sockets"
 )
@@ -135,5 +137,51 @@ func TestAdvertiseRacingClose(t *testing.T) {
 	}
 	if left > 0 {
 		t.Errorf("%d registrations left behind in 20 rounds", left)
+	}
+}
+
+// TestAdvertiseUndoKeepsOthers (RPC-03): an Advertise that fails because a live
+// server holds one transport undoes only what it registered itself, not the live
+// server's registration.
+func TestAdvertiseUndoKeepsOthers(t *testing.T) {
+	const prog, vers = 0x20000a04, 1
+	unsetAfter(t, prog, vers)
+	b, err := rpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Register(prog, vers, nil); err != nil {
+		t.Fatal(err)
+	}
+	bu, err := b.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Advertise(bg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := rpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Register(prog, vers, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ListenTCP("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ListenUDP("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Advertise(bg); !errors.Is(err, unix.EADDRINUSE) {
+		t.Fatalf("advertise over a live server: %v, want EADDRINUSE", err)
+	}
+	if got, err := rpc.Lookup(bg, "udp", prog, vers); err != nil || got != bu.String() {
+		t.Fatalf("the live server's udp registration after the failed Advertise: %q, %v; want %s", got, err, bu)
+	}
+	if got, err := rpc.Lookup(bg, "tcp", prog, vers); !errors.Is(err, rpc.ErrNotRegistered) {
+		t.Fatalf("the failed Advertise left tcp registered: %q, %v", got, err)
 	}
 }
