@@ -233,12 +233,15 @@ func DialRpcbind(ctx context.Context, network string, prog, vers uint32, opts ..
 	return c, nil
 }
 
-// Advertise registers every program version the server has, on each of its TCP
-// listeners and UDP sockets, with the local rpcbind, so that `rpcinfo -p` lists them
-// and DialRpcbind finds them; Close unregisters them. A registration that rpcbind
-// already holds for another address is replaced if nothing answers there (a server
-// that died without unregistering); if something does, Advertise fails with an error
-// matching unix.EADDRINUSE and registers nothing. An Advertise that a Close
+// Advertise registers every program version the server has with the local
+// rpcbind, on one endpoint per transport: its first TCP listener and its first UDP
+// socket (rpcbind holds one address per program version and transport; further
+// listeners serve, unadvertised). So `rpcinfo -p` lists them and DialRpcbind finds
+// them; Close unregisters them. A registration that rpcbind already holds for
+// another address, on any of these transports, is replaced if nothing answers
+// there (a server that died without unregistering); if something does, Advertise
+// fails with an error matching unix.EADDRINUSE and registers nothing (it undoes
+// what it registered, and only that). An Advertise that a Close
 // overtakes undoes its registrations and fails with an error matching
 // net.ErrClosed.
 func (s *Server) Advertise(ctx context.Context) error {
@@ -255,12 +258,15 @@ func (s *Server) Advertise(ctx context.Context) error {
 		network string
 		port    int
 	}
+	// One endpoint per transport: rpcbind holds one address per program
+	// version and netid, so the first listener of each transport is the one
+	// advertised.
 	var eps []ep
-	for _, l := range s.tcp {
-		eps = append(eps, ep{"tcp", l.Addr().(*net.TCPAddr).Port})
+	if len(s.tcp) > 0 {
+		eps = append(eps, ep{"tcp", s.tcp[0].Addr().(*net.TCPAddr).Port})
 	}
-	for _, u := range s.udp {
-		eps = append(eps, ep{"udp", u.LocalAddr().(*net.UDPAddr).Port})
+	if len(s.udp) > 0 {
+		eps = append(eps, ep{"udp", s.udp[0].LocalAddr().(*net.UDPAddr).Port})
 	}
 	s.mu.Unlock()
 	if len(pvs) == 0 || len(eps) == 0 {
@@ -270,17 +276,17 @@ func (s *Server) Advertise(ctx context.Context) error {
 	undo := func(err error) error { return ipc.Join(err, unsetAll(done)) }
 	for _, pv := range pvs {
 		obj := fmt.Sprintf("%d/%d", pv.prog, pv.vers)
-		for i, e := range eps {
+		for _, e := range eps {
 			ok, err := Set(ctx, pv.prog, pv.vers, e.network, e.port)
 			if err != nil {
 				return undo(opErr("advertise", obj, err))
 			}
-			if !ok && i == 0 {
-				// Someone holds it: replace it only if it is stale.
-				if live(ctx, pv.prog, pv.vers) {
-					return undo(opErr("advertise", obj, fmt.Errorf("registered with rpcbind by a live server: %w", unix.EADDRINUSE)))
+			if !ok {
+				// Someone holds this transport: replace it only if it is stale.
+				if live(ctx, e.network, pv.prog, pv.vers) {
+					return undo(opErr("advertise", obj, fmt.Errorf("%s registered with rpcbind by a live server: %w", e.network, unix.EADDRINUSE)))
 				}
-				if _, err := Unset(ctx, pv.prog, pv.vers); err != nil {
+				if _, err := unsetNetid(ctx, pv.prog, pv.vers, e.network); err != nil {
 					return undo(opErr("advertise", obj, err))
 				}
 				if ok, err = Set(ctx, pv.prog, pv.vers, e.network, e.port); err != nil {
@@ -305,14 +311,13 @@ func (s *Server) Advertise(ctx context.Context) error {
 	return nil
 }
 
-// live reports whether a server answers at any registration of prog/vers.
-func live(ctx context.Context, prog, vers uint32) bool {
-	for _, network := range []string{"tcp", "udp"} {
-		c, err := DialRpcbind(ctx, network, prog, vers, WithTimeout(time.Second))
-		if err == nil {
-			c.Close()
-			return true
-		}
+// live reports whether a server answers at the registration of prog/vers on
+// network.
+func live(ctx context.Context, network string, prog, vers uint32) bool {
+	c, err := DialRpcbind(ctx, network, prog, vers, WithTimeout(time.Second))
+	if err == nil {
+		c.Close()
+		return true
 	}
 	return false
 }

@@ -185,3 +185,64 @@ func TestAdvertiseUndoKeepsOthers(t *testing.T) {
 		t.Fatalf("the failed Advertise left tcp registered: %q, %v", got, err)
 	}
 }
+
+// TestAdvertiseTwoListenersOneTransport (RPC-03): a server with two UDP sockets
+// advertises the first (one endpoint per transport), and a stale registration
+// of a transport other than the first endpoint's is found stale and replaced.
+func TestAdvertiseTwoListenersOneTransport(t *testing.T) {
+	const prog, vers = 0x20000a05, 1
+	unsetAfter(t, prog, vers)
+	s, err := rpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Register(prog, vers, nil); err != nil {
+		t.Fatal(err)
+	}
+	u1, err := s.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ListenUDP("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Advertise(bg); err != nil {
+		t.Errorf("advertise with two udp sockets: %v", err)
+	}
+	if got, err := rpc.Lookup(bg, "udp", prog, vers); err != nil || got != u1.String() {
+		t.Errorf("lookup = %q, %v; want the first socket %s", got, err, u1)
+	}
+	s.Close()
+
+	// A stale udp registration (its port closed), and a server with TCP first.
+	u, err := sockets.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := u.LocalAddr().(*net.UDPAddr).Port
+	u.Close()
+	if ok, err := rpc.Set(bg, prog, vers, "udp", port); err != nil || !ok {
+		t.Fatalf("set: %v %v", ok, err)
+	}
+	s2, err := rpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.Register(prog, vers, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.ListenTCP("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	ua, err := s2.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Advertise(bg); err != nil {
+		t.Fatalf("advertise over a stale udp registration: %v", err)
+	}
+	if got, err := rpc.Lookup(bg, "udp", prog, vers); err != nil || got != ua.String() {
+		t.Errorf("udp lookup = %q, %v; want %s", got, err, ua)
+	}
+}
