@@ -28,7 +28,6 @@ func TestQueuedCallHonoursContext(t *testing.T) {
 	}
 	p := c.Go(bg, 0, nil, nil)
 	time.Sleep(50 * time.Millisecond)
-	start = time.Now()
 	c.Close()
 	select {
 	case <-p.Done():
