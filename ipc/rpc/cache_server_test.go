@@ -86,7 +86,12 @@ func TestReplyCacheOnlyHandledCalls(t *testing.T) {
 			t.Errorf("good call %d after 10 refused ones: %v (stats %+v)", i, err, s.Stats())
 		}
 	}
-	before := len(s.cache.m)
+	entries := func() int {
+		s.cache.mu.Lock()
+		defer s.cache.mu.Unlock()
+		return len(s.cache.m)
+	}
+	before := entries()
 	c, err := Dial(ctx, "tcp", ta.String(), prog, vers, WithCred(cred))
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +101,7 @@ func TestReplyCacheOnlyHandledCalls(t *testing.T) {
 	if err := c.Call(ctx, 1, xdr.XDR_uint64(&x), xdr.XDR_uint64(&x)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(s.cache.m); n != before {
+	if n := entries(); n != before {
 		t.Errorf("a TCP call took a cache entry (%d -> %d)", before, n)
 	}
 	if st := s.Stats(); st.CacheFull != 0 {
