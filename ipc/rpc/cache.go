@@ -13,14 +13,20 @@ import (
 // cache full, the oldest completed entry is evicted if it was completed at least
 // minAge ago; otherwise the new call is dropped unanswered and not run (the client
 // retransmits). Running entries are never evicted. So a retransmission within
-// minAge of the reply always finds its entry, and memory is bounded by max replies.
+// minAge of the reply always finds its entry. The completed entries' replies are
+// bounded by maxBytes too (a new call counts the cache full while they hold
+// maxBytes or more), so memory is bounded by max entries and maxBytes of replies
+// plus one reply per running call.
 type replyCache struct {
 	mu     sync.Mutex
 	max    int
 	minAge time.Duration
-	m      map[cacheKey]*cacheEntry
-	done   []*cacheEntry // completed entries, oldest first (a queue)
-	head   int
+	// maxBytes bounds the bytes of the completed entries' replies; bytes is
+	// what they hold.
+	maxBytes, bytes int
+	m               map[cacheKey]*cacheEntry
+	done            []*cacheEntry // completed entries, oldest first (a queue)
+	head            int
 }
 
 type cacheKey struct {
@@ -45,7 +51,7 @@ const (
 )
 
 func newReplyCache(max int, minAge time.Duration) *replyCache {
-	return &replyCache{max: max, minAge: minAge, m: make(map[cacheKey]*cacheEntry, max)}
+	return &replyCache{max: max, minAge: minAge, maxBytes: DefaultCacheBytes, m: make(map[cacheKey]*cacheEntry, min(max, 4096))}
 }
 
 // begin looks key up. For cacheNew the caller runs the call and then calls finish;
@@ -59,8 +65,10 @@ func (c *replyCache) begin(key cacheKey) (cacheState, []byte) {
 		}
 		return cacheDone, e.reply
 	}
-	if len(c.m) >= c.max && !c.evict() {
-		return cacheFull, nil
+	for len(c.m) >= c.max || c.bytes >= c.maxBytes {
+		if !c.evict() {
+			return cacheFull, nil
+		}
 	}
 	c.m[key] = &cacheEntry{key: key}
 	return cacheNew, nil
@@ -82,6 +90,7 @@ func (c *replyCache) evict() bool {
 		c.head = 0
 	}
 	delete(c.m, e.key)
+	c.bytes -= len(e.reply)
 	return true
 }
 
@@ -95,6 +104,7 @@ func (c *replyCache) finish(key cacheKey, reply []byte) {
 	}
 	e.reply = append(make([]byte, 0, len(reply)), reply...)
 	e.at = time.Now()
+	c.bytes += len(reply)
 	c.done = append(c.done, e)
 }
 
@@ -106,13 +116,15 @@ func (c *replyCache) load(key cacheKey, reply []byte) {
 	if _, ok := c.m[key]; ok {
 		return
 	}
-	if len(c.m) >= c.max && c.head < len(c.done) {
+	for (len(c.m) >= c.max || c.bytes+len(reply) > c.maxBytes) && c.head < len(c.done) {
 		e := c.done[c.head]
 		c.done[c.head] = nil
 		c.head++
 		delete(c.m, e.key)
+		c.bytes -= len(e.reply)
 	}
 	e := &cacheEntry{key: key, reply: append(make([]byte, 0, len(reply)), reply...), at: time.Now()}
 	c.m[key] = e
+	c.bytes += len(reply)
 	c.done = append(c.done, e)
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/option"
+	"github.com/ipclab/ipclab/internal/wait"
 	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/ipc/doors"
 	"github.com/ipclab/ipclab/sockets"
@@ -109,7 +110,8 @@ type callConfig struct {
 func CallSemantics(s Semantics) CallOption { return func(c *callConfig) { c.sem, c.set = s, true } }
 
 // Client calls one version of one program on one server, over TCP, UDP or a door. Calls are
-// serialised: one is in flight at a time. It is safe for concurrent use.
+// serialised: one is in flight at a time, and a call waiting for its turn gives up
+// when its context ends or the client closes. It is safe for concurrent use.
 type Client struct {
 	prog, vers uint32
 	network    string
@@ -117,7 +119,10 @@ type Client struct {
 	cfg        clientConfig
 	name       string
 
-	mu   sync.Mutex // one call at a time; guards what follows but connMu's
+	// turn lets one call at a time use the client, and guards what follows but
+	// connMu's: a call waiting for it gives up when its context ends or the
+	// client closes.
+	turn wait.Turn
 	tcp  *sockets.StreamConn
 	rr   *recordReader
 	udp  *sockets.DgramConn
@@ -131,7 +136,7 @@ type Client struct {
 	dec   decoder
 	xid   uint32
 
-	// connMu guards closed and the swaps of tcp (made under mu too), so that
+	// connMu guards closed and the swaps of tcp (made holding the turn too), so that
 	// Close can close the sockets of a call in flight without waiting for it.
 	connMu sync.Mutex
 	closed bool
@@ -199,6 +204,7 @@ func newClient(ctx context.Context, network, addr string, prog, vers uint32, opt
 		cfg.sem = AtLeastOnce
 	}
 	c := &Client{prog: prog, vers: vers, network: network, addr: addr, cfg: cfg, name: name}
+	c.turn.Init()
 	var x [4]byte
 	_, _ = rand.Read(x[:])
 	c.xid = binary.BigEndian.Uint32(x[:])
@@ -244,6 +250,7 @@ func (c *Client) Close() error {
 	c.closed = true
 	u, t, d := c.udp, c.tcp, c.door
 	c.connMu.Unlock()
+	c.turn.Close() // calls waiting for their turn end now
 	if d != nil {
 		return d.Close()
 	}
@@ -299,8 +306,10 @@ func (c *Client) Call(ctx context.Context, proc uint32, args, res Value, opts ..
 // call makes a two-way call of procedure proc of version vers of program prog
 // (the client's, or the control program's).
 func (c *Client) call(ctx context.Context, prog, vers, proc uint32, args, res Value, sem Semantics) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if err := c.take(ctx, "call"); err != nil {
+		return err
+	}
+	defer c.turn.Give()
 	if c.isClosed() {
 		return opErr("call", c.name, errClosed)
 	}
@@ -344,6 +353,19 @@ func (c *Client) call(ctx context.Context, prog, vers, proc uint32, args, res Va
 	}
 	if err := c.dec.decodeValue(results, res); err != nil {
 		return opErr("call", c.name, protoErr("results: %v", err))
+	}
+	return nil
+}
+
+// take waits for the client's turn (see Client.turn) under ctx: it fails with
+// ctx's error when ctx ends first, with errClosed once the client is closed. On
+// success the caller gives the turn back.
+func (c *Client) take(ctx context.Context, op string) error {
+	if err := c.turn.Take(ctx, nil, false); err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			err = errClosed
+		}
+		return opErr(op, c.name, err)
 	}
 	return nil
 }
@@ -402,6 +424,7 @@ func (c *Client) roundTripTCP(ctx context.Context, xid uint32) (ReplyHeader, []b
 // by the semantics.
 func (c *Client) roundTripUDP(ctx context.Context, xid uint32, sem Semantics) (ReplyHeader, []byte, error) {
 	deadline, has := ctx.Deadline()
+	ctxDeadline := has // the deadline is the context's, not the client's timeout
 	if !has && c.cfg.timeout > 0 {
 		deadline, has = time.Now().Add(c.cfg.timeout), true
 	}
@@ -430,6 +453,14 @@ func (c *Client) roundTripUDP(ctx context.Context, xid uint32, sem Semantics) (R
 			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					if has && !time.Now().Before(deadline) {
+						if ctxDeadline {
+							// The socket's deadline was the context's: say so,
+							// whether or not ctx's own timer has fired yet.
+							if cerr := ctx.Err(); cerr != nil {
+								return ReplyHeader{}, nil, cerr
+							}
+							return ReplyHeader{}, nil, context.DeadlineExceeded
+						}
 						return ReplyHeader{}, nil, err
 					}
 					break // retransmit

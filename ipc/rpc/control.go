@@ -220,8 +220,10 @@ func (c *Client) oneWay(ctx context.Context, proc uint32, args Value, batch bool
 	if c.door != nil || (batch && c.udp != nil) {
 		return invalid("send", c.name, "one-way calls over %s", c.network)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if err := c.take(ctx, "send"); err != nil {
+		return err
+	}
+	defer c.turn.Give()
 	if c.isClosed() {
 		return opErr("send", c.name, errClosed)
 	}
@@ -268,7 +270,7 @@ func (c *Client) oneWay(ctx context.Context, proc uint32, args Value, batch bool
 	return nil
 }
 
-// tryFlush writes what of the batch the socket takes now. c.mu is held.
+// tryFlush writes what of the batch the socket takes now. the caller holds c.turn.
 func (c *Client) tryFlush(ctx context.Context) error {
 	if c.tcp == nil {
 		if err := c.connect(ctx); err != nil {
@@ -301,8 +303,10 @@ func (c *Client) Flush(ctx context.Context) error {
 	if ctx == nil {
 		return invalid("flush", c.name, "nil context")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if err := c.take(ctx, "flush"); err != nil {
+		return err
+	}
+	defer c.turn.Give()
 	if c.isClosed() {
 		return opErr("flush", c.name, errClosed)
 	}
@@ -330,14 +334,16 @@ func (c *Client) Defer(ctx context.Context, proc uint32, args Value) (Ticket, er
 	if ctx == nil {
 		return 0, invalid("defer", c.name, "nil context")
 	}
-	c.mu.Lock()
+	if err := c.take(ctx, "defer"); err != nil {
+		return 0, err
+	}
 	if c.isClosed() {
-		c.mu.Unlock()
+		c.turn.Give()
 		return 0, opErr("defer", c.name, errClosed)
 	}
 	inner, err := c.wrap(proc, args)
 	inner = append([]byte(nil), inner...)
-	c.mu.Unlock()
+	c.turn.Give()
 	if err != nil {
 		return 0, err
 	}

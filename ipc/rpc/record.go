@@ -25,8 +25,9 @@ type ctxReader interface {
 
 // recordReader reads records from a stream through a buffer of its own. A record's
 // length is checked against max fragment by fragment, from each fragment's header,
-// before its bytes are read or any room is made for them: a peer that announces a
-// huge record costs a 4-byte read, not an allocation.
+// before its bytes are read, and room is made for a record's bytes only as they
+// arrive: a peer that announces a huge record costs what it sends, not an
+// allocation of the announced size.
 type recordReader struct {
 	r     ctxReader
 	max   int
@@ -95,12 +96,6 @@ func (rr *recordReader) next(ctx context.Context) ([]byte, error) {
 			return rec, nil
 		}
 		first = false
-		if need := len(rr.rec) + n; need > cap(rr.rec) {
-			// Room for this fragment, doubling, but never past the limit.
-			grown := make([]byte, len(rr.rec), min(rr.max, max(need, 2*cap(rr.rec))))
-			copy(grown, rr.rec)
-			rr.rec = grown
-		}
 		for n > 0 {
 			if rr.end == rr.start {
 				if err := rr.fill(ctx); err != nil {
@@ -111,6 +106,17 @@ func (rr *recordReader) next(ctx context.Context) ([]byte, error) {
 				}
 			}
 			k := min(n, rr.end-rr.start)
+			if need := len(rr.rec) + k; need > cap(rr.rec) {
+				// Room for the bytes that have arrived, not for what the header
+				// announces: doubling, but at most what is buffered plus
+				// readBufSize beyond them, never past the fragment's end or the
+				// limit. A peer that announces a huge record and sends nothing
+				// costs what it sent.
+				want := min(max(need, 2*cap(rr.rec)), need+readBufSize, len(rr.rec)+n, rr.max)
+				grown := make([]byte, len(rr.rec), max(want, need))
+				copy(grown, rr.rec)
+				rr.rec = grown
+			}
 			rr.rec = append(rr.rec, rr.buf[rr.start:rr.start+k]...)
 			rr.start += k
 			n -= k

@@ -26,6 +26,7 @@ const (
 	pmapUnset   = 2
 	pmapGetport = 3
 	rpcbGetaddr = 3
+	rpcbUnset   = 2
 
 	protoTCP = 6
 	protoUDP = 17
@@ -40,8 +41,12 @@ var RpcbindAddr = "127.0.0.1:111"
 // binder entry (Binder) whose server is gone. It matches unix.ECONNREFUSED.
 var ErrStale = ipc.NewSentinel("stale registration: nothing answers at the registered address", nil, unix.ECONNREFUSED)
 
-// binding is one registration with rpcbind, undone by Server.Close.
-type binding struct{ prog, vers uint32 }
+// binding is one registration with rpcbind, of one transport, undone by
+// Server.Close.
+type binding struct {
+	prog, vers uint32
+	network    string
+}
 
 // pmapMapping is PMAP's mapping {prog, vers, prot, port}.
 type pmapMapping struct{ prog, vers, prot, port uint32 }
@@ -119,6 +124,19 @@ func Unset(ctx context.Context, prog, vers uint32) (bool, error) {
 	var done bool
 	m := pmapMapping{prog: prog, vers: vers}
 	if err := pmapCall(ctx, "udp", pmapVers, pmapUnset, &m, xdr.XDR_bool(&done)); err != nil {
+		return false, err
+	}
+	return done, nil
+}
+
+// unsetNetid removes the registrations of version vers of program prog on one
+// transport ("tcp" or "udp") from the local rpcbind (RPCBPROC_UNSET, version 3,
+// by netid), leaving those of other transports alone; it reports whether there was
+// any.
+func unsetNetid(ctx context.Context, prog, vers uint32, network string) (bool, error) {
+	var done bool
+	q := rpcbEntry{prog: prog, vers: vers, netid: network}
+	if err := pmapCall(ctx, "udp", rpcbVers, rpcbUnset, &q, xdr.XDR_bool(&done)); err != nil {
 		return false, err
 	}
 	return done, nil
@@ -215,12 +233,17 @@ func DialRpcbind(ctx context.Context, network string, prog, vers uint32, opts ..
 	return c, nil
 }
 
-// Advertise registers every program version the server has, on each of its TCP
-// listeners and UDP sockets, with the local rpcbind, so that `rpcinfo -p` lists them
-// and DialRpcbind finds them; Close unregisters them. A registration that rpcbind
-// already holds for another address is replaced if nothing answers there (a server
-// that died without unregistering); if something does, Advertise fails with an error
-// matching unix.EADDRINUSE and registers nothing.
+// Advertise registers every program version the server has with the local
+// rpcbind, on one endpoint per transport: its first TCP listener and its first UDP
+// socket (rpcbind holds one address per program version and transport; further
+// listeners serve, unadvertised). So `rpcinfo -p` lists them and DialRpcbind finds
+// them; Close unregisters them. A registration that rpcbind already holds for
+// another address, on any of these transports, is replaced if nothing answers
+// there (a server that died without unregistering); if something does, Advertise
+// fails with an error matching unix.EADDRINUSE and registers nothing (it undoes
+// what it registered, and only that). An Advertise that a Close
+// overtakes undoes its registrations and fails with an error matching
+// net.ErrClosed.
 func (s *Server) Advertise(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -235,12 +258,15 @@ func (s *Server) Advertise(ctx context.Context) error {
 		network string
 		port    int
 	}
+	// One endpoint per transport: rpcbind holds one address per program
+	// version and netid, so the first listener of each transport is the one
+	// advertised.
 	var eps []ep
-	for _, l := range s.tcp {
-		eps = append(eps, ep{"tcp", l.Addr().(*net.TCPAddr).Port})
+	if len(s.tcp) > 0 {
+		eps = append(eps, ep{"tcp", s.tcp[0].Addr().(*net.TCPAddr).Port})
 	}
-	for _, u := range s.udp {
-		eps = append(eps, ep{"udp", u.LocalAddr().(*net.UDPAddr).Port})
+	if len(s.udp) > 0 {
+		eps = append(eps, ep{"udp", s.udp[0].LocalAddr().(*net.UDPAddr).Port})
 	}
 	s.mu.Unlock()
 	if len(pvs) == 0 || len(eps) == 0 {
@@ -250,17 +276,17 @@ func (s *Server) Advertise(ctx context.Context) error {
 	undo := func(err error) error { return ipc.Join(err, unsetAll(done)) }
 	for _, pv := range pvs {
 		obj := fmt.Sprintf("%d/%d", pv.prog, pv.vers)
-		for i, e := range eps {
+		for _, e := range eps {
 			ok, err := Set(ctx, pv.prog, pv.vers, e.network, e.port)
 			if err != nil {
 				return undo(opErr("advertise", obj, err))
 			}
-			if !ok && i == 0 {
-				// Someone holds it: replace it only if it is stale.
-				if live(ctx, pv.prog, pv.vers) {
-					return undo(opErr("advertise", obj, fmt.Errorf("registered with rpcbind by a live server: %w", unix.EADDRINUSE)))
+			if !ok {
+				// Someone holds this transport: replace it only if it is stale.
+				if live(ctx, e.network, pv.prog, pv.vers) {
+					return undo(opErr("advertise", obj, fmt.Errorf("%s registered with rpcbind by a live server: %w", e.network, unix.EADDRINUSE)))
 				}
-				if _, err := Unset(ctx, pv.prog, pv.vers); err != nil {
+				if _, err := unsetNetid(ctx, pv.prog, pv.vers, e.network); err != nil {
 					return undo(opErr("advertise", obj, err))
 				}
 				if ok, err = Set(ctx, pv.prog, pv.vers, e.network, e.port); err != nil {
@@ -270,38 +296,43 @@ func (s *Server) Advertise(ctx context.Context) error {
 			if !ok {
 				return undo(opErr("advertise", obj, fmt.Errorf("rpcbind refused %s port %d: %w", e.network, e.port, unix.EADDRINUSE)))
 			}
-			if i == 0 {
-				done = append(done, binding(pv))
-			}
+			done = append(done, binding{pv.prog, pv.vers, e.network})
 		}
 	}
 	s.mu.Lock()
+	if s.closed {
+		// Close ran while we registered: it has undone what it knew of, not
+		// these; undo them here.
+		s.mu.Unlock()
+		return undo(opErr("advertise", "", net.ErrClosed))
+	}
 	s.bindings = append(s.bindings, done...)
 	s.mu.Unlock()
 	return nil
 }
 
-// live reports whether a server answers at any registration of prog/vers.
-func live(ctx context.Context, prog, vers uint32) bool {
-	for _, network := range []string{"tcp", "udp"} {
-		c, err := DialRpcbind(ctx, network, prog, vers, WithTimeout(time.Second))
-		if err == nil {
-			c.Close()
-			return true
-		}
+// live reports whether a server answers at the registration of prog/vers on
+// network.
+func live(ctx context.Context, network string, prog, vers uint32) bool {
+	c, err := DialRpcbind(ctx, network, prog, vers, WithTimeout(time.Second))
+	if err == nil {
+		c.Close()
+		return true
 	}
 	return false
 }
 
-// unsetAll undoes registrations with rpcbind.
+// unsetAll undoes registrations with rpcbind, each of its own transport only: a
+// registration of the same program version on another transport (another
+// server's) stays.
 func unsetAll(bs []binding) error {
 	var errs []error
 	for _, b := range bs {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := Unset(ctx, b.prog, b.vers)
+		_, err := unsetNetid(ctx, b.prog, b.vers, b.network)
 		cancel()
 		if err != nil {
-			errs = append(errs, opErr("rpcbind unset", fmt.Sprintf("%d/%d", b.prog, b.vers), err))
+			errs = append(errs, opErr("rpcbind unset", fmt.Sprintf("%d/%d/%s", b.prog, b.vers, b.network), err))
 		}
 	}
 	return ipc.Join(errs...)

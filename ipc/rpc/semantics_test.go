@@ -79,6 +79,9 @@ type history struct {
 	returned map[uint64]bool
 	runs     map[uint64]int
 	stats    string
+	// transmissions is how many call messages the client sent (Transmissions),
+	// retransmissions included.
+	transmissions uint64
 }
 
 // semReport is the checker's verdict on a history.
@@ -102,7 +105,7 @@ func (r semReport) String() string {
 }
 
 // checkSemantics judges a history against its semantics: maybe (RPC-04) runs every
-// handler at most once; at-least-once (RPC-05) ran every call that returned at
+// handler at most once and its client sent exactly one message per call; at-least-once (RPC-05) ran every call that returned at
 // least once; at-most-once (RPC-06) at most once, always. For every semantics a
 // call that returned ran at least once, and nothing ran that was never called.
 func checkSemantics(h history) semReport {
@@ -133,6 +136,11 @@ func checkSemantics(h history) semReport {
 			bad("%s call %d ran %d times", h.sem, id, n)
 		}
 	}
+	// A maybe client sends each call once: a server's reply cache would hide
+	// its retransmissions from the runs, so count the messages it sent.
+	if h.sem == rpc.Maybe && h.transmissions != uint64(h.calls) {
+		bad("maybe client sent %d call messages for %d calls", h.transmissions, h.calls)
+	}
 	return r
 }
 
@@ -155,6 +163,13 @@ func callsPerSemantics(t *testing.T) int {
 // to a counting server in another process (with a reply cache if cache), and
 // returns the history.
 func campaign(t *testing.T, sem rpc.Semantics, cache bool, calls int, f ipctest.Faults) history {
+	t.Helper()
+	return campaignAs(t, sem, sem, cache, calls, f)
+}
+
+// campaignAs is campaign with a client of semantics clientSem whose history is
+// judged as sem: a planted fault when they differ.
+func campaignAs(t *testing.T, sem, clientSem rpc.Semantics, cache bool, calls int, f ipctest.Faults) history {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -186,7 +201,7 @@ func campaign(t *testing.T, sem rpc.Semantics, cache bool, calls int, f ipctest.
 	}
 	defer relay.Close()
 	c, err := rpc.Dial(bg, "udp", relay.Addr().String(), semProg, 1,
-		rpc.WithSemantics(sem), rpc.WithRetransmit(2*time.Millisecond, 20*time.Millisecond))
+		rpc.WithSemantics(clientSem), rpc.WithRetransmit(2*time.Millisecond, 20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,6 +245,7 @@ func campaign(t *testing.T, sem rpc.Semantics, cache bool, calls int, f ipctest.
 		h.runs[id] = n
 	}
 	p.MustSucceed()
+	h.transmissions = c.Transmissions()
 	toServer, toClient := relay.Stats()
 	t.Logf("%s: %d calls, %d transmissions; relay to server: %v; to client: %v; server calls/handled/cache hits/in progress/cache full: %s",
 		sem, calls, c.Transmissions(), toServer, toClient, h.stats)
@@ -239,8 +255,11 @@ func campaign(t *testing.T, sem rpc.Semantics, cache bool, calls int, f ipctest.
 // RPC-04, RPC-05, RPC-06: each call semantics over UDP through a relay that loses
 // 10%, duplicates 5% and reorders 5% of the datagrams each way (seeded; replay
 // with IPCLAB_SEED), against a server in another process that counts its handler's
-// runs per call: maybe (one transmission, to a server with a reply cache, which
-// drops the network's duplicates) runs each call at most once, at-least-once runs every call
+// runs per call: maybe sends one message per call (Transmissions) and runs each
+// call at most once, both to a server with a reply cache (which drops the
+// network's duplicates) and to one without (through a relay that does not
+// duplicate, so that only a client's retransmission could run a call twice),
+// at-least-once runs every call
 // that returned at least once (and some more than once: retransmissions and
 // duplicates reach a server without a cache), at-most-once (a server with a reply
 // cache) runs each call at most once. The distribution of runs per call is logged.
@@ -250,9 +269,14 @@ func TestSemanticsUnderFaults(t *testing.T) {
 	for i, tc := range []struct {
 		sem   rpc.Semantics
 		cache bool
-	}{{rpc.Maybe, true}, {rpc.AtLeastOnce, false}, {rpc.AtMostOnce, true}} {
-		t.Run(tc.sem.String(), func(t *testing.T) {
-			f := ipctest.Faults{Seed: seed + uint64(10*i), Loss: 0.10, Dup: 0.05, Reorder: 0.05}
+		dup   float64
+	}{{rpc.Maybe, true, 0.05}, {rpc.Maybe, false, 0}, {rpc.AtLeastOnce, false, 0.05}, {rpc.AtMostOnce, true, 0.05}} {
+		name := tc.sem.String()
+		if tc.sem == rpc.Maybe && !tc.cache {
+			name += "-nocache"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := ipctest.Faults{Seed: seed + uint64(10*i), Loss: 0.10, Dup: tc.dup, Reorder: 0.05}
 			h := campaign(t, tc.sem, tc.cache, calls, f)
 			rep := checkSemantics(h)
 			t.Logf("%s: %v", tc.sem, rep)
@@ -284,6 +308,9 @@ func TestSemanticsCheckerCatchesViolations(t *testing.T) {
 		{"at-most-once ran twice", history{sem: rpc.AtMostOnce, calls: 3, returned: map[uint64]bool{2: true}, runs: map[uint64]int{2: 2}}},
 		{"at-least-once returned without a run", history{sem: rpc.AtLeastOnce, calls: 3, returned: map[uint64]bool{1: true}, runs: map[uint64]int{0: 3}}},
 		{"a run never called", history{sem: rpc.AtLeastOnce, calls: 3, returned: map[uint64]bool{}, runs: map[uint64]int{7: 1}}},
+		// A maybe client that retransmitted, hidden by a server's reply cache:
+		// every handler ran once, yet the client sent 5 messages for 3 calls.
+		{"maybe retransmitted", history{sem: rpc.Maybe, calls: 3, returned: map[uint64]bool{0: true, 1: true, 2: true}, runs: map[uint64]int{0: 1, 1: 1, 2: 1}, transmissions: 5}},
 	} {
 		if rep := checkSemantics(tc.h); len(rep.violations) == 0 {
 			t.Errorf("%s: the checker found nothing", tc.name)
@@ -296,8 +323,16 @@ func TestSemanticsCheckerCatchesViolations(t *testing.T) {
 	}
 
 	calls := 500
-	f := ipctest.Faults{Seed: ipctest.Seed(t), Loss: 0.10, Dup: 0.05, Reorder: 0.05}
-	h := campaign(t, rpc.AtMostOnce, false, calls, f) // no cache: the planted fault
+	seed := ipctest.Seed(t)
+	// Live: a "maybe" client that retransmits (an at-least-once client judged as
+	// maybe) against a server with a reply cache, which hides the extra runs.
+	f := ipctest.Faults{Seed: seed + 1, Loss: 0.10, Reorder: 0.05}
+	h := campaignAs(t, rpc.Maybe, rpc.AtLeastOnce, true, calls, f)
+	if rep := checkSemantics(h); len(rep.violations) == 0 {
+		t.Errorf("a retransmitting maybe client behind a reply cache: the checker found nothing (%v)", rep)
+	}
+	f = ipctest.Faults{Seed: seed, Loss: 0.10, Dup: 0.05, Reorder: 0.05}
+	h = campaign(t, rpc.AtMostOnce, false, calls, f) // no cache: the planted fault
 	rep := checkSemantics(h)
 	t.Logf("at-most-once without a reply cache: %v", rep)
 	if len(rep.violations) == 0 {

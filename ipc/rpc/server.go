@@ -37,6 +37,7 @@ type Call struct {
 	args     []byte
 	dec      decoder
 	enc      *encoder
+	repStart int // where the reply starts in enc.b
 	resStart int
 	hasRes   bool
 }
@@ -106,11 +107,34 @@ type serverConfig struct {
 	policy      func(c *Call) error
 	cacheSize   int
 	cacheMinAge time.Duration
+	cacheBytes  int
 	deferMax    int
 	durable     bool
 	durablePath string
 	replay      func(Effect) error
+	idle        time.Duration
+	maxConns    int
 }
+
+// DefaultIdleTimeout is how long a server waits, by default, for a TCP
+// connection's next call record to arrive in full (WithIdleTimeout).
+const DefaultIdleTimeout = 2 * time.Minute
+
+// DefaultMaxConns is how many TCP connections a server serves at once by default
+// (WithMaxConns).
+const DefaultMaxConns = 1024
+
+// WithIdleTimeout bounds how long the server waits for a TCP connection's next
+// call record, from the end of the previous reply (or the accept) to the record's
+// last byte (default DefaultIdleTimeout): a connection that stays silent, or sends
+// a record too slowly, is closed, so that a client cannot hold the server's
+// resources with connections that say nothing. 0 means no bound.
+func WithIdleTimeout(d time.Duration) ServerOption { return func(c *serverConfig) { c.idle = d } }
+
+// WithMaxConns bounds the TCP connections the server serves at once (default
+// DefaultMaxConns): a connection accepted beyond it is closed at once, before
+// anything is read from it.
+func WithMaxConns(n int) ServerOption { return func(c *serverConfig) { c.maxConns = n } }
 
 // WithMaxRecord sets the largest call record or datagram the server accepts
 // (default DefaultMaxRecord); a longer record closes the TCP connection before its
@@ -129,7 +153,10 @@ func WithAuthPolicy(policy func(c *Call) error) ServerOption {
 const DefaultCacheAge = 30 * time.Second
 
 // WithReplyCache gives the server a duplicate-request cache of entries calls
-// (at-most-once, see the package doc): a call whose (transport, client address, xid,
+// (at-most-once, see the package doc), for UDP and door calls (a TCP client does
+// not retransmit on a connection; over a new one it is a new client), which takes
+// only calls that pass the credential, policy, program and procedure checks and
+// reach a handler: a call whose (transport, client address, xid,
 // program, version, procedure) is in the cache is answered from it, or dropped while
 // its first copy is still running, and its handler never runs twice. The cache
 // never evicts an entry younger than minAge: when it is full of younger entries a
@@ -138,6 +165,15 @@ const DefaultCacheAge = 30 * time.Second
 func WithReplyCache(entries int, minAge time.Duration) ServerOption {
 	return func(c *serverConfig) { c.cacheSize, c.cacheMinAge = entries, minAge }
 }
+
+// DefaultCacheBytes bounds the bytes of the replies a reply cache holds unless
+// WithReplyCacheBytes says otherwise.
+const DefaultCacheBytes = 32 << 20
+
+// WithReplyCacheBytes bounds the bytes of the replies the reply cache
+// (WithReplyCache) holds (default DefaultCacheBytes); over it, the cache counts as
+// full, with the same eviction rule as for its entries.
+func WithReplyCacheBytes(n int) ServerOption { return func(c *serverConfig) { c.cacheBytes = n } }
 
 // ServerStats counts what a server did.
 type ServerStats struct {
@@ -187,15 +223,19 @@ type Server struct {
 
 // NewServer returns a server with no programs and no listeners.
 func NewServer(opts ...ServerOption) (*Server, error) {
-	cfg := serverConfig{maxRecord: DefaultMaxRecord, deferMax: defaultDeferMax}
+	cfg := serverConfig{maxRecord: DefaultMaxRecord, deferMax: defaultDeferMax, idle: DefaultIdleTimeout, maxConns: DefaultMaxConns,
+		cacheBytes: DefaultCacheBytes}
 	if err := option.Apply(&cfg, opts); err != nil {
 		return nil, opErr("new server", "", err)
 	}
 	if cfg.maxRecord < 28 || cfg.maxRecord > 1<<30 {
 		return nil, invalid("new server", "", "max record %d outside [28, 1 GiB]", cfg.maxRecord)
 	}
-	if cfg.cacheSize < 0 || (cfg.cacheSize > 0 && cfg.cacheMinAge < 0) {
-		return nil, invalid("new server", "", "reply cache of %d entries, min age %v", cfg.cacheSize, cfg.cacheMinAge)
+	if cfg.cacheSize < 0 || (cfg.cacheSize > 0 && cfg.cacheMinAge < 0) || cfg.cacheBytes < 1 {
+		return nil, invalid("new server", "", "reply cache of %d entries and %d bytes, min age %v", cfg.cacheSize, cfg.cacheBytes, cfg.cacheMinAge)
+	}
+	if cfg.idle < 0 || cfg.maxConns < 1 {
+		return nil, invalid("new server", "", "idle timeout %v, connection limit %d", cfg.idle, cfg.maxConns)
 	}
 	if cfg.deferMax < 1 {
 		return nil, invalid("new server", "", "deferred-call limit %d", cfg.deferMax)
@@ -212,6 +252,7 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 	}
 	if cfg.cacheSize > 0 {
 		s.cache = newReplyCache(cfg.cacheSize, cfg.cacheMinAge)
+		s.cache.maxBytes = cfg.cacheBytes
 	}
 	if cfg.durable {
 		l, err := openDurable(cfg.durablePath, s.cache, cfg.replay)
@@ -375,6 +416,12 @@ func (s *Server) acceptLoop(l *sockets.StreamListener) {
 			c.Close()
 			return
 		}
+		if len(s.conns) >= s.cfg.maxConns {
+			// Over the limit: refuse it rather than let it wait unserved.
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -396,6 +443,11 @@ func (s *Server) serveConn(c *sockets.StreamConn) {
 	from := c.RemoteAddr()
 	key := "tcp " + from.String()
 	for {
+		if s.cfg.idle > 0 {
+			if err := c.SetReadDeadline(time.Now().Add(s.cfg.idle)); err != nil {
+				return
+			}
+		}
 		rec, err := rr.next(context.Background())
 		if err != nil {
 			if errors.Is(err, ErrProtocol) {
@@ -462,28 +514,41 @@ func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client st
 		return false
 	}
 	var key cacheKey
-	if s.cache != nil {
+	if s.cache != nil || s.log != nil {
 		key = cacheKey{client: client, xid: h.XID, prog: h.Prog, vers: h.Vers, proc: h.Proc}
+	}
+	// The reply cache is for retransmissions, which a TCP client never sends on
+	// the connection that had the call (and a new connection is a new client
+	// address): TCP calls do not use it.
+	cache := s.cache
+	if transport == "tcp" {
+		cache = nil
 	}
 	if h.Prog == ControlProg && h.Vers == controlVers && h.Proc == procOneWay {
 		// One-way: never a reply; the reply cache (if any) drops duplicates.
-		if s.cache != nil {
-			if st, _ := s.cache.begin(key); st != cacheNew {
+		if cache != nil {
+			if st, _ := cache.begin(key); st != cacheNew {
 				s.stats.hits.Add(1)
 				return false
 			}
 		}
 		s.oneWay(args, transport, from, cred)
-		if s.cache != nil {
-			s.cache.finish(key, []byte{})
+		if cache != nil {
+			cache.finish(key, []byte{})
 		}
 		return false
 	}
-	if s.cache != nil {
-		switch st, reply := s.cache.begin(key); st {
+	// Only a call that passes the checks and reaches a handler takes a cache
+	// entry: refusals are cheap to repeat, and must not fill the cache.
+	f, c := s.vet(&h, args, transport, from, enc, cred)
+	if f == nil {
+		return true
+	}
+	if cache != nil {
+		switch st, reply := cache.begin(key); st {
 		case cacheDone:
 			s.stats.hits.Add(1)
-			enc.b = append(enc.b, reply...)
+			enc.b = append(enc.b[:start], reply...)
 			return true
 		case cacheRunning:
 			s.stats.inProgress.Add(1)
@@ -494,7 +559,7 @@ func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client st
 		}
 	}
 	faultPoint("rpc-before-handler")
-	effect := s.answer(&h, args, transport, from, enc, cred)
+	effect := s.run(f, c)
 	faultPoint("rpc-after-handler")
 	if s.log != nil {
 		s.logMu.Lock()
@@ -505,8 +570,8 @@ func (s *Server) dispatch(msg []byte, transport string, from net.Addr, client st
 			enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Accepted: true, Stat: SystemErr})
 		}
 	}
-	if s.cache != nil {
-		s.cache.finish(key, enc.b[start:])
+	if cache != nil {
+		cache.finish(key, enc.b[start:])
 	}
 	return true
 }
@@ -526,6 +591,18 @@ func faultPoint(name string) {
 // answer runs the call's checks and handler and appends the reply to enc.b. It
 // returns the effect the handler recorded (Call.Effect) if it succeeded.
 func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.Addr, enc *encoder, cred *sockets.Cred) []byte {
+	f, c := s.vet(h, args, transport, from, enc, cred)
+	if f == nil {
+		return nil
+	}
+	return s.run(f, c)
+}
+
+// vet runs the call's checks (credentials, policy, program, version, procedure).
+// A call refused, or one to a null procedure without a handler, has its reply
+// appended to enc.b and vet returns a nil ProcFunc; otherwise it returns the
+// handler and the Call to run it with (run), with a SUCCESS header in enc.b.
+func (s *Server) vet(h *CallHeader, args []byte, transport string, from net.Addr, enc *encoder, cred *sockets.Cred) (ProcFunc, *Call) {
 	start := len(enc.b)
 	deny := func(stat AuthStat) {
 		enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Reject: rejectAuthError, Auth: stat})
@@ -538,17 +615,17 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 	case FlavorSys:
 		if _, err := DecodeAuthSys(h.Cred.Body); err != nil {
 			deny(AuthBadCred)
-			return nil
+			return nil, nil
 		}
 	default:
 		deny(AuthRejectedCred)
-		return nil
+		return nil, nil
 	}
 	if h.Verf.Flavor != FlavorNone {
 		deny(AuthBadVerf)
-		return nil
+		return nil, nil
 	}
-	c := &Call{Header: *h, Transport: transport, Addr: from, args: args, enc: enc, cred: cred, durable: s.log != nil}
+	c := &Call{Header: *h, Transport: transport, Addr: from, args: args, enc: enc, cred: cred, durable: s.log != nil, repStart: start}
 	if s.cfg.policy != nil {
 		if err := s.cfg.policy(c); err != nil {
 			if ae, ok := isAuth(err); ok {
@@ -556,7 +633,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 			} else {
 				deny(AuthTooWeak)
 			}
-			return nil
+			return nil, nil
 		}
 	}
 	s.mu.Lock()
@@ -583,7 +660,7 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		} else {
 			accept(ProgUnavail, 0, 0)
 		}
-		return nil
+		return nil, nil
 	}
 	f := procs[h.Proc]
 	s.mu.Unlock()
@@ -593,10 +670,25 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		} else {
 			accept(ProcUnavail, 0, 0)
 		}
-		return nil
+		return nil, nil
 	}
 	accept(Success, 0, 0)
 	c.resStart = len(enc.b)
+	return f, c
+}
+
+// run runs a vetted call's handler and completes its reply in c.enc.b (from the
+// header vet wrote). It returns the effect the handler recorded (Call.Effect) if
+// it succeeded.
+func (s *Server) run(f ProcFunc, c *Call) []byte {
+	h, enc := &c.Header, c.enc
+	start := c.repStart
+	deny := func(stat AuthStat) {
+		enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Reject: rejectAuthError, Auth: stat})
+	}
+	accept := func(stat AcceptStat) {
+		enc.b = appendReply(enc.b[:start], &ReplyHeader{XID: h.XID, Accepted: true, Stat: stat})
+	}
 	s.stats.handled.Add(1)
 	err := runProc(s.ctx, f, c)
 	switch {
@@ -606,14 +698,14 @@ func (s *Server) answer(h *CallHeader, args []byte, transport string, from net.A
 		}
 		return c.effect
 	case errors.Is(err, ErrGarbageArgs):
-		accept(GarbageArgs, 0, 0)
+		accept(GarbageArgs)
 	case errors.Is(err, ErrProcUnavail):
-		accept(ProcUnavail, 0, 0)
+		accept(ProcUnavail)
 	default:
 		if ae, ok := isAuth(err); ok {
 			deny(ae.Stat)
 		} else {
-			accept(SystemErr, 0, 0)
+			accept(SystemErr)
 		}
 	}
 	return nil

@@ -77,10 +77,23 @@ func (e *encoder) pad(n int) {
 // it: a vector of n elements needs at least 4n bytes left (every XDR item takes at
 // least 4), an opaque or string of n bytes n bytes and padding. Enums must hold one
 // of their declared values, booleans 0 or 1, padding zeros.
+//
+// Nesting is bounded too: an aggregate (struct, union, optional pointer, array)
+// nested more than MaxXDRDepth deep is an error, so that the input of a recursive
+// type (struct node { node *next; }) cannot make the decoder recurse until the
+// goroutine's stack overflows, which no recover can catch.
 type decoder struct {
-	b   []byte
-	off int
+	b     []byte
+	off   int
+	depth int
 }
+
+// MaxXDRDepth is how deeply aggregates (structs, unions, optional pointers, fixed
+// and variable arrays) may nest in decoded data. goxdr code recurses once per
+// level, and a linked list (struct node { node *next; }) takes two levels per
+// element (the pointer and the struct): a list longer than about MaxXDRDepth/2
+// elements does not decode.
+const MaxXDRDepth = 1000
 
 func (d *decoder) Sprintf(string, ...any) string { return "" }
 
@@ -151,7 +164,12 @@ func (d *decoder) Marshal(_ string, v xdr.XdrType) {
 		dst := v.GetByteSlice()
 		copy(dst, d.bytes(uint32(len(dst))))
 	case xdr.XdrAggregate:
+		if d.depth >= MaxXDRDepth {
+			fail("%s nested more than %d deep", typeName(v), MaxXDRDepth)
+		}
+		d.depth++
 		v.XdrRecurse(d, "")
+		d.depth--
 	default:
 		fail("cannot decode %T", v)
 	}
@@ -213,7 +231,7 @@ func (e *encoder) appendValue(v Value) (err error) {
 
 // decodeValue decodes v from all of b: bytes left over are an error too.
 func (d *decoder) decodeValue(b []byte, v Value) (err error) {
-	d.b, d.off = b, 0
+	d.b, d.off, d.depth = b, 0, 0
 	defer catch(&err)
 	v.XdrMarshal(d, "")
 	if d.off != len(d.b) {
