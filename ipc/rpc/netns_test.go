@@ -3,6 +3,7 @@ package rpc_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/internal/ipctest"
+	"github.com/ipclab/ipclab/ipc"
 	"github.com/ipclab/ipclab/ipc/rpc"
 )
 
@@ -304,5 +306,51 @@ func TestSemanticsAcrossNamespaces(t *testing.T) {
 				t.Errorf("%s: %d of %d calls returned within 2 s", tc.sem, rep.returned, calls)
 			}
 		})
+	}
+}
+
+// The address rule (A9): without WithInetPrefix / WithServerInetPrefix a client and a
+// server refuse every non-loopback address; with them, addresses outside the prefix
+// are still refused, and a prefix that is not private (RFC 1918) is refused itself,
+// all before any packet is sent.
+func TestInetPrefixOptions(t *testing.T) {
+	pfx := netip.MustParsePrefix("10.231.254.0/24")
+	for _, tc := range []struct {
+		addr string
+		opts []rpc.ClientOption
+	}{
+		{"10.231.254.1:9", nil},
+		{"10.231.253.1:9", []rpc.ClientOption{rpc.WithInetPrefix(pfx)}},
+		{"8.8.8.8:53", []rpc.ClientOption{rpc.WithInetPrefix(pfx)}},
+		{"8.8.8.8:53", []rpc.ClientOption{rpc.WithInetPrefix(netip.MustParsePrefix("8.8.8.0/24"))}},
+	} {
+		for _, network := range []string{"udp", "tcp"} {
+			if c, err := rpc.Dial(bg, network, tc.addr, semProg, 1, tc.opts...); !errors.Is(err, ipc.ErrInvalid) {
+				if c != nil {
+					c.Close()
+				}
+				t.Errorf("Dial %s %s (%d options): err = %v, want ErrInvalid", network, tc.addr, len(tc.opts), err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		addr string
+		opts []rpc.ServerOption
+	}{
+		{"10.231.254.1:0", nil},
+		{"10.231.253.1:0", []rpc.ServerOption{rpc.WithServerInetPrefix(pfx)}},
+		{"8.8.8.8:0", []rpc.ServerOption{rpc.WithServerInetPrefix(netip.MustParsePrefix("8.8.8.0/24"))}},
+	} {
+		s, err := rpc.NewServer(tc.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ListenUDP(tc.addr); !errors.Is(err, ipc.ErrInvalid) {
+			t.Errorf("ListenUDP %s (%d options): err = %v, want ErrInvalid", tc.addr, len(tc.opts), err)
+		}
+		if _, err := s.ListenTCP(tc.addr); !errors.Is(err, ipc.ErrInvalid) {
+			t.Errorf("ListenTCP %s (%d options): err = %v, want ErrInvalid", tc.addr, len(tc.opts), err)
+		}
+		s.Close()
 	}
 }
