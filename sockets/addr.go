@@ -99,18 +99,22 @@ func setUnixName(a *sys.Addr, name string, abstract bool) error {
 }
 
 // setInet4 parses "127.x.y.z:port" and stores it in a. Only loopback addresses are
-// accepted, plus multicast groups when multicast is true.
-func setInet4(a *sys.Addr, hostport string, multicast bool) error {
+// accepted, plus multicast groups when multicast is true and addresses in allow (the
+// AllowInetPrefix option; the zero Prefix allows nothing).
+func setInet4(a *sys.Addr, hostport string, multicast bool, allow netip.Prefix) error {
 	ap, err := netip.ParseAddrPort(hostport)
 	if err != nil {
 		return fmt.Errorf("address %q: %v: %w", hostport, err, ipc.ErrInvalid)
 	}
-	return setAddrPort(a, ap, multicast)
+	return setAddrPort(a, ap, multicast, allow)
 }
 
-func setAddrPort(a *sys.Addr, ap netip.AddrPort, multicast bool) error {
+func setAddrPort(a *sys.Addr, ap netip.AddrPort, multicast bool, allow netip.Prefix) error {
 	ip := ap.Addr().Unmap()
-	if !ip.Is4() || !(ip.IsLoopback() || (multicast && ip.IsMulticast())) {
+	if !ip.Is4() || !(ip.IsLoopback() || (multicast && ip.IsMulticast()) || (allow.IsValid() && allow.Contains(ip))) {
+		if allow.IsValid() {
+			return fmt.Errorf("address %v is neither an IPv4 loopback address nor in %v: %w", ap, allow, ipc.ErrInvalid)
+		}
 		return fmt.Errorf("address %v is not an IPv4 loopback address (only 127.0.0.0/8 is allowed): %w", ap, ipc.ErrInvalid)
 	}
 	a.SetInet4(ip.As4(), int(ap.Port()))
@@ -118,7 +122,7 @@ func setAddrPort(a *sys.Addr, ap netip.AddrPort, multicast bool) error {
 }
 
 // setNetAddr stores a destination given as a net.Addr without allocating.
-func setNetAddr(a *sys.Addr, addr net.Addr, family int) error {
+func setNetAddr(a *sys.Addr, addr net.Addr, family int, allow netip.Prefix) error {
 	switch v := addr.(type) {
 	case *net.UnixAddr:
 		if family != unix.AF_UNIX {
@@ -129,7 +133,7 @@ func setNetAddr(a *sys.Addr, addr net.Addr, family int) error {
 		if family != unix.AF_INET {
 			break
 		}
-		return setAddrPort(a, v.AddrPort(), true)
+		return setAddrPort(a, v.AddrPort(), true, allow)
 	}
 	return fmt.Errorf("destination %v (%T) does not suit this socket: %w", addr, addr, ipc.ErrInvalid)
 }

@@ -35,7 +35,8 @@
 //   - Every send uses MSG_NOSIGNAL: a gone peer is ipc.ErrPeerGone, never SIGPIPE.
 //     (Writes to descriptors 1 and 2 are another matter: Go lets SIGPIPE kill the
 //     process there.)
-//   - TCP and UDP accept only 127.0.0.0/8 addresses; TCP sets TCP_NODELAY; multicast
+//   - TCP and UDP accept only 127.0.0.0/8 addresses, unless the caller names a private
+//     (RFC 1918) prefix of a network it made with AllowInetPrefix; TCP sets TCP_NODELAY; multicast
 //     stays on the loopback interface with TTL 0.
 //
 // # Waiting

@@ -2,6 +2,7 @@ package sockets
 
 import (
 	"context"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 
@@ -10,14 +11,15 @@ import (
 )
 
 // ListenTCP listens for TCP connections on addr, "127.x.y.z:port" (port 0 picks a
-// free one; see Addr). Only loopback addresses are accepted. Accepted connections
+// free one; see Addr). Only loopback addresses are accepted (and those of
+// AllowInetPrefix). Accepted connections
 // have TCP_NODELAY set.
 func ListenTCP(addr string, opts ...Option) (*StreamListener, error) {
 	c, err := buildConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	fd, err := bindInet4(unix.SOCK_STREAM, addr, "listen")
+	fd, err := bindInet4(unix.SOCK_STREAM, addr, "listen", c.inet)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +49,7 @@ func ListenUDP(addr string, opts ...Option) (*DgramConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, err := bindInet4(unix.SOCK_DGRAM, addr, "bind")
+	fd, err := bindInet4(unix.SOCK_DGRAM, addr, "bind", c.inet)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +76,7 @@ func dialInet4(ctx context.Context, sotype int, addr string, opts []Option) (*ba
 		return nil, err
 	}
 	var a sys.Addr
-	if err := setInet4(&a, addr, false); err != nil {
+	if err := setInet4(&a, addr, false, c.inet); err != nil {
 		return nil, &ipc.OpError{Op: "connect", Object: addr, Err: err}
 	}
 	return dial(ctx, unix.AF_INET, sotype, &a, addr, c)
@@ -82,9 +84,9 @@ func dialInet4(ctx context.Context, sotype int, addr string, opts []Option) (*ba
 
 // bindInet4 makes a close-on-exec IPv4 socket of sotype bound to addr, a loopback
 // "127.x.y.z:port"; op names the caller's operation in an address error.
-func bindInet4(sotype int, addr, op string) (int, error) {
+func bindInet4(sotype int, addr, op string, allow netip.Prefix) (int, error) {
 	var a sys.Addr
-	if err := setInet4(&a, addr, false); err != nil {
+	if err := setInet4(&a, addr, false, allow); err != nil {
 		return -1, &ipc.OpError{Op: op, Object: addr, Err: err}
 	}
 	proto := "tcp"

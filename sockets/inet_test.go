@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -216,4 +217,52 @@ func TestBlockingSetup(t *testing.T) {
 			t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
 		}
 	})
+}
+
+// AllowInetPrefix admits only canonical private-use (RFC 1918) IPv4 prefixes, and
+// with it the TCP and UDP constructors and SendTo accept addresses in the prefix
+// and still refuse every other non-loopback address, before any system call. (Traffic
+// over such a prefix, between two network namespaces joined by a veth pair, is in
+// ipc/rpc's TestSemanticsAcrossNamespaces.)
+func TestAllowInetPrefix(t *testing.T) {
+	for _, bad := range []string{"8.8.8.0/24", "10.0.0.0/7", "172.0.0.0/8", "192.168.1.1/24", "100.64.0.0/10", "fd00::/8", "0.0.0.0/0"} {
+		if _, err := ListenUDP("127.0.0.1:0", AllowInetPrefix(netip.MustParsePrefix(bad))); !errors.Is(err, ipc.ErrInvalid) {
+			t.Errorf("AllowInetPrefix(%s): err = %v, want ErrInvalid", bad, err)
+		}
+	}
+	allow := AllowInetPrefix(netip.MustParsePrefix("10.231.254.0/24"))
+	// Without the option a private address is refused as before.
+	if _, err := ListenUDP("10.231.254.254:0"); !errors.Is(err, ipc.ErrInvalid) {
+		t.Errorf("ListenUDP(10.231.254.254) without the option: err = %v, want ErrInvalid", err)
+	}
+	for _, out := range []string{"10.231.253.1:9", "192.168.0.1:9", "8.8.8.8:53"} {
+		if _, err := ListenUDP(out, allow); !errors.Is(err, ipc.ErrInvalid) {
+			t.Errorf("ListenUDP(%s) outside the prefix: err = %v, want ErrInvalid", out, err)
+		}
+		if _, err := ListenTCP(out, allow); !errors.Is(err, ipc.ErrInvalid) {
+			t.Errorf("ListenTCP(%s) outside the prefix: err = %v, want ErrInvalid", out, err)
+		}
+		if _, err := DialTCP(bg, out, allow); !errors.Is(err, ipc.ErrInvalid) {
+			t.Errorf("DialTCP(%s) outside the prefix: err = %v, want ErrInvalid", out, err)
+		}
+		if _, err := DialUDP(bg, out, allow); !errors.Is(err, ipc.ErrInvalid) {
+			t.Errorf("DialUDP(%s) outside the prefix: err = %v, want ErrInvalid", out, err)
+		}
+	}
+	// In the prefix the address passes the check and reaches bind(2), which fails
+	// here because no interface of this namespace has it (no packet is sent).
+	if u, err := ListenUDP("10.231.254.254:0", allow); err == nil {
+		u.Close()
+		t.Skip("this namespace has 10.231.254.254; cannot test the refusal by the kernel")
+	} else if errors.Is(err, ipc.ErrInvalid) || !errors.Is(err, unix.EADDRNOTAVAIL) {
+		t.Errorf("ListenUDP(10.231.254.254) in the prefix: err = %v, want EADDRNOTAVAIL from bind", err)
+	}
+	u, err := ListenUDP("127.0.0.1:0", allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if err := u.SendTo(bg, []byte("x"), &net.UDPAddr{IP: net.IPv4(10, 231, 253, 1), Port: 9}); !errors.Is(err, ipc.ErrInvalid) {
+		t.Errorf("SendTo outside the prefix: err = %v, want ErrInvalid", err)
+	}
 }

@@ -81,7 +81,7 @@ func (b *base) send(ctx context.Context, p []byte, fds []int, cred *Cred, to net
 		return b.c.SendMsg(ctx, p, fds, uc, nil, nowait)
 	}
 	var addr sys.Addr
-	if err := setNetAddr(&addr, to, b.family); err != nil {
+	if err := setNetAddr(&addr, to, b.family, b.cfg.inet); err != nil {
 		return 0, err
 	}
 	return b.c.SendMsg(ctx, p, fds, uc, &addr, nowait)

@@ -2,6 +2,7 @@ package sockets
 
 import (
 	"net"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 
@@ -27,7 +28,7 @@ func ListenMulticast(group string, opts ...Option) (*DgramConn, error) {
 		return nil, err
 	}
 	var a sys.Addr
-	if err := setInet4(&a, group, true); err != nil {
+	if err := setInet4(&a, group, true, netip.Prefix{}); err != nil {
 		return nil, &ipc.OpError{Op: "bind", Object: group, Err: err}
 	}
 	gip, _, _ := a.Inet4()

@@ -3,6 +3,7 @@ package sockets
 import (
 	"fmt"
 	"io/fs"
+	"net/netip"
 
 	"github.com/ipclab/ipclab/ipc"
 )
@@ -26,6 +27,7 @@ type config struct {
 	autobind bool
 	noFds    bool
 	backlog  int
+	inet     netip.Prefix
 }
 
 // WithWait sets how blocking calls wait: ipc.WaitAuto (the default: a call with no
@@ -75,6 +77,33 @@ func RefuseFds() Option { return func(c *config) { c.noFds = true } }
 // WithBacklog sets the listen(2) backlog (default 128).
 func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 
+// AllowInetPrefix makes the TCP and UDP constructors, and SendTo on the sockets they
+// return, accept IPv4 addresses in p besides 127.0.0.0/8: for a network the caller
+// made itself, such as a veth pair between two network namespaces of its own (ipclab's
+// rule: the library reaches only addresses the user created, never others). p must
+// be an IPv4 prefix inside the private-use ranges of RFC 1918 (10.0.0.0/8,
+// 172.16.0.0/12, 192.168.0.0/16), in canonical form (no host bits set), so that the
+// option can never open a socket to a routable address. It does not authenticate
+// anyone: a peer in p is another host, whatever credentials it claims.
+func AllowInetPrefix(p netip.Prefix) Option { return func(c *config) { c.inet = p } }
+
+// privateInet4 reports whether every address of p is private-use (RFC 1918).
+func privateInet4(p netip.Prefix) bool {
+	if !p.IsValid() || !p.Addr().Is4() || p.Masked() != p {
+		return false
+	}
+	for _, r := range []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("172.16.0.0/12"),
+		netip.MustParsePrefix("192.168.0.0/16"),
+	} {
+		if p.Bits() >= r.Bits() && r.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
 // buildConfig applies opts to the defaults and checks the result; bad options are
 // an *ipc.OpError matching ipc.ErrInvalid, before any system call.
 func buildConfig(opts []Option) (config, error) {
@@ -96,6 +125,9 @@ func buildConfig(opts []Option) (config, error) {
 	}
 	if c.mode&^fs.ModePerm != 0 {
 		return c, optErr("mode %v has bits other than permissions: %w", c.mode, ipc.ErrInvalid)
+	}
+	if c.inet != (netip.Prefix{}) && !privateInet4(c.inet) {
+		return c, optErr("prefix %v is not a canonical IPv4 prefix inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16: %w", c.inet, ipc.ErrInvalid)
 	}
 	if c.backlog <= 0 {
 		return c, optErr("backlog %d: %w", c.backlog, ipc.ErrInvalid)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,14 @@ type clientConfig struct {
 	timeout   time.Duration
 	maxRecord int
 	batchMax  int
+	inet      netip.Prefix
 }
+
+// WithInetPrefix lets the client reach a server at an IPv4 address in p, a private
+// (RFC 1918) prefix of a network the caller made, besides loopback: see
+// sockets.AllowInetPrefix. Calls over it come from another host; the package doc
+// says why a server does not trust their AUTH_SYS credentials.
+func WithInetPrefix(p netip.Prefix) ClientOption { return func(c *clientConfig) { c.inet = p } }
 
 // WithBatchLimit bounds the one-way calls a TCP client holds unsent (default 1
 // MiB): a Send or Batch that would exceed it, with the socket full, fails with
@@ -153,7 +161,7 @@ func (closedError) Error() string { return "client closed" }
 func (closedError) Is(target error) bool { return target == os.ErrClosed || target == net.ErrClosed }
 
 // Dial returns a client for version vers of program prog at addr, a loopback
-// "127.x.y.z:port", over network "tcp" or "udp". A TCP client connects here (and
+// "127.x.y.z:port" (or an address of WithInetPrefix), over network "tcp" or "udp". A TCP client connects here (and
 // again on the next call after the connection fails); a UDP client's socket is
 // connected to addr.
 func Dial(ctx context.Context, network, addr string, prog, vers uint32, opts ...ClientOption) (*Client, error) {
@@ -165,7 +173,7 @@ func Dial(ctx context.Context, network, addr string, prog, vers uint32, opts ...
 		return nil, err
 	}
 	if network == "udp" {
-		u, err := sockets.DialUDP(ctx, addr)
+		u, err := sockets.DialUDP(ctx, addr, sockets.AllowInetPrefix(c.cfg.inet))
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +221,7 @@ func newClient(ctx context.Context, network, addr string, prog, vers uint32, opt
 }
 
 func (c *Client) connect(ctx context.Context) error {
-	t, err := sockets.DialTCP(ctx, c.addr)
+	t, err := sockets.DialTCP(ctx, c.addr, sockets.AllowInetPrefix(c.cfg.inet))
 	if err != nil {
 		return err
 	}

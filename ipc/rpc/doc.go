@@ -14,8 +14,11 @@
 // matching the status's sentinel (ErrProcUnavail, ...); a *MismatchError carries
 // version ranges, an *AuthError the auth_stat.
 //
-// Transports go through package sockets: TCP and UDP on loopback addresses only
-// (127.0.0.0/8), close-on-exec, MSG_NOSIGNAL.
+// Transports go through package sockets: TCP and UDP on loopback addresses
+// (127.0.0.0/8), close-on-exec, MSG_NOSIGNAL; a client or server given
+// WithInetPrefix / WithServerInetPrefix also uses addresses of a private (RFC 1918)
+// prefix of a network its caller made (two network namespaces joined by a veth pair,
+// in the tests), and never any other address.
 //
 // # Door transport and binder
 //

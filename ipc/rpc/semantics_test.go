@@ -26,8 +26,13 @@ const semProg = 0x20000778
 // cache. It serves UDP, writes its address to file 0, and when told to stop closes
 // the server (no handler runs after that) and writes "id runs" lines, then "end".
 var _ = ipctest.Helper("rpc-counting-server", func(args []string) int {
-	var opts []rpc.ServerOption
-	if len(args) > 0 && args[0] == "cache" {
+	return countingServer(len(args) > 0 && args[0] == "cache", "127.0.0.1:0")
+})
+
+// countingServer is the counting server's body, serving UDP on addr; opts are
+// further server options.
+func countingServer(cache bool, addr string, opts ...rpc.ServerOption) int {
+	if cache {
 		opts = append(opts, rpc.WithReplyCache(4096, 3*time.Second))
 	}
 	s, err := rpc.NewServer(opts...)
@@ -49,7 +54,7 @@ var _ = ipctest.Helper("rpc-counting-server", func(args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	ua, err := s.ListenUDP("127.0.0.1:0")
+	ua, err := s.ListenUDP(addr)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -69,7 +74,7 @@ var _ = ipctest.Helper("rpc-counting-server", func(args []string) int {
 	fmt.Fprintln(w, "end")
 	w.Flush()
 	return 0
-})
+}
 
 // history is what happened in a campaign: the calls made (ids 0 … calls-1), which
 // returned with their own id, and how often the server ran each id's handler.
@@ -224,6 +229,19 @@ func campaignAs(t *testing.T, sem, clientSem rpc.Semantics, cache bool, calls in
 		}
 	}
 	p.Signal()
+	readServerCounts(t, br, p, &h)
+	p.MustSucceed()
+	h.transmissions = c.Transmissions()
+	toServer, toClient := relay.Stats()
+	t.Logf("%s: %d calls, %d transmissions; relay to server: %v; to client: %v; server calls/handled/cache hits/in progress/cache full: %s",
+		sem, calls, c.Transmissions(), toServer, toClient, h.stats)
+	return h
+}
+
+// readServerCounts reads the counting server p's report from br into h: its stats
+// and the runs per call id.
+func readServerCounts(t *testing.T, br *bufio.Reader, p *ipctest.Proc, h *history) {
+	t.Helper()
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -231,7 +249,7 @@ func campaignAs(t *testing.T, sem, clientSem rpc.Semantics, cache bool, calls in
 		}
 		line = strings.TrimSpace(line)
 		if line == "end" {
-			break
+			return
 		}
 		if s, ok := strings.CutPrefix(line, "stats "); ok {
 			h.stats = s
@@ -244,12 +262,6 @@ func campaignAs(t *testing.T, sem, clientSem rpc.Semantics, cache bool, calls in
 		}
 		h.runs[id] = n
 	}
-	p.MustSucceed()
-	h.transmissions = c.Transmissions()
-	toServer, toClient := relay.Stats()
-	t.Logf("%s: %d calls, %d transmissions; relay to server: %v; to client: %v; server calls/handled/cache hits/in progress/cache full: %s",
-		sem, calls, c.Transmissions(), toServer, toClient, h.stats)
-	return h
 }
 
 // RPC-04, RPC-05, RPC-06: each call semantics over UDP through a relay that loses

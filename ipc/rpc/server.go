@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,6 +115,7 @@ type serverConfig struct {
 	replay      func(Effect) error
 	idle        time.Duration
 	maxConns    int
+	inet        netip.Prefix
 }
 
 // DefaultIdleTimeout is how long a server waits, by default, for a TCP
@@ -123,6 +125,14 @@ const DefaultIdleTimeout = 2 * time.Minute
 // DefaultMaxConns is how many TCP connections a server serves at once by default
 // (WithMaxConns).
 const DefaultMaxConns = 1024
+
+// WithServerInetPrefix lets ListenTCP and ListenUDP bind to an IPv4 address in p,
+// a private (RFC 1918) prefix of a network the caller made, besides loopback (see
+// sockets.AllowInetPrefix), and the UDP server answer clients there. Calls over it
+// come from other hosts: AUTH_SYS credentials in them are claims, not facts.
+func WithServerInetPrefix(p netip.Prefix) ServerOption {
+	return func(c *serverConfig) { c.inet = p }
+}
 
 // WithIdleTimeout bounds how long the server waits for a TCP connection's next
 // call record, from the end of the previous reply (or the accept) to the record's
@@ -289,9 +299,9 @@ func (s *Server) Register(prog, vers uint32, procs map[uint32]ProcFunc) error {
 }
 
 // ListenTCP serves on a TCP listener bound to addr, a loopback "127.x.y.z:port"
-// (port 0 picks a free one), and returns its address.
+// (or an address of WithServerInetPrefix; port 0 picks a free one), and returns its address.
 func (s *Server) ListenTCP(addr string) (*net.TCPAddr, error) {
-	l, err := sockets.ListenTCP(addr)
+	l, err := sockets.ListenTCP(addr, sockets.AllowInetPrefix(s.cfg.inet))
 	if err != nil {
 		return nil, err
 	}
@@ -327,10 +337,10 @@ func (s *Server) ServeTCP(l *sockets.StreamListener) (*net.TCPAddr, error) {
 	return ta, nil
 }
 
-// ListenUDP serves on a UDP socket bound to addr, a loopback "127.x.y.z:port", and
-// returns its address.
+// ListenUDP serves on a UDP socket bound to addr, a loopback "127.x.y.z:port" (or an
+// address of WithServerInetPrefix), and returns its address.
 func (s *Server) ListenUDP(addr string) (*net.UDPAddr, error) {
-	u, err := sockets.ListenUDP(addr)
+	u, err := sockets.ListenUDP(addr, sockets.AllowInetPrefix(s.cfg.inet))
 	if err != nil {
 		return nil, err
 	}
