@@ -265,7 +265,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 
 	w := stdout
 	var commit func() error
-	if rp.output != "" {
+	if fi, err := os.Stat(rp.output); rp.output != "" && err == nil && !fi.Mode().IsRegular() {
+		// A device or a FIFO (-o /dev/null, a pipe to another program): write to it
+		// as it is. Renaming a file over it would replace /dev/null with a file.
+		f, err := os.OpenFile(rp.output, os.O_WRONLY, 0)
+		if err != nil {
+			return usageError{fmt.Errorf("-o %s: cannot write there: %w", rp.output, err)}
+		}
+		defer f.Close()
+		w = f
+		commit = func() error { return nil }
+	} else if rp.output != "" {
 		// A file beside the output, made now so that a place that cannot be written
 		// fails before the run; it replaces the output only once the results are in
 		// it, so a failed or interrupted run leaves an earlier file as it was.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/cmd/ipcbench/internal/bench"
 	"github.com/ipclab/ipclab/cmd/ipcbench/internal/report"
@@ -262,4 +263,41 @@ func TestRunEBPFProbeCost(t *testing.T) {
 	out, _, err = runCLI(t, append(args, "--format", "table")...)
 	require.NoError(t, err)
 	assert.Contains(t, out, "The probes' own cost, measured at load")
+}
+
+// TestRunOutputNotAFile: -o naming a FIFO (or a device, as /dev/null) writes the
+// results into it and leaves it what it was. The write-beside-and-rename that
+// protects a regular file replaced /dev/null with a regular file on this machine.
+func TestRunOutputNotAFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "results")
+	require.NoError(t, unix.Mkfifo(fifo, 0o600))
+	got := make(chan []byte, 1)
+	go func() {
+		f, err := os.Open(fifo)
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer f.Close()
+		b, _ := io.ReadAll(f)
+		got <- b
+	}()
+	_, progress, err := runCLI(t, "run", "--prim", "pipe", "--impl", "raw", "--size", "64", "--iters", "50", "--warmup", "1ms", "--format", "json", "-o", fifo)
+	require.NoError(t, err, progress)
+	var b []byte
+	select {
+	case b = <-got:
+	case <-time.After(30 * time.Second):
+		// The run wrote elsewhere (a file renamed over the FIFO): free the reader.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("nothing was written into the FIFO")
+	}
+	f, err := report.Decode(bytes.NewReader(b))
+	require.NoError(t, err)
+	assert.NotEmpty(t, f.Results)
+	fi, err := os.Lstat(fifo)
+	require.NoError(t, err)
+	assert.Equal(t, os.ModeNamedPipe, fi.Mode().Type(), "the FIFO was replaced")
 }
