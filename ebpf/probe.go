@@ -444,7 +444,9 @@ func (p *Probes) Close() error {
 
 // MeasureCost runs workload with the kernel's BPF run-time statistics enabled and
 // returns what the probes' programs cost meanwhile: their runs, their total run time,
-// and the system calls they attributed. The workload must make traced system calls
+// and the system calls they attributed (with Options.SampleEvery N > 1, the sampled
+// calls times N: an estimate of all the calls, sampled or not, so that the cost per
+// call includes the unsampled calls' share). The workload must make traced system calls
 // (of a traced process); the counters it leaves are not reset. Statistics stay on
 // only for the call (another holder may keep them on longer).
 func (p *Probes) MeasureCost(workload func() error) (ProbeCost, error) {
@@ -492,5 +494,6 @@ func (p *Probes) MeasureCost(workload func() error) (ProbeCost, error) {
 	if err != nil {
 		return ProbeCost{}, fmt.Errorf("ebpf: measure cost: %w", err)
 	}
-	return ProbeCost{Events: runs1 - runs0, RunTime: t1 - t0, Calls: calls1 - calls0}, nil
+	// With sampling the calls attributed are about 1 in p.sample of those made.
+	return ProbeCost{Events: runs1 - runs0, RunTime: t1 - t0, Calls: (calls1 - calls0) * uint64(p.sample)}, nil
 }
