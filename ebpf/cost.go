@@ -12,7 +12,7 @@ type ProbeCost struct {
 	Events  uint64
 	RunTime time.Duration
 	// Calls is the number of system calls the probes attributed to a primitive
-	// while the workload ran.
+	// while the workload ran (with sampling, the sampled ones times SampleEvery).
 	Calls uint64
 }
 

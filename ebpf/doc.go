@@ -50,6 +50,30 @@
 // (a hash lookup for tasks that are not traced). Figures taken with probes attached are
 // not the primitive's latency: measure the overhead A/B and report both.
 //
+// # Sampling
+//
+// Options.SampleEvery = N > 1 traces 1 call in N: at sys_enter, as soon as the system
+// call table says the call is one the probes trace, the probe draws a random number
+// and an unsampled call returns there, before the pid filter, the classification and
+// any state; its exit and the context switches while it runs find no open call and do
+// nothing. The draw is random rather than every N-th call so that a strictly
+// alternating workload (write, read, write, ...) is not aliased onto one operation.
+// Counts and histograms are then of the sampled calls and are not scaled
+// (Report.SampleEvery, "sample_every" in JSON, a line in the text output say so):
+// multiply counts by N to estimate all calls.
+//
+// The error is binomial. Of C calls, the sampled count k has mean C/N and standard
+// deviation sqrt(C·(1/N)·(1-1/N)), so N·k estimates C with a relative standard error
+// of about sqrt((N-1)/C) ≈ 1/sqrt(k) (k = 1 000 sampled calls: ±3 %). A bucket holding
+// a fraction f of the calls holds f·k ± sqrt(k·f·(1-f)) of the sample. A quantile q is
+// off by at most a bucket when the sampled rank q·k is further than a few
+// sqrt(k·q·(1-q)) from the bucket's edges: the p50 of 1 000 sampled calls is the rank
+// 500 ± 16, the p99 the rank 990 ± 3 (about ten values, so p99 of small samples is
+// coarse); shares and means (on-CPU vs blocked) are unbiased. The readiness wait is
+// not recorded with sampling: its EAGAIN and the success that ends it are sampled
+// apart, and a pair would span several waits. A call interrupted by a signal whose
+// restart is not sampled is still closed when the restart returns.
+//
 // # Privileges
 //
 // Loading needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN, as root has). Without them

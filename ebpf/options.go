@@ -22,6 +22,12 @@ type Options struct {
 	OnlyRegistered bool
 	// Attach forces one way of attaching; AttachAuto tries them in order.
 	Attach Attach
+	// SampleEvery traces 1 call in SampleEvery, chosen at random in the kernel at
+	// sys_enter (0 or 1: every call). An unsampled call costs one map lookup and one
+	// random number and leaves nothing behind. Counts and histograms are then of the
+	// sampled calls, and the readiness wait is not recorded; see "Sampling" in the
+	// package doc for the error this brings.
+	SampleEvery int
 }
 
 // Attach is a way of attaching the probes to their tracepoints.

@@ -31,6 +31,7 @@ type Probes struct {
 	pidsGen uint32
 	closed  bool
 	ncpu    int
+	sample  int // Options.SampleEvery, at least 1
 }
 
 // Load loads the probes and attaches them, trying AttachTPBTF, then AttachRawTP,
@@ -61,7 +62,12 @@ func Load(o Options) (*Probes, error) {
 		}
 		return vs.Set(b)
 	}
+	if o.SampleEvery < 0 {
+		return nil, fmt.Errorf("ebpf: load: invalid SampleEvery %d", o.SampleEvery)
+	}
+	sample := uint32(max(o.SampleEvery, 1))
 	if err := ipc.Join(
+		spec.Variables[bpf.IpcprobeVarSampleEvery].Set(sample),
 		set(bpf.IpcprobeVarFilterPids, len(o.PIDs) > 0 || o.FilterPIDs),
 		set(bpf.IpcprobeVarFollowForks, o.FollowForks),
 		set(bpf.IpcprobeVarClassify, !o.OnlyRegistered),
@@ -75,8 +81,9 @@ func Load(o Options) (*Probes, error) {
 	}
 	var errs []error
 	for _, mode := range modes {
-		p, err := loadMode(spec, mode)
+		p, err := loadMode(spec, mode, o.FollowForks && (len(o.PIDs) > 0 || o.FilterPIDs))
 		if err == nil {
+			p.sample = int(sample)
 			if err := p.init(o); err != nil {
 				p.Close()
 				return nil, err
@@ -96,7 +103,25 @@ type progAttach struct {
 	group, event string
 }
 
-func programsFor(mode Attach) []progAttach {
+// programsFor lists the programs of mode that the options need: the fork tracepoint
+// only to follow forks, the exit tracepoint only to drop followed processes or, without
+// task storage, the exited threads' state.
+func programsFor(mode Attach, follow bool) []progAttach {
+	all := programsOf(mode)
+	out := all[:0:0]
+	for _, w := range all {
+		switch {
+		case w.event == "sched_process_fork" && !follow:
+			continue
+		case w.event == "sched_process_exit" && !follow && mode == AttachTPBTF:
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+func programsOf(mode Attach) []progAttach {
 	switch mode {
 	case AttachTPBTF:
 		return []progAttach{
@@ -130,9 +155,9 @@ func programsFor(mode Attach) []progAttach {
 }
 
 // loadMode loads the maps and the programs of one attach mode and attaches them.
-func loadMode(full *cebpf.CollectionSpec, mode Attach) (*Probes, error) {
-	want := programsFor(mode)
-	if want == nil {
+func loadMode(full *cebpf.CollectionSpec, mode Attach, follow bool) (*Probes, error) {
+	want := programsFor(mode, follow)
+	if len(want) == 0 {
 		return nil, fmt.Errorf("unknown attach mode %d", int(mode))
 	}
 	spec := full.Copy()
@@ -342,7 +367,7 @@ func (p *Probes) Snapshot() (*Report, error) {
 	if p.closed {
 		return nil, fmt.Errorf("ebpf: snapshot: %w", os.ErrClosed)
 	}
-	r := &Report{Attach: p.attach.String(), Since: p.since, Taken: time.Now()}
+	r := &Report{Attach: p.attach.String(), Since: p.since, Taken: time.Now(), SampleEvery: p.sample}
 	m := p.coll.Maps[bpf.IpcprobeMapStats]
 	per := make([]bpf.IpcprobeIpcStats, p.ncpu)
 	nops := uint32(bpf.IpcprobeIpcOpOP_MAX)
@@ -419,7 +444,9 @@ func (p *Probes) Close() error {
 
 // MeasureCost runs workload with the kernel's BPF run-time statistics enabled and
 // returns what the probes' programs cost meanwhile: their runs, their total run time,
-// and the system calls they attributed. The workload must make traced system calls
+// and the system calls they attributed (with Options.SampleEvery N > 1, the sampled
+// calls times N: an estimate of all the calls, sampled or not, so that the cost per
+// call includes the unsampled calls' share). The workload must make traced system calls
 // (of a traced process); the counters it leaves are not reset. Statistics stay on
 // only for the call (another holder may keep them on longer).
 func (p *Probes) MeasureCost(workload func() error) (ProbeCost, error) {
@@ -467,5 +494,6 @@ func (p *Probes) MeasureCost(workload func() error) (ProbeCost, error) {
 	if err != nil {
 		return ProbeCost{}, fmt.Errorf("ebpf: measure cost: %w", err)
 	}
-	return ProbeCost{Events: runs1 - runs0, RunTime: t1 - t0, Calls: calls1 - calls0}, nil
+	// With sampling the calls attributed are about 1 in p.sample of those made.
+	return ProbeCost{Events: runs1 - runs0, RunTime: t1 - t0, Calls: (calls1 - calls0) * uint64(p.sample)}, nil
 }

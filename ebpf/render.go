@@ -23,6 +23,10 @@ import (
 func WriteText(w io.Writer, r *Report) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "ipclab eBPF probes (%s), %s, %d rows\n", r.Attach, interval(r), len(r.Rows))
+	if r.SampleEvery > 1 {
+		fmt.Fprintf(bw, "sampled: 1 call in %d at random; counts and histograms are of the sampled calls (multiply counts by %d to estimate all)\n",
+			r.SampleEvery, r.SampleEvery)
+	}
 	for i := range r.Rows {
 		row := &r.Rows[i]
 		fmt.Fprintf(bw, "\n%s %s: %d calls, %d errors, %d EAGAIN, %d bytes", row.Primitive, row.Op,
@@ -206,7 +210,9 @@ type jsonReport struct {
 	Taken      time.Time `json:"taken"`
 	IntervalNs int64     `json:"interval_ns"`
 	Buckets    string    `json:"bucket_scheme"`
-	Rows       []jsonRow `json:"rows"`
+	// SampleEvery is omitted when every call was traced.
+	SampleEvery int       `json:"sample_every,omitempty"`
+	Rows        []jsonRow `json:"rows"`
 }
 
 type jsonRow struct {
@@ -246,7 +252,8 @@ func WriteJSON(w io.Writer, r *Report) error {
 	out := jsonReport{
 		Schema: SchemaID, Attach: r.Attach, Since: r.Since.UTC(), Taken: r.Taken.UTC(),
 		IntervalNs: r.Taken.Sub(r.Since).Nanoseconds(), Buckets: bucketScheme,
-		Rows: make([]jsonRow, 0, len(r.Rows)),
+		SampleEvery: sampleField(r.SampleEvery),
+		Rows:        make([]jsonRow, 0, len(r.Rows)),
 	}
 	for i := range r.Rows {
 		row := &r.Rows[i]
@@ -373,4 +380,11 @@ func promLabels(r *Row) []*dto.LabelPair {
 		{Name: proto.String("primitive"), Value: proto.String(r.Primitive)},
 		{Name: proto.String("op"), Value: proto.String(r.Op)},
 	}
+}
+
+func sampleField(n int) int {
+	if n > 1 {
+		return n
+	}
+	return 0
 }

@@ -180,6 +180,10 @@ type Report struct {
 	// Rows holds one entry per primitive and operation seen, sorted by primitive
 	// then operation.
 	Rows []Row
+	// SampleEvery is Options.SampleEvery (0 or 1: every call was traced). When it is
+	// N > 1, the counts and histograms are of the sampled calls, about 1 in N: they
+	// are not scaled; multiply counts by N to estimate all calls.
+	SampleEvery int
 }
 
 // Find returns the row for primitive and op, or nil.
@@ -196,7 +200,7 @@ func (r *Report) Find(primitive, op string) *Row {
 // (prev taken first): counts and histograms are subtracted row by row. It is how an
 // interval report is made without resetting the maps.
 func (r *Report) Sub(prev *Report) *Report {
-	out := &Report{Attach: r.Attach, Since: prev.Taken, Taken: r.Taken}
+	out := &Report{Attach: r.Attach, Since: prev.Taken, Taken: r.Taken, SampleEvery: r.SampleEvery}
 	for _, row := range r.Rows {
 		d := row
 		if p := prev.Find(row.Primitive, row.Op); p != nil {

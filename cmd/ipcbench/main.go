@@ -123,6 +123,7 @@ type runFlags struct {
 	duration, warmup           time.Duration
 	output                     string
 	ebpf                       bool
+	sample                     int
 }
 
 // runPlan is what the run flags ask for, checked.
@@ -132,6 +133,7 @@ type runPlan struct {
 	format    string
 	output    string
 	ebpf      bool
+	sample    int // --sample: the probes trace 1 call in sample (0: all)
 	peers     int
 	qosSizes  []int // the sizes of scenario qos: --size if given, else its own default
 }
@@ -174,6 +176,7 @@ func parseRunFlags(args []string, stderr io.Writer, defaults bool) (rp runPlan, 
 	fs.StringVar(&f.impls, "impl", "", "implementations: ipclab,std,raw (default: all; std, the Go standard library's way, only for pipe, unix-stream and udp)")
 	fs.StringVar(&f.format, "format", "table", "output: table, json, csv or bench (Go benchmark format, for benchstat)")
 	fs.StringVar(&f.output, "o", "", "write the results to this file instead of standard output")
+	fs.IntVar(&f.sample, "sample", 0, "with --ebpf: the probes trace 1 system call in N, chosen at random in the kernel (0 or 1: every call); counts and histograms are then of the sampled calls")
 	fs.BoolVar(&f.ebpf, "ebpf", false, "also measure every case with eBPF probes attached: where the time goes, copy cost per byte, probe overhead (needs CAP_BPF and CAP_PERFMON)")
 	if defaults {
 		// The default suite: short phases so that every primitive fits well inside two
@@ -224,6 +227,13 @@ func parseRunFlags(args []string, stderr io.Writer, defaults bool) (rp runPlan, 
 			rp.qosSizes = rp.cfg.Sizes
 		}
 	})
+	switch {
+	case f.sample < 0:
+		return bad("--sample %d: must not be negative", f.sample)
+	case f.sample > 1 && !f.ebpf:
+		return bad("--sample needs --ebpf")
+	}
+	rp.sample = f.sample
 	if f.ebpf && slices.Contains(rp.scenarios, bench.ScenarioQoS) {
 		return bad("--ebpf: scenario qos is not traced (its figures are the stream's, not the system calls')")
 	}
@@ -298,7 +308,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, defa
 			return os.Rename(tmp.Name(), rp.output)
 		}
 	}
-	probeOpts := ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true}
+	probeOpts := ebpf.Options{PIDs: []int{os.Getpid()}, FollowForks: true, SampleEvery: rp.sample}
 	var cost ebpf.ProbeCost
 	if rp.ebpf {
 		// Fail now rather than in the first traced pass. Run attaches the probes for

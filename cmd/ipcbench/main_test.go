@@ -144,6 +144,8 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--rounds", "-3"},
 		{"run", "--iters", "-5"},
 		{"run", "--peers", "0"},
+		{"run", "--sample", "-1", "--ebpf"},
+		{"run", "--sample", "10"}, // without --ebpf
 		{"run", "--prim", "door"},
 		{"list", "--bogus"},
 		{"list", "extra"},

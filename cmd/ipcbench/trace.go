@@ -24,10 +24,11 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	pid := fs.Int("p", 0, "the process to trace (required)")
 	interval := fs.Duration("interval", time.Second, "print what happened in each interval of this length (0: only at the end)")
 	format := fs.String("format", "text", "text (histograms), table (side by side), json or prometheus (one exposition of the totals at the end, -interval and -count only say when that is)")
+	sample := fs.Int("sample", 0, "trace 1 system call in N, chosen at random in the kernel (0 or 1: every call); counts and histograms are then of the sampled calls")
 	count := fs.Int("count", 0, "stop after this many intervals (0: until interrupted or the process exits)")
 	htmlFile := fs.String("html", "", "also write a latency heatmap per primitive and operation (time × time-in-call bucket, count as colour) to this HTML file when the trace ends; needs -interval")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ipcbench trace -p PID [-interval 1s] [-count N] [-format text|table|json|prometheus] [-html FILE]")
+		fmt.Fprintln(fs.Output(), "usage: ipcbench trace -p PID [-interval 1s] [-count N] [-sample N] [-format text|table|json|prometheus] [-html FILE]")
 		fs.PrintDefaults()
 	}
 	if help, err := parseFlags(fs, args, stderr); help || err != nil {
@@ -40,6 +41,8 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		return usageError{fmt.Errorf("trace needs -p PID")}
 	case *interval < 0:
 		return usageError{fmt.Errorf("-interval %v: must not be negative", *interval)}
+	case *sample < 0:
+		return usageError{fmt.Errorf("-sample %d: must not be negative", *sample)}
 	case *count < 0:
 		return usageError{fmt.Errorf("-count %d: must not be negative", *count)}
 	case *htmlFile != "" && *interval == 0:
@@ -52,7 +55,7 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		return usageError{err}
 	}
 	totalOnly := *format == "prometheus"
-	probes, err := ebpf.Load(ebpf.Options{PIDs: []int{*pid}, FollowForks: true})
+	probes, err := ebpf.Load(ebpf.Options{PIDs: []int{*pid}, FollowForks: true, SampleEvery: *sample})
 	if err != nil {
 		return err
 	}

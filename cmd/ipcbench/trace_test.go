@@ -61,6 +61,16 @@ func TestTrace(t *testing.T) {
 	assert.ErrorAs(t, err, &ue, "trace without -p")
 	_, _, err = runCLI(t, "trace", "-p", "1", "-format", "xml")
 	assert.ErrorAs(t, err, &ue)
+	_, _, err = runCLI(t, "trace", "-p", "1", "-sample", "-1")
+	assert.ErrorAs(t, err, &ue)
+
+	// Sampled, the text output says so.
+	out.Reset()
+	errOut.Reset()
+	err = run(context.Background(), []string{"trace", "-p", strconv.Itoa(p.Pid()), "-interval", "200ms", "-count", "1", "-sample", "4"}, &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	assert.Contains(t, out.String(), "sampled: 1 call in 4")
+	assert.Contains(t, out.String(), "pipe write")
 }
 
 // alive-check exits 0 when alive reports that the pid in its argument exists.

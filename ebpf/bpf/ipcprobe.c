@@ -185,6 +185,13 @@ struct tstate {
 volatile const u8 filter_pids = 0;  // trace only the processes in pids
 volatile const u8 follow_forks = 0; // add the children of traced processes to pids
 volatile const u8 classify = 1;     // classify unregistered descriptors and ids
+// Trace 1 call in sample_every (0 or 1: every call), chosen at random at sys_enter
+// right after the system call table says the call is one the probes trace: an
+// unsampled call does no other work and leaves no state, so its exit, and the
+// scheduler events while it runs, find nothing to do. Random, not every N-th, so that
+// a strictly alternating workload (write, read, write, ...) is not aliased onto one
+// operation.
+volatile const u32 sample_every = 0;
 
 // Set by user space while the probes run: how many descriptors have labels and how
 // many EAGAIN entries may be pending in ready. Zero lets the probes skip a lookup.
@@ -468,7 +475,9 @@ static __always_inline void finish(struct tstate *ts, long ret)
 		}
 	}
 
-	if (!ts->has_fd)
+	// With sampling the EAGAIN and the success that ends its wait are sampled apart:
+	// a pair would span several waits. The readiness wait is not recorded then.
+	if (!ts->has_fd || sample_every > 1)
 		return;
 	if (!would_block && !ready_used)
 		return;
@@ -652,11 +661,21 @@ static __always_inline void on_task_exit(const bool btf)
 		bpf_map_delete_elem(&pids, &tid);
 }
 
+// sampled decides whether this call is traced: always without sampling, else with
+// probability 1/sample_every.
+static __always_inline bool sampled(void)
+{
+	u32 n = sample_every;
+	if (n <= 1)
+		return true;
+	return bpf_get_prandom_u32() % n == 0;
+}
+
 // x86-64 system call arguments are in di, si, dx, r10, r8, r9.
 static __always_inline void enter_regs(struct pt_regs *regs, long nr, const bool btf)
 {
 	struct sc_info *sc = sc_lookup(nr);
-	if (!sc)
+	if (!sc || !sampled())
 		return;
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32, tid = (u32)id;
@@ -768,7 +787,7 @@ SEC("tracepoint/raw_syscalls/sys_enter")
 int tp_sys_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	struct sc_info *sc = sc_lookup(ctx->id);
-	if (!sc)
+	if (!sc || !sampled())
 		return 0;
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32, tid = (u32)id;

@@ -180,6 +180,7 @@ const (
 	IpcprobeVarFollowForks     = "follow_forks"
 	IpcprobeVarPidsGen         = "pids_gen"
 	IpcprobeVarReadyUsed       = "ready_used"
+	IpcprobeVarSampleEvery     = "sample_every"
 	IpcprobeVarUnusedArg       = "unused_arg"
 	IpcprobeVarUnusedBytes     = "unused_bytes"
 	IpcprobeVarUnusedMetric    = "unused_metric"
@@ -273,6 +274,7 @@ type IpcprobeVariableSpecs struct {
 	FollowForks  *ebpf.VariableSpec `ebpf:"follow_forks"`
 	PidsGen      *ebpf.VariableSpec `ebpf:"pids_gen"`
 	ReadyUsed    *ebpf.VariableSpec `ebpf:"ready_used"`
+	SampleEvery  *ebpf.VariableSpec `ebpf:"sample_every"`
 	UnusedArg    *ebpf.VariableSpec `ebpf:"unused_arg"`
 	UnusedBytes  *ebpf.VariableSpec `ebpf:"unused_bytes"`
 	UnusedMetric *ebpf.VariableSpec `ebpf:"unused_metric"`
@@ -333,6 +335,7 @@ type IpcprobeVariables struct {
 	FollowForks  *ebpf.Variable `ebpf:"follow_forks"`
 	PidsGen      *ebpf.Variable `ebpf:"pids_gen"`
 	ReadyUsed    *ebpf.Variable `ebpf:"ready_used"`
+	SampleEvery  *ebpf.Variable `ebpf:"sample_every"`
 	UnusedArg    *ebpf.Variable `ebpf:"unused_arg"`
 	UnusedBytes  *ebpf.Variable `ebpf:"unused_bytes"`
 	UnusedMetric *ebpf.Variable `ebpf:"unused_metric"`
