@@ -57,9 +57,8 @@ func ViaDeadline(ctx context.Context, dl *Deadlines, write bool, set func(time.T
 // ctx and the handle's deadline handle (as it is now; zero: none), with the earlier
 // of the two on the file: a deadline that was ctx's, not the handle's, is ctx.Err().
 // ctx's timer in the poller can fire just before ctx's own: once ctx's deadline
-// has passed it is context.DeadlineExceeded whether or not ctx's timer has fired
-// (on a busy machine it can lag by more than any grace period); before that, it
-// waits a while for ctx to say so.
+// has passed it waits for ctx to end (on a busy machine ctx's timer can lag by more
+// than any grace period); before that, it waits a while for ctx to say so.
 func DeadlineErr(ctx context.Context, err error, handle time.Time) error {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
@@ -69,9 +68,12 @@ func DeadlineErr(ctx context.Context, err error, handle time.Time) error {
 	}
 	if ctxDl, has := ctx.Deadline(); has && (handle.IsZero() || time.Now().Before(handle)) {
 		if !time.Now().Before(ctxDl) {
-			// ctx's deadline has passed: ctx ends with DeadlineExceeded, though its
-			// own timer, on a busy machine, may not have fired yet.
-			return context.DeadlineExceeded
+			// ctx's deadline has passed, so ctx is about to end, though its own
+			// timer, on a busy machine, may lag by more than any grace period: wait
+			// for it, so that callers who check ctx.Err() after the error see it
+			// (the door client decides on that whether to cancel the call).
+			<-ctx.Done()
+			return ctx.Err()
 		}
 		select {
 		case <-ctx.Done():
