@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipclab/ipclab/ebpf"
-	"github.com/ipclab/ipclab/internal/ipctest"
 )
 
 // TestAgreesWithBpftrace holds the probes' call counts against bpftrace's, a tracer
@@ -31,13 +30,7 @@ func TestAgreesWithBpftrace(t *testing.T) {
 	}
 	tracefs(t)
 	const n, size = 100, 64
-	id := msgQueue(t)
-	snd := ipctest.Start(t, "msgsnd", ipctest.WithArgs(strconv.Itoa(id), strconv.Itoa(n), strconv.Itoa(size)), noPreemption)
-	a, b := socketpair(t, unix.SOCK_DGRAM)
-	send := ipctest.Start(t, "sendto", ipctest.WithFiles(a), ipctest.WithArgs(strconv.Itoa(n), strconv.Itoa(size)))
-	_ = b
-	awaitBlocked(t, snd.Pid())
-	awaitBlocked(t, send.Pid())
+	snd, send := twoSenders(t, n, size)
 
 	script := fmt.Sprintf(`tracepoint:syscalls:sys_exit_msgsnd /pid == %d/ { @msgsnd = count(); }
 tracepoint:syscalls:sys_exit_sendto /pid == %d/ { @sendto = count(); }`, snd.Pid(), send.Pid())
@@ -84,12 +77,7 @@ tracepoint:syscalls:sys_exit_sendto /pid == %d/ { @sendto = count(); }`, snd.Pid
 		counts[m[1]], _ = strconv.ParseUint(m[2], 10, 64)
 	}
 	t.Logf("bpftrace: msgsnd %d, sendto %d", counts["msgsnd"], counts["sendto"])
-	if got := r.Find("sysv-msg", "msgsnd"); got == nil || got.Calls != counts["msgsnd"] || got.Calls != n {
-		t.Errorf("msgsnd: probes %+v, bpftrace %d, want %d", got, counts["msgsnd"], n)
-	}
-	if got := r.Find("unix-dgram", "send"); got == nil || got.Calls != counts["sendto"] || got.Calls != n {
-		t.Errorf("sendto: probes %+v, bpftrace %d, want %d", got, counts["sendto"], n)
-	}
+	requireAgree(t, "bpftrace", r, counts, n)
 }
 
 // tracefs makes sure the kernel's tracing file system, where bpftrace finds

@@ -523,13 +523,7 @@ func TestAgreesWithStrace(t *testing.T) {
 		t.Skip("strace not installed")
 	}
 	const n, size = 100, 64
-	id := msgQueue(t)
-	snd := ipctest.Start(t, "msgsnd", ipctest.WithArgs(strconv.Itoa(id), strconv.Itoa(n), strconv.Itoa(size)), noPreemption)
-	a, b := socketpair(t, unix.SOCK_DGRAM)
-	send := ipctest.Start(t, "sendto", ipctest.WithFiles(a), ipctest.WithArgs(strconv.Itoa(n), strconv.Itoa(size)))
-	_ = b
-	awaitBlocked(t, snd.Pid())
-	awaitBlocked(t, send.Pid())
+	snd, send := twoSenders(t, n, size)
 
 	out := filepath.Join(t.TempDir(), "strace.out")
 	cmd := exec.Command(strace, "-f", "-c", "-U", "name,calls,errors", "-e", "trace=msgsnd,sendto",
@@ -549,11 +543,31 @@ func TestAgreesWithStrace(t *testing.T) {
 	}
 	counts := parseStraceC(t, out)
 	t.Logf("strace -c: msgsnd %d, sendto %d", counts["msgsnd"], counts["sendto"])
-	if got := r.Find("sysv-msg", "msgsnd"); got == nil || got.Calls != counts["msgsnd"] || got.Calls != n {
-		t.Errorf("msgsnd: probes %+v, strace %d, want %d", got, counts["msgsnd"], n)
+	requireAgree(t, "strace", r, counts, n)
+}
+
+// twoSenders starts the agreement tests' workload, blocked until traced: a System V
+// queue sender and a Unix datagram sender, n messages of size bytes each.
+func twoSenders(t *testing.T, n, size int) (snd, send *ipctest.Proc) {
+	t.Helper()
+	id := msgQueue(t)
+	snd = ipctest.Start(t, "msgsnd", ipctest.WithArgs(strconv.Itoa(id), strconv.Itoa(n), strconv.Itoa(size)), noPreemption)
+	a, _ := socketpair(t, unix.SOCK_DGRAM)
+	send = ipctest.Start(t, "sendto", ipctest.WithFiles(a), ipctest.WithArgs(strconv.Itoa(n), strconv.Itoa(size)))
+	awaitBlocked(t, snd.Pid())
+	awaitBlocked(t, send.Pid())
+	return snd, send
+}
+
+// requireAgree fails t unless the probes' report r and another tracer's counts
+// (msgsnd, sendto) both saw exactly the n calls of each kind twoSenders makes.
+func requireAgree(t *testing.T, tool string, r *ebpf.Report, counts map[string]uint64, n int) {
+	t.Helper()
+	if got := r.Find("sysv-msg", "msgsnd"); got == nil || got.Calls != counts["msgsnd"] || got.Calls != uint64(n) {
+		t.Errorf("msgsnd: probes %+v, %s %d, want %d", got, tool, counts["msgsnd"], n)
 	}
-	if got := r.Find("unix-dgram", "send"); got == nil || got.Calls != counts["sendto"] || got.Calls != n {
-		t.Errorf("sendto: probes %+v, strace %d, want %d", got, counts["sendto"], n)
+	if got := r.Find("unix-dgram", "send"); got == nil || got.Calls != counts["sendto"] || got.Calls != uint64(n) {
+		t.Errorf("sendto: probes %+v, %s %d, want %d", got, tool, counts["sendto"], n)
 	}
 }
 

@@ -294,17 +294,7 @@ func TestSemanticsAcrossNamespaces(t *testing.T) {
 			h := netnsCampaign(t, tc.sem, tc.cache, calls, f, 7+i)
 			rep := checkSemantics(h)
 			t.Logf("%s across namespaces: %v", tc.sem, rep)
-			for _, v := range rep.violations {
-				if v != "" {
-					t.Error(v)
-				}
-			}
-			if rep.returned == 0 {
-				t.Errorf("%s: no call returned", tc.sem)
-			}
-			if tc.sem != rpc.Maybe && rep.returned != calls {
-				t.Errorf("%s: %d of %d calls returned within 2 s", tc.sem, rep.returned, calls)
-			}
+			requireSemantics(t, tc.sem, rep, calls)
 		})
 	}
 }

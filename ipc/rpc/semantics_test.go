@@ -292,17 +292,7 @@ func TestSemanticsUnderFaults(t *testing.T) {
 			h := campaign(t, tc.sem, tc.cache, calls, f)
 			rep := checkSemantics(h)
 			t.Logf("%s: %v", tc.sem, rep)
-			for _, v := range rep.violations {
-				if v != "" {
-					t.Error(v)
-				}
-			}
-			if rep.returned == 0 {
-				t.Errorf("%s: no call returned", tc.sem)
-			}
-			if tc.sem != rpc.Maybe && rep.returned != calls {
-				t.Errorf("%s: %d of %d calls returned within 2 s", tc.sem, rep.returned, calls)
-			}
+			requireSemantics(t, tc.sem, rep, calls)
 		})
 	}
 }
@@ -349,5 +339,22 @@ func TestSemanticsCheckerCatchesViolations(t *testing.T) {
 	t.Logf("at-most-once without a reply cache: %v", rep)
 	if len(rep.violations) == 0 {
 		t.Errorf("at-most-once against a server without a reply cache: the checker found no call run twice")
+	}
+}
+
+// requireSemantics fails t for every violation the checker found in a campaign of
+// calls under sem, and when calls that must return (all but maybe's) did not.
+func requireSemantics(t *testing.T, sem rpc.Semantics, rep semReport, calls int) {
+	t.Helper()
+	for _, v := range rep.violations {
+		if v != "" {
+			t.Error(v)
+		}
+	}
+	if rep.returned == 0 {
+		t.Errorf("%s: no call returned", sem)
+	}
+	if sem != rpc.Maybe && rep.returned != calls {
+		t.Errorf("%s: %d of %d calls returned within 2 s", sem, rep.returned, calls)
 	}
 }
